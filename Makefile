@@ -1,0 +1,36 @@
+# make run   — set up and serve the portal with demo data (SQLite, web + worker + beat)
+# make test  — set up and run ruff and the whole test suite (PostgreSQL + Redis on 127.0.0.1)
+# make bench — the API benchmark (PostgreSQL, gunicorn with 2 sync workers)
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP_INSTALL := $(VENV)/bin/pip install -q --disable-pip-version-check --build-constraint build-constraints.txt
+
+.PHONY: run test lint bench clean
+
+$(VENV)/.runtime: requirements.txt build-constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -U pip
+	$(PIP_INSTALL) -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PIP_INSTALL) -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.runtime
+	./scripts/run.sh
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.dev
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) var test-artifacts

@@ -1,0 +1,109 @@
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from deployments import services
+from deployments.api.serializers import (
+    ModelVersionCreateSerializer,
+    ModelVersionSerializer,
+    ModelVersionUpdateSerializer,
+    RegisteredModelCreateSerializer,
+    RegisteredModelSerializer,
+    RegisteredModelUpdateSerializer,
+)
+from deployments.filters import ModelVersionFilter, RegisteredModelFilter
+from deployments.models import ModelVersion, RegisteredModel
+
+
+class ServiceBackedViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
+    """Read with the declared serializer; write by parsing `input_serializers[action]`
+    and handing the data to a service function, whose result is read back."""
+
+    input_serializers: dict = {}
+    http_method_names = ["get", "post", "patch", "head", "options"]
+
+    def parse_input(self, partial=False) -> dict:
+        payload = self.input_serializers[self.action](data=self.request.data, partial=partial)
+        payload.is_valid(raise_exception=True)
+        return payload.validated_data
+
+    def respond_with(self, instance, status_code=status.HTTP_200_OK) -> Response:
+        fresh = self.get_queryset().get(pk=instance.pk)
+        return Response(self.get_serializer(fresh).data, status=status_code)
+
+
+class RegisteredModelViewSet(ServiceBackedViewSet):
+    """Registered models, looked up by name."""
+
+    queryset = RegisteredModel.objects.for_list()
+    serializer_class = RegisteredModelSerializer
+    filterset_class = RegisteredModelFilter
+    lookup_field = "name"
+    lookup_value_regex = "[^/]+"
+    input_serializers = {
+        "create": RegisteredModelCreateSerializer,
+        "partial_update": RegisteredModelUpdateSerializer,
+    }
+
+    @extend_schema(
+        request=RegisteredModelCreateSerializer, responses={201: RegisteredModelSerializer}
+    )
+    def create(self, request):
+        model = services.create_model(request.user, **self.parse_input())
+        return self.respond_with(model, status.HTTP_201_CREATED)
+
+    @extend_schema(request=RegisteredModelUpdateSerializer, responses=RegisteredModelSerializer)
+    def partial_update(self, request, name=None):
+        model = services.update_model(request.user, self.get_object(), **self.parse_input(True))
+        return self.respond_with(model)
+
+
+class ModelVersionViewSet(ServiceBackedViewSet):
+    """Versions of one model, looked up by number. POST registers the next version."""
+
+    serializer_class = ModelVersionSerializer
+    filterset_class = ModelVersionFilter
+    lookup_field = "number"
+    lookup_url_kwarg = "version"
+    lookup_value_regex = "[0-9]+"
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    input_serializers = {
+        "create": ModelVersionCreateSerializer,
+        "partial_update": ModelVersionUpdateSerializer,
+    }
+
+    def get_registered_model(self) -> RegisteredModel:
+        if not hasattr(self, "_registered_model"):
+            self._registered_model = get_object_or_404(
+                RegisteredModel, name=self.kwargs["model_name"]
+            )
+        return self._registered_model
+
+    def get_queryset(self):
+        return ModelVersion.objects.for_list().filter(model__name=self.kwargs["model_name"])
+
+    def list(self, request, *args, **kwargs):
+        self.get_registered_model()  # 404 for an unknown model, not an empty list
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=ModelVersionCreateSerializer, responses={201: ModelVersionSerializer})
+    def create(self, request, model_name=None):
+        version = services.register_version(
+            request.user, self.get_registered_model(), **self.parse_input()
+        )
+        return self.respond_with(version, status.HTTP_201_CREATED)
+
+    @extend_schema(request=ModelVersionUpdateSerializer, responses=ModelVersionSerializer)
+    def partial_update(self, request, model_name=None, version=None):
+        instance = self.get_object()
+        changes = self.parse_input(partial=True)
+        archived = changes.pop("archived", None)
+        if changes:
+            services.update_version(request.user, instance, **changes)
+        if archived is not None:
+            services.set_version_archived(request.user, instance, archived)
+        return self.respond_with(instance)

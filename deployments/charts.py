@@ -1,0 +1,49 @@
+"""Figures and comparisons for the registry pages (Plotly; plotly.js is served locally)."""
+
+import plotly.graph_objects as go
+
+
+def metric_names(history) -> list[str]:
+    """Sorted metric names appearing in `history`, a list of (number, metrics) pairs."""
+    return sorted({name for _, metrics in history for name in (metrics or {})})
+
+
+def metric_chart(history, metric: str) -> str:
+    """HTML for a line chart of `metric` across version numbers; '' when nothing to plot."""
+    points = [(number, m[metric]) for number, m in history if metric in (m or {})]
+    if not points:
+        return ""
+    figure = go.Figure(
+        go.Scatter(
+            x=[f"v{number}" for number, _ in points],
+            y=[value for _, value in points],
+            mode="lines+markers",
+            name=metric,
+        )
+    )
+    figure.update_layout(
+        height=280,
+        margin={"l": 40, "r": 10, "t": 30, "b": 30},
+        title={"text": f"{metric} by version", "font": {"size": 14}},
+        xaxis={"type": "category"},
+    )
+    return figure.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
+
+
+def metric_deltas(a, b) -> list[dict]:
+    """Rows of metric name, value in a, value in b and b - a (None where one side lacks it)."""
+    rows = []
+    for name in sorted(set(a.metrics) | set(b.metrics)):
+        left, right = a.metrics.get(name), b.metrics.get(name)
+        delta = right - left if left is not None and right is not None else None
+        rows.append({"name": name, "a": left, "b": right, "delta": delta})
+    return rows
+
+
+def param_diff(a, b) -> list[dict]:
+    """Rows for every parameter, flagged `changed` when the two versions differ."""
+    rows = []
+    for name in sorted(set(a.params) | set(b.params)):
+        left, right = a.params.get(name), b.params.get(name)
+        rows.append({"name": name, "a": left, "b": right, "changed": left != right})
+    return rows

@@ -1,0 +1,31 @@
+"""Filters shared by the pages and the API, so both answer the same query the same way."""
+
+import django_filters
+from django.db.models import Q
+
+from deployments.choices import VersionStatus
+from deployments.models import ModelVersion, RegisteredModel
+
+
+class RegisteredModelFilter(django_filters.FilterSet):
+    q = django_filters.CharFilter(method="search", label="Name or description contains")
+    owner = django_filters.CharFilter(field_name="owner__username", label="Owner (username)")
+    team = django_filters.CharFilter(field_name="team", lookup_expr="iexact")
+    tag = django_filters.CharFilter(field_name="tags__name", label="Tag", distinct=True)
+
+    class Meta:
+        model = RegisteredModel
+        fields = ["q", "owner", "team", "tag"]
+
+    def search(self, queryset, name, value):
+        return queryset.filter(Q(name__icontains=value) | Q(description__icontains=value))
+
+
+class ModelVersionFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=VersionStatus.choices)
+    archived = django_filters.BooleanFilter()
+    tag = django_filters.CharFilter(field_name="tags__name", label="Tag", distinct=True)
+
+    class Meta:
+        model = ModelVersion
+        fields = ["status", "archived", "tag"]

@@ -1,0 +1,70 @@
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.files.base import ContentFile
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from deployments import services
+from deployments.demo import DEMO_MODELS
+from deployments.models import RegisteredModel
+from mlops_portal.roles import Role
+
+# username, password, role (None = superuser). Demo only: never load this in production.
+DEMO_USERS = [
+    ("alice", "alice-demo-2026", Role.DATA_SCIENTIST),
+    ("bob", "bob-demo-2026", Role.MLOPS_ENGINEER),
+    ("carol", "carol-demo-2026", Role.VIEWER),
+    ("admin", "admin-demo-2026", None),
+]
+
+
+class Command(BaseCommand):
+    help = "Create demo users and register small scikit-learn models (safe to run again)."
+
+    def handle(self, *args, **options):
+        users = {
+            name: self.ensure_user(name, password, role) for name, password, role in DEMO_USERS
+        }
+        created = 0
+        for name, team, tags, description, trainer, versions in DEMO_MODELS:
+            if RegisteredModel.objects.filter(name=name).exists():
+                continue
+            self.register_model(users["alice"], name, team, tags, description, trainer, versions)
+            created += 1
+        self.stdout.write(f"Demo data: {created} new models (validation runs on the worker).")
+        self.stdout.write(
+            "Demo users (password): "
+            + ", ".join(
+                f"{name} ({password}, {role.label if role else 'admin'})"
+                for name, password, role in DEMO_USERS
+            )
+        )
+
+    def ensure_user(self, username, password, role):
+        user, _ = get_user_model().objects.get_or_create(
+            username=username, defaults={"email": f"{username}@example.com"}
+        )
+        user.set_password(password)
+        user.is_superuser = user.is_staff = role is None
+        user.save()
+        if role is not None:
+            user.groups.set([Group.objects.get(name=role)])
+        return user
+
+    @transaction.atomic
+    def register_model(self, owner, name, team, tags, description, trainer, versions):
+        model = services.create_model(
+            owner, name=name, team=team, tags=tags, description=description
+        )
+        for kwargs in versions:
+            artifact, metrics, params, sample = trainer(**kwargs)
+            services.register_version(
+                owner,
+                model,
+                artifact=ContentFile(artifact, name="model.joblib"),
+                metrics=metrics,
+                params=params,
+                sample_input=sample,
+                source_url="https://git.example.com/ml/demo-models",
+                description=f"Trained by the demo data command with {params}.",
+            )

@@ -1,0 +1,422 @@
+"""Every state change of the model registry. Forms, the API and tasks call these functions;
+each checks permission, validates, writes its event row and enqueues work on commit."""
+
+import hashlib
+import math
+import re
+import shutil
+import tempfile
+from contextlib import contextmanager
+from datetime import timedelta
+from urllib.parse import urlparse
+
+import httpx
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from deployments.choices import Flavor, VersionEventKind, VersionStatus
+from deployments.models import ModelVersion, RegisteredModel, Tag, VersionEvent
+from deployments.serving.loading import (
+    ArtifactError,
+    InputError,
+    check_instances,
+    file_digest,
+    load_model,
+    predict,
+)
+from mlops_portal.roles import AUTHORS, OPERATORS, has_role, require_role
+
+ARTIFACT_EXTENSIONS = (".joblib", ".pkl", ".pickle")
+URI_SCHEMES = ("http", "https")
+TAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,49}$")
+SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+
+
+# --- models -------------------------------------------------------------------------------
+
+
+def create_model(actor, *, name, description="", team="", tags=()) -> RegisteredModel:
+    """Register a new model name owned by `actor`; return it."""
+    require_role(actor, AUTHORS, "create models")
+    name = (name or "").strip().lower()
+    model = RegisteredModel(name=name, description=description, owner=actor, team=team.strip())
+    errors = _field_errors(model, exclude=["owner", "latest_version_number"])
+    tag_names = _clean_tags(tags, errors)
+    if RegisteredModel.objects.filter(name=name).exists():
+        errors.setdefault("name", []).append(f"A model named {name!r} already exists.")
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        model.save()
+        model.tags.set(_tag_rows(tag_names))
+    return model
+
+
+def update_model(actor, model: RegisteredModel, *, description=None, team=None, tags=None):
+    """Change the description, team or tags of `model`; the name never changes."""
+    _require_model_editor(actor, model)
+    if description is not None:
+        model.description = description
+    if team is not None:
+        model.team = team.strip()
+    errors = _field_errors(model, exclude=["owner", "latest_version_number", "name"])
+    tag_names = _clean_tags(tags, errors) if tags is not None else None
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        model.save()
+        if tag_names is not None:
+            model.tags.set(_tag_rows(tag_names))
+    return model
+
+
+def can_edit_model(user, model: RegisteredModel) -> bool:
+    """True for the model's owner, MLOps engineers and admins."""
+    return user.is_authenticated and (model.owner_id == user.pk or has_role(user, OPERATORS))
+
+
+def _require_model_editor(actor, model):
+    if not can_edit_model(actor, model):
+        raise PermissionDenied("Only the model's owner or an MLOps engineer may change it.")
+
+
+# --- versions -----------------------------------------------------------------------------
+
+
+def register_version(
+    actor,
+    model: RegisteredModel,
+    *,
+    artifact=None,
+    artifact_uri="",
+    artifact_sha256="",
+    flavor=Flavor.SKLEARN,
+    metrics=None,
+    params=None,
+    source_url="",
+    description="",
+    sample_input=None,
+    tags=(),
+) -> ModelVersion:
+    """Register the next version of `model` and queue its validation; return the version.
+
+    The number comes from a conditional UPDATE on the model row, so two concurrent
+    registrations never share a number (the unique constraint backs this up)."""
+    require_role(actor, AUTHORS, "register model versions")
+    artifact_sha256 = (artifact_sha256 or "").strip().lower()
+    errors: dict[str, list[str]] = {}
+    _check_artifact(artifact, artifact_uri, artifact_sha256, errors)
+    _check_metrics(metrics or {}, errors)
+    _check_json_object("params", params or {}, errors)
+    _check_sample_input(sample_input, errors)
+    if flavor not in Flavor.values:
+        errors.setdefault("flavor", []).append(f"Choose one of: {', '.join(Flavor.values)}.")
+    if source_url and len(source_url) > 500:
+        errors.setdefault("source_url", []).append("Use at most 500 characters.")
+    tag_names = _clean_tags(tags, errors)
+    if errors:
+        raise ValidationError(errors)
+
+    with transaction.atomic():
+        version = ModelVersion(
+            model=model,
+            number=_next_version_number(model),
+            artifact_uri=artifact_uri.strip(),
+            artifact_sha256=artifact_sha256,
+            flavor=flavor,
+            metrics=metrics or {},
+            params=params or {},
+            source_url=source_url.strip(),
+            description=description,
+            sample_input=sample_input,
+            registered_by=actor,
+        )
+        if artifact is not None:
+            version.artifact_sha256, version.artifact_size = _upload_digest(artifact)
+            version.artifact.save(f"{model.name}-v{version.number}-{artifact.name}", artifact)
+        version.save()
+        if tag_names:
+            version.tags.set(_tag_rows(tag_names))
+        _record(version, VersionEventKind.REGISTERED, actor, f"Registered by {actor}.")
+        _enqueue_validation(version.pk)
+    return version
+
+
+def update_version(actor, version: ModelVersion, *, description=None, tags=None):
+    """Change the mutable fields of a version (description, tags); everything else is frozen."""
+    _require_model_editor(actor, version.model)
+    errors: dict[str, list[str]] = {}
+    tag_names = _clean_tags(tags, errors) if tags is not None else None
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        if description is not None and description != version.description:
+            version.description = description
+            version.save(update_fields=["description", "updated_at"])
+        if tag_names is not None:
+            version.tags.set(_tag_rows(tag_names))
+        _record(version, VersionEventKind.EDITED, actor, "Description or tags edited.")
+    return version
+
+
+def set_version_archived(actor, version: ModelVersion, archived: bool, reason="") -> ModelVersion:
+    """Archive (hide from default lists) or restore a version; return it."""
+    _require_model_editor(actor, version.model)
+    if version.archived == archived:
+        return version
+    with transaction.atomic():
+        version.archived = archived
+        version.save(update_fields=["archived", "updated_at"])
+        kind = VersionEventKind.ARCHIVED if archived else VersionEventKind.UNARCHIVED
+        _record(version, kind, actor, reason)
+    return version
+
+
+def _next_version_number(model: RegisteredModel) -> int:
+    """Hand out the next number; the UPDATE holds the row lock until the transaction ends."""
+    RegisteredModel.objects.filter(pk=model.pk).update(
+        latest_version_number=F("latest_version_number") + 1
+    )
+    number = (
+        RegisteredModel.objects.filter(pk=model.pk)
+        .values_list("latest_version_number", flat=True)
+        .get()
+    )
+    model.latest_version_number = number
+    return number
+
+
+def _upload_digest(upload) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in upload.chunks():
+        digest.update(chunk)
+        size += len(chunk)
+    upload.seek(0)
+    return digest.hexdigest(), size
+
+
+def _enqueue_validation(version_id: int) -> None:
+    from deployments.tasks import validate_version_task
+
+    transaction.on_commit(lambda: validate_version_task.delay(version_id))
+
+
+def _record(version, kind, actor=None, message="") -> VersionEvent:
+    return VersionEvent.objects.create(version=version, kind=kind, actor=actor, message=message)
+
+
+# --- validation (the job) ----------------------------------------------------------------
+
+
+def validate_version(version_id: int) -> ModelVersion | None:
+    """Validate one version: checksum, load with its flavor, predict on the sample input.
+
+    Returns the version in its final state, or None when there is nothing to do (gone,
+    already final, or another worker holds a fresh claim)."""
+    attempt = _claim_validation(version_id)
+    if attempt is None:
+        return None
+    version = ModelVersion.objects.select_related("model").get(pk=version_id)
+    _record(version, VersionEventKind.VALIDATION_STARTED, message=f"Attempt {attempt}.")
+    try:
+        summary = _run_validation(version)
+    except (ArtifactError, InputError) as exc:
+        return _finish_validation(version, attempt, VersionStatus.INVALID, str(exc))
+    return _finish_validation(version, attempt, VersionStatus.READY, summary)
+
+
+def stale_validation_ids() -> list[int]:
+    """Versions waiting for a worker, or whose worker died mid-validation."""
+    cutoff = timezone.now() - timedelta(seconds=settings.VALIDATION_STALE_AFTER_SECONDS)
+    waiting = Q(status=VersionStatus.REGISTERED, created_at__lt=cutoff)
+    abandoned = Q(status=VersionStatus.VALIDATING, validation_started_at__lt=cutoff)
+    return list(ModelVersion.objects.filter(waiting | abandoned).values_list("pk", flat=True))
+
+
+def _claim_validation(version_id: int) -> int | None:
+    """Move the version to `validating` if no live worker has it; return the attempt number."""
+    cutoff = timezone.now() - timedelta(seconds=settings.VALIDATION_STALE_AFTER_SECONDS)
+    claimable = Q(status=VersionStatus.REGISTERED) | Q(
+        status=VersionStatus.VALIDATING, validation_started_at__lt=cutoff
+    )
+    claimed = (
+        ModelVersion.objects.filter(claimable, pk=version_id).update(
+            status=VersionStatus.VALIDATING,
+            validation_started_at=timezone.now(),
+            validation_attempts=F("validation_attempts") + 1,
+        )
+        == 1
+    )
+    if not claimed:
+        return None  # another worker got there first, or the version is final or gone
+    return ModelVersion.objects.values_list("validation_attempts", flat=True).get(pk=version_id)
+
+
+def _finish_validation(version, attempt, status, detail) -> ModelVersion:
+    """Record the outcome unless a newer attempt has taken over meanwhile."""
+    with transaction.atomic():
+        written = ModelVersion.objects.filter(
+            pk=version.pk, status=VersionStatus.VALIDATING, validation_attempts=attempt
+        ).update(status=status, status_detail=detail, validated_at=timezone.now())
+        if written:
+            kind = (
+                VersionEventKind.VALIDATED
+                if status == VersionStatus.READY
+                else VersionEventKind.VALIDATION_FAILED
+            )
+            _record(version, kind, message=detail)
+    version.refresh_from_db()
+    return version
+
+
+def _run_validation(version: ModelVersion) -> str:
+    """Check the artifact end to end; return a one-line summary or raise ArtifactError."""
+    with _local_artifact(version) as path:
+        digest, size = file_digest(path)
+        if version.artifact_sha256 and digest != version.artifact_sha256:
+            raise ArtifactError(
+                f"Checksum mismatch: the artifact's SHA-256 is {digest}, "
+                f"registered {version.artifact_sha256}."
+            )
+        ModelVersion.objects.filter(pk=version.pk).update(
+            artifact_sha256=digest, artifact_size=size
+        )
+        model = load_model(path, version.flavor)
+        predictions = predict(model, version.sample_input)
+    if len(predictions) != len(version.sample_input):
+        raise ArtifactError(
+            f"predict() returned {len(predictions)} predictions for "
+            f"{len(version.sample_input)} sample rows."
+        )
+    preview = ", ".join(str(p) for p in predictions[:5])
+    return f"Loaded and predicted {len(predictions)} sample rows: [{preview}]."
+
+
+@contextmanager
+def _local_artifact(version: ModelVersion):
+    """Yield a local file path holding the version's artifact (downloaded if it is a URI)."""
+    if version.artifact:
+        try:
+            yield version.artifact.path
+        except NotImplementedError:  # remote storage: copy it locally first
+            with tempfile.NamedTemporaryFile(suffix=".artifact") as handle:
+                with version.artifact.open("rb") as source:
+                    shutil.copyfileobj(source, handle)
+                handle.flush()
+                yield handle.name
+        return
+    with tempfile.NamedTemporaryFile(suffix=".artifact") as handle:
+        _download(version.artifact_uri, handle)
+        yield handle.name
+
+
+def _download(uri: str, handle) -> None:
+    limit = settings.ARTIFACT_MAX_BYTES
+    received = 0
+    try:
+        with httpx.stream(
+            "GET", uri, timeout=settings.ARTIFACT_DOWNLOAD_TIMEOUT, follow_redirects=True
+        ) as response:
+            if response.status_code != 200:
+                raise ArtifactError(f"Downloading {uri} answered HTTP {response.status_code}.")
+            for chunk in response.iter_bytes():
+                received += len(chunk)
+                if received > limit:
+                    raise ArtifactError(f"The artifact at {uri} is larger than {limit} bytes.")
+                handle.write(chunk)
+    except httpx.HTTPError as exc:
+        raise ArtifactError(f"Could not download {uri}: {exc}") from exc
+    handle.flush()
+
+
+# --- input checks -------------------------------------------------------------------------
+
+
+def _field_errors(instance, exclude) -> dict[str, list[str]]:
+    try:
+        instance.full_clean(exclude=exclude, validate_unique=False, validate_constraints=False)
+    except ValidationError as exc:
+        return dict(exc.message_dict)
+    return {}
+
+
+def _check_artifact(artifact, uri, sha256, errors) -> None:
+    if bool(artifact) == bool(uri and uri.strip()):
+        errors.setdefault("artifact", []).append(
+            "Upload an artifact file or give an artifact_uri, exactly one of the two."
+        )
+        return
+    if artifact is not None:
+        if not artifact.name.lower().endswith(ARTIFACT_EXTENSIONS):
+            errors.setdefault("artifact", []).append(
+                f"Upload a scikit-learn model saved with joblib ({', '.join(ARTIFACT_EXTENSIONS)})."
+            )
+        if artifact.size == 0:
+            errors.setdefault("artifact", []).append("The uploaded file is empty.")
+        if artifact.size > settings.ARTIFACT_MAX_BYTES:
+            errors.setdefault("artifact", []).append(
+                f"The file is {artifact.size} bytes; the limit is "
+                f"{settings.ARTIFACT_MAX_BYTES} bytes (ARTIFACT_MAX_BYTES)."
+            )
+    else:
+        parsed = urlparse(uri.strip())
+        if parsed.scheme not in URI_SCHEMES or not parsed.netloc:
+            errors.setdefault("artifact_uri", []).append(
+                "Give an http:// or https:// URL the workers can download the artifact from."
+            )
+        elif len(uri) > 1000:
+            errors.setdefault("artifact_uri", []).append("Use at most 1000 characters.")
+    if sha256 and not SHA256_PATTERN.match(sha256):
+        errors.setdefault("artifact_sha256", []).append("Give 64 hexadecimal characters.")
+
+
+def _check_metrics(metrics, errors) -> None:
+    if not isinstance(metrics, dict):
+        errors.setdefault("metrics", []).append(
+            'Give an object of names to numbers: {"auc": 0.91}.'
+        )
+        return
+    for name, value in metrics.items():
+        if not isinstance(name, str) or not name.strip() or len(name) > 100:
+            errors.setdefault("metrics", []).append(f"Metric name {name!r} is not a short text.")
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            errors.setdefault("metrics", []).append(f"Metric {name!r} must be a number.")
+        elif not math.isfinite(value):
+            errors.setdefault("metrics", []).append(f"Metric {name!r} must be finite.")
+
+
+def _check_json_object(field, value, errors) -> None:
+    if not isinstance(value, dict):
+        errors.setdefault(field, []).append('Give a JSON object, e.g. {"max_depth": 4}.')
+
+
+def _check_sample_input(sample_input, errors) -> None:
+    try:
+        check_instances(sample_input)
+    except InputError as exc:
+        errors.setdefault("sample_input", []).append(
+            f"Give a few example rows the model can predict on: {exc}"
+        )
+
+
+def _clean_tags(names, errors) -> list[str]:
+    """Return the normalised tag names, or note an error for names that are not tags."""
+    cleaned = sorted({name.strip().lower() for name in names or () if name and name.strip()})
+    bad = [name for name in cleaned if not TAG_PATTERN.match(name)]
+    if bad:
+        errors.setdefault("tags", []).append(
+            f"Tags are short lowercase words (letters, digits, . _ -): {', '.join(bad)}."
+        )
+    return cleaned
+
+
+def _tag_rows(names: list[str]) -> list[Tag]:
+    """Return Tag rows for `names`, creating the new ones (call inside the transaction)."""
+    if not names:
+        return []
+    Tag.objects.bulk_create([Tag(name=name) for name in names], ignore_conflicts=True)
+    return list(Tag.objects.filter(name__in=names))

@@ -1,0 +1,82 @@
+"""Loading a model artifact and predicting with it.
+
+Shared by the validation job (does a registered version load and predict?) and by the
+model server that the local deploy backend starts, so both judge an artifact the same way.
+"""
+
+import hashlib
+import math
+from pathlib import Path
+
+MAX_INSTANCES = 10_000
+
+
+class ArtifactError(Exception):
+    """The artifact cannot be loaded, or the model cannot predict; the message says why."""
+
+
+class InputError(ValueError):
+    """The instances given to `predict` are malformed; the message is for the caller."""
+
+
+def file_digest(path: str | Path) -> tuple[str, int]:
+    """Return the SHA-256 hex digest and the size in bytes of the file at `path`."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def load_model(path: str | Path, flavor: str):
+    """Load the artifact at `path` with its flavor; raise ArtifactError if it is unusable."""
+    if flavor != "sklearn":
+        raise ArtifactError(f"Unknown flavor {flavor!r}; supported: sklearn.")
+    import joblib  # imported here so the model server starts only what it needs
+
+    try:
+        model = joblib.load(path)
+    except Exception as exc:  # a corrupt pickle raises anything from EOFError to KeyError
+        raise ArtifactError(f"Could not load the artifact with joblib: {exc}") from exc
+    if not callable(getattr(model, "predict", None)):
+        raise ArtifactError(f"The artifact holds a {type(model).__name__}, which has no predict().")
+    return model
+
+
+def check_instances(instances) -> list[list[float]]:
+    """Return `instances` as rows of numbers, or raise InputError saying what is wrong."""
+    if not isinstance(instances, list) or not instances:
+        raise InputError("instances must be a non-empty list of rows, e.g. [[5.1, 3.5, 1.4, 0.2]].")
+    if len(instances) > MAX_INSTANCES:
+        raise InputError(f"At most {MAX_INSTANCES} instances per request.")
+    width = None
+    for index, row in enumerate(instances):
+        if not isinstance(row, list) or not row:
+            raise InputError(f"instances[{index}] must be a non-empty list of numbers.")
+        if not all(_is_number(value) for value in row):
+            raise InputError(f"instances[{index}] must contain only finite numbers.")
+        if width is not None and len(row) != width:
+            raise InputError(f"instances[{index}] has {len(row)} values; row 0 has {width}.")
+        width = len(row)
+    return instances
+
+
+def predict(model, instances) -> list:
+    """Predict for `instances` (rows of numbers); return plain JSON-ready predictions."""
+    rows = check_instances(instances)
+    expected = getattr(model, "n_features_in_", None)
+    if expected is not None and len(rows[0]) != expected:
+        raise InputError(f"The model expects {expected} features per row, got {len(rows[0])}.")
+    import numpy
+
+    try:
+        predictions = model.predict(numpy.asarray(rows, dtype=float))
+    except Exception as exc:
+        raise ArtifactError(f"predict() failed: {exc}") from exc
+    return numpy.asarray(predictions).tolist()
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

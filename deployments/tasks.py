@@ -1,0 +1,28 @@
+"""Celery entry points: thin wrappers that take IDs and call services."""
+
+from celery import shared_task
+from django.db import OperationalError
+
+from deployments import services
+
+
+@shared_task(
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+    soft_time_limit=300,
+)
+def validate_version_task(version_id: int) -> str | None:
+    """Validate one model version; a version already final or gone is skipped quietly."""
+    version = services.validate_version(version_id)
+    return version.status if version else None
+
+
+@shared_task
+def requeue_stale_validations() -> int:
+    """Queue again the versions no worker picked up or whose worker died; return how many."""
+    stale = services.stale_validation_ids()
+    for version_id in stale:
+        validate_version_task.delay(version_id)
+    return len(stale)

@@ -1,0 +1,198 @@
+"""Registry pages. Each view fetches what the user may see or change in one line, then calls
+a service for any change; services hold the rules, views only translate to HTML."""
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from deployments import charts, services
+from deployments.filters import RegisteredModelFilter
+from deployments.forms import ModelCreateForm, ModelEditForm, VersionEditForm, VersionRegisterForm
+from deployments.models import ModelVersion, RegisteredModel
+from mlops_portal.roles import AUTHORS, has_role
+from mlops_portal.utils import add_service_errors
+
+MODELS_PER_PAGE = 25
+VERSIONS_PER_PAGE = 25
+
+
+def _get_model(name) -> RegisteredModel:
+    return get_object_or_404(RegisteredModel.objects.select_related("owner"), name=name)
+
+
+def _get_editable_model(request, name) -> RegisteredModel:
+    model = _get_model(name)
+    if not services.can_edit_model(request.user, model):
+        raise PermissionDenied("Only the model's owner or an MLOps engineer may change it.")
+    return model
+
+
+def _get_version(name, number) -> ModelVersion:
+    return get_object_or_404(ModelVersion.objects.for_list(), model__name=name, number=number)
+
+
+def model_list(request):
+    filters = RegisteredModelFilter(request.GET, queryset=RegisteredModel.objects.for_list())
+    page = Paginator(filters.qs, MODELS_PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "deployments/model_list.html",
+        {"filters": filters, "page": page, "can_create": has_role(request.user, AUTHORS)},
+    )
+
+
+def model_create(request):
+    if not has_role(request.user, AUTHORS):
+        raise PermissionDenied("Only data scientists or MLOps engineers may create models.")
+    form = ModelCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            model = services.create_model(request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Model {model.name} created. Register its first version.")
+            return redirect("version-create", name=model.name)
+    return render(request, "deployments/model_form.html", {"form": form})
+
+
+def model_detail(request, name):
+    model = _get_model(name)
+    versions = model.versions.for_list().order_by("-number")
+    if not request.GET.get("archived"):
+        versions = versions.filter(archived=False)
+    page = Paginator(versions, VERSIONS_PER_PAGE).get_page(request.GET.get("page"))
+    metric_history = list(
+        model.versions.filter(archived=False).order_by("number").values_list("number", "metrics")
+    )
+    metric_names = charts.metric_names(metric_history)
+    chosen_metric = request.GET.get("metric") or (metric_names[0] if metric_names else "")
+    return render(
+        request,
+        "deployments/model_detail.html",
+        {
+            "model": model,
+            "page": page,
+            "metric_names": metric_names,
+            "version_metric_names": charts.metric_names(
+                [(v.number, v.metrics) for v in page.object_list]
+            ),
+            "chosen_metric": chosen_metric,
+            "metric_chart": charts.metric_chart(metric_history, chosen_metric),
+            "can_edit": services.can_edit_model(request.user, model),
+            "can_register": has_role(request.user, AUTHORS),
+            "showing_archived": bool(request.GET.get("archived")),
+        },
+    )
+
+
+def model_edit(request, name):
+    model = _get_editable_model(request, name)
+    initial = {
+        "team": model.team,
+        "description": model.description,
+        "tags": [tag.name for tag in model.tags.all()],
+    }
+    form = ModelEditForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.update_model(request.user, model, **form.cleaned_data)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, "Model updated.")
+            return redirect(model)
+    return render(request, "deployments/model_edit.html", {"form": form, "model": model})
+
+
+def version_create(request, name):
+    model = _get_model(name)
+    if not has_role(request.user, AUTHORS):
+        raise PermissionDenied("Only data scientists or MLOps engineers may register versions.")
+    form = VersionRegisterForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            version = services.register_version(request.user, model, **form.cleaned_data)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Version {version.number} registered; validating now.")
+            return redirect(version)
+    return render(request, "deployments/version_form.html", {"form": form, "model": model})
+
+
+def version_detail(request, name, number):
+    """The version page; for htmx polls, only its status panel."""
+    version = _get_version(name, number)
+    if request.htmx:
+        return render(request, "deployments/_version_status.html", {"version": version})
+    return render(
+        request,
+        "deployments/version_detail.html",
+        {
+            "version": version,
+            "model": version.model,
+            "events": version.events.select_related("actor"),
+            "can_edit": services.can_edit_model(request.user, version.model),
+        },
+    )
+
+
+def version_edit(request, name, number):
+    model = _get_editable_model(request, name)
+    version = _get_version(name, number)
+    initial = {"description": version.description, "tags": [t.name for t in version.tags.all()]}
+    form = VersionEditForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.update_version(request.user, version, **form.cleaned_data)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, "Version updated.")
+            return redirect(version)
+    return render(
+        request,
+        "deployments/version_edit.html",
+        {"form": form, "model": model, "version": version},
+    )
+
+
+@require_POST
+def version_archive(request, name, number):
+    version = _get_version(name, number)
+    archive = request.POST.get("archived") == "1"
+    services.set_version_archived(request.user, version, archive)
+    messages.success(request, f"Version {number} {'archived' if archive else 'restored'}.")
+    return redirect(version)
+
+
+def version_compare(request, name):
+    """Two versions side by side: metrics with deltas, params that differ."""
+    model = _get_model(name)
+    numbers = list(model.versions.order_by("-number").values_list("number", flat=True)[:2])
+    a_number = _int_or(request.GET.get("a"), numbers[-1] if numbers else 0)
+    b_number = _int_or(request.GET.get("b"), numbers[0] if numbers else 0)
+    pair = {v.number: v for v in model.versions.filter(number__in=[a_number, b_number])}
+    a, b = pair.get(a_number), pair.get(b_number)
+    return render(
+        request,
+        "deployments/version_compare.html",
+        {
+            "model": model,
+            "a": a,
+            "b": b,
+            "all_numbers": model.versions.order_by("-number").values_list("number", flat=True),
+            "metric_rows": charts.metric_deltas(a, b) if a and b else [],
+            "param_rows": charts.param_diff(a, b) if a and b else [],
+        },
+    )
+
+
+def _int_or(value, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default

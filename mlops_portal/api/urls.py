@@ -1,0 +1,18 @@
+from django.urls import include, path
+from rest_framework.routers import DefaultRouter
+
+from deployments.api.views import ModelVersionViewSet, RegisteredModelViewSet
+from mlops_portal.api.tokens import ApiTokenViewSet
+
+router = DefaultRouter()
+router.register("tokens", ApiTokenViewSet, basename="token")
+router.register("models", RegisteredModelViewSet, basename="model")
+
+versions = DefaultRouter(trailing_slash=True)
+versions.include_root_view = False
+versions.register("versions", ModelVersionViewSet, basename="model-version")
+
+urlpatterns = [
+    path("", include(router.urls)),
+    path("models/<str:model_name>/", include(versions.urls)),
+]

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class MlopsPortalConfig(AppConfig):
+    name = "mlops_portal"
+    verbose_name = "MLOps Portal"

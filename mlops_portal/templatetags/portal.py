@@ -1,0 +1,56 @@
+import json
+
+from django import template
+from django.utils.safestring import mark_safe
+
+from mlops_portal.markdown import render_markdown
+
+register = template.Library()
+
+STATUS_COLOURS = {
+    "registered": "secondary",
+    "validating": "info",
+    "ready": "success",
+    "invalid": "danger",
+}
+
+
+@register.filter
+def markdown(text):
+    return mark_safe(render_markdown(text))  # sanitised by nh3 in render_markdown
+
+
+@register.filter
+def status_colour(status):
+    return STATUS_COLOURS.get(str(status), "secondary")
+
+
+@register.filter
+def get_item(mapping, key):
+    return (mapping or {}).get(key)
+
+
+@register.filter
+def as_json(value):
+    return json.dumps(value)
+
+
+@register.filter
+def number(value):
+    """Metric values: at most 4 significant decimals, integers kept whole."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return value
+
+
+@register.simple_tag(takes_context=True)
+def query_with(context, **changes):
+    """The current query string with `changes` applied (for pagination and filter links)."""
+    params = context["request"].GET.copy()
+    for key, value in changes.items():
+        if value in (None, ""):
+            params.pop(key, None)
+        else:
+            params[key] = value
+    encoded = params.urlencode()
+    return f"?{encoded}" if encoded else "?"

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# `make run`: prepare the embedded portal (SQLite and files under var/) and serve it with
+# web + worker + beat. Safe to run again: migrations, static files and demo data are idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+
+mkdir -p var
+[ -s var/secret_key ] || "$PY" -c "import secrets; print(secrets.token_urlsafe(50))" > var/secret_key
+SECRET_KEY="$(cat var/secret_key)"
+export SECRET_KEY
+# Plain http on 127.0.0.1: no https redirect, no secure-only cookies, no HSTS.
+export SECURE_SSL_REDIRECT="${SECURE_SSL_REDIRECT:-false}"
+export SESSION_COOKIE_SECURE="${SESSION_COOKIE_SECURE:-false}"
+export CSRF_COOKIE_SECURE="${CSRF_COOKIE_SECURE:-false}"
+export SECURE_HSTS_SECONDS="${SECURE_HSTS_SECONDS:-0}"
+
+# Redis when it answers, else the filesystem broker; prints one line saying which.
+CELERY_BROKER_URL="$("$PY" manage.py choose_broker)"
+export CELERY_BROKER_URL
+
+"$PY" manage.py migrate --noinput -v 0
+"$PY" manage.py collectstatic --noinput -v 0
+"$PY" manage.py load_demo_data
+
+echo "Serving the portal at http://${PORTAL_BIND:-127.0.0.1:8000}/ (Ctrl-C stops web, worker and beat)"
+exec .venv/bin/honcho start -f Procfile
