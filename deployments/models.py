@@ -30,6 +30,7 @@ class RegisteredModelQuerySet(models.QuerySet):
             self.select_related("owner")
             .prefetch_related("tags")
             .annotate(version_count=models.Count("versions", distinct=True))
+            .order_by("name")  # Meta.ordering is dropped from GROUP BY queries
         )
 
 

@@ -83,6 +83,8 @@ class ModelVersionViewSet(ServiceBackedViewSet):
             )
         return self._registered_model
 
+    queryset = ModelVersion.objects.none()  # for the schema; requests use get_queryset
+
     def get_queryset(self):
         return ModelVersion.objects.for_list().filter(model__name=self.kwargs["model_name"])
 

@@ -36,6 +36,8 @@ class ApiTokenViewSet(
 
     serializer_class = ApiTokenSerializer
 
+    queryset = ApiToken.objects.none()  # for the schema; requests use get_queryset
+
     def get_queryset(self):
         return ApiToken.objects.filter(user=self.request.user)
 

@@ -1,0 +1,62 @@
+import factory
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.files.base import ContentFile
+
+from deployments import services
+from deployments.demo import train_iris
+from deployments.models import RegisteredModel
+
+PASSWORD = "password"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    """A user with password 'password', in the group of `role` when one is given."""
+
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda user: f"{user.username}@example.com")
+
+    @factory.post_generation
+    def role(user, create, extracted, **kwargs):
+        user.set_password(PASSWORD)
+        user.save()
+        if extracted:
+            group, _ = Group.objects.get_or_create(name=extracted)
+            user.groups.add(group)
+
+
+class RegisteredModelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = RegisteredModel
+
+    name = factory.Sequence(lambda n: f"model-{n}")
+    owner = factory.SubFactory(UserFactory)
+    team = "forecasting"
+
+
+_IRIS_CACHE: dict = {}
+
+
+def iris_artifact():
+    """A real, small scikit-learn model: (joblib bytes, metrics, params, sample rows)."""
+    if "iris" not in _IRIS_CACHE:
+        _IRIS_CACHE["iris"] = train_iris(c=1.0)
+    return _IRIS_CACHE["iris"]
+
+
+def register_iris_version(user, model, **overrides):
+    """Register a real iris version of `model` through the service, as `user`."""
+    artifact, metrics, params, sample = iris_artifact()
+    fields = {
+        "artifact": ContentFile(artifact, name="model.joblib"),
+        "metrics": metrics,
+        "params": params,
+        "sample_input": sample,
+        **overrides,
+    }
+    return services.register_version(user, model, **fields)
