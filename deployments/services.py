@@ -33,6 +33,7 @@ ARTIFACT_EXTENSIONS = (".joblib", ".pkl", ".pickle")
 URI_SCHEMES = ("http", "https")
 TAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,49}$")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+RESERVED_MODEL_NAMES = {"new"}  # /models/new/ is the create page
 
 
 # --- models -------------------------------------------------------------------------------
@@ -45,7 +46,9 @@ def create_model(actor, *, name, description="", team="", tags=()) -> Registered
     model = RegisteredModel(name=name, description=description, owner=actor, team=team.strip())
     errors = _field_errors(model, exclude=["owner", "latest_version_number"])
     tag_names = _clean_tags(tags, errors)
-    if RegisteredModel.objects.filter(name=name).exists():
+    if name in RESERVED_MODEL_NAMES:
+        errors.setdefault("name", []).append(f"{name!r} is reserved by the portal's pages.")
+    elif RegisteredModel.objects.filter(name=name).exists():
         errors.setdefault("name", []).append(f"A model named {name!r} already exists.")
     if errors:
         raise ValidationError(errors)
@@ -117,6 +120,7 @@ def register_version(
     if source_url and len(source_url) > 500:
         errors.setdefault("source_url", []).append("Use at most 500 characters.")
     tag_names = _clean_tags(tags, errors)
+    upload_digest = _check_upload_digest(artifact, artifact_sha256, errors)
     if errors:
         raise ValidationError(errors)
 
@@ -135,7 +139,7 @@ def register_version(
             registered_by=actor,
         )
         if artifact is not None:
-            version.artifact_sha256, version.artifact_size = _upload_digest(artifact)
+            version.artifact_sha256, version.artifact_size = upload_digest
             version.artifact.save(f"{model.name}-v{version.number}-{artifact.name}", artifact)
         version.save()
         if tag_names:
@@ -197,6 +201,19 @@ def _upload_digest(upload) -> tuple[str, int]:
         size += len(chunk)
     upload.seek(0)
     return digest.hexdigest(), size
+
+
+def _check_upload_digest(artifact, expected_sha256, errors) -> tuple[str, int] | None:
+    """Digest and size of an upload; a mismatch with the expected SHA-256 is a field error."""
+    if artifact is None or errors.get("artifact"):
+        return None
+    digest, size = _upload_digest(artifact)
+    if expected_sha256 and SHA256_PATTERN.match(expected_sha256) and digest != expected_sha256:
+        errors.setdefault("artifact_sha256", []).append(
+            f"The uploaded file's SHA-256 is {digest}, not the expected one: "
+            "the upload may be corrupt or the wrong file."
+        )
+    return digest, size
 
 
 def _enqueue_validation(version_id: int) -> None:

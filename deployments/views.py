@@ -11,7 +11,7 @@ from deployments import charts, services
 from deployments.filters import RegisteredModelFilter
 from deployments.forms import ModelCreateForm, ModelEditForm, VersionEditForm, VersionRegisterForm
 from deployments.models import ModelVersion, RegisteredModel
-from mlops_portal.roles import AUTHORS, has_role
+from mlops_portal.roles import AUTHORS, has_role, require_role
 from mlops_portal.utils import add_service_errors
 
 MODELS_PER_PAGE = 25
@@ -44,8 +44,7 @@ def model_list(request):
 
 
 def model_create(request):
-    if not has_role(request.user, AUTHORS):
-        raise PermissionDenied("Only data scientists or MLOps engineers may create models.")
+    require_role(request.user, AUTHORS, "create models")
     form = ModelCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -109,8 +108,7 @@ def model_edit(request, name):
 
 def version_create(request, name):
     model = _get_model(name)
-    if not has_role(request.user, AUTHORS):
-        raise PermissionDenied("Only data scientists or MLOps engineers may register versions.")
+    require_role(request.user, AUTHORS, "register versions")
     form = VersionRegisterForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         try:

@@ -11,6 +11,12 @@ class Role(models.TextChoices):
     MLOPS_ENGINEER = "mlops_engineer", "MLOps engineer"
 
 
+ROLE_PLURALS = {
+    Role.VIEWER: "viewers",
+    Role.DATA_SCIENTIST: "data scientists",
+    Role.MLOPS_ENGINEER: "MLOps engineers",
+}
+
 # Who may do what; services name the action, not the groups.
 AUTHORS = (Role.DATA_SCIENTIST, Role.MLOPS_ENGINEER)
 OPERATORS = (Role.MLOPS_ENGINEER,)
@@ -37,8 +43,13 @@ def has_role(user, roles) -> bool:
 def require_role(user, roles, action: str) -> None:
     """Raise PermissionDenied, naming the roles allowed to do `action`, unless `user` may."""
     if not has_role(user, roles):
-        allowed = " or ".join(Role(role).label.lower() + "s" for role in roles)
-        raise PermissionDenied(f"Only {allowed} may {action}.")
+        raise PermissionDenied(refusal(roles, action))
+
+
+def refusal(roles, action: str) -> str:
+    """The message for a user whose role does not allow `action`."""
+    allowed = " or ".join(ROLE_PLURALS[Role(role)] for role in roles)
+    return f"Only {allowed} may {action}."
 
 
 def role_label(user) -> str:

@@ -41,8 +41,12 @@ def pytest_sessionstart(session):
     db = settings.DATABASES["default"]
     try:
         psycopg.connect(
-            host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], password=db["PASSWORD"],
-            dbname="postgres", connect_timeout=3,
+            host=db["HOST"],
+            port=db["PORT"] or 5432,
+            user=db["USER"],
+            password=db["PASSWORD"],
+            dbname="postgres",
+            connect_timeout=3,
         ).close()
     except psycopg.Error as exc:
         pytest.exit(
@@ -132,9 +136,22 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
     }
     command = [
-        sys.executable, "-m", "celery", "-A", "mlops_portal", "worker", "--loglevel", "INFO",
-        "--queues", "default,deploy,probes", "--concurrency", "2", "--hostname", node,
-        "--without-gossip", "--without-mingle",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "mlops_portal",
+        "worker",
+        "--loglevel",
+        "INFO",
+        "--queues",
+        "default,deploy,probes",
+        "--concurrency",
+        "2",
+        "--hostname",
+        node,
+        "--without-gossip",
+        "--without-mingle",
     ]
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -96,7 +96,9 @@ def test_the_tokens_page_shows_a_field_error_for_a_duplicate_name(client, alice)
     client.force_login(alice)
     client.post(reverse("token-list"), {"name": "ci"})
     response = client.post(reverse("token-list"), {"name": "ci"})
-    assert response.context["form"].errors["name"] == ["You already have an active token named 'ci'."]
+    assert response.context["form"].errors["name"] == [
+        "You already have an active token named 'ci'."
+    ]
 
 
 @pytest.mark.parametrize("keyword", ["Token", "Bearer"])
@@ -160,16 +162,28 @@ def test_check_deploy_is_clean_with_production_values():
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
 
 def test_start_up_refuses_to_run_without_a_secret_key_when_debug_is_off():
-    env = {"PATH": "/usr/bin:/bin", "DJANGO_DEBUG": "false", "DJANGO_SETTINGS_MODULE": "mlops_portal.settings"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SETTINGS_MODULE": "mlops_portal.settings",
+    }
     result = subprocess.run(
-        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True,
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
     assert result.returncode != 0

@@ -91,6 +91,15 @@ class ModelVersionCreateSerializer(serializers.Serializer):
 
 
 class ModelVersionUpdateSerializer(serializers.Serializer):
+    """The only fields of a registered version that change; sending others is an error."""
+
     description = serializers.CharField(required=False, allow_blank=True)
     tags = TagListField(required=False)
     archived = serializers.BooleanField(required=False)
+
+    def validate(self, attrs):
+        frozen = sorted(set(self.initial_data) - set(self.fields))
+        if frozen:
+            message = "Versions are immutable: only description, tags and archived change."
+            raise serializers.ValidationError({name: [message] for name in frozen})
+        return attrs

@@ -2,6 +2,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from deployments import services
@@ -15,6 +16,8 @@ from deployments.api.serializers import (
 )
 from deployments.filters import ModelVersionFilter, RegisteredModelFilter
 from deployments.models import ModelVersion, RegisteredModel
+from mlops_portal.api.permissions import ActionRoles
+from mlops_portal.roles import AUTHORS
 
 
 class ServiceBackedViewSet(
@@ -24,6 +27,8 @@ class ServiceBackedViewSet(
     and handing the data to a service function, whose result is read back."""
 
     input_serializers: dict = {}
+    action_roles: dict = {}
+    permission_classes = [IsAuthenticated, ActionRoles]
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def parse_input(self, partial=False) -> dict:
@@ -48,6 +53,7 @@ class RegisteredModelViewSet(ServiceBackedViewSet):
         "create": RegisteredModelCreateSerializer,
         "partial_update": RegisteredModelUpdateSerializer,
     }
+    action_roles = {"create": (AUTHORS, "create models")}
 
     @extend_schema(
         request=RegisteredModelCreateSerializer, responses={201: RegisteredModelSerializer}
@@ -75,6 +81,7 @@ class ModelVersionViewSet(ServiceBackedViewSet):
         "create": ModelVersionCreateSerializer,
         "partial_update": ModelVersionUpdateSerializer,
     }
+    action_roles = {"create": (AUTHORS, "register model versions")}
 
     def get_registered_model(self) -> RegisteredModel:
         if not hasattr(self, "_registered_model"):

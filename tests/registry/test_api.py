@@ -1,0 +1,255 @@
+"""The registry's REST API as scripts and CI pipelines use it."""
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from deployments import services
+from deployments.choices import VersionStatus
+from tests.factories import iris_artifact, register_iris_version
+
+MODELS = "/api/v1/models/"
+
+
+def versions_url(name="churn"):
+    return f"{MODELS}{name}/versions/"
+
+
+# --- authentication and roles --------------------------------------------------------
+
+
+def test_a_bad_token_gets_401(client, db):
+    response = client.get(MODELS, headers={"Authorization": "Token mlp_wrong"})
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Invalid or revoked token."}
+
+
+def test_viewers_read_but_cannot_write(api_client_for, carol, churn):
+    api = api_client_for(carol)
+    assert api.get(MODELS).json()["count"] == 1
+    response = api.post(MODELS, {"name": "mine"}, format="json")
+    assert response.status_code == 403
+    assert "Only data scientists or MLOps engineers may create models" in response.json()["detail"]
+    response = api.post(
+        versions_url(), {"artifact_uri": "https://x.example/m.joblib"}, format="json"
+    )
+    assert response.status_code == 403
+
+
+def test_another_data_scientist_cannot_edit_alices_model(api_client_for, dave, churn):
+    response = api_client_for(dave).patch(f"{MODELS}churn/", {"team": "mine"}, format="json")
+    assert response.status_code == 403
+
+
+# --- models ------------------------------------------------------------------------------
+
+
+def test_it_creates_a_model(api_client_for, alice):
+    response = api_client_for(alice).post(
+        MODELS, {"name": "fraud", "team": "risk", "tags": ["tabular"]}, format="json"
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["name"] == "fraud"
+    assert body["owner"] == "alice"
+    assert body["tags"] == ["tabular"]
+    assert body["version_count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [({"name": "churn"}, "name"), ({"name": "Bad Name"}, "name"), ({}, "name")],
+)
+def test_it_answers_400_naming_the_field(api_client_for, alice, churn, payload, field):
+    response = api_client_for(alice).post(MODELS, payload, format="json")
+    assert response.status_code == 400
+    assert field in response.json()
+
+
+def test_it_lists_filters_and_paginates_models(api_client_for, alice, dave):
+    services.create_model(alice, name="churn", team="growth", tags=["tabular"])
+    services.create_model(alice, name="fraud", team="risk", tags=["tabular"])
+    services.create_model(dave, name="summarizer", team="nlp", tags=["text"], description="LLM")
+    api = api_client_for(alice)
+
+    def names(query):
+        return [row["name"] for row in api.get(MODELS + query).json()["results"]]
+
+    assert names("") == ["churn", "fraud", "summarizer"]
+    assert names("?owner=dave") == ["summarizer"]
+    assert names("?team=risk") == ["fraud"]
+    assert names("?tag=tabular") == ["churn", "fraud"]
+    assert names("?q=llm") == ["summarizer"]
+    page = api.get(MODELS + "?page_size=2").json()
+    assert page["count"] == 3
+    assert len(page["results"]) == 2
+    assert page["next"].endswith("page=2&page_size=2")
+
+
+def test_it_updates_the_mutable_fields_of_a_model(api_client_for, alice, churn):
+    response = api_client_for(alice).patch(
+        f"{MODELS}churn/", {"description": "Predicts churn.", "tags": ["a", "b"]}, format="json"
+    )
+    assert response.status_code == 200
+    assert response.json()["description"] == "Predicts churn."
+    assert response.json()["tags"] == ["a", "b"]
+    assert response.json()["team"] == "growth"
+
+
+def test_an_unknown_model_is_404(api_client_for, alice):
+    api = api_client_for(alice)
+    assert api.get(f"{MODELS}nope/").status_code == 404
+    assert api.get(versions_url("nope")).status_code == 404
+
+
+# --- versions ----------------------------------------------------------------------------
+
+
+def test_it_registers_a_version_by_uri_as_json(api_client_for, alice, churn):
+    response = api_client_for(alice).post(
+        versions_url(),
+        {
+            "artifact_uri": "https://artifacts.example.com/churn/7/model.joblib",
+            "metrics": {"auc": 0.91},
+            "params": {"max_depth": 4},
+            "sample_input": [[1, 2, 3, 4]],
+            "source_url": "https://git.example.com/ml/churn/commit/abc123",
+            "tags": ["candidate"],
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert (body["model"], body["version"], body["status"]) == ("churn", 1, "registered")
+    assert body["metrics"] == {"auc": 0.91}
+    assert body["tags"] == ["candidate"]
+    assert body["registered_by"] == "alice"
+
+
+def test_it_registers_a_version_by_multipart_upload(api_client_for, alice, churn):
+    artifact, metrics, params, sample = iris_artifact()
+    response = api_client_for(alice).post(
+        versions_url(),
+        {
+            "artifact": SimpleUploadedFile("model.joblib", artifact),
+            "metrics": '{"accuracy": 0.97}',
+            "sample_input": "[[5.1, 3.5, 1.4, 0.2]]",
+            "tags": "candidate, iris",
+        },
+        format="multipart",
+    )
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["artifact_size"] == len(artifact)
+    assert len(body["artifact_sha256"]) == 64
+    assert body["metrics"] == {"accuracy": 0.97}
+    assert body["tags"] == ["candidate", "iris"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"artifact_uri": "https://x.example/m.joblib"}, "sample_input"),
+        ({"artifact_uri": "ftp://x/m", "sample_input": [[1]]}, "artifact_uri"),
+        ({"sample_input": [[1]]}, "artifact"),
+        (
+            {"artifact_uri": "https://x.example/m", "sample_input": [[1]], "metrics": {"a": "b"}},
+            "metrics",
+        ),
+        (
+            {"artifact_uri": "https://x.example/m", "sample_input": [[1]], "metrics": "{oops"},
+            "metrics",
+        ),
+        (
+            {"artifact_uri": "https://x.example/m", "sample_input": [[1]], "flavor": "onnx"},
+            "flavor",
+        ),
+    ],
+)
+def test_a_bad_version_is_a_400_naming_the_field(api_client_for, alice, churn, payload, field):
+    response = api_client_for(alice).post(versions_url(), payload, format="json")
+    assert response.status_code == 400
+    assert field in response.json(), response.json()
+
+
+def test_it_lists_and_filters_versions(api_client_for, alice, churn):
+    first = register_iris_version(alice, churn)
+    register_iris_version(alice, churn)
+    services.validate_version(first.pk)
+    api = api_client_for(alice)
+    listed = api.get(versions_url()).json()
+    assert [row["version"] for row in listed["results"]] == [2, 1]
+    ready = api.get(versions_url() + "?status=ready").json()["results"]
+    assert [row["version"] for row in ready] == [1]
+    one = api.get(versions_url() + "1/").json()
+    assert one["status"] == VersionStatus.READY
+
+
+def test_it_updates_description_tags_and_archived_only(api_client_for, alice, churn):
+    register_iris_version(alice, churn)
+    api = api_client_for(alice)
+    response = api.patch(
+        versions_url() + "1/",
+        {"description": "Champion", "tags": ["champion"], "archived": True},
+        format="json",
+    )
+    assert response.status_code == 200
+    assert (response.json()["description"], response.json()["archived"]) == ("Champion", True)
+    refused = api.patch(versions_url() + "1/", {"metrics": {"auc": 1.0}}, format="json")
+    assert refused.status_code == 400
+    assert "immutable" in refused.json()["metrics"][0]
+
+
+# --- query counts stay constant as rows grow ------------------------------------------
+
+
+def _count_queries(api, url) -> int:
+    api.get(url)  # warm-up: the token's last use is written at most once a minute
+    with CaptureQueriesContext(connection) as queries:
+        assert api.get(url).status_code == 200
+    return len(queries)
+
+
+def test_the_models_list_costs_the_same_queries_for_3_or_30_models(api_client_for, alice):
+    api = api_client_for(alice)
+    for n in range(3):
+        services.create_model(alice, name=f"m{n}", tags=["x", f"t{n}"])
+    few = _count_queries(api, MODELS)
+    for n in range(3, 30):
+        services.create_model(alice, name=f"m{n}", tags=["x", f"t{n}"])
+    many = _count_queries(api, MODELS)
+    assert few == many <= 5
+
+
+def test_the_versions_list_costs_the_same_queries_for_2_or_12_versions(
+    api_client_for, alice, churn
+):
+    api = api_client_for(alice)
+    for _ in range(2):
+        register_iris_version(alice, churn, tags=["a"])
+    few = _count_queries(api, versions_url())
+    for _ in range(10):
+        register_iris_version(alice, churn, tags=["b"])
+    many = _count_queries(api, versions_url())
+    assert few == many <= 6
+
+
+# --- schema and docs -----------------------------------------------------------------
+
+
+def test_the_openapi_schema_describes_the_registry(client, alice):
+    client.force_login(alice)
+    response = client.get("/api/schema/", headers={"Accept": "application/vnd.oai.openapi+json"})
+    assert response.status_code == 200
+    schema = response.json()
+    assert "/api/v1/models/{model_name}/versions/" in schema["paths"]
+    assert "/api/v1/tokens/" in schema["paths"]
+    assert "tokenAuth" in schema["components"]["securitySchemes"]
+
+
+def test_swagger_ui_is_served_from_local_static_files(client, alice):
+    client.force_login(alice)
+    page = client.get("/api/docs/").content.decode()
+    assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
+    assert "cdn" not in page.lower()
