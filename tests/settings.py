@@ -19,6 +19,6 @@ os.environ.setdefault(
 )
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
-from mlops_portal.settings import *  # noqa: E402, F403
+from mlops_portal.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only

@@ -128,7 +128,7 @@ def test_it_registers_a_version_by_uri_as_json(api_client_for, alice, churn):
 
 
 def test_it_registers_a_version_by_multipart_upload(api_client_for, alice, churn):
-    artifact, metrics, params, sample = iris_artifact()
+    artifact = iris_artifact()[0]
     response = api_client_for(alice).post(
         versions_url(),
         {

@@ -58,7 +58,7 @@ def test_the_create_form_shows_the_service_error_on_its_field(alice_client, chur
 
 
 def test_registering_a_version_through_the_form(alice_client, churn):
-    artifact, metrics, params, sample = iris_artifact()
+    artifact = iris_artifact()[0]
     response = alice_client.post(
         "/models/churn/versions/new/",
         {
