@@ -12,5 +12,5 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
             "type": "apiKey",
             "in": "header",
             "name": "Authorization",
-            "description": "`Token <secret>` or `Bearer <secret>`; create one on the API tokens page.",
+            "description": "`Token <secret>` or `Bearer <secret>`, from the API tokens page.",
         }
