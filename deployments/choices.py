@@ -20,3 +20,61 @@ class VersionEventKind(models.TextChoices):
     VALIDATION_STARTED = "validation_started", "Validation started"
     VALIDATED = "validated", "Validated"
     VALIDATION_FAILED = "validation_failed", "Validation failed"
+
+
+class Environment(models.TextChoices):
+    DEVELOPMENT = "development", "Development"
+    STAGING = "staging", "Staging"
+    PRODUCTION = "production", "Production"
+
+
+class Backend(models.TextChoices):
+    LOCAL = "local", "Local process (this host)"
+    WEBHOOK = "webhook", "Webhook to an external CD system"
+
+
+class DeploymentState(models.TextChoices):
+    REQUESTED = "requested", "Requested"
+    APPROVED = "approved", "Approved"
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    REJECTED = "rejected", "Rejected"
+    CANCELLED = "cancelled", "Cancelled"
+    SUPERSEDED = "superseded", "Superseded"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+
+
+# The state machine: which states each state may move to (DESIGN.md, "Core state machines").
+DEPLOYMENT_TRANSITIONS = {
+    DeploymentState.REQUESTED: {
+        DeploymentState.APPROVED,
+        DeploymentState.REJECTED,
+        DeploymentState.CANCELLED,
+    },
+    DeploymentState.APPROVED: {DeploymentState.QUEUED},
+    DeploymentState.QUEUED: {DeploymentState.RUNNING, DeploymentState.FAILED},
+    DeploymentState.RUNNING: {DeploymentState.SUCCEEDED, DeploymentState.FAILED},
+    DeploymentState.SUCCEEDED: {DeploymentState.SUPERSEDED, DeploymentState.ROLLED_BACK},
+}
+ACTIVE_STATES = (DeploymentState.QUEUED, DeploymentState.RUNNING)
+FINAL_STATES = (
+    DeploymentState.FAILED,
+    DeploymentState.REJECTED,
+    DeploymentState.CANCELLED,
+    DeploymentState.SUPERSEDED,
+    DeploymentState.ROLLED_BACK,
+)
+WAS_LIVE_STATES = (
+    DeploymentState.SUCCEEDED,
+    DeploymentState.SUPERSEDED,
+    DeploymentState.ROLLED_BACK,
+)
+
+
+class DeploymentEventKind(models.TextChoices):
+    STATE = "state", "State change"
+    COMMENT = "comment", "Comment"
+    OVERRIDE = "override", "Policy override"
+    NOTE = "note", "Note"

@@ -3,8 +3,8 @@
 import django_filters
 from django.db.models import Q
 
-from deployments.choices import VersionStatus
-from deployments.models import ModelVersion, RegisteredModel
+from deployments.choices import DeploymentState, VersionStatus
+from deployments.models import Deployment, ModelVersion, RegisteredModel
 
 
 class RegisteredModelFilter(django_filters.FilterSet):
@@ -29,3 +29,17 @@ class ModelVersionFilter(django_filters.FilterSet):
     class Meta:
         model = ModelVersion
         fields = ["status", "archived", "tag"]
+
+
+class DeploymentFilter(django_filters.FilterSet):
+    target = django_filters.CharFilter(field_name="target__name")
+    model = django_filters.CharFilter(field_name="version__model__name")
+    version = django_filters.NumberFilter(field_name="version__number")
+    state = django_filters.MultipleChoiceFilter(choices=DeploymentState.choices)
+    requested_by = django_filters.CharFilter(field_name="requested_by__username")
+    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Deployment
+        fields = ["target", "model", "version", "state", "requested_by", "since", "until"]

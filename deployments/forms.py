@@ -3,7 +3,8 @@ import json
 from django import forms
 from django.conf import settings
 
-from deployments.choices import Flavor
+from deployments.choices import Backend, Environment, Flavor, VersionStatus
+from deployments.models import ModelVersion, Target
 
 
 class JSONTextField(forms.CharField):
@@ -97,3 +98,73 @@ class VersionRegisterForm(forms.Form):
 class VersionEditForm(forms.Form):
     tags = TagsField(required=False, help_text="Comma-separated.")
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}))
+
+
+class TargetCreateForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="Lowercase, e.g. churn-production.")
+    environment = forms.ChoiceField(choices=Environment.choices)
+    backend = forms.ChoiceField(choices=Backend.choices, initial=Backend.LOCAL)
+    backend_settings = JSONTextField(
+        empty={},
+        required=False,
+        help_text='local: {"startup_timeout_seconds": 60} (optional). webhook: {"url": '
+        '"https://cd.example.com/hook", "secret": "16+ characters", "timeout_seconds": 600}.',
+    )
+    requires_approval = forms.TypedChoiceField(
+        choices=[("", "Default: yes for production only"), ("yes", "Yes"), ("no", "No")],
+        coerce=lambda value: value == "yes",
+        empty_value=None,
+        required=False,
+    )
+    auto_rollback = forms.BooleanField(required=False)
+    verification_window_seconds = forms.IntegerField(min_value=0, initial=60)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class TargetEditForm(forms.Form):
+    environment = forms.ChoiceField(choices=Environment.choices)
+    backend_settings = JSONTextField(
+        empty={},
+        required=False,
+        help_text="Secrets are not shown: leave them out to keep the current ones.",
+    )
+    requires_approval = forms.BooleanField(required=False)
+    auto_rollback = forms.BooleanField(required=False)
+    verification_window_seconds = forms.IntegerField(min_value=0)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+
+
+class VersionChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, version):
+        return f"{version.model.name} v{version.number}"
+
+
+class DeploymentRequestForm(forms.Form):
+    version = VersionChoiceField(
+        queryset=ModelVersion.objects.none(), help_text="Only ready versions can be deployed."
+    )
+    target = forms.ModelChoiceField(queryset=Target.objects.order_by("name"))
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
+    change_ticket = forms.URLField(required=False, max_length=500, label="Change ticket URL")
+
+    def __init__(self, *args, model=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        versions = ModelVersion.objects.select_related("model").filter(
+            status=VersionStatus.READY, archived=False
+        )
+        if model is not None:
+            versions = versions.filter(model=model)
+        self.fields["version"].queryset = versions.order_by("model__name", "-number")
+
+
+class DecisionForm(forms.Form):
+    comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    override_reason = forms.CharField(required=False, widget=forms.HiddenInput)
+
+
+class ReasonForm(forms.Form):
+    reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class CommentForm(forms.Form):
+    body = forms.CharField(label="Comment", widget=forms.Textarea(attrs={"rows": 2}))

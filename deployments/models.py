@@ -3,7 +3,16 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.urls import reverse
 
-from deployments.choices import Flavor, VersionEventKind, VersionStatus
+from deployments.choices import (
+    FINAL_STATES,
+    Backend,
+    DeploymentEventKind,
+    DeploymentState,
+    Environment,
+    Flavor,
+    VersionEventKind,
+    VersionStatus,
+)
 
 model_name_validator = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$",
@@ -150,3 +159,154 @@ class VersionEvent(models.Model):
 
     def __str__(self):
         return f"{self.version}: {self.get_kind_display()}"
+
+
+class Target(models.Model):
+    """Where a model version can be deployed: an environment served by one backend."""
+
+    name = models.CharField(max_length=100, unique=True, validators=[model_name_validator])
+    environment = models.CharField(max_length=20, choices=Environment.choices)
+    backend = models.CharField(max_length=20, choices=Backend.choices, default=Backend.LOCAL)
+    # Validated per backend by deployments.backends; secrets are never shown back.
+    backend_settings = models.JSONField(default=dict, blank=True)
+    requires_approval = models.BooleanField(default=False)
+    auto_rollback = models.BooleanField(default=False)
+    verification_window_seconds = models.PositiveIntegerField(default=60)
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("target-detail", args=[self.name])
+
+
+class DeploymentQuerySet(models.QuerySet):
+    def for_list(self):
+        """Everything a deployment row shows, in a constant number of queries."""
+        return self.select_related("target", "version__model", "requested_by", "approved_by")
+
+    def live(self):
+        return self.filter(state=DeploymentState.SUCCEEDED)
+
+
+class Deployment(models.Model):
+    """One request to run a model version on a target, and everything that happened to it.
+
+    History is append-only: a rollback is a new Deployment of the previous good version."""
+
+    target = models.ForeignKey(Target, on_delete=models.PROTECT, related_name="deployments")
+    version = models.ForeignKey(ModelVersion, on_delete=models.PROTECT, related_name="deployments")
+    state = models.CharField(
+        max_length=20, choices=DeploymentState.choices, default=DeploymentState.REQUESTED
+    )
+    reason = models.TextField()
+    change_ticket = models.URLField(max_length=500, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="requested_deployments"
+    )
+    approved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="approved_deployments",
+    )
+    decision_comment = models.TextField(blank=True)
+    rollback_of = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="rollbacks"
+    )
+    endpoint = models.CharField(max_length=500, blank=True)
+    # Backend bookkeeping (local: pid and port of the model server; webhook: remote id).
+    backend_state = models.JSONField(default=dict, blank=True)
+    failure_reason = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = DeploymentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # One rollout at a time per target; a second waits in `queued`.
+            models.UniqueConstraint(
+                fields=["target"],
+                condition=models.Q(state="running"),
+                name="deployment_one_running_per_target",
+            ),
+            # At most one live deployment per target.
+            models.UniqueConstraint(
+                fields=["target"],
+                condition=models.Q(state="succeeded"),
+                name="deployment_one_live_per_target",
+            ),
+        ]
+        indexes = [
+            # The deployments list filtered by target/state, newest first.
+            models.Index(fields=["target", "state", "-created_at"], name="deploy_target_state_idx"),
+            # The reconciler: queued/running rows whose lease has expired.
+            models.Index(fields=["state", "lease_expires_at"], name="deploy_state_lease_idx"),
+        ]
+
+    def __str__(self):
+        return f"#{self.pk} {self.version} → {self.target}"
+
+    def get_absolute_url(self):
+        return reverse("deployment-detail", args=[self.pk])
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES or self.state == DeploymentState.SUCCEEDED
+
+    @property
+    def duration(self):
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+
+class DeploymentEvent(models.Model):
+    """The timeline of a deployment: state changes (who, when, why), comments, overrides."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=20, choices=DeploymentEventKind.choices)
+    from_state = models.CharField(max_length=20, blank=True)
+    to_state = models.CharField(max_length=20, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self):
+        return f"{self.deployment}: {self.kind} {self.to_state}"
+
+
+class DeploymentLogLine(models.Model):
+    """One timestamped line of a deploy job's log, written as the job goes."""
+
+    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="log_lines")
+    created_at = models.DateTimeField(auto_now_add=True)
+    message = models.TextField()
+
+    class Meta:
+        ordering = ["pk"]  # the live log page asks for lines after the last pk it has
+
+    def __str__(self):
+        return self.message

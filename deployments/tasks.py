@@ -26,3 +26,21 @@ def requeue_stale_validations() -> int:
     for version_id in stale:
         validate_version_task.delay(version_id)
     return len(stale)
+
+
+@shared_task(
+    acks_late=True,
+    autoretry_for=(OperationalError,),
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
+def run_deployment_task(deployment_id: int) -> str | None:
+    """Run one deploy job (queue `deploy`); delivered twice, it runs once."""
+    return services.run_deployment(deployment_id)
+
+
+@shared_task
+def reconcile_deployments_task() -> dict:
+    """Beat: end stuck deployments, resend lost ones, note dead model servers."""
+    return services.reconcile_deployments()

@@ -1,19 +1,38 @@
 from django.urls import path
 
-from deployments import views
+from deployments.views import registry, rollouts
 
 urlpatterns = [
-    path("models/", views.model_list, name="model-list"),
-    path("models/new/", views.model_create, name="model-create"),
-    path("models/<str:name>/", views.model_detail, name="model-detail"),
-    path("models/<str:name>/edit/", views.model_edit, name="model-edit"),
-    path("models/<str:name>/compare/", views.version_compare, name="version-compare"),
-    path("models/<str:name>/versions/new/", views.version_create, name="version-create"),
-    path("models/<str:name>/versions/<int:number>/", views.version_detail, name="version-detail"),
-    path("models/<str:name>/versions/<int:number>/edit/", views.version_edit, name="version-edit"),
+    path("models/", registry.model_list, name="model-list"),
+    path("models/new/", registry.model_create, name="model-create"),
+    path("models/<str:name>/", registry.model_detail, name="model-detail"),
+    path("models/<str:name>/edit/", registry.model_edit, name="model-edit"),
+    path("models/<str:name>/compare/", registry.version_compare, name="version-compare"),
+    path("models/<str:name>/versions/new/", registry.version_create, name="version-create"),
+    path(
+        "models/<str:name>/versions/<int:number>/", registry.version_detail, name="version-detail"
+    ),
+    path(
+        "models/<str:name>/versions/<int:number>/edit/", registry.version_edit, name="version-edit"
+    ),
     path(
         "models/<str:name>/versions/<int:number>/archive/",
-        views.version_archive,
+        registry.version_archive,
         name="version-archive",
+    ),
+]
+
+urlpatterns += [
+    path("targets/", rollouts.target_list, name="target-list"),
+    path("targets/new/", rollouts.target_create, name="target-create"),
+    path("targets/<str:name>/", rollouts.target_detail, name="target-detail"),
+    path("targets/<str:name>/edit/", rollouts.target_edit, name="target-edit"),
+    path("deployments/", rollouts.deployment_list, name="deployment-list"),
+    path("deployments/new/", rollouts.deployment_request, name="deployment-request"),
+    path("deployments/<int:pk>/", rollouts.deployment_detail, name="deployment-detail"),
+    path(
+        "deployments/<int:pk>/<str:verb>/",
+        rollouts.deployment_action,
+        name="deployment-action",
     ),
 ]

@@ -123,6 +123,13 @@ ARTIFACT_MAX_BYTES = env_int("ARTIFACT_MAX_BYTES", 200 * 1024 * 1024)
 ARTIFACT_DOWNLOAD_TIMEOUT = env_int("ARTIFACT_DOWNLOAD_TIMEOUT", 60)
 FILE_UPLOAD_PERMISSIONS = 0o640
 
+# Deployments.
+PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://127.0.0.1:8000")  # for webhook callbacks
+SERVING_DIR = Path(env_str("SERVING_DIR", str(VAR_DIR / "serving")))  # model server logs
+DEPLOY_LEASE_SECONDS = env_int("DEPLOY_LEASE_SECONDS", 120)  # a silent job this long is lost
+DEPLOY_RESEND_QUEUED_SECONDS = env_int("DEPLOY_RESEND_QUEUED_SECONDS", 60)
+WEBHOOK_SIGNATURE_TOLERANCE_SECONDS = env_int("WEBHOOK_SIGNATURE_TOLERANCE_SECONDS", 300)
+
 # Celery: Redis by default; "filesystem://" is the no-install fallback that `make run`
 # picks when Redis does not answer (see scripts/run.sh).
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -145,12 +152,19 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"deployments.tasks.*": {"queue": "default"}}
+CELERY_TASK_ROUTES = {
+    "deployments.tasks.run_deployment_task": {"queue": "deploy"},
+    "deployments.tasks.*": {"queue": "default"},
+}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-validations": {
         "task": "deployments.tasks.requeue_stale_validations",
         "schedule": 60.0,
+    },
+    "reconcile-deployments": {
+        "task": "deployments.tasks.reconcile_deployments_task",
+        "schedule": 30.0,
     },
 }
 CELERY_TIMEZONE = TIME_ZONE

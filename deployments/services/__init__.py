@@ -12,14 +12,43 @@ from deployments.services.registry import (
     update_version,
     validate_version,
 )
+from deployments.services.rollouts import (
+    add_comment,
+    approve_deployment,
+    can_approve,
+    cancel_deployment,
+    complete_deployment,
+    fail_deployment,
+    previous_good_deployment,
+    reconcile_deployments,
+    reject_deployment,
+    request_deployment,
+    rollback_deployment,
+    run_deployment,
+)
+from deployments.services.targets import create_target, update_target
 
 __all__ = [
+    "add_comment",
+    "approve_deployment",
+    "can_approve",
     "can_edit_model",
+    "cancel_deployment",
+    "complete_deployment",
     "create_model",
+    "create_target",
+    "fail_deployment",
+    "previous_good_deployment",
+    "reconcile_deployments",
     "register_version",
+    "reject_deployment",
+    "request_deployment",
+    "rollback_deployment",
+    "run_deployment",
     "set_version_archived",
     "stale_validation_ids",
     "update_model",
+    "update_target",
     "update_version",
     "validate_version",
 ]

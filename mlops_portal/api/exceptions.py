@@ -4,11 +4,21 @@ from rest_framework import exceptions
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from mlops_portal.errors import Conflict
+
+
+class ConflictError(exceptions.APIException):
+    status_code = 409
+    default_detail = "The object's current state does not allow this."
+    default_code = "conflict"
+
 
 def exception_handler(exc, context):
-    """Services raise Django's ValidationError; the API answers it as a 400 naming fields."""
+    """Services raise Django's ValidationError (400 naming fields) or Conflict (409)."""
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(validation_error_detail(exc))
+    elif isinstance(exc, Conflict):
+        exc = ConflictError(str(exc))
     return drf_exception_handler(exc, context)
 
 

@@ -1,18 +1,26 @@
 from django.urls import include, path
 from rest_framework.routers import DefaultRouter
 
+from deployments.api.deploy_views import DeploymentCallbackView, DeploymentViewSet, TargetViewSet
 from deployments.api.views import ModelVersionViewSet, RegisteredModelViewSet
 from mlops_portal.api.tokens import ApiTokenViewSet
 
 router = DefaultRouter()
 router.register("tokens", ApiTokenViewSet, basename="token")
 router.register("models", RegisteredModelViewSet, basename="model")
+router.register("targets", TargetViewSet, basename="target")
+router.register("deployments", DeploymentViewSet, basename="deployment")
 
 versions = DefaultRouter(trailing_slash=True)
 versions.include_root_view = False
 versions.register("versions", ModelVersionViewSet, basename="model-version")
 
 urlpatterns = [
+    path(
+        "deployments/<int:pk>/callback/",
+        DeploymentCallbackView.as_view(),
+        name="deployment-callback",
+    ),
     path("", include(router.urls)),
     path("models/<str:model_name>/", include(versions.urls)),
 ]

@@ -25,6 +25,25 @@ def status_colour(status):
     return STATUS_COLOURS.get(str(status), "secondary")
 
 
+STATE_COLOURS = {
+    "requested": "secondary",
+    "approved": "info",
+    "queued": "info",
+    "running": "primary",
+    "succeeded": "success",
+    "failed": "danger",
+    "rejected": "dark",
+    "cancelled": "light",
+    "superseded": "light",
+    "rolled_back": "warning",
+}
+
+
+@register.filter
+def state_colour(state):
+    return STATE_COLOURS.get(str(state), "secondary")
+
+
 @register.filter
 def get_item(mapping, key):
     return (mapping or {}).get(key)

@@ -134,6 +134,8 @@ def version_detail(request, name, number):
             "model": version.model,
             "events": version.events.select_related("actor"),
             "can_edit": services.can_edit_model(request.user, version.model),
+            "can_request": has_role(request.user, AUTHORS),
+            "deployments": version.deployments.for_list()[:20],
         },
     )
 

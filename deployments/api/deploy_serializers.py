@@ -1,0 +1,140 @@
+"""Serializers for targets and deployments: they parse and present; services decide."""
+
+from rest_framework import serializers
+
+from deployments.backends import public_settings
+from deployments.choices import Backend, Environment
+from deployments.models import Deployment, DeploymentEvent, DeploymentLogLine, Target
+from mlops_portal.api.fields import JSONInputField
+
+
+class TargetSerializer(serializers.ModelSerializer):
+    backend_settings = serializers.SerializerMethodField(help_text="Secrets are shown as ********.")
+    live_deployment = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Target
+        fields = [
+            "name",
+            "environment",
+            "backend",
+            "backend_settings",
+            "requires_approval",
+            "auto_rollback",
+            "verification_window_seconds",
+            "description",
+            "live_deployment",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    def get_backend_settings(self, target) -> dict:
+        return public_settings(target.backend, target.backend_settings)
+
+    def get_live_deployment(self, target) -> int | None:
+        live = getattr(target, "live_deployment_id", None)
+        return live
+
+
+class TargetCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    environment = serializers.ChoiceField(choices=Environment.choices)
+    backend = serializers.ChoiceField(choices=Backend.choices, default=Backend.LOCAL)
+    backend_settings = JSONInputField(required=False, default=dict)
+    requires_approval = serializers.BooleanField(
+        required=False, allow_null=True, default=None,
+        help_text="Defaults to true for production targets.",
+    )  # fmt: skip
+    auto_rollback = serializers.BooleanField(required=False, default=False)
+    verification_window_seconds = serializers.IntegerField(required=False, default=60, min_value=0)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class TargetUpdateSerializer(serializers.Serializer):
+    environment = serializers.ChoiceField(choices=Environment.choices, required=False)
+    backend_settings = JSONInputField(
+        required=False, help_text="Leave a secret blank to keep the current one."
+    )
+    requires_approval = serializers.BooleanField(required=False)
+    auto_rollback = serializers.BooleanField(required=False)
+    verification_window_seconds = serializers.IntegerField(required=False, min_value=0)
+    description = serializers.CharField(required=False, allow_blank=True)
+
+
+class DeploymentSerializer(serializers.ModelSerializer):
+    target = serializers.CharField(source="target.name", read_only=True)
+    model = serializers.CharField(source="version.model.name", read_only=True)
+    version = serializers.IntegerField(source="version.number", read_only=True)
+    requested_by = serializers.CharField(source="requested_by.username", read_only=True)
+    approved_by = serializers.CharField(source="approved_by.username", read_only=True, default=None)
+    duration_seconds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Deployment
+        fields = [
+            "id",
+            "target",
+            "model",
+            "version",
+            "state",
+            "reason",
+            "change_ticket",
+            "requested_by",
+            "approved_by",
+            "decision_comment",
+            "rollback_of",
+            "endpoint",
+            "failure_reason",
+            "attempts",
+            "created_at",
+            "queued_at",
+            "started_at",
+            "finished_at",
+            "duration_seconds",
+        ]
+        read_only_fields = fields
+
+    def get_duration_seconds(self, deployment) -> float | None:
+        duration = deployment.duration
+        return duration.total_seconds() if duration else None
+
+
+class DeploymentRequestSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    version = serializers.IntegerField(min_value=1)
+    target = serializers.CharField()
+    reason = serializers.CharField()
+    change_ticket = serializers.URLField(required=False, allow_blank=True, default="")
+
+
+class DecisionSerializer(serializers.Serializer):
+    comment = serializers.CharField(required=False, allow_blank=True, default="")
+    override_reason = serializers.CharField(
+        required=False, allow_blank=True, default="",
+        help_text="Required to approve past a policy block; recorded on the timeline.",
+    )  # fmt: skip
+
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class DeploymentEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor.username", read_only=True, default=None)
+
+    class Meta:
+        model = DeploymentEvent
+        fields = ["id", "kind", "from_state", "to_state", "actor", "message", "created_at"]
+        read_only_fields = fields
+
+
+class CommentSerializer(serializers.Serializer):
+    body = serializers.CharField()
+
+
+class LogLineSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DeploymentLogLine
+        fields = ["id", "created_at", "message"]
+        read_only_fields = fields

@@ -1,0 +1,207 @@
+import json
+
+from django.db.models import OuterRef, Subquery
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from deployments import services
+from deployments.api.deploy_serializers import (
+    CommentSerializer,
+    DecisionSerializer,
+    DeploymentEventSerializer,
+    DeploymentRequestSerializer,
+    DeploymentSerializer,
+    LogLineSerializer,
+    ReasonSerializer,
+    TargetCreateSerializer,
+    TargetSerializer,
+    TargetUpdateSerializer,
+)
+from deployments.api.views import ServiceBackedViewSet
+from deployments.backends import DeployError
+from deployments.backends.webhook import SIGNATURE_HEADER, outcome_from, verify
+from deployments.choices import Backend, DeploymentEventKind, DeploymentState
+from deployments.filters import DeploymentFilter
+from deployments.models import Deployment, ModelVersion, Target
+from mlops_portal.errors import Conflict
+from mlops_portal.roles import AUTHORS, OPERATORS
+
+LOG_PAGE_SIZE = 500
+
+
+def targets_with_live():
+    live = Deployment.objects.filter(target=OuterRef("pk"), state=DeploymentState.SUCCEEDED)
+    return Target.objects.annotate(live_deployment_id=Subquery(live.values("pk")[:1]))
+
+
+class TargetViewSet(ServiceBackedViewSet):
+    """Deploy targets, looked up by name. MLOps engineers create and change them."""
+
+    queryset = targets_with_live().order_by("name")
+    serializer_class = TargetSerializer
+    lookup_field = "name"
+    lookup_value_regex = "[^/]+"
+    filterset_fields = ["environment", "backend"]
+    input_serializers = {
+        "create": TargetCreateSerializer,
+        "partial_update": TargetUpdateSerializer,
+    }
+    action_roles = {
+        "create": (OPERATORS, "manage targets"),
+        "partial_update": (OPERATORS, "manage targets"),
+    }
+
+    @extend_schema(request=TargetCreateSerializer, responses={201: TargetSerializer})
+    def create(self, request):
+        target = services.create_target(request.user, **self.parse_input())
+        return self.respond_with(target, status.HTTP_201_CREATED)
+
+    @extend_schema(request=TargetUpdateSerializer, responses=TargetSerializer)
+    def partial_update(self, request, name=None):
+        target = services.update_target(request.user, self.get_object(), **self.parse_input(True))
+        return self.respond_with(target)
+
+
+class DeploymentViewSet(ServiceBackedViewSet):
+    """Deployments: POST requests one; actions approve, reject, cancel and roll back."""
+
+    queryset = Deployment.objects.for_list()
+    serializer_class = DeploymentSerializer
+    filterset_class = DeploymentFilter
+    input_serializers = {
+        "create": DeploymentRequestSerializer,
+        "approve": DecisionSerializer,
+        "reject": DecisionSerializer,
+        "cancel": ReasonSerializer,
+        "rollback": ReasonSerializer,
+        "comments": CommentSerializer,
+    }
+    action_roles = {
+        "create": (AUTHORS, "request deployments"),
+        "approve": (OPERATORS, "approve deployments"),
+        "reject": (OPERATORS, "reject deployments"),
+        "rollback": (OPERATORS, "roll back deployments"),
+    }
+
+    @extend_schema(request=DeploymentRequestSerializer, responses={201: DeploymentSerializer})
+    def create(self, request):
+        data = self.parse_input()
+        version = get_object_or_404(
+            ModelVersion.objects.select_related("model"),
+            model__name=data["model"],
+            number=data["version"],
+        )
+        target = get_object_or_404(Target, name=data["target"])
+        deployment = services.request_deployment(
+            request.user,
+            version=version,
+            target=target,
+            reason=data["reason"],
+            change_ticket=data["change_ticket"],
+        )
+        return self.respond_with(deployment, status.HTTP_201_CREATED)
+
+    @extend_schema(request=DecisionSerializer, responses=DeploymentSerializer)
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        data = self.parse_input()
+        deployment = services.approve_deployment(
+            request.user,
+            self.get_object(),
+            comment=data["comment"],
+            override_reason=data["override_reason"],
+        )
+        return self.respond_with(deployment)
+
+    @extend_schema(request=DecisionSerializer, responses=DeploymentSerializer)
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        comment = self.parse_input()["comment"]
+        deployment = services.reject_deployment(request.user, self.get_object(), comment=comment)
+        return self.respond_with(deployment)
+
+    @extend_schema(request=ReasonSerializer, responses=DeploymentSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        reason = self.parse_input()["reason"]
+        deployment = services.cancel_deployment(request.user, self.get_object(), reason=reason)
+        return self.respond_with(deployment)
+
+    @extend_schema(request=ReasonSerializer, responses={201: DeploymentSerializer})
+    @action(detail=True, methods=["post"])
+    def rollback(self, request, pk=None):
+        reason = self.parse_input()["reason"]
+        rollback = services.rollback_deployment(request.user, self.get_object(), reason=reason)
+        return self.respond_with(rollback, status.HTTP_201_CREATED)
+
+    @extend_schema(
+        responses=LogLineSerializer(many=True),
+        parameters=[OpenApiParameter("after", int, description="Only lines after this id.")],
+    )
+    @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
+    def logs(self, request, pk=None):
+        deployment = self.get_object()
+        lines = deployment.log_lines.filter(pk__gt=_int(request.query_params.get("after")))
+        return Response(LogLineSerializer(lines[:LOG_PAGE_SIZE], many=True).data)
+
+    @extend_schema(methods=["get"], responses=DeploymentEventSerializer(many=True))
+    @extend_schema(
+        methods=["post"], request=CommentSerializer, responses={201: DeploymentEventSerializer}
+    )
+    @action(detail=True, methods=["get", "post"], pagination_class=None, filterset_class=None)
+    def comments(self, request, pk=None):
+        deployment = self.get_object()
+        if request.method == "POST":
+            comment = services.add_comment(request.user, deployment, self.parse_input()["body"])
+            return Response(DeploymentEventSerializer(comment).data, status=201)
+        comments = deployment.events.filter(kind=DeploymentEventKind.COMMENT).select_related(
+            "actor"
+        )
+        return Response(DeploymentEventSerializer(comments, many=True).data)
+
+
+class DeploymentCallbackView(APIView):
+    """The CD system reports a webhook deployment's outcome, signed with the target's secret
+    (`X-MLOps-Signature`); no token, the signature is the credential."""
+
+    authentication_classes = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(request=None, responses={200: DeploymentSerializer}, auth=[])
+    def post(self, request, pk):
+        deployment = get_object_or_404(
+            Deployment.objects.for_list(), pk=pk, target__backend=Backend.WEBHOOK
+        )
+        body = request.body
+        secret = deployment.target.backend_settings.get("secret", "")
+        problem = verify(secret, body, request.headers.get(SIGNATURE_HEADER, ""))
+        if problem:
+            return Response({"detail": problem}, status=status.HTTP_401_UNAUTHORIZED)
+        if not (
+            deployment.state == DeploymentState.RUNNING
+            and deployment.backend_state.get("awaiting_callback")
+        ):
+            raise Conflict(f"Deployment #{pk} is {deployment.state}; it awaits no callback.")
+        try:
+            data = json.loads(body)
+            outcome = outcome_from(data if isinstance(data, dict) else {})
+        except ValueError:
+            return Response({"detail": "The body is not JSON."}, status=400)
+        except DeployError as exc:
+            services.fail_deployment(deployment, str(exc))
+        else:
+            services.complete_deployment(deployment, outcome.endpoint)
+        deployment.refresh_from_db()
+        return Response(DeploymentSerializer(deployment).data)
+
+
+def _int(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0

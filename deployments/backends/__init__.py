@@ -1,0 +1,112 @@
+"""Deploy backends: small classes that put a model version behind an endpoint.
+
+Each has `deploy(deployment, log) -> Outcome`, `stop(deployment)` and `status(deployment)`;
+`clean_settings(raw)` validates a target's settings when the target is saved, so a wrong
+setting is a form/API error instead of a failed job later."""
+
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+
+from deployments.choices import Backend as BackendName
+
+
+class DeployError(Exception):
+    """The deploy cannot go on; the message is the reason users see."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What `deploy` achieved: a serving endpoint, or a hand-off awaiting a callback."""
+
+    endpoint: str = ""
+    awaiting_callback: bool = False
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    name: str
+    kind: type
+    default: object = None
+    required: bool = False
+    secret: bool = False
+    help: str = ""
+
+
+class DeployBackend:
+    settings_spec: tuple[SettingSpec, ...] = ()
+
+    def __init__(self, target):
+        self.target = target
+        self.settings = {**self.defaults(), **(target.backend_settings or {})}
+
+    @classmethod
+    def defaults(cls) -> dict:
+        return {spec.name: spec.default for spec in cls.settings_spec if spec.default is not None}
+
+    @classmethod
+    def secret_names(cls) -> set[str]:
+        return {spec.name for spec in cls.settings_spec if spec.secret}
+
+    @classmethod
+    def clean_settings(cls, raw: dict, previous: dict | None = None) -> dict:
+        """Return the validated settings; a blank secret keeps the previous one."""
+        if not isinstance(raw, dict):
+            raise ValidationError({"backend_settings": ["Give a JSON object of settings."]})
+        known = {spec.name: spec for spec in cls.settings_spec}
+        errors = [f"Unknown setting {name!r}." for name in raw if name not in known]
+        cleaned = {}
+        for spec in cls.settings_spec:
+            value = raw.get(spec.name)
+            if spec.secret and value in (None, "") and previous and previous.get(spec.name):
+                value = previous[spec.name]
+            if value in (None, ""):
+                if spec.required:
+                    errors.append(f"{spec.name} is required: {spec.help}")
+                continue
+            if spec.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+                errors.append(f"{spec.name} must be a whole number.")
+                continue
+            if spec.kind is str and not isinstance(value, str):
+                errors.append(f"{spec.name} must be text.")
+                continue
+            cleaned[spec.name] = value
+        errors += cls.check_values(cleaned)
+        if errors:
+            raise ValidationError({"backend_settings": errors})
+        return cleaned
+
+    @classmethod
+    def check_values(cls, cleaned: dict) -> list[str]:
+        """Backend-specific checks on typed values; return error messages."""
+        return []
+
+    def deploy(self, deployment, log) -> Outcome:
+        raise NotImplementedError
+
+    def stop(self, deployment) -> None:
+        raise NotImplementedError
+
+    def status(self, deployment) -> str:
+        raise NotImplementedError
+
+
+def backend_class(name: str) -> type[DeployBackend]:
+    from deployments.backends.local import LocalBackend
+    from deployments.backends.webhook import WebhookBackend
+
+    classes = {BackendName.LOCAL: LocalBackend, BackendName.WEBHOOK: WebhookBackend}
+    try:
+        return classes[name]
+    except KeyError:
+        raise ValidationError({"backend": [f"Unknown backend {name!r}."]}) from None
+
+
+def backend_for(target) -> DeployBackend:
+    return backend_class(target.backend)(target)
+
+
+def public_settings(backend: str, settings: dict) -> dict:
+    """The settings with every secret replaced by a marker: safe for pages, API and logs."""
+    secrets = backend_class(backend).secret_names()
+    return {name: ("********" if name in secrets else value) for name, value in settings.items()}

@@ -1,0 +1,200 @@
+"""The `local` backend: runs the model server (deployments/serving/server.py) as its own
+process on a free port of this host, blue/green: the new process must answer /health
+before the target switches to it, and the previous one is stopped afterwards.
+
+The process is started in its own session, so it keeps serving when the worker or the
+portal restarts; its pid and port live in `Deployment.backend_state`."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from django.conf import settings
+
+from deployments.backends import DeployBackend, DeployError, Outcome, SettingSpec
+from deployments.serving.loading import ArtifactError, file_digest
+
+SERVER_MODULE = "deployments.serving.server"
+
+
+class LocalBackend(DeployBackend):
+    settings_spec = (
+        SettingSpec("host", str, default="127.0.0.1", help="Interface the model server binds."),
+        SettingSpec(
+            "startup_timeout_seconds", int, default=60, help="How long to wait for /health."
+        ),
+    )
+
+    @classmethod
+    def check_values(cls, cleaned):
+        errors = []
+        if cleaned.get("host", "127.0.0.1") not in ("127.0.0.1", "0.0.0.0", "localhost"):
+            errors.append("host must be 127.0.0.1, localhost or 0.0.0.0.")
+        if not 1 <= cleaned.get("startup_timeout_seconds", 60) <= 600:
+            errors.append("startup_timeout_seconds must be between 1 and 600.")
+        return errors
+
+    def deploy(self, deployment, log) -> Outcome:
+        version = deployment.version
+        artifact = self.artifact_path(version, log)
+        port = free_port()
+        log_file = serving_dir() / f"deployment-{deployment.pk}.log"
+        log(f"Starting the model server for {version} on port {port}.")
+        process = self.start_process(deployment, artifact, port, log_file)
+        record_process(deployment, pid=process.pid, port=port, log_file=str(log_file))
+        endpoint = f"http://127.0.0.1:{port}"
+        self.wait_until_healthy(process, endpoint, log_file, log)
+        log(f"Model server pid {process.pid} answers /health at {endpoint}.")
+        return Outcome(endpoint=endpoint)
+
+    def artifact_path(self, version, log) -> str:
+        if version.artifact:
+            log(f"Using the uploaded artifact {version.artifact.name}.")
+            return version.artifact.path
+        cached = serving_dir() / "artifacts" / f"version-{version.pk}.artifact"
+        if not cached.exists():
+            log(f"Downloading {version.artifact_uri}.")
+            download_to(version.artifact_uri, cached)
+        digest, _ = file_digest(cached)
+        if version.artifact_sha256 and digest != version.artifact_sha256:
+            cached.unlink()
+            raise DeployError(f"The artifact's SHA-256 changed since validation ({digest}).")
+        return str(cached)
+
+    def start_process(self, deployment, artifact, port, log_file) -> subprocess.Popen:
+        version = deployment.version
+        command = [
+            sys.executable, "-m", SERVER_MODULE,
+            "--artifact", artifact, "--flavor", version.flavor,
+            "--model", version.model.name, "--version", str(version.number),
+            "--host", self.settings["host"], "--port", str(port),
+        ]  # fmt: skip
+        with open(log_file, "ab") as output:
+            return subprocess.Popen(
+                command,
+                cwd=settings.BASE_DIR,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # survives the worker; stopped only by `stop`
+            )
+
+    def wait_until_healthy(self, process, endpoint, log_file, log) -> None:
+        deadline = time.monotonic() + self.settings["startup_timeout_seconds"]
+        next_note = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise DeployError(
+                    f"The model server exited with status {process.returncode}: {tail(log_file)}"
+                )
+            if health_ok(endpoint):
+                return
+            if time.monotonic() >= next_note:
+                log("Waiting for the model server's /health…")  # also renews the job's lease
+                next_note = time.monotonic() + 2
+            time.sleep(0.1)
+        terminate(process.pid)
+        raise DeployError(
+            f"The model server did not answer /health within "
+            f"{self.settings['startup_timeout_seconds']} s."
+        )
+
+    def stop(self, deployment) -> None:
+        pid = (deployment.backend_state or {}).get("pid")
+        if pid and is_model_server(pid):
+            terminate(pid)
+
+    def status(self, deployment) -> str:
+        state = deployment.backend_state or {}
+        if not state.get("pid") or not is_model_server(state["pid"]):
+            return "stopped"
+        return "serving" if health_ok(deployment.endpoint) else "unhealthy"
+
+
+def serving_dir() -> Path:
+    path = Path(settings.SERVING_DIR)
+    (path / "artifacts").mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def record_process(deployment, **state) -> None:
+    """Save pid and port at once, so a reconciler can stop the process if the job dies."""
+    from deployments.models import Deployment
+
+    deployment.backend_state = {**(deployment.backend_state or {}), **state}
+    Deployment.objects.filter(pk=deployment.pk).update(backend_state=deployment.backend_state)
+
+
+def health_ok(endpoint: str) -> bool:
+    try:
+        return httpx.get(f"{endpoint}/health", timeout=1.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def is_model_server(pid: int) -> bool:
+    """True when `pid` is alive and is one of our model servers (pids get reused)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return SERVER_MODULE.encode() in cmdline
+
+
+def terminate(pid: int, grace_seconds: float = 5.0) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_seconds
+    while time.monotonic() < deadline:
+        _reap(pid)
+        if not is_model_server(pid):
+            return
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _reap(pid)
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status when the process is our child, so it leaves no zombie."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def tail(path, lines: int = 5) -> str:
+    try:
+        text = Path(path).read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return "(no output)"
+    return " | ".join(text[-lines:]) or "(no output)"
+
+
+def download_to(uri: str, destination: Path) -> None:
+    partial = destination.with_suffix(".part")
+    try:
+        with httpx.stream("GET", uri, timeout=60, follow_redirects=True) as response:
+            if response.status_code != 200:
+                raise DeployError(f"Downloading {uri} answered HTTP {response.status_code}.")
+            with open(partial, "wb") as handle:
+                for chunk in response.iter_bytes():
+                    handle.write(chunk)
+    except (httpx.HTTPError, ArtifactError) as exc:
+        raise DeployError(f"Could not download {uri}: {exc}") from exc
+    partial.rename(destination)

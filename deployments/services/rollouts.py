@@ -1,0 +1,421 @@
+"""Deployments: request, approve, reject, cancel, roll back, comment, and the deploy job.
+
+Every state change goes through `_transition`, a conditional UPDATE that only moves a row
+from the state the caller saw, written in the same transaction as its event row. The
+database enforces one running rollout and one live deployment per target (partial unique
+constraints), so two workers or two approvers can never both win."""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from deployments.backends import DeployError, backend_for
+from deployments.choices import (
+    DEPLOYMENT_TRANSITIONS,
+    WAS_LIVE_STATES,
+    DeploymentEventKind,
+    DeploymentState,
+    VersionStatus,
+)
+from deployments.models import Deployment, DeploymentEvent, DeploymentLogLine, ModelVersion
+from mlops_portal.errors import Conflict
+from mlops_portal.roles import AUTHORS, OPERATORS, has_role, require_role
+
+logger = logging.getLogger(__name__)
+State = DeploymentState
+
+
+# --- requests and decisions ------------------------------------------------------------
+
+
+def request_deployment(actor, *, version: ModelVersion, target, reason, change_ticket=""):
+    """Ask for `version` on `target`; return the deployment (queued at once when the
+    target needs no approval)."""
+    require_role(actor, AUTHORS, "request deployments")
+    errors = {}
+    if version.status != VersionStatus.READY:
+        errors["version"] = [
+            f"{version} is {version.get_status_display().lower()}; only ready versions deploy."
+        ]
+    elif version.archived:
+        errors["version"] = [f"{version} is archived."]
+    if not (reason or "").strip():
+        errors["reason"] = ["Say why this version should go to this target."]
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        deployment = Deployment.objects.create(
+            version=version,
+            target=target,
+            reason=reason.strip(),
+            change_ticket=change_ticket or "",
+            requested_by=actor,
+        )
+        _event(deployment, actor, "", State.REQUESTED, reason.strip())
+        if not target.requires_approval:
+            _approve(deployment, None, f"{target} does not require approval.")
+    return deployment
+
+
+def can_approve(user, deployment) -> bool:
+    return has_role(user, OPERATORS) and deployment.requested_by_id != user.pk
+
+
+def approve_deployment(actor, deployment, *, comment="", override_reason=""):
+    """Approve a requested deployment and queue its job. The requester never approves
+    their own request; of two engineers approving at once, exactly one wins."""
+    require_role(actor, OPERATORS, "approve deployments")
+    if deployment.requested_by_id == actor.pk:
+        raise PermissionDenied("You requested this deployment; another engineer must approve it.")
+    with transaction.atomic():
+        if override_reason.strip():
+            _record(deployment, actor, DeploymentEventKind.OVERRIDE, override_reason.strip())
+        _approve(deployment, actor, comment)
+    return deployment
+
+
+def reject_deployment(actor, deployment, *, comment):
+    require_role(actor, OPERATORS, "reject deployments")
+    if not (comment or "").strip():
+        raise ValidationError({"comment": ["Tell the requester why it is rejected."]})
+    with transaction.atomic():
+        _transition(
+            deployment, State.REJECTED, actor, comment.strip(),
+            approved_by=actor, decision_comment=comment.strip(), finished_at=timezone.now(),
+        )  # fmt: skip
+    return deployment
+
+
+def cancel_deployment(actor, deployment, *, reason=""):
+    """The requester (or an engineer) withdraws a request that is still waiting."""
+    if deployment.requested_by_id != actor.pk and not has_role(actor, OPERATORS):
+        raise PermissionDenied("Only the requester or an MLOps engineer may cancel it.")
+    with transaction.atomic():
+        _transition(
+            deployment, State.CANCELLED, actor, reason or "Cancelled.", finished_at=timezone.now()
+        )
+    return deployment
+
+
+def rollback_deployment(actor, live, *, reason):
+    """Deploy again the version that was live before `live` on its target; return the new
+    deployment. It skips approval only when the target does not require approval."""
+    require_role(actor, OPERATORS, "roll back deployments")
+    if not (reason or "").strip():
+        raise ValidationError({"reason": ["Say why you roll back; everyone involved is told."]})
+    if live.state != State.SUCCEEDED:
+        raise Conflict(f"Only the live deployment can be rolled back; #{live.pk} is {live.state}.")
+    previous = previous_good_deployment(live)
+    if previous is None:
+        raise Conflict(f"Nothing was live on {live.target} before #{live.pk}.")
+    with transaction.atomic():
+        rollback = Deployment.objects.create(
+            version=previous.version,
+            target=live.target,
+            reason=f"Rollback of #{live.pk}: {reason.strip()}",
+            requested_by=actor,
+            rollback_of=live,
+        )
+        _event(rollback, actor, "", State.REQUESTED, rollback.reason)
+        _record(
+            live, actor, DeploymentEventKind.NOTE, f"Rollback requested as #{rollback.pk}: {reason}"
+        )
+        if not live.target.requires_approval:
+            _approve(rollback, None, f"{live.target} does not require approval.")
+        transaction.on_commit(lambda: _notify_rollback(live, rollback))
+    return rollback
+
+
+def previous_good_deployment(live):
+    """The most recent deployment before `live` on its target that served another version."""
+    return (
+        Deployment.objects.filter(
+            target=live.target, state__in=WAS_LIVE_STATES, finished_at__lt=live.finished_at
+        )
+        .exclude(version=live.version)
+        .select_related("version")
+        .order_by("-finished_at")
+        .first()
+    )
+
+
+def add_comment(actor, deployment, body) -> DeploymentEvent:
+    if not actor.is_authenticated or not (body or "").strip():
+        raise ValidationError({"body": ["Write something to say."]})
+    return _record(deployment, actor, DeploymentEventKind.COMMENT, body.strip())
+
+
+# --- the deploy job --------------------------------------------------------------------
+
+
+def run_deployment(deployment_id: int) -> str | None:
+    """Run one queued deployment to its end; return its final state, or None when there is
+    nothing to do (gone, not queued, or another rollout holds the target)."""
+    deployment = _claim(deployment_id)
+    if deployment is None:
+        return None
+    backend = backend_for(deployment.target)
+    log = JobLog(deployment)
+    log(f"Deploying {deployment.version} to {deployment.target} ({deployment.target.backend}).")
+    try:
+        outcome = backend.deploy(deployment, log)
+    except DeployError as exc:
+        return _fail_and_clean_up(deployment, backend, str(exc))
+    except Exception as exc:  # any bug in a backend still ends the job with a reason
+        logger.exception("Deploy job #%s crashed", deployment.pk)
+        return _fail_and_clean_up(deployment, backend, f"Unexpected error: {exc!r}")
+    if outcome.awaiting_callback:
+        _await_callback(deployment, backend.callback_timeout)
+        return State.RUNNING
+    return complete_deployment(deployment, outcome.endpoint, log)
+
+
+def complete_deployment(deployment, endpoint, log=None) -> str:
+    """Make `deployment` the target's live one, then stop the one it replaces."""
+    log = log or JobLog(deployment)
+    with transaction.atomic():
+        replaced = Deployment.objects.live().filter(target=deployment.target).first()
+        if replaced is not None:
+            ended = (
+                State.ROLLED_BACK if deployment.rollback_of_id == replaced.pk else State.SUPERSEDED
+            )
+            _transition(replaced, ended, None, f"Replaced by #{deployment.pk}.")
+        _transition(
+            deployment, State.SUCCEEDED, None, f"Serving at {endpoint or 'the CD system'}.",
+            endpoint=endpoint, finished_at=timezone.now(), lease_expires_at=None,
+        )  # fmt: skip
+        _start_next_on_commit(deployment.target_id)
+    log(f"Live: {deployment.version} now serves {deployment.target}.")
+    if replaced is not None:
+        backend_for(replaced.target).stop(replaced)
+        log(f"Stopped the previous deployment #{replaced.pk} ({replaced.version}).")
+    return State.SUCCEEDED
+
+
+def fail_deployment(deployment, reason: str) -> str:
+    with transaction.atomic():
+        _transition(
+            deployment, State.FAILED, None, reason,
+            failure_reason=reason, finished_at=timezone.now(), lease_expires_at=None,
+        )  # fmt: skip
+        _start_next_on_commit(deployment.target_id)
+    return State.FAILED
+
+
+def _claim(deployment_id):
+    """Move a queued deployment to running if its target is free; None otherwise."""
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            claimed = Deployment.objects.filter(pk=deployment_id, state=State.QUEUED).update(
+                state=State.RUNNING,
+                attempts=F("attempts") + 1,
+                started_at=now,
+                lease_expires_at=now + timedelta(seconds=settings.DEPLOY_LEASE_SECONDS),
+                updated_at=now,
+            )
+            if not claimed:
+                return None  # already running elsewhere, finished, or gone
+            deployment = Deployment.objects.for_list().get(pk=deployment_id)
+            _event(deployment, None, State.QUEUED, State.RUNNING, f"Attempt {deployment.attempts}.")
+    except IntegrityError:
+        return None  # another rollout runs on this target; it starts us when it ends
+    return deployment
+
+
+def _fail_and_clean_up(deployment, backend, reason) -> str:
+    JobLog(deployment)(f"Failed: {reason}")
+    backend.stop(deployment)  # a half-started new process must not linger
+    return fail_deployment(deployment, reason)
+
+
+def _await_callback(deployment, timeout_seconds: int) -> None:
+    deadline = timezone.now() + timedelta(seconds=timeout_seconds)
+    deployment.backend_state = {**deployment.backend_state, "awaiting_callback": True}
+    Deployment.objects.filter(pk=deployment.pk, state=State.RUNNING).update(
+        backend_state=deployment.backend_state, lease_expires_at=deadline
+    )
+
+
+def _start_next_on_commit(target_id) -> None:
+    """When a target frees up, start its oldest queued deployment."""
+    from deployments.tasks import run_deployment_task
+
+    def start_next():
+        waiting = (
+            Deployment.objects.filter(target_id=target_id, state=State.QUEUED)
+            .order_by("queued_at", "pk")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if waiting:
+            run_deployment_task.delay(waiting)
+
+    transaction.on_commit(start_next)
+
+
+class JobLog:
+    """Writes timestamped log lines of a deploy job; each line also renews its lease."""
+
+    def __init__(self, deployment):
+        self.deployment = deployment
+
+    def __call__(self, message: str) -> None:
+        DeploymentLogLine.objects.create(deployment=self.deployment, message=message)
+        Deployment.objects.filter(pk=self.deployment.pk, state=State.RUNNING).exclude(
+            backend_state__has_key="awaiting_callback"
+        ).update(lease_expires_at=timezone.now() + timedelta(seconds=settings.DEPLOY_LEASE_SECONDS))
+
+
+# --- recovery ---------------------------------------------------------------------------
+
+
+def reconcile_deployments() -> dict[str, int]:
+    """Bring stuck deployments to a consistent end; return what was done, by kind.
+
+    - running with an expired lease: its worker died (or the CD system never called back):
+      stop whatever it started and mark it failed with the reason;
+    - queued with a free target for a while: its message was lost, send it again;
+    - live on the local backend with a dead model server: record it once on the timeline."""
+    done = {"failed": 0, "resent": 0, "dead_servers": 0}
+    now = timezone.now()
+    stuck = Deployment.objects.for_list().filter(state=State.RUNNING, lease_expires_at__lt=now)
+    for deployment in stuck:
+        if _fail_stuck(deployment):
+            done["failed"] += 1
+    done["resent"] = _resend_waiting(now)
+    for deployment in Deployment.objects.for_list().live().filter(target__backend="local"):
+        if _record_dead_server(deployment):
+            done["dead_servers"] += 1
+    return done
+
+
+def _fail_stuck(deployment) -> bool:
+    if deployment.backend_state.get("awaiting_callback"):
+        reason = "No answer from the CD system within the target's timeout_seconds."
+    else:
+        reason = (
+            "The deploy job stopped before finishing (its worker was lost; no heartbeat for "
+            f"{settings.DEPLOY_LEASE_SECONDS} s). The previous deployment keeps serving."
+        )
+    try:
+        JobLog(deployment)(f"Reconciler: {reason}")
+        backend_for(deployment.target).stop(deployment)
+        fail_deployment(deployment, reason)
+    except Conflict:
+        return False  # it finished while we looked
+    return True
+
+
+def _resend_waiting(now) -> int:
+    cutoff = now - timedelta(seconds=settings.DEPLOY_RESEND_QUEUED_SECONDS)
+    busy = Deployment.objects.filter(state=State.RUNNING).values("target_id")
+    waiting = (
+        Deployment.objects.filter(state=State.QUEUED, queued_at__lt=cutoff)
+        .exclude(target_id__in=busy)
+        .order_by("target_id", "queued_at", "pk")
+    )
+    from deployments.tasks import run_deployment_task
+
+    oldest_per_target = {}
+    for target_id, pk in waiting.values_list("target_id", "pk"):
+        oldest_per_target.setdefault(target_id, pk)
+    for pk in oldest_per_target.values():
+        run_deployment_task.delay(pk)
+    return len(oldest_per_target)
+
+
+def _record_dead_server(deployment) -> bool:
+    if deployment.backend_state.get("died_at"):
+        return False
+    if backend_for(deployment.target).status(deployment) != "stopped":
+        return False
+    state = {**deployment.backend_state, "died_at": timezone.now().isoformat()}
+    with transaction.atomic():
+        Deployment.objects.filter(pk=deployment.pk).update(backend_state=state)
+        _record(
+            deployment, None, DeploymentEventKind.NOTE,
+            f"The model server (pid {deployment.backend_state.get('pid')}) is not running.",
+        )  # fmt: skip
+    return True
+
+
+# --- state machine core ------------------------------------------------------------------
+
+
+def _approve(deployment, actor, comment):
+    _transition(
+        deployment, State.APPROVED, actor, comment or "Approved.",
+        approved_by=actor, decision_comment=comment or "",
+    )  # fmt: skip
+    _transition(deployment, State.QUEUED, None, "Waiting for a deploy worker.",
+                queued_at=timezone.now())  # fmt: skip
+    from deployments.tasks import run_deployment_task
+
+    transaction.on_commit(lambda: run_deployment_task.delay(deployment.pk))
+
+
+def _transition(deployment, to_state, actor, message, **fields) -> None:
+    """Move `deployment` from the state it has in memory to `to_state`, or raise Conflict.
+
+    Must run inside a transaction: the UPDATE and the event row commit together."""
+    from_state = deployment.state
+    if to_state not in DEPLOYMENT_TRANSITIONS.get(from_state, ()):
+        raise Conflict(f"Deployment #{deployment.pk} is {from_state}; it cannot become {to_state}.")
+    moved = Deployment.objects.filter(pk=deployment.pk, state=from_state).update(
+        state=to_state, updated_at=timezone.now(), **fields
+    )
+    if not moved:
+        current = Deployment.objects.filter(pk=deployment.pk).values_list("state", flat=True)
+        raise Conflict(
+            f"Deployment #{deployment.pk} changed meanwhile: it is now "
+            f"{current.first() or 'gone'}; reload the page."
+        )
+    deployment.state = to_state
+    for name, value in fields.items():
+        setattr(deployment, name, value)
+    _event(deployment, actor, from_state, to_state, message)
+
+
+def _event(deployment, actor, from_state, to_state, message) -> DeploymentEvent:
+    return DeploymentEvent.objects.create(
+        deployment=deployment,
+        kind=DeploymentEventKind.STATE,
+        from_state=from_state,
+        to_state=to_state,
+        actor=actor,
+        message=message,
+    )
+
+
+def _record(deployment, actor, kind, message) -> DeploymentEvent:
+    return DeploymentEvent.objects.create(
+        deployment=deployment, kind=kind, actor=actor, message=message
+    )
+
+
+def _notify_rollback(live, rollback) -> None:
+    """Tell the people of the rolled-back deployment; mail problems never break a rollback."""
+    people = {live.requested_by, live.approved_by} - {None}
+    addresses = sorted({person.email for person in people if person.email})
+    if not addresses:
+        return
+    try:
+        send_mail(
+            subject=f"[MLOps Portal] Rollback of {live.version} on {live.target}",
+            message=(
+                f"{rollback.requested_by} rolled back deployment #{live.pk} "
+                f"({live.version} on {live.target}).\n\n{rollback.reason}\n\n"
+                f"{settings.PORTAL_BASE_URL}{rollback.get_absolute_url()}"
+            ),
+            from_email=None,
+            recipient_list=addresses,
+        )
+    except Exception:  # SMTP down: the rollback and its timeline stand
+        logger.exception("Could not mail the rollback notice for #%s", rollback.pk)

@@ -1,0 +1,83 @@
+"""Deploy targets: created and changed by MLOps engineers."""
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from deployments.backends import backend_class
+from deployments.choices import Backend, Environment
+from deployments.models import Target
+from mlops_portal.roles import OPERATORS, require_role
+
+EDITABLE_FIELDS = (
+    "environment",
+    "requires_approval",
+    "auto_rollback",
+    "verification_window_seconds",
+    "description",
+)
+
+
+def create_target(actor, *, name, environment, backend=Backend.LOCAL, backend_settings=None,
+                  requires_approval=None, auto_rollback=False, verification_window_seconds=60,
+                  description="") -> Target:  # fmt: skip
+    """Create a target; production targets require approval unless told otherwise."""
+    require_role(actor, OPERATORS, "manage targets")
+    if requires_approval is None:
+        requires_approval = environment == Environment.PRODUCTION
+    target = Target(
+        name=(name or "").strip().lower(),
+        environment=environment,
+        backend=backend,
+        requires_approval=requires_approval,
+        auto_rollback=auto_rollback,
+        verification_window_seconds=verification_window_seconds,
+        description=description,
+        created_by=actor,
+    )
+    errors = _field_errors(target)
+    if target.name == "new":
+        errors.setdefault("name", []).append("'new' is reserved by the portal's pages.")
+    elif Target.objects.filter(name=target.name).exists():
+        errors.setdefault("name", []).append(f"A target named {target.name!r} already exists.")
+    target.backend_settings = _clean_backend_settings(backend, backend_settings or {}, {}, errors)
+    if errors:
+        raise ValidationError(errors)
+    target.save()
+    return target
+
+
+def update_target(actor, target: Target, *, backend_settings=None, **changes) -> Target:
+    """Change a target's settings; its name and backend stay (deployments refer to them)."""
+    require_role(actor, OPERATORS, "manage targets")
+    unknown = set(changes) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ValidationError({name: ["This field cannot be changed."] for name in unknown})
+    for name, value in changes.items():
+        setattr(target, name, value)
+    errors = _field_errors(target)
+    if backend_settings is not None:
+        target.backend_settings = _clean_backend_settings(
+            target.backend, backend_settings, target.backend_settings, errors
+        )
+    if errors:
+        raise ValidationError(errors)
+    with transaction.atomic():
+        target.save()
+    return target
+
+
+def _clean_backend_settings(backend, raw, previous, errors) -> dict:
+    try:
+        return backend_class(backend).clean_settings(raw, previous)
+    except ValidationError as exc:
+        for field, messages in exc.message_dict.items():
+            errors.setdefault(field, []).extend(messages)
+        return {}
+
+
+def _field_errors(target) -> dict[str, list[str]]:
+    try:
+        target.full_clean(exclude=["created_by", "backend_settings"], validate_unique=False)
+    except ValidationError as exc:
+        return dict(exc.message_dict)
+    return {}

@@ -1,0 +1,1 @@
+"""Pages of the deployments app, one module per resource."""

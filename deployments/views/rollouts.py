@@ -1,0 +1,230 @@
+"""Targets and deployments pages. Views fetch, call a service, and render; the rules live
+in deployments.services."""
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from deployments import services
+from deployments.backends import public_settings
+from deployments.choices import WAS_LIVE_STATES, DeploymentState
+from deployments.evidence import approval_evidence
+from deployments.filters import DeploymentFilter
+from deployments.forms import (
+    CommentForm,
+    DecisionForm,
+    DeploymentRequestForm,
+    ReasonForm,
+    TargetCreateForm,
+    TargetEditForm,
+)
+from deployments.models import Deployment, RegisteredModel, Target
+from mlops_portal.errors import Conflict
+from mlops_portal.roles import AUTHORS, OPERATORS, has_role, require_role
+from mlops_portal.utils import add_service_errors
+
+PER_PAGE = 25
+
+
+def _get_target(name) -> Target:
+    return get_object_or_404(Target, name=name)
+
+
+def _get_deployment(pk) -> Deployment:
+    return get_object_or_404(Deployment.objects.for_list(), pk=pk)
+
+
+# --- targets ---------------------------------------------------------------------------
+
+
+def target_list(request):
+    targets = Target.objects.order_by("name")
+    live = {d.target_id: d for d in Deployment.objects.live().select_related("version__model")}
+    rows = [(target, live.get(target.pk)) for target in targets]
+    return render(
+        request,
+        "deployments/target_list.html",
+        {"rows": rows, "can_manage": has_role(request.user, OPERATORS)},
+    )
+
+
+def target_create(request):
+    require_role(request.user, OPERATORS, "manage targets")
+    form = TargetCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            target = services.create_target(request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Target {target.name} created.")
+            return redirect(target)
+    return render(request, "deployments/target_form.html", {"form": form})
+
+
+def target_edit(request, name):
+    require_role(request.user, OPERATORS, "manage targets")
+    target = _get_target(name)
+    secrets = public_settings(target.backend, target.backend_settings)
+    visible = {key: value for key, value in secrets.items() if value != "********"}
+    initial = {
+        "environment": target.environment,
+        "backend_settings": visible,
+        "requires_approval": target.requires_approval,
+        "auto_rollback": target.auto_rollback,
+        "verification_window_seconds": target.verification_window_seconds,
+        "description": target.description,
+    }
+    form = TargetEditForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.update_target(request.user, target, **form.cleaned_data)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Target {target.name} updated.")
+            return redirect(target)
+    return render(request, "deployments/target_form.html", {"form": form, "target": target})
+
+
+def target_detail(request, name):
+    """A target: its settings (secrets hidden), what is live, and what was live when."""
+    target = _get_target(name)
+    deployments = Deployment.objects.for_list().filter(target=target)
+    timeline = deployments.filter(state__in=WAS_LIVE_STATES).order_by("-finished_at")[:20]
+    page = Paginator(deployments, PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "deployments/target_detail.html",
+        {
+            "target": target,
+            "settings": public_settings(target.backend, target.backend_settings),
+            "live": deployments.filter(state=DeploymentState.SUCCEEDED).first(),
+            "timeline": timeline,
+            "page": page,
+            "can_manage": has_role(request.user, OPERATORS),
+        },
+    )
+
+
+# --- deployments ---------------------------------------------------------------------
+
+
+def deployment_list(request):
+    filters = DeploymentFilter(request.GET, queryset=Deployment.objects.for_list())
+    page = Paginator(filters.qs, PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "deployments/deployment_list.html",
+        {
+            "filters": filters,
+            "page": page,
+            "targets": Target.objects.order_by("name").values_list("name", flat=True),
+            "states": DeploymentState.choices,
+            "can_request": has_role(request.user, AUTHORS),
+        },
+    )
+
+
+def deployment_request(request):
+    require_role(request.user, AUTHORS, "request deployments")
+    model = None
+    if request.GET.get("model"):
+        model = get_object_or_404(RegisteredModel, name=request.GET["model"])
+    initial = {"version": request.GET.get("version_id"), "target": request.GET.get("target_id")}
+    form = DeploymentRequestForm(request.POST or None, initial=initial, model=model)
+    if request.method == "POST" and form.is_valid():
+        try:
+            deployment = services.request_deployment(request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Deployment #{deployment.pk} {deployment.state}.")
+            return redirect(deployment)
+    return render(request, "deployments/deployment_request.html", {"form": form, "model": model})
+
+
+def deployment_detail(request, pk):
+    """The deployment page; for htmx polls, only its live panel (state, log, duration)."""
+    deployment = _get_deployment(pk)
+    log_lines = deployment.log_lines.all()
+    if request.htmx:
+        return render(
+            request,
+            "deployments/_deployment_live.html",
+            {"deployment": deployment, "log_lines": log_lines},
+        )
+    user = request.user
+    return render(
+        request,
+        "deployments/deployment_detail.html",
+        {
+            "deployment": deployment,
+            "log_lines": log_lines,
+            "events": deployment.events.select_related("actor"),
+            "evidence": approval_evidence(deployment),
+            "can_decide": deployment.state == DeploymentState.REQUESTED
+            and services.can_approve(user, deployment),
+            "is_requester": deployment.requested_by_id == user.pk,
+            "can_cancel": deployment.state == DeploymentState.REQUESTED
+            and (deployment.requested_by_id == user.pk or has_role(user, OPERATORS)),
+            "can_roll_back": deployment.state == DeploymentState.SUCCEEDED
+            and has_role(user, OPERATORS),
+            "previous_good": services.previous_good_deployment(deployment)
+            if deployment.state == DeploymentState.SUCCEEDED
+            else None,
+            "decision_form": DecisionForm(),
+            "reason_form": ReasonForm(),
+            "comment_form": CommentForm(),
+        },
+    )
+
+
+@require_POST
+def deployment_action(request, pk, verb):
+    """Approve, reject, cancel, roll back or comment; every one is a service call."""
+    if verb not in ACTIONS:
+        raise Http404(f"No action {verb!r}.")
+    deployment = _get_deployment(pk)
+    form_class = {"comment": CommentForm, "cancel": ReasonForm, "rollback": ReasonForm}.get(
+        verb, DecisionForm
+    )
+    form = form_class(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(str(e) for errs in form.errors.values() for e in errs))
+        return redirect(deployment)
+    data = form.cleaned_data
+    try:
+        result = ACTIONS[verb](request.user, deployment, data)
+    except (ValidationError, Conflict, PermissionDenied) as exc:
+        messages.error(request, _message_of(exc))
+        return redirect(deployment)
+    messages.success(request, SUCCESS[verb].format(d=deployment, r=result))
+    return redirect(result if verb == "rollback" else deployment)
+
+
+ACTIONS = {
+    "approve": lambda user, d, data: services.approve_deployment(
+        user, d, comment=data["comment"], override_reason=data["override_reason"]
+    ),
+    "reject": lambda user, d, data: services.reject_deployment(user, d, comment=data["comment"]),
+    "cancel": lambda user, d, data: services.cancel_deployment(user, d, reason=data["reason"]),
+    "rollback": lambda user, d, data: services.rollback_deployment(user, d, reason=data["reason"]),
+    "comment": lambda user, d, data: services.add_comment(user, d, data["body"]),
+}
+SUCCESS = {
+    "approve": "Approved: deployment #{d.pk} is queued.",
+    "reject": "Deployment #{d.pk} rejected.",
+    "cancel": "Deployment #{d.pk} cancelled.",
+    "rollback": "Rollback #{r.pk} requested: {r.version} goes back on {r.target}.",
+    "comment": "Comment added.",
+}
+
+
+def _message_of(exc) -> str:
+    if isinstance(exc, ValidationError):
+        return " ".join(exc.messages)
+    return str(exc)
