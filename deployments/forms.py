@@ -145,7 +145,9 @@ class DeploymentRequestForm(forms.Form):
     )
     target = forms.ModelChoiceField(queryset=Target.objects.order_by("name"))
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}))
-    change_ticket = forms.URLField(required=False, max_length=500, label="Change ticket URL")
+    change_ticket = forms.URLField(
+        required=False, max_length=500, label="Change ticket URL", assume_scheme="https"
+    )
 
     def __init__(self, *args, model=None, **kwargs):
         super().__init__(*args, **kwargs)

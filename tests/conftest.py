@@ -112,7 +112,7 @@ def api_client_for():
 # --- the real Celery worker --------------------------------------------------------------
 
 
-def _database_url_for_subprocesses() -> str:
+def database_url_for_subprocesses() -> str:
     db = settings.DATABASES["default"]
     password = f":{db['PASSWORD']}" if db["PASSWORD"] else ""
     return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
@@ -131,7 +131,7 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": _database_url_for_subprocesses(),
+        "DATABASE_URL": database_url_for_subprocesses(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
     }
@@ -155,8 +155,10 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     ]
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process.node = node
+    process.log_path = log_path
     try:
-        _wait_for_worker(app, node, process, log_path)
+        wait_for_worker(app, node, process, log_path)
         yield process
     finally:
         process.terminate()
@@ -167,7 +169,7 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
             process.wait()
 
 
-def _wait_for_worker(app, node, process, log_path, timeout=60):
+def wait_for_worker(app, node, process, log_path, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -1,0 +1,385 @@
+"""The model server that the "local" deploy backend starts, one process per deployment.
+
+    python -m deployments.serving.server --artifact PATH --flavor sklearn \\
+        --model NAME --version N --port PORT [--host 127.0.0.1] [--access-log]
+
+It loads the artifact once, then answers over HTTP (JSON unless said otherwise):
+
+    GET  /health   {"status": "ok", "model", "version", "uptime_seconds", "pid"}
+    POST /predict  {"instances": [[...], ...]} -> {"predictions": [...], "model", "version"}
+    GET  /metrics  Prometheus text exposition format
+
+Errors are JSON {"error": "..."}: 400 for malformed input, 404/405 for unknown paths and
+methods, 411/413 for bodies without a length or over MAX_BODY_BYTES, 500 when the model fails.
+
+It deliberately imports neither Django nor anything of the portal but `loading`, so it starts
+fast and keeps serving while the portal and the worker restart.
+
+Exit status: 0 after SIGTERM or SIGINT, 2 when the artifact cannot be loaded (or the arguments
+are wrong), 3 when it cannot listen on the address; the reason is printed on stderr.
+"""
+
+import argparse
+import bisect
+import json
+import os
+import signal
+import socketserver
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+from deployments.serving.loading import ArtifactError, InputError, load_model, predict
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+# Seconds; Prometheus' default buckets plus finer ones, since small models answer in ~1 ms.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Each keep-alive connection holds a thread; close connections idle for this long.
+IDLE_TIMEOUT_SECONDS = 60
+EXIT_ARTIFACT = 2
+EXIT_LISTEN = 3
+JSON = "application/json"
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str = JSON
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class HTTPError(Exception):
+    """Raised by a route to answer with `status` and {"error": message}."""
+
+    def __init__(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+def json_response(status: int, payload, headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    # allow_nan=False: NaN is not JSON, and clients would fail on it far from the cause.
+    body = json.dumps(payload, allow_nan=False).encode()
+    return Response(status, body, JSON, headers)
+
+
+class Metrics:
+    """Thread-safe request counters and a latency histogram, rendered for Prometheus.
+
+    `model_server_requests_total` counts every answered request by path and status, including
+    /health and /metrics themselves (a scrape is counted after its own body is rendered, so it
+    never includes itself); unknown paths share the label path="other" so that scanners cannot
+    grow the series without bound. `model_server_errors_total` counts responses with status
+    >= 400. The histogram `model_server_request_duration_seconds` times requests to /predict
+    only, whatever their status: that is the latency users care about, and health checks would
+    drown it.
+    """
+
+    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS):
+        self._lock = threading.Lock()
+        self._buckets = buckets
+        self._requests: dict[tuple[str, int], int] = {}
+        self._errors = 0
+        self._bucket_hits = [0] * len(buckets)  # per bucket; made cumulative when rendered
+        self._duration_sum = 0.0
+        self._duration_count = 0
+
+    def observe(self, path: str, status: int, seconds: float) -> None:
+        with self._lock:
+            key = (path, status)
+            self._requests[key] = self._requests.get(key, 0) + 1
+            if status >= 400:
+                self._errors += 1
+            if path == "/predict":
+                index = bisect.bisect_left(self._buckets, seconds)
+                if index < len(self._buckets):
+                    self._bucket_hits[index] += 1
+                self._duration_sum += seconds
+                self._duration_count += 1
+
+    def render(self, model: str, version: int, uptime: float) -> str:
+        with self._lock:
+            requests = sorted(self._requests.items())
+            errors, hits = self._errors, list(self._bucket_hits)
+            total, count = self._duration_sum, self._duration_count
+        lines = [
+            "# HELP model_server_info The model this server serves; always 1.",
+            "# TYPE model_server_info gauge",
+            f'model_server_info{{model="{_label(model)}",version="{version}"}} 1',
+            "# HELP model_server_uptime_seconds Seconds since the server started serving.",
+            "# TYPE model_server_uptime_seconds gauge",
+            f"model_server_uptime_seconds {uptime:.3f}",
+            "# HELP model_server_requests_total HTTP requests answered, by path and status.",
+            "# TYPE model_server_requests_total counter",
+        ]
+        lines += [
+            f'model_server_requests_total{{path="{path}",status="{status}"}} {n}'
+            for (path, status), n in requests
+        ]
+        lines += [
+            "# HELP model_server_errors_total HTTP responses with a status of 400 or more.",
+            "# TYPE model_server_errors_total counter",
+            f"model_server_errors_total {errors}",
+            "# HELP model_server_request_duration_seconds Time to answer POST /predict.",
+            "# TYPE model_server_request_duration_seconds histogram",
+        ]
+        cumulative = 0
+        for bound, hit in zip(self._buckets, hits, strict=True):
+            cumulative += hit
+            lines.append(
+                f'model_server_request_duration_seconds_bucket{{le="{bound}"}} {cumulative}'
+            )
+        lines += [
+            f'model_server_request_duration_seconds_bucket{{le="+Inf"}} {count}',
+            f"model_server_request_duration_seconds_sum {total!r}",
+            f"model_server_request_duration_seconds_count {count}",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    """Escape a Prometheus label value."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class ModelServer(ThreadingHTTPServer):
+    """An HTTP server holding one loaded model, its identity and its metrics."""
+
+    # Handler threads must not keep the process alive after shutdown: idle keep-alive
+    # connections would otherwise block the exit for IDLE_TIMEOUT_SECONDS.
+    daemon_threads = True
+
+    def __init__(self, address, model, name: str, version: int, access_log: bool = False):
+        self.model = model
+        self.model_name = name
+        self.model_version = version
+        self.access_log = access_log
+        self.metrics = Metrics()
+        super().__init__(address, ModelRequestHandler)
+        self.started = time.monotonic()
+
+    def server_bind(self):
+        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn) that can take seconds and
+        # whose result is never used here.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def uptime(self) -> float:
+        return time.monotonic() - self.started
+
+
+class ModelRequestHandler(BaseHTTPRequestHandler):
+    """Routes requests to /health, /predict and /metrics; everything else is a JSON error."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "model-server/1"
+    timeout = IDLE_TIMEOUT_SECONDS
+    server: ModelServer
+    # path -> (method, name of the route method)
+    ROUTES = {
+        "/health": ("GET", "_health"),
+        "/predict": ("POST", "_predict"),
+        "/metrics": ("GET", "_metrics"),
+    }
+
+    def _handle(self) -> None:
+        """Answer one request with any method: route it, count it, send the response."""
+        started = time.perf_counter()
+        self._body_read = False
+        path = urlsplit(self.path).path
+        try:
+            response = self._route(path)
+        except HTTPError as exc:
+            response = json_response(exc.status, {"error": exc.message}, exc.headers)
+        except Exception:
+            traceback.print_exc()  # a bug in the server: report it and keep serving
+            response = json_response(500, {"error": "Internal server error; see the server log."})
+        label = path if path in self.ROUTES else "other"
+        # Counted before sending, so a client that sees the response also sees it counted.
+        self.server.metrics.observe(label, response.status, time.perf_counter() - started)
+        self._send(response)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+    def _route(self, path: str) -> Response:
+        if path not in self.ROUTES:
+            known = ", ".join(f"{method} {route}" for route, (method, _) in self.ROUTES.items())
+            raise HTTPError(404, f"No such path {path!r}; this server answers {known}.")
+        method, route = self.ROUTES[path]
+        if self.command != method:
+            raise HTTPError(405, f"{path} accepts {method} only.", (("Allow", method),))
+        return getattr(self, route)()
+
+    def _health(self) -> Response:
+        return json_response(
+            200,
+            {
+                "status": "ok",
+                "model": self.server.model_name,
+                "version": self.server.model_version,
+                "uptime_seconds": round(self.server.uptime(), 3),
+                "pid": os.getpid(),
+            },
+        )
+
+    def _metrics(self) -> Response:
+        server = self.server
+        text = server.metrics.render(server.model_name, server.model_version, server.uptime())
+        return Response(200, text.encode(), PROMETHEUS_TEXT)
+
+    def _predict(self) -> Response:
+        payload = self._read_json()
+        if not isinstance(payload, dict):
+            raise HTTPError(400, 'The body must be a JSON object: {"instances": [[...], ...]}.')
+        if "instances" not in payload:
+            raise HTTPError(400, 'The body has no "instances"; send {"instances": [[...], ...]}.')
+        try:
+            predictions = predict(self.server.model, payload["instances"])
+        except InputError as exc:
+            raise HTTPError(400, str(exc)) from exc
+        except ArtifactError as exc:
+            raise HTTPError(500, str(exc)) from exc
+        result = {
+            "predictions": predictions,
+            "model": self.server.model_name,
+            "version": self.server.model_version,
+        }
+        try:
+            return json_response(200, result)
+        except ValueError as exc:
+            raise HTTPError(
+                500, "The model returned NaN or infinity, which JSON cannot carry."
+            ) from exc
+
+    def _read_json(self):
+        body = self._read_body()
+        if not body:
+            raise HTTPError(400, 'The body is empty; send {"instances": [[...], ...]}.')
+        try:
+            return json.loads(body)
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError too
+            raise HTTPError(400, f"The body is not valid JSON: {exc}") from exc
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding"):
+            raise HTTPError(411, "Send the body with a Content-Length; chunked is not supported.")
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            length = -1
+        if length < 0:
+            raise HTTPError(400, "The Content-Length header is not a valid length.")
+        if length > MAX_BODY_BYTES:
+            raise HTTPError(413, f"The body is {length} bytes; the limit is {MAX_BODY_BYTES}.")
+        body = self.rfile.read(length)
+        self._body_read = True
+        if len(body) < length:
+            raise HTTPError(400, f"The body ended after {len(body)} of {length} bytes.")
+        return body
+
+    def _body_left_unread(self) -> bool:
+        if self._body_read:
+            return False
+        length = self.headers.get("Content-Length", "0").strip()
+        return bool(self.headers.get("Transfer-Encoding")) or length not in ("", "0")
+
+    def _send(self, response: Response, close: bool = False) -> None:
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body)))
+        for name, value in response.headers:
+            self.send_header(name, value)
+        # An unread body would be parsed as the next request on this connection: drop it.
+        if close or self._body_left_unread():
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+
+    def send_error(self, code, message=None, explain=None):
+        """Answer protocol errors found by http.server (bad request line, unknown method)."""
+        response = json_response(code, {"error": message or HTTPStatus(code).phrase})
+        self.server.metrics.observe("other", code, 0.0)
+        self._send(response, close=True)  # the request could not be parsed: don't reuse
+
+    def log_request(self, code="-", size="-"):
+        if self.server.access_log:
+            super().log_request(code, size)
+
+    def log_error(self, format, *args):
+        # Mostly idle keep-alive connections timing out: noise unless asked for.
+        if self.server.access_log:
+            super().log_error(format, *args)
+
+    def log_message(self, format, *args):
+        sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {format % args}\n")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m deployments.serving.server",
+        description="Serve one model artifact over HTTP (/health, /predict, /metrics).",
+    )
+    parser.add_argument("--artifact", required=True, help="path of the model artifact")
+    parser.add_argument("--flavor", required=True, help="how to load it, e.g. sklearn")
+    parser.add_argument("--model", required=True, help="registered model name, for reports")
+    parser.add_argument("--version", required=True, type=int, help="model version number")
+    parser.add_argument("--port", required=True, type=int, help="TCP port; 0 picks a free one")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+    return parser.parse_args(argv)
+
+
+def stop_on_signals(server: ModelServer) -> None:
+    """Make SIGTERM and SIGINT shut the server down cleanly, so that main() returns 0."""
+
+    def stop(signum, frame):
+        # shutdown() waits for serve_forever() to return, and serve_forever() runs in this very
+        # thread (signal handlers run in the main thread): calling it here would deadlock.
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+def main(argv=None) -> int:
+    """Load the model, serve until SIGTERM/SIGINT; return the process exit status."""
+    args = parse_args(argv)
+    try:
+        model = load_model(args.artifact, args.flavor)
+    except ArtifactError as exc:
+        print(f"model server: cannot load {args.artifact}: {exc}", file=sys.stderr)
+        return EXIT_ARTIFACT
+    try:
+        server = ModelServer(
+            (args.host, args.port), model, args.model, args.version, args.access_log
+        )
+    except OSError as exc:
+        print(f"model server: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return EXIT_LISTEN
+    stop_on_signals(server)
+    print(
+        f"model server: serving {args.model} v{args.version} on "
+        f"http://{args.host}:{server.server_port} (pid {os.getpid()})",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        # shutdown() is noticed only between polls; 0.1 s (not 0.5) makes a redeploy quicker.
+        server.serve_forever(poll_interval=0.1)
+    finally:
+        server.server_close()
+    print("model server: stopped", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

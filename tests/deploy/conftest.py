@@ -1,0 +1,118 @@
+import http.server
+import json
+import threading
+import time
+
+import pytest
+
+from deployments import services
+from mlops_portal.roles import Role
+from tests.factories import UserFactory, register_iris_version
+
+WEBHOOK_SECRET = "s3cret-signing-key-for-tests"
+
+
+@pytest.fixture(autouse=True)
+def stop_model_servers(request):
+    """Stop every model server a test started (they outlive workers by design)."""
+    yield
+    if "db" not in request.fixturenames and "transactional_db" not in request.fixturenames:
+        return
+    from deployments.backends.local import is_model_server, terminate
+    from deployments.models import Deployment
+
+    for state in Deployment.objects.values_list("backend_state", flat=True):
+        pid = (state or {}).get("pid")
+        if pid and is_model_server(pid):
+            terminate(pid)
+
+
+@pytest.fixture
+def erin(db):
+    """Erin, a second MLOps engineer (for concurrent approvals)."""
+    return UserFactory(username="erin", role=Role.MLOPS_ENGINEER)
+
+
+@pytest.fixture
+def iris(alice):
+    return services.create_model(alice, name="iris", team="botany")
+
+
+@pytest.fixture
+def ready_version(alice, iris):
+    """A validated, ready iris version (v1) registered by Alice."""
+    version = register_iris_version(alice, iris, metrics={"accuracy": 0.9})
+    return services.validate_version(version.pk)
+
+
+@pytest.fixture
+def second_version(alice, iris, ready_version):
+    version = register_iris_version(alice, iris, metrics={"accuracy": 0.95})
+    return services.validate_version(version.pk)
+
+
+@pytest.fixture
+def staging(bob):
+    """A local target that needs no approval."""
+    return services.create_target(bob, name="iris-staging", environment="staging")
+
+
+@pytest.fixture
+def production(bob):
+    """A local production target: approval required by default."""
+    return services.create_target(bob, name="iris-production", environment="production")
+
+
+class CDStandIn(http.server.ThreadingHTTPServer):
+    """A local stand-in for an external CD system: records each request and answers with
+    `self.answer` (status, JSON body), after `self.delay` seconds."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), CDHandler)
+        self.requests = []
+        self.answer = (200, {"status": "succeeded", "endpoint": "https://cd.example/iris"})
+        self.delay = 0.0
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server_port}/deploy"
+
+
+class CDHandler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.requests.append((dict(self.headers), body))
+        time.sleep(self.server.delay)
+        status, answer = self.server.answer
+        payload = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def cd_system():
+    server = CDStandIn()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def webhook_target(bob, cd_system):
+    return services.create_target(
+        bob,
+        name="iris-cd",
+        environment="staging",
+        backend="webhook",
+        backend_settings={"url": cd_system.url, "secret": WEBHOOK_SECRET, "timeout_seconds": 30},
+    )
