@@ -1,8 +1,8 @@
 """End to end on the local backend: a real worker on Redis starts real model-server
 processes; requests, approvals and rollbacks go through the services as pages do."""
 
-import joblib
 import httpx
+import joblib
 import pytest
 
 from deployments import services

@@ -95,7 +95,7 @@ def test_approving_twice_is_a_conflict_not_a_second_job(
     services.approve_deployment(bob, deployment)
     stale_copy = Deployment.objects.get(pk=deployment.pk)
     stale_copy.state = State.REQUESTED  # what Erin's page still shows
-    with pytest.raises(Conflict, match="cannot become approved|changed meanwhile"):
+    with pytest.raises(Conflict, match=r"cannot become approved|changed meanwhile"):
         services.approve_deployment(erin, stale_copy)
 
 
