@@ -116,6 +116,9 @@ class TargetCreateForm(forms.Form):
         empty_value=None,
         required=False,
     )
+    rollback_skips_approval = forms.BooleanField(
+        required=False, help_text="An engineer's rollback deploys at once, even here."
+    )
     auto_rollback = forms.BooleanField(required=False)
     verification_window_seconds = forms.IntegerField(min_value=0, initial=60)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
@@ -129,6 +132,9 @@ class TargetEditForm(forms.Form):
         help_text="Secrets are not shown: leave them out to keep the current ones.",
     )
     requires_approval = forms.BooleanField(required=False)
+    rollback_skips_approval = forms.BooleanField(
+        required=False, help_text="An engineer's rollback deploys at once, even here."
+    )
     auto_rollback = forms.BooleanField(required=False)
     verification_window_seconds = forms.IntegerField(min_value=0)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))

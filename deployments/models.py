@@ -170,6 +170,8 @@ class Target(models.Model):
     # Validated per backend by deployments.backends; secrets are never shown back.
     backend_settings = models.JSONField(default=dict, blank=True)
     requires_approval = models.BooleanField(default=False)
+    # An engineer's rollback may skip approval on targets that say so (fast recovery).
+    rollback_skips_approval = models.BooleanField(default=False)
     auto_rollback = models.BooleanField(default=False)
     verification_window_seconds = models.PositiveIntegerField(default=60)
     description = models.TextField(blank=True)

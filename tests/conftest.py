@@ -1,6 +1,7 @@
 """Shared fixtures: service checks, personas by role, API clients, the Celery worker
 subprocess and the browser set-up that every journey test reuses."""
 
+import itertools
 import os
 import subprocess
 import sys
@@ -100,8 +101,10 @@ def admin_user(db):
 def api_client_for():
     """Return an APIClient authenticated with a fresh API token of the given user."""
 
+    made = itertools.count(1)
+
     def make(user) -> APIClient:
-        _, secret = account_services.create_token(user, f"tests-{user.username}")
+        _, secret = account_services.create_token(user, f"tests-{user.username}-{next(made)}")
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Token {secret}")
         return client

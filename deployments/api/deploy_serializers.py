@@ -20,6 +20,7 @@ class TargetSerializer(serializers.ModelSerializer):
             "backend",
             "backend_settings",
             "requires_approval",
+            "rollback_skips_approval",
             "auto_rollback",
             "verification_window_seconds",
             "description",
@@ -46,6 +47,7 @@ class TargetCreateSerializer(serializers.Serializer):
         required=False, allow_null=True, default=None,
         help_text="Defaults to true for production targets.",
     )  # fmt: skip
+    rollback_skips_approval = serializers.BooleanField(required=False, default=False)
     auto_rollback = serializers.BooleanField(required=False, default=False)
     verification_window_seconds = serializers.IntegerField(required=False, default=60, min_value=0)
     description = serializers.CharField(required=False, allow_blank=True, default="")
@@ -57,6 +59,7 @@ class TargetUpdateSerializer(serializers.Serializer):
         required=False, help_text="Leave a secret blank to keep the current one."
     )
     requires_approval = serializers.BooleanField(required=False)
+    rollback_skips_approval = serializers.BooleanField(required=False)
     auto_rollback = serializers.BooleanField(required=False)
     verification_window_seconds = serializers.IntegerField(required=False, min_value=0)
     description = serializers.CharField(required=False, allow_blank=True)

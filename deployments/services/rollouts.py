@@ -105,7 +105,7 @@ def cancel_deployment(actor, deployment, *, reason=""):
 
 def rollback_deployment(actor, live, *, reason):
     """Deploy again the version that was live before `live` on its target; return the new
-    deployment. It skips approval only when the target does not require approval."""
+    deployment. It skips approval when the target needs none or lets rollbacks skip it."""
     require_role(actor, OPERATORS, "roll back deployments")
     if not (reason or "").strip():
         raise ValidationError({"reason": ["Say why you roll back; everyone involved is told."]})
@@ -126,8 +126,9 @@ def rollback_deployment(actor, live, *, reason):
         _record(
             live, actor, DeploymentEventKind.NOTE, f"Rollback requested as #{rollback.pk}: {reason}"
         )
-        if not live.target.requires_approval:
-            _approve(rollback, None, f"{live.target} does not require approval.")
+        target = live.target
+        if not target.requires_approval or target.rollback_skips_approval:
+            _approve(rollback, None, f"{target} lets rollbacks skip approval.")
         transaction.on_commit(lambda: _notify_rollback(live, rollback))
     return rollback
 

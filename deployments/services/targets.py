@@ -11,6 +11,7 @@ from mlops_portal.roles import OPERATORS, require_role
 EDITABLE_FIELDS = (
     "environment",
     "requires_approval",
+    "rollback_skips_approval",
     "auto_rollback",
     "verification_window_seconds",
     "description",
@@ -18,8 +19,8 @@ EDITABLE_FIELDS = (
 
 
 def create_target(actor, *, name, environment, backend=Backend.LOCAL, backend_settings=None,
-                  requires_approval=None, auto_rollback=False, verification_window_seconds=60,
-                  description="") -> Target:  # fmt: skip
+                  requires_approval=None, rollback_skips_approval=False, auto_rollback=False,
+                  verification_window_seconds=60, description="") -> Target:  # fmt: skip
     """Create a target; production targets require approval unless told otherwise."""
     require_role(actor, OPERATORS, "manage targets")
     if requires_approval is None:
@@ -29,6 +30,7 @@ def create_target(actor, *, name, environment, backend=Backend.LOCAL, backend_se
         environment=environment,
         backend=backend,
         requires_approval=requires_approval,
+        rollback_skips_approval=rollback_skips_approval,
         auto_rollback=auto_rollback,
         verification_window_seconds=verification_window_seconds,
         description=description,

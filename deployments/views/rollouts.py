@@ -7,6 +7,7 @@ from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRefresh
 
 from deployments import services
 from deployments.backends import public_settings
@@ -74,6 +75,7 @@ def target_edit(request, name):
         "environment": target.environment,
         "backend_settings": visible,
         "requires_approval": target.requires_approval,
+        "rollback_skips_approval": target.rollback_skips_approval,
         "auto_rollback": target.auto_rollback,
         "verification_window_seconds": target.verification_window_seconds,
         "description": target.description,
@@ -152,6 +154,8 @@ def deployment_detail(request, pk):
     deployment = _get_deployment(pk)
     log_lines = deployment.log_lines.all()
     if request.htmx:
+        if request.GET.get("seen", deployment.state) != deployment.state:
+            return HttpResponseClientRefresh()  # new state, new actions: redraw the page
         return render(
             request,
             "deployments/_deployment_live.html",

@@ -2,6 +2,7 @@ import http.server
 import json
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -13,18 +14,24 @@ WEBHOOK_SECRET = "s3cret-signing-key-for-tests"
 
 
 @pytest.fixture(autouse=True)
-def stop_model_servers(request):
-    """Stop every model server a test started (they outlive workers by design)."""
-    yield
-    if "db" not in request.fixturenames and "transactional_db" not in request.fixturenames:
-        return
-    from deployments.backends.local import is_model_server, terminate
-    from deployments.models import Deployment
+def stop_model_servers():
+    """Stop every model server this test session started (they outlive workers by design).
 
-    for state in Deployment.objects.values_list("backend_state", flat=True):
-        pid = (state or {}).get("pid")
-        if pid and is_model_server(pid):
-            terminate(pid)
+    Found by their command line (artifacts under this session's temporary folders), not
+    through the database, which a transactional test has already emptied by teardown."""
+    yield
+    from django.conf import settings
+
+    from deployments.backends.local import SERVER_MODULE, terminate
+
+    ours = (str(settings.MEDIA_ROOT), str(settings.SERVING_DIR))
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if SERVER_MODULE in text and any(folder in text for folder in ours):
+            terminate(int(cmdline.parent.name))
 
 
 @pytest.fixture

@@ -230,3 +230,17 @@ def test_rollback_redeploys_the_previous_version_and_tells_everyone(
     assert len(mail.outbox) == 1
     assert sorted(mail.outbox[0].to) == ["alice@example.com", "bob@example.com"]
     assert "Latency doubled." in mail.outbox[0].body
+
+
+def test_a_target_can_let_rollbacks_skip_approval(
+    alice, bob, ready_version, second_version, production, queued_jobs
+):
+    services.update_target(bob, production, rollback_skips_approval=True)
+    for version in (ready_version, second_version):
+        deployment = request(alice, version, production)
+        services.approve_deployment(bob, deployment)
+        Deployment.objects.filter(pk=deployment.pk).update(state=State.RUNNING)
+        deployment.refresh_from_db()
+        services.complete_deployment(deployment, "http://127.0.0.1:9")
+    rollback = services.rollback_deployment(bob, deployment, reason="Errors spiked.")
+    assert rollback.state == State.QUEUED
