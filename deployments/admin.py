@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from deployments.models import ModelVersion, RegisteredModel, Tag, VersionEvent
+from deployments.models import ModelVersion, RegisteredModel, VersionEvent
 
 
 @admin.register(RegisteredModel)
@@ -24,5 +24,4 @@ class ModelVersionAdmin(admin.ModelAdmin):
         return False
 
 
-admin.site.register(Tag)
 admin.site.register(VersionEvent)

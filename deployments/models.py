@@ -20,27 +20,14 @@ model_name_validator = RegexValidator(
 )
 
 
-class Tag(models.Model):
-    """A free label shared by models and versions (e.g. `nlp`, `champion`)."""
-
-    name = models.CharField(max_length=50, unique=True)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self):
-        return self.name
-
-
 class RegisteredModelQuerySet(models.QuerySet):
     def for_list(self):
         """Everything a list row shows, in a constant number of queries."""
-        return (
-            self.select_related("owner")
-            .prefetch_related("tags")
-            .annotate(version_count=models.Count("versions", distinct=True))
-            .order_by("name")  # Meta.ordering is dropped from GROUP BY queries
-        )
+        return self.select_related("owner")
+
+    def for_api(self):
+        """What the API shows: the owner's name joined in, not the whole user row."""
+        return self.annotate(owner_name=models.F("owner__username"))
 
 
 class RegisteredModel(models.Model):
@@ -52,8 +39,12 @@ class RegisteredModel(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_models"
     )
     team = models.CharField(max_length=100, blank=True)
-    tags = models.ManyToManyField(Tag, blank=True, related_name="models")
+    # Sorted tag names. A JSON list, not a join: every list row shows them, and a tag
+    # filter is a containment test (deployments.filters.tagged).
+    tags = models.JSONField(default=list, blank=True)
     # The last number handed out; bumped with a conditional UPDATE, never read-then-write.
+    # Versions are never deleted and a refused registration rolls its number back, so this
+    # is also the number of versions.
     latest_version_number = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -73,11 +64,23 @@ class RegisteredModel(models.Model):
     def get_absolute_url(self):
         return reverse("model-detail", args=[self.name])
 
+    @property
+    def version_count(self) -> int:
+        return self.latest_version_number
+
 
 class ModelVersionQuerySet(models.QuerySet):
     def for_list(self):
         """Everything a version row shows, in a constant number of queries."""
-        return self.select_related("model", "registered_by").prefetch_related("tags")
+        return self.select_related("model", "registered_by")
+
+    def for_api(self):
+        """What the API shows: names joined in instead of whole related rows (a 25-row page
+        built 50 model and user objects just to read two names)."""
+        return self.annotate(
+            model_name=models.F("model__name"),
+            registered_by_name=models.F("registered_by__username"),
+        )
 
 
 class ModelVersion(models.Model):
@@ -97,7 +100,7 @@ class ModelVersion(models.Model):
     source_url = models.CharField(max_length=500, blank=True)
     description = models.TextField(blank=True)
     sample_input = models.JSONField(default=list, blank=True)
-    tags = models.ManyToManyField(Tag, blank=True, related_name="versions")
+    tags = models.JSONField(default=list, blank=True)
     status = models.CharField(
         max_length=20, choices=VersionStatus.choices, default=VersionStatus.REGISTERED
     )

@@ -152,10 +152,8 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {
-    "deployments.tasks.run_deployment_task": {"queue": "deploy"},
-    "deployments.tasks.*": {"queue": "default"},
-}
+# Exact task names: a glob route is matched with fnmatch on every publish.
+CELERY_TASK_ROUTES = {"deployments.tasks.run_deployment_task": {"queue": "deploy"}}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-validations": {

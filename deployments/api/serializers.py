@@ -1,32 +1,38 @@
-"""Serializers parse and present; every rule lives in deployments.services."""
+"""Serializers parse and present; every rule lives in deployments.services.
+
+The read serializers of the hot endpoints declare their fields (for the OpenAPI schema)
+and build the response by hand in `to_representation`: DRF deep-copies and binds every
+declared field per request, which cost more than the rest of a small response."""
 
 from rest_framework import serializers
 
-from deployments.choices import Flavor
-from deployments.models import ModelVersion, RegisteredModel
+from deployments.choices import Flavor, VersionStatus
 from mlops_portal.api.fields import JSONInputField, TagListField
 
 
-class RegisteredModelSerializer(serializers.ModelSerializer):
+class RegisteredModelSerializer(serializers.Serializer):
+    name = serializers.CharField(read_only=True)
+    description = serializers.CharField(read_only=True)
     owner = serializers.CharField(source="owner.username", read_only=True)
-    tags = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
-    version_count = serializers.IntegerField(read_only=True)
+    team = serializers.CharField(read_only=True)
+    tags = serializers.ListField(child=serializers.CharField(), read_only=True)
+    version_count = serializers.IntegerField(source="latest_version_number", read_only=True)
     latest_version = serializers.IntegerField(source="latest_version_number", read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
 
-    class Meta:
-        model = RegisteredModel
-        fields = [
-            "name",
-            "description",
-            "owner",
-            "team",
-            "tags",
-            "version_count",
-            "latest_version",
-            "created_at",
-            "updated_at",
-        ]
-        read_only_fields = fields
+    def to_representation(self, model):
+        return {
+            "name": model.name,
+            "description": model.description,
+            "owner": joined(model, "owner_name", "owner.username"),
+            "team": model.team,
+            "tags": model.tags,
+            "version_count": model.latest_version_number,
+            "latest_version": model.latest_version_number,
+            "created_at": iso(model.created_at),
+            "updated_at": iso(model.updated_at),
+        }
 
 
 class RegisteredModelCreateSerializer(serializers.Serializer):
@@ -42,37 +48,68 @@ class RegisteredModelUpdateSerializer(serializers.Serializer):
     tags = TagListField(required=False)
 
 
-class ModelVersionSerializer(serializers.ModelSerializer):
+class ModelVersionSerializer(serializers.Serializer):
     model = serializers.CharField(source="model.name", read_only=True)
     version = serializers.IntegerField(source="number", read_only=True)
-    tags = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
-    registered_by = serializers.CharField(source="registered_by.username", read_only=True)
+    status = serializers.ChoiceField(choices=VersionStatus.choices, read_only=True)
+    status_detail = serializers.CharField(read_only=True)
+    flavor = serializers.ChoiceField(choices=Flavor.choices, read_only=True)
     artifact = serializers.CharField(source="artifact.name", read_only=True)
+    artifact_uri = serializers.CharField(read_only=True)
+    artifact_size = serializers.IntegerField(read_only=True, allow_null=True)
+    artifact_sha256 = serializers.CharField(read_only=True)
+    metrics = serializers.DictField(child=serializers.FloatField(), read_only=True)
+    params = serializers.JSONField(read_only=True)
+    source_url = serializers.CharField(read_only=True)
+    description = serializers.CharField(read_only=True)
+    sample_input = serializers.JSONField(read_only=True)
+    tags = serializers.ListField(child=serializers.CharField(), read_only=True)
+    archived = serializers.BooleanField(read_only=True)
+    registered_by = serializers.CharField(source="registered_by.username", read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    validated_at = serializers.DateTimeField(read_only=True, allow_null=True)
 
-    class Meta:
-        model = ModelVersion
-        fields = [
-            "model",
-            "version",
-            "status",
-            "status_detail",
-            "flavor",
-            "artifact",
-            "artifact_uri",
-            "artifact_size",
-            "artifact_sha256",
-            "metrics",
-            "params",
-            "source_url",
-            "description",
-            "sample_input",
-            "tags",
-            "archived",
-            "registered_by",
-            "created_at",
-            "validated_at",
-        ]
-        read_only_fields = fields
+    def to_representation(self, version):
+        return {
+            "model": joined(version, "model_name", "model.name"),
+            "version": version.number,
+            "status": version.status,
+            "status_detail": version.status_detail,
+            "flavor": version.flavor,
+            "artifact": version.artifact.name or None,
+            "artifact_uri": version.artifact_uri,
+            "artifact_size": version.artifact_size,
+            "artifact_sha256": version.artifact_sha256,
+            "metrics": version.metrics,
+            "params": version.params,
+            "source_url": version.source_url,
+            "description": version.description,
+            "sample_input": version.sample_input,
+            "tags": version.tags,
+            "archived": version.archived,
+            "registered_by": joined(version, "registered_by_name", "registered_by.username"),
+            "created_at": iso(version.created_at),
+            "validated_at": iso(version.validated_at),
+        }
+
+
+def joined(instance, annotation: str, path: str):
+    """A related name from the `for_api()` annotation, or by following `path` on objects
+    that a service returned without it."""
+    if hasattr(instance, annotation):
+        return getattr(instance, annotation)
+    value = instance
+    for part in path.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def iso(moment) -> str | None:
+    """Timestamps as DRF renders them by default (ISO 8601, 'Z' for UTC)."""
+    if moment is None:
+        return None
+    text = moment.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 class ModelVersionCreateSerializer(serializers.Serializer):

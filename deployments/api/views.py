@@ -36,15 +36,24 @@ class ServiceBackedViewSet(
         payload.is_valid(raise_exception=True)
         return payload.validated_data
 
-    def respond_with(self, instance, status_code=status.HTTP_200_OK) -> Response:
-        fresh = self.get_queryset().get(pk=instance.pk)
-        return Response(self.get_serializer(fresh).data, status=status_code)
+    def respond_with(self, instance, status_code=status.HTTP_200_OK, reread=True) -> Response:
+        """Answer with `instance` as the read serializer shows it, re-read unless the
+        service returned it complete."""
+        if reread:
+            instance = self.get_queryset().get(pk=instance.pk)
+        return Response(self.get_serializer(instance).data, status=status_code)
+
+    def filter_queryset(self, queryset):
+        # Filters narrow lists; on one object they would only cost time.
+        if self.action != "list":
+            return queryset
+        return super().filter_queryset(queryset)
 
 
 class RegisteredModelViewSet(ServiceBackedViewSet):
     """Registered models, looked up by name."""
 
-    queryset = RegisteredModel.objects.for_list()
+    queryset = RegisteredModel.objects.for_api()
     serializer_class = RegisteredModelSerializer
     filterset_class = RegisteredModelFilter
     lookup_field = "name"
@@ -93,18 +102,20 @@ class ModelVersionViewSet(ServiceBackedViewSet):
     queryset = ModelVersion.objects.none()  # for the schema; requests use get_queryset
 
     def get_queryset(self):
-        return ModelVersion.objects.for_list().filter(model__name=self.kwargs["model_name"])
+        return ModelVersion.objects.for_api().filter(model__name=self.kwargs["model_name"])
 
     def list(self, request, *args, **kwargs):
-        self.get_registered_model()  # 404 for an unknown model, not an empty list
-        return super().list(request, *args, **kwargs)
+        response = super().list(request, *args, **kwargs)
+        if not response.data["results"]:
+            self.get_registered_model()  # 404 for an unknown model, not an empty list
+        return response
 
     @extend_schema(request=ModelVersionCreateSerializer, responses={201: ModelVersionSerializer})
     def create(self, request, model_name=None):
         version = services.register_version(
             request.user, self.get_registered_model(), **self.parse_input()
         )
-        return self.respond_with(version, status.HTTP_201_CREATED)
+        return self.respond_with(version, status.HTTP_201_CREATED, reread=False)
 
     @extend_schema(request=ModelVersionUpdateSerializer, responses=ModelVersionSerializer)
     def partial_update(self, request, model_name=None, version=None):

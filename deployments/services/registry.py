@@ -13,12 +13,12 @@ from urllib.parse import urlparse
 import httpx
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from deployments.choices import Flavor, VersionEventKind, VersionStatus
-from deployments.models import ModelVersion, RegisteredModel, Tag, VersionEvent
+from deployments.models import ModelVersion, RegisteredModel, VersionEvent
 from deployments.serving.loading import (
     ArtifactError,
     InputError,
@@ -44,17 +44,19 @@ def create_model(actor, *, name, description="", team="", tags=()) -> Registered
     require_role(actor, AUTHORS, "create models")
     name = (name or "").strip().lower()
     model = RegisteredModel(name=name, description=description, owner=actor, team=team.strip())
-    errors = _field_errors(model, exclude=["owner", "latest_version_number"])
-    tag_names = _clean_tags(tags, errors)
+    errors = _field_errors(model, exclude=["owner", "latest_version_number", "tags"])
+    model.tags = _clean_tags(tags, errors)
     if name in RESERVED_MODEL_NAMES:
         errors.setdefault("name", []).append(f"{name!r} is reserved by the portal's pages.")
     elif RegisteredModel.objects.filter(name=name).exists():
         errors.setdefault("name", []).append(f"A model named {name!r} already exists.")
     if errors:
         raise ValidationError(errors)
-    with transaction.atomic():
-        model.save()
-        model.tags.set(_tag_rows(tag_names))
+    try:
+        with transaction.atomic():
+            model.save()
+    except IntegrityError:  # registered by someone else a moment ago
+        raise ValidationError({"name": [f"A model named {name!r} already exists."]}) from None
     return model
 
 
@@ -65,14 +67,12 @@ def update_model(actor, model: RegisteredModel, *, description=None, team=None, 
         model.description = description
     if team is not None:
         model.team = team.strip()
-    errors = _field_errors(model, exclude=["owner", "latest_version_number", "name"])
-    tag_names = _clean_tags(tags, errors) if tags is not None else None
+    errors = _field_errors(model, exclude=["owner", "latest_version_number", "name", "tags"])
+    if tags is not None:
+        model.tags = _clean_tags(tags, errors)
     if errors:
         raise ValidationError(errors)
-    with transaction.atomic():
-        model.save()
-        if tag_names is not None:
-            model.tags.set(_tag_rows(tag_names))
+    model.save()
     return model
 
 
@@ -136,14 +136,13 @@ def register_version(
             source_url=source_url.strip(),
             description=description,
             sample_input=sample_input,
+            tags=tag_names,
             registered_by=actor,
         )
         if artifact is not None:
             version.artifact_sha256, version.artifact_size = upload_digest
             version.artifact.save(f"{model.name}-v{version.number}-{artifact.name}", artifact)
         version.save()
-        if tag_names:
-            version.tags.set(_tag_rows(tag_names))
         _record(version, VersionEventKind.REGISTERED, actor, f"Registered by {actor}.")
         _enqueue_validation(version.pk)
     return version
@@ -153,15 +152,14 @@ def update_version(actor, version: ModelVersion, *, description=None, tags=None)
     """Change the mutable fields of a version (description, tags); everything else is frozen."""
     _require_model_editor(actor, version.model)
     errors: dict[str, list[str]] = {}
-    tag_names = _clean_tags(tags, errors) if tags is not None else None
+    if tags is not None:
+        version.tags = _clean_tags(tags, errors)
+    if description is not None:
+        version.description = description
     if errors:
         raise ValidationError(errors)
     with transaction.atomic():
-        if description is not None and description != version.description:
-            version.description = description
-            version.save(update_fields=["description", "updated_at"])
-        if tag_names is not None:
-            version.tags.set(_tag_rows(tag_names))
+        version.save(update_fields=["description", "tags", "updated_at"])
         _record(version, VersionEventKind.EDITED, actor, "Description or tags edited.")
     return version
 
@@ -181,14 +179,14 @@ def set_version_archived(actor, version: ModelVersion, archived: bool, reason=""
 
 def _next_version_number(model: RegisteredModel) -> int:
     """Hand out the next number; the UPDATE holds the row lock until the transaction ends."""
-    RegisteredModel.objects.filter(pk=model.pk).update(
-        latest_version_number=F("latest_version_number") + 1
-    )
-    number = (
-        RegisteredModel.objects.filter(pk=model.pk)
-        .values_list("latest_version_number", flat=True)
-        .get()
-    )
+    table = RegisteredModel._meta.db_table
+    with connection.cursor() as cursor:  # UPDATE … RETURNING: one round trip (PG, SQLite 3.35+)
+        cursor.execute(
+            f"UPDATE {table} SET latest_version_number = latest_version_number + 1 "
+            "WHERE id = %s RETURNING latest_version_number",
+            [model.pk],
+        )
+        (number,) = cursor.fetchone()
     model.latest_version_number = number
     return number
 
@@ -429,11 +427,3 @@ def _clean_tags(names, errors) -> list[str]:
             f"Tags are short lowercase words (letters, digits, . _ -): {', '.join(bad)}."
         )
     return cleaned
-
-
-def _tag_rows(names: list[str]) -> list[Tag]:
-    """Return Tag rows for `names`, creating the new ones (call inside the transaction)."""
-    if not names:
-        return []
-    Tag.objects.bulk_create([Tag(name=name) for name in names], ignore_conflicts=True)
-    return list(Tag.objects.filter(name__in=names))

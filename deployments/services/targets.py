@@ -1,7 +1,7 @@
 """Deploy targets: created and changed by MLOps engineers."""
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from deployments.backends import backend_class
 from deployments.choices import Backend, Environment
@@ -44,7 +44,11 @@ def create_target(actor, *, name, environment, backend=Backend.LOCAL, backend_se
     target.backend_settings = _clean_backend_settings(backend, backend_settings or {}, {}, errors)
     if errors:
         raise ValidationError(errors)
-    target.save()
+    try:
+        with transaction.atomic():
+            target.save()
+    except IntegrityError:  # created by someone else a moment ago
+        raise ValidationError({"name": [f"A target named {target.name!r} exists."]}) from None
     return target
 
 

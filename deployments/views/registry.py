@@ -92,7 +92,7 @@ def model_edit(request, name):
     initial = {
         "team": model.team,
         "description": model.description,
-        "tags": [tag.name for tag in model.tags.all()],
+        "tags": model.tags,
     }
     form = ModelEditForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
@@ -143,7 +143,7 @@ def version_detail(request, name, number):
 def version_edit(request, name, number):
     model = _get_editable_model(request, name)
     version = _get_version(name, number)
-    initial = {"description": version.description, "tags": [t.name for t in version.tags.all()]}
+    initial = {"description": version.description, "tags": version.tags}
     form = VersionEditForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:

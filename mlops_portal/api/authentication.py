@@ -16,10 +16,10 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(
                 "Malformed Authorization header: use 'Token <secret>'."
             )
-        token = authenticate_token(header[1])
-        if token is None:
+        user = authenticate_token(header[1])
+        if user is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked token.")
-        return token.user, token
+        return user, user.token_id
 
     def authenticate_header(self, request):
         return "Token"
