@@ -1,6 +1,6 @@
 # make run   — set up and serve the portal with demo data (SQLite, web + worker + beat)
 # make test  — set up and run ruff and the whole test suite (PostgreSQL + Redis on 127.0.0.1)
-# make bench — the API benchmark (PostgreSQL, gunicorn with 2 sync workers)
+# make bench — API benchmark (PostgreSQL, gunicorn) and approval-to-serving time (local backend)
 
 PYTHON ?= python3
 VENV := .venv
@@ -31,6 +31,7 @@ test: lint
 
 bench: $(VENV)/.dev
 	$(PY) bench/run.py
+	$(PY) bench/deploy_latency.py
 
 clean:
 	rm -rf $(VENV) var test-artifacts

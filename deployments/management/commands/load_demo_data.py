@@ -6,7 +6,7 @@ from django.db import transaction
 
 from deployments import services
 from deployments.demo import DEMO_MODELS
-from deployments.models import RegisteredModel
+from deployments.models import RegisteredModel, Target
 from mlops_portal.roles import Role
 
 # username, password, role (None = superuser). Demo only: never load this in production.
@@ -31,7 +31,12 @@ class Command(BaseCommand):
                 continue
             self.register_model(users["alice"], name, team, tags, description, trainer, versions)
             created += 1
-        self.stdout.write(f"Demo data: {created} new models (validation runs on the worker).")
+        if not Target.objects.exists():
+            self.create_targets_and_deployments(users["alice"], users["bob"])
+        self.stdout.write(
+            f"Demo data: {created} new models; iris-classifier v2 deploys to iris-staging "
+            "when the worker starts, and v3 waits for approval on iris-production."
+        )
         self.stdout.write(
             "Demo users (password): "
             + ", ".join(
@@ -52,13 +57,33 @@ class Command(BaseCommand):
         return user
 
     @transaction.atomic
+    def create_targets_and_deployments(self, alice, bob):
+        staging = services.create_target(
+            bob, name="iris-staging", environment="staging",
+            description="Local staging: deploys without approval.",
+        )  # fmt: skip
+        production = services.create_target(
+            bob, name="iris-production", environment="production",
+            rollback_skips_approval=True,
+            description="Local production: an engineer other than the requester approves.",
+        )  # fmt: skip
+        iris = RegisteredModel.objects.get(name="iris-classifier")
+        v2, v3 = (iris.versions.get(number=n) for n in (2, 3))
+        services.request_deployment(
+            alice, version=v2, target=staging, reason="Demo: v2 has the best accuracy."
+        )
+        services.request_deployment(
+            alice, version=v3, target=production, reason="Demo: same accuracy, stronger C."
+        )
+
+    @transaction.atomic
     def register_model(self, owner, name, team, tags, description, trainer, versions):
         model = services.create_model(
             owner, name=name, team=team, tags=tags, description=description
         )
         for kwargs in versions:
             artifact, metrics, params, sample = trainer(**kwargs)
-            services.register_version(
+            version = services.register_version(
                 owner,
                 model,
                 artifact=ContentFile(artifact, name="model.joblib"),
@@ -68,3 +93,6 @@ class Command(BaseCommand):
                 source_url="https://git.example.com/ml/demo-models",
                 description=f"Trained by the demo data command with {params}.",
             )
+            # Validate now (the worker's job, same service) so the demo can deploy at once;
+            # the queued validation task then finds nothing left to do.
+            services.validate_version(version.pk)

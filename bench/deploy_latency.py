@@ -1,0 +1,157 @@
+"""Time from an engineer's approval to a serving endpoint on the local backend.
+
+Part of `make bench`. A real Celery worker (queue `deploy`) on Redis runs each deploy job
+against a fresh PostgreSQL database `mlops_bench_deploy`; each run requests a deployment,
+approves it, and stops the clock when the new model server's /health answers. Runs
+alternate two versions, so every run after the first is a blue/green switch.
+"""
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.run import RESULTS_DIR, VENV_BIN  # noqa: E402
+
+DB = "mlops_bench_deploy"
+BROKER_URL = "redis://127.0.0.1:6379/13"
+ENV = {
+    "DJANGO_SETTINGS_MODULE": "mlops_portal.settings",
+    "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
+    "SECRET_KEY": "bench-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
+    "CELERY_BROKER_URL": BROKER_URL,
+    "LOG_LEVEL": "WARNING",
+}
+
+
+def prepare(var_dir: str) -> None:
+    import psycopg
+
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+        c.execute(f"CREATE DATABASE {DB}")
+    os.environ.update(ENV, VAR_DIR=var_dir)
+    subprocess.run(
+        [VENV_BIN / "python", "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, check=True
+    )
+    import django
+
+    django.setup()
+
+
+def seed():
+    """Two ready iris versions, a local production target, a requester and an approver."""
+    from django.contrib.auth.models import Group, User
+    from django.core.files.base import ContentFile
+
+    from deployments import services
+    from deployments.demo import train_iris
+
+    alice = User.objects.create_user("alice", email="alice@example.com")
+    alice.groups.add(Group.objects.get(name="data_scientist"))
+    bob = User.objects.create_user("bob", email="bob@example.com")
+    bob.groups.add(Group.objects.get(name="mlops_engineer"))
+    model = services.create_model(alice, name="iris")
+    versions = []
+    for c in (0.5, 2.0):
+        artifact, metrics, params, sample = train_iris(c=c)
+        version = services.register_version(
+            alice, model, artifact=ContentFile(artifact, name="m.joblib"),
+            metrics=metrics, params=params, sample_input=sample,
+        )  # fmt: skip
+        versions.append(services.validate_version(version.pk))
+    target = services.create_target(bob, name="iris-production", environment="production")
+    return alice, bob, versions, target
+
+
+def start_worker(log_path: Path) -> subprocess.Popen:
+    from mlops_portal.celery import app
+
+    node = f"bench-deploy-{os.getpid()}@localhost"
+    with open(log_path, "w") as log:
+        worker = subprocess.Popen(
+            [VENV_BIN / "celery", "-A", "mlops_portal", "worker", "--queues", "deploy",
+             "--concurrency", "1", "--hostname", node, "--without-gossip", "--without-mingle"],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not app.control.ping(destination=[node], timeout=0.5):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            sys.exit(f"The Celery worker did not start:\n{log_path.read_text()[-2000:]}")
+    return worker
+
+
+def one_run(alice, bob, version, target) -> float:
+    """Seconds from approve() returning to the new endpoint answering /health."""
+    import httpx
+
+    from deployments import services
+    from deployments.models import Deployment
+
+    deployment = services.request_deployment(alice, version=version, target=target, reason="bench")
+    started = time.perf_counter()
+    services.approve_deployment(bob, deployment)
+    while True:
+        current = Deployment.objects.get(pk=deployment.pk)
+        if current.state == "failed":
+            sys.exit(f"Deploy failed: {current.failure_reason}")
+        if current.state == "succeeded":
+            try:
+                if httpx.get(f"{current.endpoint}/health", timeout=1).status_code == 200:
+                    return time.perf_counter() - started
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.02)
+
+
+def stop_everything(worker) -> None:
+    from deployments.backends.local import is_model_server, terminate
+    from deployments.models import Deployment
+
+    for state in Deployment.objects.values_list("backend_state", flat=True):
+        if state.get("pid") and is_model_server(state["pid"]):
+            terminate(state["pid"])
+    if worker.poll() is None:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+    import redis
+
+    redis.Redis.from_url(BROKER_URL).flushdb()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    runs = parser.parse_args().runs
+    RESULTS_DIR.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mlops-bench-deploy-") as var_dir:
+        prepare(var_dir)
+        alice, bob, versions, target = seed()
+        worker = start_worker(RESULTS_DIR / "deploy-worker.log")
+        try:
+            seconds = [one_run(alice, bob, versions[i % 2], target) for i in range(runs)]
+        finally:
+            stop_everything(worker)
+    median = statistics.median(seconds)
+    print(f"\napproval → serving endpoint (local backend), {runs} runs:")
+    print("  " + "  ".join(f"{s:.2f}s" for s in seconds))
+    print(f"  median {median:.2f} s, min {min(seconds):.2f} s, max {max(seconds):.2f} s")
+    (RESULTS_DIR / "deploy.json").write_text(
+        json.dumps({"runs": seconds, "median_s": median}, indent=1)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
