@@ -26,6 +26,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 INSTALLED_APPS = [
     "mlops_portal",
     "deployments",
+    "monitoring",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -130,6 +131,18 @@ DEPLOY_LEASE_SECONDS = env_int("DEPLOY_LEASE_SECONDS", 120)  # a silent job this
 DEPLOY_RESEND_QUEUED_SECONDS = env_int("DEPLOY_RESEND_QUEUED_SECONDS", 60)
 WEBHOOK_SIGNATURE_TOLERANCE_SECONDS = env_int("WEBHOOK_SIGNATURE_TOLERANCE_SECONDS", 300)
 
+# Monitoring.
+# Where health checks may point: CIDRs and host names ("*.svc.cluster.local"). Default:
+# loopback and private ranges, since models are internal. Link-local (169.254.0.0/16,
+# cloud metadata) is always refused.
+HEALTHCHECK_ALLOWED_NETWORKS = env_list(
+    "HEALTHCHECK_ALLOWED_NETWORKS",
+    ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
+)
+HEALTHCHECK_RESULT_RETENTION_DAYS = env_int("HEALTHCHECK_RESULT_RETENTION_DAYS", 7)
+HEALTHCHECK_CONCURRENCY = env_int("HEALTHCHECK_CONCURRENCY", 200)
+INCIDENT_QUIET_PERIOD_SECONDS = env_int("INCIDENT_QUIET_PERIOD_SECONDS", 300)
+
 # Celery: Redis by default; "filesystem://" is the no-install fallback that `make run`
 # picks when Redis does not answer (see scripts/run.sh).
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -153,7 +166,10 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Exact task names: a glob route is matched with fnmatch on every publish.
-CELERY_TASK_ROUTES = {"deployments.tasks.run_deployment_task": {"queue": "deploy"}}
+CELERY_TASK_ROUTES = {
+    "deployments.tasks.run_deployment_task": {"queue": "deploy"},
+    "monitoring.tasks.dispatch_probes": {"queue": "probes"},
+}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-validations": {
@@ -163,6 +179,12 @@ CELERY_BEAT_SCHEDULE = {
     "reconcile-deployments": {
         "task": "deployments.tasks.reconcile_deployments_task",
         "schedule": 30.0,
+    },
+    "dispatch-probes": {"task": "monitoring.tasks.dispatch_probes", "schedule": 5.0},
+    "roll-up-probe-results": {"task": "monitoring.tasks.roll_up_and_prune", "schedule": 60.0},
+    "resolve-quiet-incidents": {
+        "task": "monitoring.tasks.resolve_quiet_incidents",
+        "schedule": 60.0,
     },
 }
 CELERY_TIMEZONE = TIME_ZONE

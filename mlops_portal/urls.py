@@ -14,6 +14,7 @@ urlpatterns = [
     path("tokens/", views.token_list, name="token-list"),
     path("tokens/<int:token_id>/revoke/", views.token_revoke, name="token-revoke"),
     path("", include("deployments.urls")),
+    path("", include("monitoring.urls")),
     path("api/v1/", include(("mlops_portal.api.urls", "api"), namespace="api")),
     # DRF marks its views login-exempt; the schema and Swagger UI are for logged-in users.
     path("api/schema/", login_required(SpectacularAPIView.as_view()), name="api-schema"),

@@ -1,1 +1,1 @@
-"""Health checks, probe results and incidents: built by the monitoring issue (#4)."""
+"""Health checks, the probe engine, probe results and roll-ups, and incidents."""

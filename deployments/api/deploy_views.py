@@ -22,12 +22,12 @@ from deployments.api.deploy_serializers import (
     TargetSerializer,
     TargetUpdateSerializer,
 )
-from deployments.api.views import ServiceBackedViewSet
 from deployments.backends import DeployError
 from deployments.backends.webhook import SIGNATURE_HEADER, outcome_from, verify
 from deployments.choices import Backend, DeploymentEventKind, DeploymentState
 from deployments.filters import DeploymentFilter
 from deployments.models import Deployment, ModelVersion, Target
+from mlops_portal.api.viewsets import ServiceBackedViewSet
 from mlops_portal.errors import Conflict
 from mlops_portal.roles import AUTHORS, OPERATORS
 

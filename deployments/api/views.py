@@ -1,9 +1,7 @@
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
-from rest_framework.permissions import IsAuthenticated
-from rest_framework.response import Response
 
 from deployments import services
 from deployments.api.serializers import (
@@ -16,38 +14,8 @@ from deployments.api.serializers import (
 )
 from deployments.filters import ModelVersionFilter, RegisteredModelFilter
 from deployments.models import ModelVersion, RegisteredModel
-from mlops_portal.api.permissions import ActionRoles
+from mlops_portal.api.viewsets import ServiceBackedViewSet
 from mlops_portal.roles import AUTHORS
-
-
-class ServiceBackedViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
-):
-    """Read with the declared serializer; write by parsing `input_serializers[action]`
-    and handing the data to a service function, whose result is read back."""
-
-    input_serializers: dict = {}
-    action_roles: dict = {}
-    permission_classes = [IsAuthenticated, ActionRoles]
-    http_method_names = ["get", "post", "patch", "head", "options"]
-
-    def parse_input(self, partial=False) -> dict:
-        payload = self.input_serializers[self.action](data=self.request.data, partial=partial)
-        payload.is_valid(raise_exception=True)
-        return payload.validated_data
-
-    def respond_with(self, instance, status_code=status.HTTP_200_OK, reread=True) -> Response:
-        """Answer with `instance` as the read serializer shows it, re-read unless the
-        service returned it complete."""
-        if reread:
-            instance = self.get_queryset().get(pk=instance.pk)
-        return Response(self.get_serializer(instance).data, status=status_code)
-
-    def filter_queryset(self, queryset):
-        # Filters narrow lists; on one object they would only cost time.
-        if self.action != "list":
-            return queryset
-        return super().filter_queryset(queryset)
 
 
 class RegisteredModelViewSet(ServiceBackedViewSet):

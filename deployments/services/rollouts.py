@@ -26,6 +26,7 @@ from deployments.choices import (
 from deployments.models import Deployment, DeploymentEvent, DeploymentLogLine, ModelVersion
 from mlops_portal.errors import Conflict
 from mlops_portal.roles import AUTHORS, OPERATORS, has_role, require_role
+from monitoring.services import checks
 
 logger = logging.getLogger(__name__)
 State = DeploymentState
@@ -133,6 +134,28 @@ def rollback_deployment(actor, live, *, reason):
     return rollback
 
 
+def auto_rollback(live, reason):
+    """The monitoring automation's rollback of `live` (its target has auto_rollback on):
+    approved at once; None when `live` is no longer live or nothing was live before it."""
+    live.refresh_from_db()
+    previous = previous_good_deployment(live) if live.state == State.SUCCEEDED else None
+    if previous is None:
+        return None
+    with transaction.atomic():
+        rollback = Deployment.objects.create(
+            version=previous.version,
+            target=live.target,
+            reason=f"Auto-rollback of #{live.pk}: {reason}",
+            requested_by=live.requested_by,  # on behalf of; the events name the portal
+            rollback_of=live,
+        )
+        _event(rollback, None, "", State.REQUESTED, rollback.reason)
+        _record(live, None, DeploymentEventKind.NOTE, f"Auto-rollback as #{rollback.pk}: {reason}")
+        _approve(rollback, None, f"{live.target} rolls back automatically.")
+        transaction.on_commit(lambda: _notify_rollback(live, rollback))
+    return rollback
+
+
 def previous_good_deployment(live):
     """The most recent deployment before `live` on its target that served another version."""
     return (
@@ -164,6 +187,7 @@ def run_deployment(deployment_id: int) -> str | None:
     backend = backend_for(deployment.target)
     log = JobLog(deployment)
     log(f"Deploying {deployment.version} to {deployment.target} ({deployment.target.backend}).")
+    checks.begin_deploy_window(deployment)  # the expected restart raises no incident
     try:
         outcome = backend.deploy(deployment, log)
     except DeployError as exc:
@@ -192,6 +216,8 @@ def complete_deployment(deployment, endpoint, log=None) -> str:
             endpoint=endpoint, finished_at=timezone.now(), lease_expires_at=None,
         )  # fmt: skip
         _start_next_on_commit(deployment.target_id)
+    checks.end_deploy_window(deployment)
+    checks.follow_live_endpoint(deployment.target, endpoint)
     log(f"Live: {deployment.version} now serves {deployment.target}.")
     if replaced is not None:
         backend_for(replaced.target).stop(replaced)
@@ -206,6 +232,7 @@ def fail_deployment(deployment, reason: str) -> str:
             failure_reason=reason, finished_at=timezone.now(), lease_expires_at=None,
         )  # fmt: skip
         _start_next_on_commit(deployment.target_id)
+    checks.end_deploy_window(deployment)
     return State.FAILED
 
 

@@ -4,12 +4,15 @@ from rest_framework.routers import DefaultRouter
 from deployments.api.deploy_views import DeploymentCallbackView, DeploymentViewSet, TargetViewSet
 from deployments.api.views import ModelVersionViewSet, RegisteredModelViewSet
 from mlops_portal.api.tokens import ApiTokenViewSet
+from monitoring.api.views import HealthCheckViewSet, IncidentViewSet
 
 router = DefaultRouter()
 router.register("tokens", ApiTokenViewSet, basename="token")
 router.register("models", RegisteredModelViewSet, basename="model")
 router.register("targets", TargetViewSet, basename="target")
 router.register("deployments", DeploymentViewSet, basename="deployment")
+router.register("checks", HealthCheckViewSet, basename="check")
+router.register("incidents", IncidentViewSet, basename="incident")
 
 versions = DefaultRouter(trailing_slash=True)
 versions.include_root_view = False

@@ -44,6 +44,57 @@ def state_colour(state):
     return STATE_COLOURS.get(str(state), "secondary")
 
 
+CHECK_COLOURS = {"up": "success", "down": "danger", "paused": "secondary", "unknown": "light"}
+INCIDENT_COLOURS = {
+    "open": "danger",
+    "acknowledged": "warning",
+    "mitigated": "info",
+    "resolved": "success",
+}
+SEVERITY_COLOURS = {"sev1": "danger", "sev2": "warning", "sev3": "info", "sev4": "secondary"}
+
+
+@register.filter
+def check_colour(state):
+    return CHECK_COLOURS.get(str(state), "secondary")
+
+
+@register.filter
+def incident_colour(state):
+    return INCIDENT_COLOURS.get(str(state), "secondary")
+
+
+@register.filter
+def severity_colour(severity):
+    return SEVERITY_COLOURS.get(str(severity), "secondary")
+
+
+@register.filter
+def percent(fraction):
+    """0.99871 → '99.87 %'."""
+    if fraction is None:
+        return ""
+    return f"{fraction * 100:.2f} %"
+
+
+@register.filter
+def duration_text(delta):
+    """A timedelta as '4 min 10 s', '2 h 5 min' or '3 d 4 h'."""
+    if delta is None:
+        return ""
+    seconds = int(delta.total_seconds())
+    days, seconds = divmod(seconds, 86400)
+    hours, seconds = divmod(seconds, 3600)
+    minutes, seconds = divmod(seconds, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min {seconds} s"
+    return f"{seconds} s"
+
+
 @register.filter
 def get_item(mapping, key):
     return (mapping or {}).get(key)

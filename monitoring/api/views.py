@@ -1,0 +1,198 @@
+from datetime import timedelta
+
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+
+from deployments.models import Deployment, Target
+from mlops_portal.api.viewsets import ServiceBackedViewSet
+from mlops_portal.roles import AUTHORS, OPERATORS
+from monitoring import series
+from monitoring.api.serializers import (
+    HealthCheckSerializer,
+    HealthCheckUpdateSerializer,
+    HealthCheckWriteSerializer,
+    IncidentCreateSerializer,
+    IncidentEventSerializer,
+    IncidentSerializer,
+    NoteSerializer,
+    ResultsSerializer,
+    SeveritySerializer,
+    SnoozeSerializer,
+)
+from monitoring.choices import IncidentSource
+from monitoring.filters import HealthCheckFilter, IncidentFilter
+from monitoring.models import HealthCheck, Incident
+from monitoring.services import checks, incidents
+
+MANAGE = (OPERATORS, "manage health checks")
+
+
+class HealthCheckViewSet(ServiceBackedViewSet):
+    """Health checks; `results/` gives a time range, downsampled on the server."""
+
+    queryset = HealthCheck.objects.select_related("target")
+    serializer_class = HealthCheckSerializer
+    filterset_class = HealthCheckFilter
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    input_serializers = {
+        "create": HealthCheckWriteSerializer,
+        "partial_update": HealthCheckUpdateSerializer,
+        "snooze": SnoozeSerializer,
+    }
+    action_roles = {
+        name: MANAGE
+        for name in ("create", "partial_update", "destroy", "pause", "resume", "snooze")
+    }
+
+    @extend_schema(request=HealthCheckWriteSerializer, responses={201: HealthCheckSerializer})
+    def create(self, request):
+        data = self.parse_input()
+        target = data.pop("target")
+        if target:
+            target = get_object_or_404(Target, name=target)
+        check = checks.create_check(request.user, target=target, **data)
+        return self.respond_with(check, status.HTTP_201_CREATED)
+
+    @extend_schema(request=HealthCheckUpdateSerializer, responses=HealthCheckSerializer)
+    def partial_update(self, request, pk=None):
+        check = checks.update_check(request.user, self.get_object(), **self.parse_input(True))
+        return self.respond_with(check)
+
+    def destroy(self, request, pk=None):
+        checks.delete_check(request.user, self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses=HealthCheckSerializer)
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        return self.respond_with(checks.set_paused(request.user, self.get_object(), True))
+
+    @extend_schema(request=None, responses=HealthCheckSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        return self.respond_with(checks.set_paused(request.user, self.get_object(), False))
+
+    @extend_schema(request=SnoozeSerializer, responses=HealthCheckSerializer)
+    @action(detail=True, methods=["post"])
+    def snooze(self, request, pk=None):
+        data = self.parse_input()
+        check = checks.snooze(request.user, self.get_object(), **data)
+        return self.respond_with(check)
+
+    @extend_schema(
+        responses=ResultsSerializer,
+        parameters=[
+            OpenApiParameter("since", str, description="ISO time; default 1 hour ago"),
+            OpenApiParameter("until", str, description="ISO time; default now"),
+            OpenApiParameter("bucket", str, enum=list(series.BUCKETS),
+                             description="Default: raw ≤ 1 h, minute ≤ 1 day, hour beyond"),
+        ],
+    )  # fmt: skip
+    @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
+    def results(self, request, pk=None):
+        check = self.get_object()
+        until = _time(request.query_params.get("until"), "until") or timezone.now()
+        since = _time(request.query_params.get("since"), "since") or until - timedelta(hours=1)
+        bucket = request.query_params.get("bucket") or series.bucket_for(since, until)
+        if bucket not in series.BUCKETS:
+            raise ValidationError({"bucket": [f"Use one of {', '.join(series.BUCKETS)}."]})
+        if since >= until:
+            raise ValidationError({"since": ["since must be before until."]})
+        if bucket == "raw" and until - since > timedelta(days=1):
+            raise ValidationError({"bucket": ["Raw results cover at most a day; use minute."]})
+        points = series.points(check.pk, since, until, bucket)
+        body = {
+            "check": check.pk, "since": since, "until": until, "bucket": bucket,
+            "uptime": series.uptime([check.pk], since, until)[check.pk], "points": points,
+        }  # fmt: skip
+        return Response(ResultsSerializer(body).data)
+
+
+class IncidentViewSet(ServiceBackedViewSet):
+    """Incidents, unresolved first; transitions and notes as POST sub-resources."""
+
+    queryset = Incident.objects.for_list()
+    serializer_class = IncidentSerializer
+    filterset_class = IncidentFilter
+    input_serializers = {
+        "create": IncidentCreateSerializer,
+        "acknowledge": NoteSerializer,
+        "mitigate": NoteSerializer,
+        "resolve": NoteSerializer,
+        "notes": NoteSerializer,
+        "severity": SeveritySerializer,
+    }
+    action_roles = {
+        "create": (AUTHORS, "open incidents"),
+        "acknowledge": (OPERATORS, "acknowledge incidents"),
+        "mitigate": (OPERATORS, "mitigate incidents"),
+        "resolve": (OPERATORS, "resolve incidents"),
+        "severity": (OPERATORS, "change incident severity"),
+    }
+
+    @extend_schema(request=IncidentCreateSerializer, responses={201: IncidentSerializer})
+    def create(self, request):
+        data = self.parse_input()
+        target = get_object_or_404(Target, name=data["target"]) if data["target"] else None
+        deployment = (
+            get_object_or_404(Deployment, pk=data["deployment"]) if data["deployment"] else None
+        )
+        incident = incidents.open_incident(
+            request.user, title=data["title"], severity=data["severity"],
+            description=data["description"], target=target, deployment=deployment,
+            source=IncidentSource.API,
+        )  # fmt: skip
+        return self.respond_with(incident, status.HTTP_201_CREATED)
+
+    def _transition(self, service):
+        note = self.parse_input()["note"]
+        return self.respond_with(service(self.request.user, self.get_object(), note))
+
+    @extend_schema(request=NoteSerializer, responses=IncidentSerializer)
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request, pk=None):
+        return self._transition(incidents.acknowledge)
+
+    @extend_schema(request=NoteSerializer, responses=IncidentSerializer)
+    @action(detail=True, methods=["post"])
+    def mitigate(self, request, pk=None):
+        return self._transition(incidents.mitigate)
+
+    @extend_schema(request=NoteSerializer, responses=IncidentSerializer)
+    @action(detail=True, methods=["post"])
+    def resolve(self, request, pk=None):
+        return self._transition(incidents.resolve)
+
+    @extend_schema(request=SeveritySerializer, responses=IncidentSerializer)
+    @action(detail=True, methods=["post"])
+    def severity(self, request, pk=None):
+        data = self.parse_input()
+        incident = incidents.change_severity(request.user, self.get_object(), **data)
+        return self.respond_with(incident)
+
+    @extend_schema(methods=["get"], responses=IncidentEventSerializer(many=True))
+    @extend_schema(methods=["post"], request=NoteSerializer,
+                   responses={201: IncidentEventSerializer})  # fmt: skip
+    @action(detail=True, methods=["get", "post"], pagination_class=None, filterset_class=None)
+    def notes(self, request, pk=None):
+        incident = self.get_object()
+        if request.method == "POST":
+            event = incidents.add_note(request.user, incident, self.parse_input()["note"])
+            return Response(IncidentEventSerializer(event).data, status=status.HTTP_201_CREATED)
+        events = incident.events.select_related("actor")
+        return Response(IncidentEventSerializer(events, many=True).data)
+
+
+def _time(value, field):
+    if not value:
+        return None
+    parsed = parse_datetime(value)
+    if parsed is None:
+        raise ValidationError({field: ["Use an ISO 8601 time, e.g. 2026-11-27T08:00:00Z."]})
+    return parsed if parsed.tzinfo else timezone.make_aware(parsed)

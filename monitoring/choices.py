@@ -1,0 +1,58 @@
+from django.db import models
+
+
+class CheckState(models.TextChoices):
+    UNKNOWN = "unknown", "Unknown"
+    UP = "up", "Up"
+    DOWN = "down", "Down"
+    PAUSED = "paused", "Paused"
+
+
+class HttpMethod(models.TextChoices):
+    GET = "GET", "GET"
+    HEAD = "HEAD", "HEAD"
+
+
+class Resolution(models.TextChoices):
+    MINUTE = "minute", "Minute"
+    HOUR = "hour", "Hour"
+
+
+class Severity(models.TextChoices):
+    SEV1 = "sev1", "SEV1"
+    SEV2 = "sev2", "SEV2"
+    SEV3 = "sev3", "SEV3"
+    SEV4 = "sev4", "SEV4"
+
+
+class IncidentState(models.TextChoices):
+    OPEN = "open", "Open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    MITIGATED = "mitigated", "Mitigated"
+    RESOLVED = "resolved", "Resolved"
+
+
+INCIDENT_TRANSITIONS = {
+    IncidentState.OPEN: {
+        IncidentState.ACKNOWLEDGED,
+        IncidentState.MITIGATED,
+        IncidentState.RESOLVED,
+    },
+    IncidentState.ACKNOWLEDGED: {IncidentState.MITIGATED, IncidentState.RESOLVED},
+    # A mitigated incident whose check fails again is reopened by the automation.
+    IncidentState.MITIGATED: {IncidentState.RESOLVED, IncidentState.OPEN},
+}
+UNRESOLVED_STATES = (IncidentState.OPEN, IncidentState.ACKNOWLEDGED, IncidentState.MITIGATED)
+
+
+class IncidentSource(models.TextChoices):
+    CHECK = "check", "Health check"
+    MANUAL = "manual", "Manual"
+    API = "api", "API"
+
+
+class IncidentEventKind(models.TextChoices):
+    STATE = "state", "State change"
+    NOTE = "note", "Note"
+    EVIDENCE = "evidence", "Probe evidence"
+    SEVERITY = "severity", "Severity change"

@@ -1,0 +1,40 @@
+from django import forms
+
+from deployments.forms import JSONTextField
+from deployments.models import Target
+from monitoring.choices import HttpMethod, Severity
+
+
+class CheckForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    url = forms.CharField(
+        max_length=500, label="URL",
+        help_text="http(s) only, inside HEALTHCHECK_ALLOWED_NETWORKS (internal addresses).",
+    )  # fmt: skip
+    target = forms.ModelChoiceField(
+        queryset=Target.objects.order_by("name"), required=False,
+        help_text="Incidents from this check name the target and its likely-cause deployment.",
+    )  # fmt: skip
+    method = forms.ChoiceField(choices=HttpMethod.choices, initial=HttpMethod.GET)
+    interval_seconds = forms.IntegerField(initial=30, min_value=5)
+    timeout_seconds = forms.FloatField(initial=5.0, min_value=0.1)
+    expected_statuses = JSONTextField(empty=[200], required=False, initial="[200]")
+    latency_threshold_ms = forms.FloatField(required=False, help_text="Slower counts as failed.")
+    failures_before_down = forms.IntegerField(initial=3, min_value=1)
+
+
+class SnoozeForm(forms.Form):
+    hours = forms.FloatField(min_value=0.1, max_value=336, initial=4)
+    reason = forms.CharField(max_length=300)
+
+
+class IncidentForm(forms.Form):
+    title = forms.CharField(max_length=300)
+    severity = forms.ChoiceField(choices=Severity.choices, initial=Severity.SEV3)
+    target = forms.ModelChoiceField(queryset=Target.objects.order_by("name"), required=False)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4}))
+
+
+class NoteForm(forms.Form):
+    note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    severity = forms.ChoiceField(choices=Severity.choices, required=False)

@@ -1,0 +1,265 @@
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from monitoring.choices import (
+    UNRESOLVED_STATES,
+    CheckState,
+    HttpMethod,
+    IncidentEventKind,
+    IncidentSource,
+    IncidentState,
+    Resolution,
+    Severity,
+)
+
+
+class HealthCheck(models.Model):
+    """An HTTP endpoint probed on a schedule. A check that follows a target probes the
+    target's live endpoint and moves with each new deployment."""
+
+    name = models.CharField(max_length=200)
+    target = models.ForeignKey(
+        "deployments.Target", on_delete=models.CASCADE, null=True, blank=True,
+        related_name="checks",
+    )  # fmt: skip
+    follows_target = models.BooleanField(default=False)
+    url = models.CharField(max_length=500)
+    method = models.CharField(max_length=4, choices=HttpMethod.choices, default=HttpMethod.GET)
+    interval_seconds = models.PositiveIntegerField(default=30)
+    timeout_seconds = models.FloatField(default=5.0)
+    expected_statuses = models.JSONField(default=list)
+    latency_threshold_ms = models.FloatField(null=True, blank=True)
+    failures_before_down = models.PositiveIntegerField(default=3)
+    enabled = models.BooleanField(default=True)
+    state = models.CharField(max_length=10, choices=CheckState.choices, default=CheckState.UNKNOWN)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    first_failure_at = models.DateTimeField(null=True, blank=True)
+    last_probe_at = models.DateTimeField(null=True, blank=True)
+    last_ok = models.BooleanField(null=True)
+    last_latency_ms = models.FloatField(null=True, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+    # When the next probe is due. The dispatcher claims due checks by moving this forward
+    # in one conditional UPDATE, so two dispatchers never probe the same slot.
+    next_due_at = models.DateTimeField(null=True, blank=True)
+    claim_token = models.CharField(max_length=32, blank=True)  # the dispatcher run probing it
+    snoozed_until = models.DateTimeField(null=True, blank=True)
+    snooze_reason = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )  # fmt: skip
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [
+            # One "live endpoint" check per target.
+            models.UniqueConstraint(
+                fields=["target"],
+                condition=models.Q(follows_target=True),
+                name="healthcheck_one_follower_per_target",
+            ),
+        ]
+        indexes = [
+            # The dispatcher: enabled checks whose next_due_at has passed.
+            models.Index(fields=["enabled", "next_due_at"], name="check_due_idx"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("check-detail", args=[self.pk])
+
+
+class MaintenanceWindow(models.Model):
+    """No incident is opened for a check while a window covers it (its own, or its
+    target's). Deploy jobs open an automatic one for their target until they end."""
+
+    health_check = models.ForeignKey(
+        HealthCheck, on_delete=models.CASCADE, null=True, blank=True, related_name="windows"
+    )
+    target = models.ForeignKey(
+        "deployments.Target", on_delete=models.CASCADE, null=True, blank=True,
+        related_name="maintenance_windows",
+    )  # fmt: skip
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField(null=True, blank=True)  # open-ended while a deploy runs
+    reason = models.CharField(max_length=300)
+    automatic = models.BooleanField(default=False)
+    deployment = models.ForeignKey(
+        "deployments.Deployment", on_delete=models.CASCADE, null=True, blank=True,
+        related_name="+",
+    )  # fmt: skip
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )  # fmt: skip
+
+    class Meta:
+        ordering = ["-starts_at"]
+        indexes = [models.Index(fields=["target", "ends_at"], name="window_target_idx")]
+
+    def __str__(self):
+        return self.reason
+
+
+class ProbeResult(models.Model):
+    """One probe. Kept for HEALTHCHECK_RESULT_RETENTION_DAYS, summarised in ProbeRollup."""
+
+    id = models.BigAutoField(primary_key=True)
+    health_check = models.ForeignKey(HealthCheck, on_delete=models.CASCADE, related_name="results")
+    at = models.DateTimeField()
+    ok = models.BooleanField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    error = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-at"]
+        indexes = [
+            # Charts and roll-ups: one check's results in a time range.
+            models.Index(fields=["health_check", "at"], name="result_check_at_idx"),
+            # Roll-up and pruning: everything in a time range.
+            models.Index(fields=["at"], name="result_at_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.health_check_id} at {self.at}: {'ok' if self.ok else self.error}"
+
+
+class ProbeRollup(models.Model):
+    """Per check and minute (or hour): count, failures and latency p50/p95/max, so
+    long-range charts never scan raw results."""
+
+    health_check = models.ForeignKey(HealthCheck, on_delete=models.CASCADE, related_name="rollups")
+    resolution = models.CharField(max_length=6, choices=Resolution.choices)
+    bucket_start = models.DateTimeField()
+    count = models.PositiveIntegerField()
+    failures = models.PositiveIntegerField()
+    latency_p50 = models.FloatField(null=True)
+    latency_p95 = models.FloatField(null=True)
+    latency_max = models.FloatField(null=True)
+
+    class Meta:
+        ordering = ["bucket_start"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["health_check", "resolution", "bucket_start"], name="rollup_unique_bucket"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.health_check_id} {self.resolution} {self.bucket_start}"
+
+
+class IncidentQuerySet(models.QuerySet):
+    def for_list(self):
+        """Unresolved first, newest first; what a list row shows in one query."""
+        resolved_last = models.Case(
+            models.When(state=IncidentState.RESOLVED, then=1),
+            default=0,
+            output_field=models.IntegerField(),
+        )
+        return self.select_related("target", "commander", "version__model").order_by(
+            resolved_last, "-opened_at", "-pk"
+        )
+
+
+class Incident(models.Model):
+    """Something is wrong in production; its timeline is IncidentEvent rows."""
+
+    title = models.CharField(max_length=300)
+    severity = models.CharField(max_length=4, choices=Severity.choices, default=Severity.SEV3)
+    state = models.CharField(
+        max_length=12, choices=IncidentState.choices, default=IncidentState.OPEN
+    )
+    source = models.CharField(max_length=10, choices=IncidentSource.choices)
+    description = models.TextField(blank=True)
+    health_check = models.ForeignKey(
+        HealthCheck, on_delete=models.SET_NULL, null=True, blank=True, related_name="incidents"
+    )
+    target = models.ForeignKey(
+        "deployments.Target", on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="incidents",
+    )  # fmt: skip
+    deployment = models.ForeignKey(
+        "deployments.Deployment", on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="incidents", help_text="The likely cause.",
+    )  # fmt: skip
+    version = models.ForeignKey(
+        "deployments.ModelVersion", on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="incidents",
+    )  # fmt: skip
+    commander = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="commanded_incidents",
+    )  # fmt: skip
+    opened_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )  # fmt: skip
+    opened_at = models.DateTimeField()
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    mitigated_at = models.DateTimeField(null=True, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = IncidentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-opened_at", "-pk"]
+        constraints = [
+            # Never two unresolved automatic incidents for one check.
+            models.UniqueConstraint(
+                fields=["health_check"],
+                condition=models.Q(source="check", state__in=list(UNRESOLVED_STATES)),
+                name="incident_one_open_per_check",
+            ),
+        ]
+        indexes = [
+            # The incident list: open first, newest first, filtered by severity/state/target.
+            models.Index(fields=["state", "-opened_at"], name="incident_state_idx"),
+            models.Index(fields=["target", "state"], name="incident_target_idx"),
+        ]
+
+    def __str__(self):
+        return f"#{self.pk} {self.title}"
+
+    def get_absolute_url(self):
+        return reverse("incident-detail", args=[self.pk])
+
+    @property
+    def time_to_acknowledge(self):
+        return self.acknowledged_at - self.opened_at if self.acknowledged_at else None
+
+    @property
+    def time_to_resolve(self):
+        return self.resolved_at - self.opened_at if self.resolved_at else None
+
+    @property
+    def is_resolved(self) -> bool:
+        return self.state == IncidentState.RESOLVED
+
+
+class IncidentEvent(models.Model):
+    """The incident's timeline: state changes, notes, probe evidence, severity changes."""
+
+    incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=10, choices=IncidentEventKind.choices)
+    from_state = models.CharField(max_length=12, blank=True)
+    to_state = models.CharField(max_length=12, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    message = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self):
+        return f"#{self.incident_id} {self.kind}: {self.message[:60]}"

@@ -1,0 +1,1 @@
+"""Every state change of monitoring: checks (and the probe automation) and incidents."""

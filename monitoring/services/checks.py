@@ -1,0 +1,390 @@
+"""Health checks: configuration, maintenance windows and snoozes, and what a probe result
+does to a check's state (`unknown → up ⇄ down`, `paused`) and to its incident."""
+
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from mlops_portal.roles import OPERATORS, require_role
+from monitoring.choices import CheckState, HttpMethod, IncidentState, Severity
+from monitoring.models import HealthCheck, Incident, MaintenanceWindow, ProbeResult
+from monitoring.netpolicy import NetPolicy
+from monitoring.probing import ProbeSpec, probe_all_sync
+from monitoring.services import incidents
+
+EDITABLE = (
+    "name", "url", "method", "interval_seconds", "timeout_seconds", "expected_statuses",
+    "latency_threshold_ms", "failures_before_down",
+)  # fmt: skip
+# Severity of an automatic incident, from the target's environment.
+SEVERITY_BY_ENVIRONMENT = {"production": Severity.SEV2, "staging": Severity.SEV3}
+CLAIM_SECONDS = 60  # a dispatcher that dies mid-run leaves its checks claimed this long
+EVIDENCE_PROBES = 5
+
+
+def net_policy() -> NetPolicy:
+    return NetPolicy.from_setting(settings.HEALTHCHECK_ALLOWED_NETWORKS)
+
+
+# --- configuration ---------------------------------------------------------------------
+
+
+def create_check(actor, *, name, url, target=None, **options) -> HealthCheck:
+    require_role(actor, OPERATORS, "manage health checks")
+    check = HealthCheck(name=(name or "").strip(), url=(url or "").strip(), target=target,
+                        created_by=actor)  # fmt: skip
+    _apply(check, options)
+    _validate(check)
+    check.next_due_at = timezone.now()
+    check.save()
+    return check
+
+
+def update_check(actor, check, **changes) -> HealthCheck:
+    require_role(actor, OPERATORS, "manage health checks")
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise ValidationError({name: ["This field cannot be changed."] for name in unknown})
+    if check.follows_target and "url" in changes:
+        raise ValidationError({"url": ["This check follows its target's live endpoint."]})
+    _apply(check, changes)
+    _validate(check)
+    check.save()
+    return check
+
+
+def delete_check(actor, check) -> None:
+    """Delete a check with its results; its incidents stay (their check link is cleared)."""
+    require_role(actor, OPERATORS, "manage health checks")
+    check.delete()
+
+
+def set_paused(actor, check, paused: bool) -> HealthCheck:
+    require_role(actor, OPERATORS, "pause health checks")
+    check.enabled = not paused
+    check.state = CheckState.PAUSED if paused else CheckState.UNKNOWN
+    check.consecutive_failures = 0
+    check.first_failure_at = None
+    check.next_due_at = None if paused else timezone.now()
+    check.save(update_fields=["enabled", "state", "consecutive_failures", "first_failure_at",
+                              "next_due_at", "updated_at"])  # fmt: skip
+    return check
+
+
+def snooze(actor, check, *, hours, reason) -> HealthCheck:
+    """No incident from this check for `hours` hours; probes still run and are recorded."""
+    require_role(actor, OPERATORS, "snooze health checks")
+    errors = {}
+    if not isinstance(hours, int | float) or not 0 < hours <= 24 * 14:
+        errors["hours"] = ["Snooze for more than 0 and at most 336 hours (two weeks)."]
+    if not (reason or "").strip():
+        errors["reason"] = ["Say why, so the next on-call knows."]
+    if errors:
+        raise ValidationError(errors)
+    check.snoozed_until = timezone.now() + timedelta(hours=hours)
+    check.snooze_reason = reason.strip()
+    check.save(update_fields=["snoozed_until", "snooze_reason", "updated_at"])
+    return check
+
+
+def _apply(check, options) -> None:
+    for name, value in options.items():
+        if name not in EDITABLE:
+            raise ValidationError({name: ["Unknown field."]})
+        setattr(check, name, value)
+    if not check.expected_statuses:
+        check.expected_statuses = [200]
+
+
+def _validate(check) -> None:
+    errors = {}
+    if not check.name:
+        errors["name"] = ["Name the check."]
+    problem = net_policy().check_url(check.url)
+    if problem:
+        errors["url"] = [problem]
+    if check.method not in HttpMethod.values:
+        errors["method"] = ["Use GET or HEAD."]
+    if not 5 <= (check.interval_seconds or 0) <= 86400:
+        errors["interval_seconds"] = ["Between 5 seconds and a day."]
+    if not 0.1 <= (check.timeout_seconds or 0) <= 60:
+        errors["timeout_seconds"] = ["Between 0.1 and 60 seconds."]
+    elif check.timeout_seconds >= (check.interval_seconds or 0):
+        errors["timeout_seconds"] = ["Must be shorter than the interval."]
+    statuses = check.expected_statuses
+    if not isinstance(statuses, list) or not all(
+        isinstance(s, int) and 100 <= s <= 599 for s in statuses
+    ):
+        errors["expected_statuses"] = ["A list of HTTP status codes, e.g. [200, 204]."]
+    if not 1 <= (check.failures_before_down or 0) <= 100:
+        errors["failures_before_down"] = ["Between 1 and 100."]
+    if check.latency_threshold_ms is not None and check.latency_threshold_ms <= 0:
+        errors["latency_threshold_ms"] = ["A positive number of milliseconds, or empty."]
+    if errors:
+        raise ValidationError(errors)
+
+
+# --- deployments' hooks -------------------------------------------------------------
+
+
+def follow_live_endpoint(target, endpoint: str) -> HealthCheck | None:
+    """Point the target's "live endpoint" check at a new deployment's /health (created on
+    first use). Endpoints outside the allowlist (an external CD system's) get no check."""
+    if not endpoint:
+        return None
+    url = f"{endpoint.rstrip('/')}/health"
+    if net_policy().check_url(url):
+        return None
+    check = HealthCheck.objects.filter(target=target, follows_target=True).first()
+    if check is None:
+        try:
+            with transaction.atomic():
+                return HealthCheck.objects.create(
+                    name=f"{target.name} live endpoint",
+                    target=target,
+                    follows_target=True,
+                    url=url,
+                    expected_statuses=[200],
+                    interval_seconds=15,
+                    timeout_seconds=3,
+                    failures_before_down=3,
+                    next_due_at=timezone.now(),
+                )
+        except IntegrityError:  # created by a concurrent deploy
+            check = HealthCheck.objects.get(target=target, follows_target=True)
+    HealthCheck.objects.filter(pk=check.pk).update(
+        url=url, state=CheckState.UNKNOWN if check.enabled else CheckState.PAUSED,
+        consecutive_failures=0, first_failure_at=None, next_due_at=timezone.now(),
+    )  # fmt: skip
+    return check
+
+
+def begin_deploy_window(deployment) -> MaintenanceWindow:
+    """While a deploy job runs, its target's checks raise no incident (expected restart)."""
+    return MaintenanceWindow.objects.create(
+        target=deployment.target, deployment=deployment, starts_at=timezone.now(),
+        reason=f"Deploy #{deployment.pk} of {deployment.version}", automatic=True,
+    )  # fmt: skip
+
+
+def end_deploy_window(deployment) -> None:
+    MaintenanceWindow.objects.filter(deployment=deployment, ends_at__isnull=True).update(
+        ends_at=timezone.now()
+    )
+
+
+def in_maintenance(check, at) -> bool:
+    covering = Q(health_check=check) | (Q(target_id=check.target_id) if check.target_id else Q())
+    return (
+        MaintenanceWindow.objects.filter(covering, starts_at__lte=at)
+        .filter(Q(ends_at__isnull=True) | Q(ends_at__gt=at))
+        .exists()
+    )
+
+
+# --- the probe run -------------------------------------------------------------------
+
+
+def claim_due_checks(now=None, limit=10_000) -> list[HealthCheck]:
+    """Claim the checks due now, so no other dispatcher probes them in this slot."""
+    now = now or timezone.now()
+    due = list(
+        HealthCheck.objects.filter(enabled=True, next_due_at__lte=now)
+        .order_by("next_due_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    if not due:
+        return []
+    token = uuid.uuid4().hex
+    lease = now + timedelta(seconds=CLAIM_SECONDS)
+    # Conditional UPDATE: a row another dispatcher claimed first no longer matches.
+    HealthCheck.objects.filter(pk__in=due, enabled=True, next_due_at__lte=now).update(
+        next_due_at=lease, claim_token=token
+    )
+    return list(HealthCheck.objects.filter(pk__in=due, claim_token=token).select_related("target"))
+
+
+def run_probes(now=None) -> int:
+    """Probe every due check concurrently, store the results in bulk, update states and
+    incidents; return how many checks were probed."""
+    checks = claim_due_checks(now)
+    if not checks:
+        return 0
+    specs = [
+        ProbeSpec(
+            check_id=c.pk,
+            url=c.url,
+            method=c.method,
+            timeout=c.timeout_seconds,
+            expected_statuses=tuple(c.expected_statuses or [200]),
+            latency_threshold_ms=c.latency_threshold_ms,
+        )
+        for c in checks
+    ]
+    outcomes = probe_all_sync(specs, net_policy(), settings.HEALTHCHECK_CONCURRENCY)
+    record_outcomes(checks, outcomes)
+    return len(checks)
+
+
+def record_outcomes(checks, outcomes) -> None:
+    """Write all results in one INSERT and all check states in one bulk UPDATE, then run
+    the incident automation for the checks whose state changed."""
+    by_id = {c.pk: c for c in checks}
+    ProbeResult.objects.bulk_create(
+        ProbeResult(
+            health_check_id=o.check_id,
+            at=o.at,
+            ok=o.ok,
+            status_code=o.status_code,
+            latency_ms=o.latency_ms,
+            error=o.error[:300],
+        )
+        for o in outcomes
+    )
+    flipped = []
+    for outcome in outcomes:
+        check = by_id[outcome.check_id]
+        before = check.state
+        _apply_outcome(check, outcome)
+        # Only down checks and recoveries need the incident automation (a query each).
+        if check.state == CheckState.DOWN or before == CheckState.DOWN:
+            flipped.append((check, before))
+    HealthCheck.objects.bulk_update(
+        checks,
+        ["state", "consecutive_failures", "first_failure_at", "last_probe_at", "last_ok",
+         "last_latency_ms", "last_error", "next_due_at"],
+        batch_size=1000,
+    )  # fmt: skip
+    for check, before in flipped:
+        _automate_incident(check, before)
+
+
+def _apply_outcome(check, outcome) -> None:
+    check.last_probe_at = outcome.at
+    check.last_ok = outcome.ok
+    check.last_latency_ms = outcome.latency_ms
+    check.last_error = outcome.error[:500]
+    check.next_due_at = outcome.at + timedelta(seconds=check.interval_seconds)
+    if outcome.ok:
+        check.consecutive_failures = 0
+        check.first_failure_at = None
+        check.state = CheckState.UP
+        return
+    check.consecutive_failures += 1
+    if check.consecutive_failures == 1:
+        check.first_failure_at = outcome.at
+    if check.consecutive_failures >= check.failures_before_down:
+        check.state = CheckState.DOWN
+
+
+def _automate_incident(check, before) -> None:
+    """Down: open (or reopen) the check's incident unless maintenance or a snooze covers
+    it. Up again: mitigate it; `resolve_quiet_incidents` resolves it after a quiet period."""
+    open_incident = Incident.objects.filter(
+        health_check=check, source="check", state__in=["open", "acknowledged", "mitigated"]
+    ).first()
+    if check.state == CheckState.UP:
+        if open_incident and open_incident.state != IncidentState.MITIGATED:
+            incidents.system_transition(
+                open_incident, IncidentState.MITIGATED, f"{check.name} answers again."
+            )
+        return
+    if check.state != CheckState.DOWN:
+        return
+    if open_incident is not None:
+        if open_incident.state == IncidentState.MITIGATED:
+            incidents.system_transition(
+                open_incident, IncidentState.OPEN, f"{check.name} is failing again."
+            )
+        return
+    now = timezone.now()
+    if (check.snoozed_until and check.snoozed_until > now) or in_maintenance(check, now):
+        return
+    incident = incidents.open_check_incident(
+        check,
+        severity=_severity_for(check),
+        deployment=likely_cause(check),
+        evidence=_failing_probes(check),
+    )
+    if incident is not None:
+        _maybe_roll_back(incident)
+
+
+def likely_cause(check):
+    """The deployment that went live on the check's target most recently before it began
+    failing."""
+    if check.target_id is None:
+        return None
+    from deployments.choices import WAS_LIVE_STATES
+    from deployments.models import Deployment
+
+    return (
+        Deployment.objects.filter(
+            target_id=check.target_id,
+            state__in=WAS_LIVE_STATES,
+            finished_at__lte=check.first_failure_at or timezone.now(),
+        )
+        .select_related("version__model", "target")
+        .order_by("-finished_at")
+        .first()
+    )
+
+
+def _severity_for(check) -> str:
+    if check.target is None:
+        return Severity.SEV3
+    return SEVERITY_BY_ENVIRONMENT.get(check.target.environment, Severity.SEV4)
+
+
+def _failing_probes(check) -> list[dict]:
+    rows = ProbeResult.objects.filter(health_check=check, ok=False).order_by("-at")[
+        :EVIDENCE_PROBES
+    ]
+    return [
+        {
+            "at": r.at.isoformat(),
+            "status_code": r.status_code,
+            "latency_ms": r.latency_ms,
+            "error": r.error,
+        }
+        for r in reversed(rows)
+    ]
+
+
+def _maybe_roll_back(incident) -> None:
+    """Auto-rollback: the target asks for it and the failure began inside the likely cause's
+    verification window."""
+    deployment = incident.deployment
+    if deployment is None or not deployment.target.auto_rollback:
+        return
+    window = timedelta(seconds=deployment.target.verification_window_seconds)
+    if incident.opened_at > deployment.finished_at + window:
+        return
+    from deployments.services.rollouts import auto_rollback
+
+    rollback = auto_rollback(deployment, f"Incident #{incident.pk}: {incident.title}")
+    if rollback is not None:
+        incidents.add_note(None, incident, f"Auto-rollback requested as deployment #{rollback.pk}.")
+
+
+def resolve_quiet_incidents(now=None) -> int:
+    """Resolve mitigated automatic incidents whose check stayed up for the quiet period."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.INCIDENT_QUIET_PERIOD_SECONDS)
+    quiet = Incident.objects.filter(
+        source="check", state=IncidentState.MITIGATED, mitigated_at__lte=cutoff,
+        health_check__state=CheckState.UP,
+    )  # fmt: skip
+    resolved = 0
+    for incident in quiet:
+        incidents.system_transition(
+            incident, IncidentState.RESOLVED,
+            f"Up for {settings.INCIDENT_QUIET_PERIOD_SECONDS} s: resolved automatically.",
+        )  # fmt: skip
+        resolved += 1
+    return resolved

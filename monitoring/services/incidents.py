@@ -1,0 +1,170 @@
+"""Incidents: opened by people or by failing checks, run to resolution on one timeline.
+
+Every state change goes through `_transition`: a conditional UPDATE from the state the
+caller saw, written with its IncidentEvent in one transaction."""
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from mlops_portal.errors import Conflict
+from mlops_portal.roles import AUTHORS, OPERATORS, require_role
+from monitoring.choices import (
+    INCIDENT_TRANSITIONS,
+    IncidentEventKind,
+    IncidentSource,
+    IncidentState,
+    Severity,
+)
+from monitoring.models import Incident, IncidentEvent
+
+STATE_TIMESTAMPS = {
+    IncidentState.ACKNOWLEDGED: "acknowledged_at",
+    IncidentState.MITIGATED: "mitigated_at",
+    IncidentState.RESOLVED: "resolved_at",
+}
+
+
+def open_incident(
+    actor,
+    *,
+    title,
+    severity=Severity.SEV3,
+    description="",
+    target=None,
+    deployment=None,
+    version=None,
+    source=IncidentSource.MANUAL,
+) -> Incident:
+    """Open an incident by hand (pages, API); return it."""
+    require_role(actor, AUTHORS, "open incidents")
+    errors = {}
+    if not (title or "").strip():
+        errors["title"] = ["Say what is wrong, e.g. 'churn-prod answers 500s'."]
+    if severity not in Severity.values:
+        errors["severity"] = [f"Choose one of {', '.join(Severity.labels)}."]
+    if errors:
+        raise ValidationError(errors)
+    if deployment is not None:
+        target = target or deployment.target
+        version = version or deployment.version
+    with transaction.atomic():
+        incident = Incident.objects.create(
+            title=title.strip(), severity=severity, description=description, target=target,
+            deployment=deployment, version=version, source=source, opened_by=actor,
+            opened_at=timezone.now(),
+        )  # fmt: skip
+        _event(incident, actor, "", IncidentState.OPEN, f"Opened by {actor}.")
+    return incident
+
+
+def open_check_incident(check, *, severity, deployment, evidence) -> Incident | None:
+    """Open the automatic incident of a check that went down; None if one is already open.
+
+    The partial unique constraint makes "never two open auto-incidents for one check" hold
+    even when two probe runs race."""
+    title = f"{check.name} is down"
+    try:
+        with transaction.atomic():
+            incident = Incident.objects.create(
+                title=title, severity=severity, source=IncidentSource.CHECK,
+                health_check=check, target=check.target, deployment=deployment,
+                version=deployment.version if deployment else None,
+                opened_at=check.first_failure_at or timezone.now(),
+            )  # fmt: skip
+            cause = (
+                f" Likely cause: deployment #{deployment.pk} ({deployment.version})."
+                if (deployment)
+                else ""
+            )
+            _event(incident, None, "", IncidentState.OPEN, f"{title}.{cause}")
+            add_evidence(incident, evidence)
+    except IntegrityError:
+        return None
+    return incident
+
+
+def acknowledge(actor, incident, note=""):
+    require_role(actor, OPERATORS, "acknowledge incidents")
+    with transaction.atomic():
+        _transition(incident, IncidentState.ACKNOWLEDGED, actor, note or "Acknowledged.")
+        if incident.commander_id is None:
+            Incident.objects.filter(pk=incident.pk).update(commander=actor)
+            incident.commander = actor
+    return incident
+
+
+def mitigate(actor, incident, note=""):
+    require_role(actor, OPERATORS, "mitigate incidents")
+    with transaction.atomic():
+        _transition(incident, IncidentState.MITIGATED, actor, note or "Mitigated.")
+    return incident
+
+
+def resolve(actor, incident, note=""):
+    require_role(actor, OPERATORS, "resolve incidents")
+    with transaction.atomic():
+        _transition(incident, IncidentState.RESOLVED, actor, note or "Resolved.")
+    return incident
+
+
+def add_note(actor, incident, text) -> IncidentEvent:
+    if not (text or "").strip():
+        raise ValidationError({"note": ["Write the note."]})
+    return IncidentEvent.objects.create(
+        incident=incident, kind=IncidentEventKind.NOTE, actor=actor, message=text.strip()
+    )
+
+
+def change_severity(actor, incident, severity, reason=""):
+    require_role(actor, OPERATORS, "change incident severity")
+    if severity not in Severity.values:
+        raise ValidationError({"severity": [f"Choose one of {', '.join(Severity.labels)}."]})
+    with transaction.atomic():
+        previous = incident.severity
+        Incident.objects.filter(pk=incident.pk).update(severity=severity)
+        incident.severity = severity
+        IncidentEvent.objects.create(
+            incident=incident, kind=IncidentEventKind.SEVERITY, actor=actor,
+            message=f"{previous.upper()} → {severity.upper()}. {reason}".strip(),
+        )  # fmt: skip
+    return incident
+
+
+def add_evidence(incident, probes: list[dict]) -> IncidentEvent:
+    summary = "; ".join(p["error"] or "ok" for p in probes[-3:])
+    return IncidentEvent.objects.create(
+        incident=incident, kind=IncidentEventKind.EVIDENCE,
+        message=f"{len(probes)} failing probe(s): {summary}", data={"probes": probes},
+    )  # fmt: skip
+
+
+def system_transition(incident, to_state, message):
+    """A state change made by the automation (recovery, quiet period, relapse)."""
+    with transaction.atomic():
+        _transition(incident, to_state, None, message)
+    return incident
+
+
+def _transition(incident, to_state, actor, message) -> None:
+    from_state = incident.state
+    if to_state not in INCIDENT_TRANSITIONS.get(from_state, ()):
+        raise Conflict(f"Incident #{incident.pk} is {from_state}; it cannot become {to_state}.")
+    now = timezone.now()
+    fields = {"state": to_state}
+    if to_state in STATE_TIMESTAMPS:
+        fields[STATE_TIMESTAMPS[to_state]] = now
+    if to_state == IncidentState.RESOLVED and not incident.acknowledged_at:
+        fields["acknowledged_at"] = now  # resolving implies someone looked (MTTA)
+    if not Incident.objects.filter(pk=incident.pk, state=from_state).update(**fields):
+        raise Conflict(f"Incident #{incident.pk} changed meanwhile; reload the page.")
+    for name, value in fields.items():
+        setattr(incident, name, value)
+    _event(incident, actor, from_state, to_state, message)
+
+
+def _event(incident, actor, from_state, to_state, message) -> IncidentEvent:
+    return IncidentEvent.objects.create(
+        incident=incident, kind=IncidentEventKind.STATE, from_state=from_state,
+        to_state=to_state, actor=actor, message=message,
+    )  # fmt: skip

@@ -1,0 +1,221 @@
+"""Monitoring pages: checks with charts, incidents with their timeline. Every change is a
+service call; views fetch, call and render."""
+
+from datetime import timedelta
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from deployments.models import Deployment
+from mlops_portal.errors import Conflict
+from mlops_portal.roles import AUTHORS, OPERATORS, has_role, require_role
+from mlops_portal.utils import add_service_errors
+from monitoring import charts, series
+from monitoring.choices import CheckState, IncidentState, Severity
+from monitoring.filters import HealthCheckFilter, IncidentFilter
+from monitoring.forms import CheckForm, IncidentForm, NoteForm, SnoozeForm
+from monitoring.models import HealthCheck, Incident
+from monitoring.services import checks, incidents
+
+PER_PAGE = 50
+
+
+def _get_check(pk) -> HealthCheck:
+    return get_object_or_404(HealthCheck.objects.select_related("target"), pk=pk)
+
+
+def _get_incident(pk) -> Incident:
+    return get_object_or_404(
+        Incident.objects.select_related("target", "deployment__version__model", "commander"),
+        pk=pk,
+    )
+
+
+def check_list(request):
+    filters = HealthCheckFilter(request.GET, queryset=HealthCheck.objects.select_related("target"))
+    page = Paginator(filters.qs, PER_PAGE).get_page(request.GET.get("page"))
+    ids = [check.pk for check in page]
+    lines = series.sparklines(ids)
+    uptimes = series.uptime(ids, timezone.now() - timedelta(days=1))
+    rows = [(check, charts.sparkline_points(lines[check.pk]), uptimes[check.pk]) for check in page]
+    return render(
+        request,
+        "monitoring/check_list.html",
+        {"page": page, "rows": rows, "filters": filters, "states": CheckState.choices,
+         "can_manage": has_role(request.user, OPERATORS)},
+    )  # fmt: skip
+
+
+def check_detail(request, pk):
+    check = _get_check(pk)
+    chosen = request.GET.get("range", "24h")
+    if chosen not in series.RANGES:
+        chosen = "24h"
+    until = timezone.now()
+    since = until - series.RANGES[chosen]
+    points = series.points(check.pk, since, until)
+    return render(
+        request,
+        "monitoring/check_detail.html",
+        {
+            "check": check,
+            "chart": charts.check_chart(points, f"{check.name}, last {chosen}"),
+            "ranges": list(series.RANGES),
+            "chosen": chosen,
+            "uptime": series.uptime([check.pk], since, until)[check.pk],
+            "recent": check.results.order_by("-at")[:20],
+            "incidents": check.incidents.order_by("-opened_at")[:10],
+            "can_manage": has_role(request.user, OPERATORS),
+            "snooze_form": SnoozeForm(),
+            "snoozed": check.snoozed_until and check.snoozed_until > timezone.now(),
+        },
+    )
+
+
+def check_form(request, pk=None):
+    require_role(request.user, OPERATORS, "manage health checks")
+    check = _get_check(pk) if pk else None
+    initial = {}
+    if check:
+        initial = {name: getattr(check, name) for name in checks.EDITABLE}
+        initial["target"] = check.target
+    form = CheckForm(request.POST or None, initial=initial)
+    if check and check.follows_target:
+        form.fields["url"].disabled = True
+    if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        target = data.pop("target")
+        try:
+            if check:
+                if check.follows_target:
+                    data.pop("url")
+                check = checks.update_check(request.user, check, **data)
+            else:
+                check = checks.create_check(request.user, target=target, **data)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            messages.success(request, f"Check {check.name} saved; it is probed every "
+                                      f"{check.interval_seconds} s.")  # fmt: skip
+            return redirect(check)
+    return render(request, "monitoring/check_form.html", {"form": form, "check": check})
+
+
+@require_POST
+def check_action(request, pk, verb):
+    check = _get_check(pk)
+    try:
+        if verb == "pause":
+            checks.set_paused(request.user, check, True)
+        elif verb == "resume":
+            checks.set_paused(request.user, check, False)
+        elif verb == "snooze":
+            form = SnoozeForm(request.POST)
+            if not form.is_valid():
+                raise ValidationError(form.errors.get_json_data())
+            checks.snooze(request.user, check, **form.cleaned_data)
+        else:
+            raise Http404(f"No action {verb!r}.")
+    except (ValidationError, PermissionDenied) as exc:
+        messages.error(request, " ".join(getattr(exc, "messages", [str(exc)])))
+    else:
+        messages.success(request, f"Check {check.name}: {verb} done.")
+    return redirect(check)
+
+
+def incident_list(request):
+    filters = IncidentFilter(request.GET, queryset=Incident.objects.for_list())
+    page = Paginator(filters.qs, PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "monitoring/incident_list.html",
+        {"page": page, "filters": filters, "severities": Severity.choices,
+         "states": IncidentState.choices, "mtta_mttr": incident_figures(),
+         "can_open": has_role(request.user, AUTHORS)},
+    )  # fmt: skip
+
+
+def incident_figures(days=30) -> dict:
+    """Mean time to acknowledge and to resolve over the last `days`, aggregated in SQL."""
+    from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F
+
+    since = timezone.now() - timedelta(days=days)
+    mtta = ExpressionWrapper(F("acknowledged_at") - F("opened_at"), output_field=DurationField())
+    mttr = ExpressionWrapper(F("resolved_at") - F("opened_at"), output_field=DurationField())
+    figures = Incident.objects.filter(opened_at__gte=since).aggregate(
+        opened=Count("pk"), mtta=Avg(mtta), mttr=Avg(mttr)
+    )
+    return {**figures, "days": days}
+
+
+def incident_detail(request, pk):
+    incident = _get_incident(pk)
+    rollback_target = None
+    if incident.deployment and incident.deployment.state == "succeeded":
+        rollback_target = incident.deployment
+    return render(
+        request,
+        "monitoring/incident_detail.html",
+        {
+            "incident": incident,
+            "events": incident.events.select_related("actor"),
+            "can_operate": has_role(request.user, OPERATORS),
+            "note_form": NoteForm(initial={"severity": incident.severity}),
+            "rollback_suggestion": rollback_target,
+            "severities": Severity.choices,
+        },
+    )
+
+
+def incident_create(request):
+    require_role(request.user, AUTHORS, "open incidents")
+    initial = {}
+    if request.GET.get("deployment"):
+        deployment = get_object_or_404(Deployment, pk=request.GET["deployment"])
+        initial = {
+            "target": deployment.target,
+            "title": f"Problem after deployment #{deployment.pk}",
+        }
+    form = IncidentForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            incident = incidents.open_incident(request.user, **form.cleaned_data)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            return redirect(incident)
+    return render(request, "monitoring/incident_form.html", {"form": form})
+
+
+INCIDENT_ACTIONS = {
+    "acknowledge": incidents.acknowledge,
+    "mitigate": incidents.mitigate,
+    "resolve": incidents.resolve,
+}
+
+
+@require_POST
+def incident_action(request, pk, verb):
+    incident = _get_incident(pk)
+    form = NoteForm(request.POST)
+    form.is_valid()
+    note = form.cleaned_data.get("note", "")
+    try:
+        if verb in INCIDENT_ACTIONS:
+            INCIDENT_ACTIONS[verb](request.user, incident, note)
+        elif verb == "note":
+            incidents.add_note(request.user, incident, note)
+        elif verb == "severity":
+            incidents.change_severity(
+                request.user, incident, form.cleaned_data.get("severity"), note
+            )
+        else:
+            raise Http404(f"No action {verb!r}.")
+    except (ValidationError, Conflict, PermissionDenied) as exc:
+        messages.error(request, " ".join(getattr(exc, "messages", [str(exc)])))
+    return redirect(incident)
