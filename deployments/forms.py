@@ -167,7 +167,7 @@ class DeploymentRequestForm(forms.Form):
 
 class DecisionForm(forms.Form):
     comment = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    override_reason = forms.CharField(required=False, widget=forms.HiddenInput)
+    override_reason = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 
 class ReasonForm(forms.Form):

@@ -74,11 +74,38 @@ def approve_deployment(actor, deployment, *, comment="", override_reason=""):
     require_role(actor, OPERATORS, "approve deployments")
     if deployment.requested_by_id == actor.pk:
         raise PermissionDenied("You requested this deployment; another engineer must approve it.")
+    blocking = blocking_incidents(deployment)
+    if blocking and not override_reason.strip():
+        numbers = ", ".join(f"#{incident.pk}" for incident in blocking)
+        raise ValidationError({"override_reason": [
+            f"{deployment.target} has open SEV1/SEV2 incidents ({numbers}); approving anyway "
+            "needs a written override reason, recorded on the timeline."
+        ]})  # fmt: skip
     with transaction.atomic():
-        if override_reason.strip():
-            _record(deployment, actor, DeploymentEventKind.OVERRIDE, override_reason.strip())
+        if blocking and override_reason.strip():
+            _record(
+                deployment, actor, DeploymentEventKind.OVERRIDE,
+                f"Approved despite {', '.join(f'#{i.pk}' for i in blocking)}: "
+                f"{override_reason.strip()}",
+            )  # fmt: skip
         _approve(deployment, actor, comment)
     return deployment
+
+
+def blocking_incidents(deployment) -> list:
+    """Open SEV1/SEV2 incidents on a production target: approval needs an override."""
+    if deployment.target.environment != "production":
+        return []
+    from monitoring.choices import UNRESOLVED_STATES, Severity
+    from monitoring.models import Incident
+
+    return list(
+        Incident.objects.filter(
+            target=deployment.target,
+            state__in=UNRESOLVED_STATES,
+            severity__in=[Severity.SEV1, Severity.SEV2],
+        ).order_by("pk")
+    )
 
 
 def reject_deployment(actor, deployment, *, comment):

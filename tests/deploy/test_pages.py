@@ -164,3 +164,23 @@ def test_the_version_and_target_pages_show_where_it_runs(
     target_page = client.get(production.get_absolute_url())
     assert target_page.context["live"] == live
     assert list(target_page.context["timeline"]) == [live]
+
+
+def test_the_approval_page_shows_open_incidents_and_asks_for_an_override(
+    client, alice, bob, ready_version, production
+):
+    from monitoring.services import incidents
+
+    incidents.open_incident(bob, title="Latency SLO burn", severity="sev1", target=production)
+    deployment = services.request_deployment(
+        alice, version=ready_version, target=production, reason="fix"
+    )
+    client.force_login(bob)
+    page = client.get(deployment.get_absolute_url()).content.decode()
+    assert "Latency SLO burn" in page
+    assert 'name="override_reason"' in page
+    refused = client.post(f"/deployments/{deployment.pk}/approve/", {}, follow=True)
+    assert "needs a written override reason" in refused.content.decode()
+    client.post(f"/deployments/{deployment.pk}/approve/", {"override_reason": "It is the fix"})
+    deployment.refresh_from_db()
+    assert deployment.state == State.QUEUED

@@ -244,3 +244,18 @@ def test_a_target_can_let_rollbacks_skip_approval(
         services.complete_deployment(deployment, "http://127.0.0.1:9")
     rollback = services.rollback_deployment(bob, deployment, reason="Errors spiked.")
     assert rollback.state == State.QUEUED
+
+
+def test_an_open_sev2_on_a_production_target_blocks_approval_without_an_override(
+    alice, bob, ready_version, production, queued_jobs
+):
+    from monitoring.services import incidents
+
+    incident = incidents.open_incident(bob, title="5xx", severity="sev2", target=production)
+    deployment = request(alice, ready_version, production)
+    with pytest.raises(ValidationError) as excinfo:
+        services.approve_deployment(bob, deployment)
+    assert f"#{incident.pk}" in excinfo.value.message_dict["override_reason"][0]
+    services.approve_deployment(bob, deployment, override_reason="The fix is this version.")
+    override = deployment.events.get(kind="override")
+    assert "The fix is this version." in override.message and override.actor == bob
