@@ -13,6 +13,7 @@ from deployments.forms import ModelCreateForm, ModelEditForm, VersionEditForm, V
 from deployments.models import ModelVersion, RegisteredModel
 from mlops_portal.roles import AUTHORS, has_role, require_role
 from mlops_portal.utils import add_service_errors
+from monitoring.behaviour import production_stats
 
 MODELS_PER_PAGE = 25
 VERSIONS_PER_PAGE = 25
@@ -136,6 +137,7 @@ def version_detail(request, name, number):
             "can_edit": services.can_edit_model(request.user, version.model),
             "can_request": has_role(request.user, AUTHORS),
             "deployments": version.deployments.for_list()[:20],
+            "production": production_stats(version),
         },
     )
 

@@ -12,7 +12,7 @@ from django_htmx.http import HttpResponseClientRefresh
 from deployments import services
 from deployments.backends import public_settings
 from deployments.choices import WAS_LIVE_STATES, DeploymentState
-from deployments.evidence import approval_evidence
+from deployments.evidence import approval_evidence, target_health
 from deployments.filters import DeploymentFilter
 from deployments.forms import (
     CommentForm,
@@ -108,6 +108,7 @@ def target_detail(request, name):
             "timeline": timeline,
             "page": page,
             "can_manage": has_role(request.user, OPERATORS),
+            "health": target_health(target),
         },
     )
 

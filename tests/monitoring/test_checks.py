@@ -252,3 +252,35 @@ def test_auto_rollback_when_the_new_version_fails_inside_its_verification_window
     assert "Auto-rollback" in rollback.reason
     incident = Incident.objects.get()
     assert incident.events.filter(message__contains=f"#{rollback.pk}").exists()
+
+
+def test_a_version_page_reports_how_it_behaved_while_live_in_production(
+    alice, bob, iris, no_deploy_worker, endpoint, client
+):
+    from monitoring.behaviour import production_stats
+    from monitoring.services import incidents, rollups
+
+    target = deploy.create_target(bob, name="iris-prod", environment="production",
+                                  requires_approval=False)  # fmt: skip
+    v1 = deploy.validate_version(register_iris_version(alice, iris).pk)
+    live = go_live(alice, v1, target, endpoint.url.removesuffix("/health"))
+    check = HealthCheck.objects.get(target=target)
+    now = timezone.now()
+    Deployment.objects.filter(pk=live.pk).update(finished_at=now - timedelta(minutes=10))
+    ProbeResult.objects.bulk_create(
+        ProbeResult(health_check=check, at=now - timedelta(seconds=i), ok=i % 4 != 0,
+                    latency_ms=12.0)
+        for i in range(1, 9)
+    )  # fmt: skip
+    rollups.roll_up_minutes(now - timedelta(minutes=2), now + timedelta(minutes=1))
+    incident = incidents.open_incident(bob, title="x", target=target)
+    Incident.objects.filter(pk=incident.pk).update(opened_at=now - timedelta(minutes=3))
+    [stats] = production_stats(v1)
+    assert stats.target == "iris-prod"
+    assert stats.probes == 8
+    assert stats.availability == 0.75
+    assert stats.latency_p50_ms == 12.0
+    assert stats.incident_minutes == pytest.approx(3, abs=0.2)
+    client.force_login(alice)
+    page = client.get(v1.get_absolute_url()).content.decode()
+    assert "75.00 %" in page
