@@ -32,6 +32,7 @@ test: lint
 bench: $(VENV)/.dev
 	$(PY) bench/run.py
 	$(PY) bench/deploy_latency.py
+	$(PY) bench/monitoring.py
 
 clean:
 	rm -rf $(VENV) var test-artifacts
