@@ -193,6 +193,32 @@ def wait_until(condition, timeout=30.0, interval=0.2):
     raise AssertionError(f"Condition not met within {timeout}s")
 
 
+# --- model servers ----------------------------------------------------------------------
+
+
+def stop_model_servers():
+    """Stop every model server this test session started (they outlive workers by design).
+
+    Found by their command line (artifacts under this session's temporary folders), not
+    through the database, which a transactional test has already emptied by teardown."""
+    from deployments.backends.local import SERVER_MODULE, terminate
+
+    ours = (str(settings.MEDIA_ROOT), str(settings.SERVING_DIR))
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if SERVER_MODULE in text and any(folder in text for folder in ours):
+            terminate(int(cmdline.parent.name))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_model_server_outlives_the_session():
+    yield
+    stop_model_servers()
+
+
 # --- browser: Debian's Chromium, never a downloaded one --------------------------------
 
 

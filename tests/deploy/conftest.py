@@ -2,36 +2,21 @@ import http.server
 import json
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from deployments import services
 from mlops_portal.roles import Role
+from tests.conftest import stop_model_servers
 from tests.factories import UserFactory, register_iris_version
 
 WEBHOOK_SECRET = "s3cret-signing-key-for-tests"
 
 
 @pytest.fixture(autouse=True)
-def stop_model_servers():
-    """Stop every model server this test session started (they outlive workers by design).
-
-    Found by their command line (artifacts under this session's temporary folders), not
-    through the database, which a transactional test has already emptied by teardown."""
+def stop_model_servers_after_each_test():
     yield
-    from django.conf import settings
-
-    from deployments.backends.local import SERVER_MODULE, terminate
-
-    ours = (str(settings.MEDIA_ROOT), str(settings.SERVING_DIR))
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            text = cmdline.read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if SERVER_MODULE in text and any(folder in text for folder in ours):
-            terminate(int(cmdline.parent.name))
+    stop_model_servers()
 
 
 @pytest.fixture
