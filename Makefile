@@ -7,6 +7,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP_INSTALL := $(VENV)/bin/pip install -q --disable-pip-version-check --build-constraint build-constraints.txt
 
+MERMAID_VERSION := 12.3.0
+MERMAID_JS := vendor-static/mermaid/mermaid.min.js
+
 .PHONY: run test lint bench clean
 
 $(VENV)/.runtime: requirements.txt build-constraints.txt
@@ -19,14 +22,23 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PIP_INSTALL) -r requirements-dev.txt
 	touch $@
 
-run: $(VENV)/.runtime
+# Mermaid (diagrams in docs) comes from the npm registry into a git-ignored folder; only
+# its self-contained browser bundle is kept and served by the app.
+$(MERMAID_JS):
+	rm -rf vendor-static/npm
+	npm install --prefix vendor-static/npm --no-audit --no-fund --loglevel=error mermaid@$(MERMAID_VERSION)
+	mkdir -p $(dir $@)
+	cp vendor-static/npm/node_modules/mermaid/dist/mermaid.min.js $@
+	rm -rf vendor-static/npm
+
+run: $(VENV)/.runtime $(MERMAID_JS)
 	./scripts/run.sh
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint
+test: lint $(MERMAID_JS)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev
@@ -35,4 +47,4 @@ bench: $(VENV)/.dev
 	$(PY) bench/monitoring.py
 
 clean:
-	rm -rf $(VENV) var test-artifacts
+	rm -rf $(VENV) var test-artifacts vendor-static

@@ -1,1 +1,1 @@
-"""Documentation pages, revisions and model cards: built by the docs issue (#5)."""
+"""Documentation pages with revisions and diffs, model cards, and search."""

@@ -27,6 +27,7 @@ INSTALLED_APPS = [
     "mlops_portal",
     "deployments",
     "monitoring",
+    "docs_app",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -107,6 +108,8 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
 STATICFILES_DIRS = [
     ("bootstrap", xstatic.pkg.bootstrap.BASE_DIR),
     ("plotly", os.path.join(os.path.dirname(plotly.__file__), "package_data")),
+    # Installed from npm by the Makefile (`make run`/`make test`), git-ignored.
+    ("mermaid", BASE_DIR / "vendor-static" / "mermaid"),
 ]
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))

@@ -12,9 +12,11 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("tokens/", views.token_list, name="token-list"),
+    path("search/", views.search_page, name="search"),
     path("tokens/<int:token_id>/revoke/", views.token_revoke, name="token-revoke"),
     path("", include("deployments.urls")),
     path("", include("monitoring.urls")),
+    path("", include("docs_app.urls")),
     path("api/v1/", include(("mlops_portal.api.urls", "api"), namespace="api")),
     # DRF marks its views login-exempt; the schema and Swagger UI are for logged-in users.
     path("api/schema/", login_required(SpectacularAPIView.as_view()), name="api-schema"),

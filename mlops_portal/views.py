@@ -15,6 +15,7 @@ from mlops_portal import services
 from mlops_portal.forms import ApiTokenForm
 from mlops_portal.health import broker_kind, broker_status, database_status
 from mlops_portal.models import ApiToken
+from mlops_portal.search import search
 from mlops_portal.utils import add_service_errors
 
 TODAY_LIST_SIZE = 8
@@ -95,6 +96,12 @@ def token_revoke(request, token_id):
     else:
         messages.success(request, f"Token {token.name!r} revoked; it no longer works.")
     return redirect("token-list")
+
+
+def search_page(request):
+    """The header's search box: results grouped by kind."""
+    query = request.GET.get("q", "")
+    return render(request, "mlops_portal/search.html", {"q": query, "groups": search(query)})
 
 
 def page_not_found(request, exception):

@@ -3,6 +3,8 @@ from rest_framework.routers import DefaultRouter
 
 from deployments.api.deploy_views import DeploymentCallbackView, DeploymentViewSet, TargetViewSet
 from deployments.api.views import ModelVersionViewSet, RegisteredModelViewSet
+from docs_app.api.views import ModelCardView, PagePreviewView, PageViewSet
+from mlops_portal.api.search import SearchView
 from mlops_portal.api.tokens import ApiTokenViewSet
 from monitoring.api.views import HealthCheckViewSet, IncidentViewSet
 
@@ -13,12 +15,16 @@ router.register("targets", TargetViewSet, basename="target")
 router.register("deployments", DeploymentViewSet, basename="deployment")
 router.register("checks", HealthCheckViewSet, basename="check")
 router.register("incidents", IncidentViewSet, basename="incident")
+router.register("pages", PageViewSet, basename="page")
 
 versions = DefaultRouter(trailing_slash=True)
 versions.include_root_view = False
 versions.register("versions", ModelVersionViewSet, basename="model-version")
 
 urlpatterns = [
+    path("search/", SearchView.as_view(), name="search"),
+    path("pages/preview/", PagePreviewView.as_view(), name="page-preview"),
+    path("models/<str:name>/card/", ModelCardView.as_view(), name="model-card"),
     path(
         "deployments/<int:pk>/callback/",
         DeploymentCallbackView.as_view(),

@@ -13,6 +13,7 @@ class ServiceBackedViewSet(
 
     input_serializers: dict = {}
     action_roles: dict = {}
+    filterset_class = None
     permission_classes = [IsAuthenticated, ActionRoles]
     http_method_names = ["get", "post", "patch", "head", "options"]
 

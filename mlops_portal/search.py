@@ -1,0 +1,78 @@
+"""One search over models, versions, targets, deployments, incidents and pages.
+
+PostgreSQL: full-text search ranked with ts_rank, on the expressions that the GIN indexes
+of each app's `*_search_index` migration cover. SQLite (the embedded default): a
+case-insensitive match, ranked by where it matched (the name first)."""
+
+from dataclasses import dataclass
+
+from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
+from django.db import connection
+from django.db.models import Q
+
+from deployments.models import Deployment, ModelVersion, RegisteredModel, Target
+from docs_app.models import Page
+from monitoring.models import Incident
+
+PER_KIND = 10
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    queryset: object
+    fields: tuple[str, ...]  # the first is the title the result shows
+
+    def label(self, row) -> str:
+        if isinstance(row, ModelVersion):
+            return f"{row.model.name} v{row.number}"
+        if isinstance(row, Deployment):
+            return f"#{row.pk} {row.version} → {row.target}"
+        return str(getattr(row, self.fields[0]))
+
+
+KINDS = (
+    Kind("models", RegisteredModel.objects.all(), ("name", "description")),
+    Kind("versions", ModelVersion.objects.select_related("model"), ("description",)),
+    Kind("targets", Target.objects.all(), ("name", "description")),
+    Kind("deployments", Deployment.objects.select_related("version__model", "target"), ("reason",)),
+    Kind("incidents", Incident.objects.all(), ("title", "description")),
+    Kind("pages", Page.objects.all(), ("title", "body")),
+)
+
+
+def search(query: str, per_kind: int = PER_KIND) -> dict[str, list]:
+    """Results grouped by kind, best first; empty groups are left out."""
+    query = (query or "").strip()[:200]
+    if not query:
+        return {}
+    groups = {}
+    for kind in KINDS:
+        rows = _ranked(kind, query)[:per_kind]
+        if rows:
+            groups[kind.name] = [(kind.label(row), row.get_absolute_url(), row) for row in rows]
+    return groups
+
+
+def _ranked(kind: Kind, query: str):
+    if connection.vendor == "postgresql":
+        vector = SearchVector(*kind.fields, config="english")
+        terms = SearchQuery(query, config="english", search_type="websearch")
+        return (
+            kind.queryset.annotate(rank=SearchRank(vector, terms))
+            .filter(Q(rank__gt=0) | Q(**{f"{kind.fields[0]}__icontains": query}))
+            .order_by("-rank", "-pk")
+        )
+    matches = Q()
+    for field in kind.fields:
+        matches |= Q(**{f"{field}__icontains": query})
+    return kind.queryset.filter(matches).order_by("-pk")
+
+
+def gin_index_sql(table: str, fields: tuple[str, ...], name: str) -> str:
+    """The index matching SearchVector(*fields, config="english") as Django compiles it."""
+    document = " || ' ' || ".join(f"COALESCE({field}, '')" for field in fields)
+    return (
+        f"CREATE INDEX IF NOT EXISTS {name} ON {table} "
+        f"USING GIN (to_tsvector('english'::regconfig, {document}))"
+    )

@@ -1,0 +1,63 @@
+"""Writing documentation in a real browser: a page with a Mermaid diagram and an image,
+an edit, the diff, and restoring the first revision. No request leaves the portal."""
+
+import pytest
+from playwright.sync_api import expect
+
+from mlops_portal.roles import Role
+from tests.docs.test_pages import PNG
+from tests.factories import UserFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+FIRST = """## Serving path
+```mermaid
+graph LR
+  Client --> Endpoint --> Model
+```
+"""
+
+
+def test_write_a_page_with_a_diagram_and_an_image_edit_diff_and_restore(
+    page, live_server, log_in, screenshot, tmp_path
+):
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    alice = UserFactory(username="alice", role=Role.DATA_SCIENTIST)
+    image = tmp_path / "dot.png"
+    image.write_bytes(PNG)
+
+    log_in(alice)
+    page.get_by_role("link", name="Docs", exact=True).click()
+    page.get_by_role("link", name="New page", exact=True).click()
+    page.fill("#id_title", "Iris serving")
+    page.fill("#id_body", FIRST)
+    expect(page.get_by_test_id("preview").locator("pre.mermaid svg")).to_be_visible()
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("heading", name="Iris serving")).to_be_visible()
+    expect(page.locator("pre.mermaid svg")).to_be_visible()  # rendered in the browser
+
+    page.set_input_files("input[name=file]", str(image))
+    page.get_by_role("button", name="Attach image").click()
+    markdown_image = page.locator("aside code", has_text="![dot.png]").inner_text()
+
+    page.get_by_role("link", name="Edit").click()
+    page.fill("#id_body", FIRST + "\nThe endpoint:\n\n" + markdown_image + "\n")
+    page.fill("#id_summary", "Add a picture")
+    page.get_by_role("button", name="Save").click()
+    rendered_image = page.get_by_test_id("page-body").locator("img")
+    expect(rendered_image).to_be_visible()
+    assert page.evaluate("img => img.naturalWidth", rendered_image.element_handle()) == 1
+
+    page.get_by_role("link", name="History").click()
+    page.get_by_role("button", name="Compare selected").click()
+    expect(page.get_by_test_id("diff")).to_contain_text("The endpoint:")
+    page.go_back()
+    page.get_by_role("button", name="Restore").click()
+    expect(page.get_by_text("Revision 1 restored as a new revision.")).to_be_visible()
+    expect(page.get_by_test_id("page-body").locator("img")).to_have_count(0)
+    expect(page.locator("pre.mermaid svg")).to_be_visible()
+    screenshot("restored")
+
+    outside = [url for url in requests if not url.startswith(live_server.url)]
+    assert outside == []

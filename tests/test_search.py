@@ -1,0 +1,29 @@
+"""One search box over every kind, ranked, for logged-in users only."""
+
+from deployments import services as registry
+from docs_app import services as docs
+from monitoring.services import incidents
+
+
+def test_search_finds_each_kind_and_ranks_title_matches_first(client, alice, bob):
+    registry.create_model(alice, name="churn", description="Predicts customer churn.")
+    registry.create_model(alice, name="fraud", description="Card fraud; churn unrelated.")
+    docs.create_page(alice, title="Churn runbook", body="How to roll back churn.")
+    docs.create_page(alice, title="Fraud notes", body="Mentions churn once.")
+    incidents.open_incident(alice, title="Churn endpoint down")
+    client.force_login(bob)
+    groups = client.get("/search/?q=churn").context["groups"]
+    assert set(groups) == {"models", "pages", "incidents"}
+    assert [label for label, _, _ in groups["pages"]] == ["Churn runbook", "Fraud notes"]
+    assert [label for label, _, _ in groups["models"]] == ["churn", "fraud"]
+
+
+def test_search_api_groups_results(api_client_for, alice):
+    docs.create_page(alice, title="Rollback guide", body="Roll back from the deployment page.")
+    body = api_client_for(alice).get("/api/v1/search/?q=rollback").json()
+    assert body["results"]["pages"][0]["url"] == "/docs/rollback-guide/"
+
+
+def test_search_needs_a_login(client, db):
+    assert client.get("/api/v1/search/?q=x").status_code == 401
+    assert client.get("/search/?q=x").status_code == 302
