@@ -9,6 +9,7 @@ from django.db.models import F
 from django.utils.text import slugify
 
 from docs_app.models import Page, PageAttachment, PageRevision
+from mlops_portal import audit
 from mlops_portal.errors import Conflict
 from mlops_portal.roles import AUTHORS, require_role
 
@@ -77,7 +78,12 @@ def save_page(actor, page, *, base_revision: int, title, body, summary="", tags=
                 "started editing. Your text is kept below: compare it with theirs, then save "
                 "again."
             )
+        before_title = page.title
         page.refresh_from_db()
+        audit.record_update(page, actor, {
+            "revision_number": (base_revision, page.revision_number),
+            **({"title": (before_title, page.title)} if before_title != page.title else {}),
+        })  # fmt: skip
         if linked_models is not None:
             page.linked_models.set(linked_models)
         if linked_targets is not None:

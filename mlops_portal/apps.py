@@ -6,4 +6,7 @@ class MlopsPortalConfig(AppConfig):
     verbose_name = "MLOps Portal"
 
     def ready(self):
+        from mlops_portal import audit
         from mlops_portal.api import schema  # noqa: F401  (registers the OpenAPI auth scheme)
+
+        audit.register_models()

@@ -13,6 +13,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("tokens/", views.token_list, name="token-list"),
     path("search/", views.search_page, name="search"),
+    path("changes/", views.change_feed, name="changes"),
     path("tokens/<int:token_id>/revoke/", views.token_revoke, name="token-revoke"),
     path("", include("deployments.urls")),
     path("", include("monitoring.urls")),

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import HttpResponseServerError, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -12,6 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 from deployments.choices import VersionStatus
 from deployments.models import ModelVersion, RegisteredModel
 from mlops_portal import services
+from mlops_portal.changes import ChangeFilter, describe, feed
 from mlops_portal.forms import ApiTokenForm
 from mlops_portal.health import broker_kind, broker_status, database_status
 from mlops_portal.models import ApiToken
@@ -102,6 +104,17 @@ def search_page(request):
     """The header's search box: results grouped by kind."""
     query = request.GET.get("q", "")
     return render(request, "mlops_portal/search.html", {"q": query, "groups": search(query)})
+
+
+def change_feed(request):
+    """Every change on record; each object's History link filters it to that object."""
+    filters = ChangeFilter(request.GET, queryset=feed())
+    page = Paginator(filters.qs, 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "mlops_portal/changes.html",
+        {"filters": filters, "page": page, "entries": [describe(e) for e in page]},
+    )
 
 
 def page_not_found(request, exception):

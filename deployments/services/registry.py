@@ -27,6 +27,7 @@ from deployments.serving.loading import (
     load_model,
     predict,
 )
+from mlops_portal import audit
 from mlops_portal.roles import AUTHORS, OPERATORS, has_role, require_role
 
 ARTIFACT_EXTENSIONS = (".joblib", ".pkl", ".pickle")
@@ -278,6 +279,7 @@ def _finish_validation(version, attempt, status, detail) -> ModelVersion:
             pk=version.pk, status=VersionStatus.VALIDATING, validation_attempts=attempt
         ).update(status=status, status_detail=detail, validated_at=timezone.now())
         if written:
+            audit.record_update(version, None, {"status": (VersionStatus.VALIDATING, status)})
             kind = (
                 VersionEventKind.VALIDATED
                 if status == VersionStatus.READY

@@ -24,6 +24,7 @@ from deployments.choices import (
     VersionStatus,
 )
 from deployments.models import Deployment, DeploymentEvent, DeploymentLogLine, ModelVersion
+from mlops_portal import audit
 from mlops_portal.errors import Conflict
 from mlops_portal.roles import AUTHORS, OPERATORS, has_role, require_role
 from monitoring.services import checks
@@ -436,6 +437,7 @@ def _transition(deployment, to_state, actor, message, **fields) -> None:
     for name, value in fields.items():
         setattr(deployment, name, value)
     _event(deployment, actor, from_state, to_state, message)
+    audit.record_update(deployment, actor, {"state": (from_state, to_state)})
 
 
 def _event(deployment, actor, from_state, to_state, message) -> DeploymentEvent:

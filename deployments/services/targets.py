@@ -3,9 +3,10 @@
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from deployments.backends import backend_class
+from deployments.backends import backend_class, public_settings
 from deployments.choices import Backend, Environment
 from deployments.models import Target
+from mlops_portal import audit
 from mlops_portal.roles import OPERATORS, require_role
 
 EDITABLE_FIELDS = (
@@ -61,14 +62,18 @@ def update_target(actor, target: Target, *, backend_settings=None, **changes) ->
     for name, value in changes.items():
         setattr(target, name, value)
     errors = _field_errors(target)
+    before = public_settings(target.backend, target.backend_settings)
     if backend_settings is not None:
         target.backend_settings = _clean_backend_settings(
             target.backend, backend_settings, target.backend_settings, errors
         )
     if errors:
         raise ValidationError(errors)
+    after = public_settings(target.backend, target.backend_settings)
     with transaction.atomic():
         target.save()
+        if before != after:  # excluded from auditlog; recorded here with secrets masked
+            audit.record_update(target, actor, {"backend_settings": (before, after)})
     return target
 
 

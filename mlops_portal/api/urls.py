@@ -4,6 +4,7 @@ from rest_framework.routers import DefaultRouter
 from deployments.api.deploy_views import DeploymentCallbackView, DeploymentViewSet, TargetViewSet
 from deployments.api.views import ModelVersionViewSet, RegisteredModelViewSet
 from docs_app.api.views import ModelCardView, PagePreviewView, PageViewSet
+from mlops_portal.api.changes import ChangeViewSet
 from mlops_portal.api.search import SearchView
 from mlops_portal.api.tokens import ApiTokenViewSet
 from monitoring.api.views import HealthCheckViewSet, IncidentViewSet
@@ -16,6 +17,7 @@ router.register("deployments", DeploymentViewSet, basename="deployment")
 router.register("checks", HealthCheckViewSet, basename="check")
 router.register("incidents", IncidentViewSet, basename="incident")
 router.register("pages", PageViewSet, basename="page")
+router.register("changes", ChangeViewSet, basename="change")
 
 versions = DefaultRouter(trailing_slash=True)
 versions.include_root_view = False

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from mlops_portal import audit
 from mlops_portal.errors import Conflict
 from mlops_portal.roles import AUTHORS, OPERATORS, require_role
 from monitoring.choices import (
@@ -124,6 +125,7 @@ def change_severity(actor, incident, severity, reason=""):
         previous = incident.severity
         Incident.objects.filter(pk=incident.pk).update(severity=severity)
         incident.severity = severity
+        audit.record_update(incident, actor, {"severity": (previous, severity)})
         IncidentEvent.objects.create(
             incident=incident, kind=IncidentEventKind.SEVERITY, actor=actor,
             message=f"{previous.upper()} → {severity.upper()}. {reason}".strip(),
@@ -161,6 +163,7 @@ def _transition(incident, to_state, actor, message) -> None:
     for name, value in fields.items():
         setattr(incident, name, value)
     _event(incident, actor, from_state, to_state, message)
+    audit.record_update(incident, actor, {"state": (from_state, to_state)})
 
 
 def _event(incident, actor, from_state, to_state, message) -> IncidentEvent:

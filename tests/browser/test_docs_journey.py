@@ -49,7 +49,7 @@ def test_write_a_page_with_a_diagram_and_an_image_edit_diff_and_restore(
     expect(rendered_image).to_be_visible()
     assert page.evaluate("img => img.naturalWidth", rendered_image.element_handle()) == 1
 
-    page.get_by_role("link", name="History").click()
+    page.get_by_role("link", name="Revisions").click()
     page.get_by_role("button", name="Compare selected").click()
     expect(page.get_by_test_id("diff")).to_contain_text("The endpoint:")
     page.go_back()

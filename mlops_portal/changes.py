@@ -1,0 +1,52 @@
+"""The change feed: every recorded create/update/delete, filterable by user, kind and
+time, for the global page, each object's History link and the API."""
+
+import django_filters
+from auditlog.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
+
+from mlops_portal.audit import KINDS
+
+ACTIONS = {
+    LogEntry.Action.CREATE: "created",
+    LogEntry.Action.UPDATE: "updated",
+    LogEntry.Action.DELETE: "deleted",
+    LogEntry.Action.ACCESS: "accessed",
+}
+
+
+class ChangeFilter(django_filters.FilterSet):
+    user = django_filters.CharFilter(field_name="actor__username", label="User")
+    kind = django_filters.ChoiceFilter(
+        choices=[(key, label.split(".")[1]) for key, label in KINDS.items()], method="of_kind"
+    )
+    object = django_filters.CharFilter(field_name="object_pk", label="Object id")
+    since = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
+    until = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="lt")
+
+    class Meta:
+        model = LogEntry
+        fields = ["user", "kind", "object", "since", "until"]
+
+    def of_kind(self, queryset, name, value):
+        app_label, model = value.split(".")
+        return queryset.filter(
+            content_type=ContentType.objects.get_by_natural_key(app_label, model)
+        )
+
+
+def feed():
+    return LogEntry.objects.select_related("actor", "content_type").order_by("-timestamp", "-pk")
+
+
+def describe(entry) -> dict:
+    return {
+        "id": entry.pk,
+        "timestamp": entry.timestamp,
+        "actor": entry.actor.username if entry.actor else None,
+        "action": ACTIONS.get(entry.action, str(entry.action)),
+        "kind": f"{entry.content_type.app_label}.{entry.content_type.model}",
+        "object_id": entry.object_pk,
+        "object": entry.object_repr,
+        "changes": entry.changes or {},
+    }

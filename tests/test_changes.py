@@ -1,0 +1,82 @@
+"""Change records: every kind of domain object, who and when, old → new, never secrets."""
+
+import pytest
+from auditlog.models import LogEntry
+
+from deployments import services as deploy
+from docs_app import services as docs
+from monitoring.services import checks, incidents
+from tests.factories import register_iris_version
+
+SECRET = "a-very-secret-signing-key"
+
+
+@pytest.fixture(autouse=True)
+def no_worker(monkeypatch):
+    monkeypatch.setattr("deployments.tasks.run_deployment_task.delay", lambda pk: None)
+
+
+def records(kind):
+    app_label, model = kind.split(".")
+    return LogEntry.objects.filter(
+        content_type__app_label=app_label, content_type__model=model
+    ).order_by("pk")
+
+
+def test_each_kind_is_recorded_with_old_and_new_values(alice, bob):
+    model = deploy.create_model(alice, name="churn", team="growth")
+    deploy.update_model(alice, model, team="retention")
+    version = deploy.validate_version(register_iris_version(alice, model).pk)
+    target = deploy.create_target(bob, name="churn-stage", environment="staging")
+    deployment = deploy.request_deployment(alice, version=version, target=target, reason="try")
+    check = checks.create_check(bob, name="churn", url="http://127.0.0.1:9/health")
+    checks.update_check(bob, check, interval_seconds=60)
+    incident = incidents.open_incident(alice, title="slow")
+    incidents.acknowledge(bob, incident)
+    page = docs.create_page(alice, title="Churn notes")
+    docs.save_page(bob, page, base_revision=1, title="Churn notes v2", body="x")
+
+    assert records("deployments.registeredmodel").last().changes["team"] == ["growth", "retention"]
+    assert records("deployments.modelversion").last().changes == {"status": ["validating", "ready"]}
+    assert records("deployments.target").first().action == LogEntry.Action.CREATE
+    assert records("deployments.deployment").last().changes == {"state": ["approved", "queued"]}
+    assert records("monitoring.healthcheck").last().changes["interval_seconds"] == ["30", "60"]
+    ack = records("monitoring.incident").last()
+    assert (ack.changes, ack.actor) == ({"state": ["open", "acknowledged"]}, bob)
+    assert records("docs_app.page").last().changes["title"] == ["Churn notes", "Churn notes v2"]
+    assert deployment.pk
+
+
+def test_secrets_never_appear_in_change_records(bob):
+    target = deploy.create_target(
+        bob, name="cd", environment="staging", backend="webhook",
+        backend_settings={"url": "https://cd.example/hook", "secret": SECRET},
+    )  # fmt: skip
+    deploy.update_target(
+        bob, target, backend_settings={"url": "https://cd.example/v2", "secret": SECRET + "2"}
+    )
+    change = records("deployments.target").last()
+    assert change.changes["backend_settings"][1] == str(
+        {"url": "https://cd.example/v2", "secret": "********"}
+    )
+    for entry in LogEntry.objects.all():
+        assert SECRET not in str(entry.changes) and SECRET not in entry.object_repr
+
+
+def test_the_feed_names_api_callers_and_filters_by_user_kind_and_object(
+    api_client_for, client, alice, bob
+):
+    api = api_client_for(alice)
+    api.post("/api/v1/models/", {"name": "churn"}, format="json")
+    api.patch("/api/v1/models/churn/", {"team": "growth"}, format="json")
+    incidents.open_incident(bob, title="other")
+    feed = api.get("/api/v1/changes/?user=alice&kind=deployments.registeredmodel").json()
+    assert [(c["action"], c["actor"]) for c in feed["results"]] == [
+        ("updated", "alice"), ("created", "alice"),
+    ]  # fmt: skip
+    assert feed["results"][0]["changes"]["team"] == ["", "growth"]
+    client.force_login(bob)
+    model_page = client.get("/models/churn/").content.decode()
+    assert "/changes/?kind=deployments.registeredmodel&amp;object=" in model_page
+    page = client.get("/changes/?kind=monitoring.incident").content.decode()
+    assert "other" in page and "churn" not in page
