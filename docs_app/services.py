@@ -95,6 +95,12 @@ def save_page(actor, page, *, base_revision: int, title, body, summary="", tags=
     return page
 
 
+def delete_page(actor, page) -> None:
+    """Delete a page with its revisions; its sub-pages move up to the top of the tree."""
+    require_role(actor, AUTHORS, "write documentation")
+    page.delete()
+
+
 def restore_revision(actor, page, revision) -> Page:
     """Make an old revision current again, as a new revision (history stays complete)."""
     return save_page(

@@ -41,17 +41,35 @@ KINDS = (
 )
 
 
+KINDS_BY_NAME = {kind.name: kind for kind in KINDS}
+
+
 def search(query: str, per_kind: int = PER_KIND) -> dict[str, list]:
-    """Results grouped by kind, best first; empty groups are left out."""
-    query = (query or "").strip()[:200]
+    """The best results of each kind, grouped; empty groups are left out."""
+    query = clean(query)
     if not query:
         return {}
     groups = {}
     for kind in KINDS:
         rows = _ranked(kind, query)[:per_kind]
         if rows:
-            groups[kind.name] = [(kind.label(row), row.get_absolute_url(), row) for row in rows]
+            groups[kind.name] = results(kind, rows)
     return groups
+
+
+def search_kind(query: str, kind_name: str):
+    """All results of one kind, ranked: a queryset to paginate (None for an unknown kind)."""
+    kind = KINDS_BY_NAME.get(kind_name)
+    query = clean(query)
+    return (kind, _ranked(kind, query)) if kind and query else (kind, None)
+
+
+def results(kind: Kind, rows) -> list[tuple[str, str, object]]:
+    return [(kind.label(row), row.get_absolute_url(), row) for row in rows]
+
+
+def clean(query: str) -> str:
+    return (query or "").strip()[:200]
 
 
 def _ranked(kind: Kind, query: str):

@@ -17,7 +17,7 @@ from mlops_portal.changes import ChangeFilter, describe, feed
 from mlops_portal.forms import ApiTokenForm
 from mlops_portal.health import broker_kind, broker_status, database_status
 from mlops_portal.models import ApiToken
-from mlops_portal.search import search
+from mlops_portal.search import results, search, search_kind
 from mlops_portal.utils import add_service_errors
 
 TODAY_LIST_SIZE = 8
@@ -101,9 +101,18 @@ def token_revoke(request, token_id):
 
 
 def search_page(request):
-    """The header's search box: results grouped by kind."""
+    """The header's search box: the best results of each kind, or (with ?kind=) all results
+    of one kind, paginated."""
     query = request.GET.get("q", "")
-    return render(request, "mlops_portal/search.html", {"q": query, "groups": search(query)})
+    kind, ranked = search_kind(query, request.GET.get("kind", ""))
+    if kind is None:
+        return render(request, "mlops_portal/search.html", {"q": query, "groups": search(query)})
+    page = Paginator(ranked if ranked is not None else [], 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "mlops_portal/search.html",
+        {"q": query, "kind": kind.name, "page": page, "groups": {kind.name: results(kind, page)}},
+    )
 
 
 def change_feed(request):

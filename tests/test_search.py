@@ -27,3 +27,14 @@ def test_search_api_groups_results(api_client_for, alice):
 def test_search_needs_a_login(client, db):
     assert client.get("/api/v1/search/?q=x").status_code == 401
     assert client.get("/search/?q=x").status_code == 302
+
+
+def test_one_kind_is_paginated(client, api_client_for, alice):
+    for n in range(30):
+        docs.create_page(alice, title=f"Retraining note {n}", body="retraining schedule")
+    client.force_login(alice)
+    first = client.get("/search/?q=retraining&kind=pages")
+    assert first.context["page"].paginator.count == 30
+    assert len(first.context["groups"]["pages"]) == 25
+    api = api_client_for(alice).get("/api/v1/search/?q=retraining&kind=pages&page_size=10").json()
+    assert api["count"] == 30 and len(api["results"]) == 10 and api["next"]

@@ -68,10 +68,12 @@ class PageViewSet(ServiceBackedViewSet):
     )
     serializer_class = PageSerializer
     lookup_field = "slug"
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     input_serializers = {"create": PageWriteSerializer, "partial_update": PageUpdateSerializer}
     action_roles = {
         "create": (AUTHORS, "write documentation"),
         "partial_update": (AUTHORS, "write documentation"),
+        "destroy": (AUTHORS, "write documentation"),
     }
 
     @extend_schema(request=PageWriteSerializer, responses={201: PageSerializer})
@@ -85,6 +87,10 @@ class PageViewSet(ServiceBackedViewSet):
         data.pop("slug", None)
         page = services.save_page(request.user, self.get_object(), **data)
         return self.respond_with(page)
+
+    def destroy(self, request, slug=None):
+        services.delete_page(request.user, self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses=RevisionSerializer(many=True))
     @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)

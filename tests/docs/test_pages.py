@@ -178,3 +178,5 @@ def test_the_pages_api_creates_edits_with_conflicts_and_lists_revisions(api_clie
     assert [r["number"] for r in revisions] == [2, 1]
     preview = api.post("/api/v1/pages/preview/", {"body": "## Hi"}, format="json").json()
     assert preview["toc"] == [{"level": 2, "text": "Hi", "anchor": "hi"}]
+    assert api.delete("/api/v1/pages/on-call-guide/").status_code == 204
+    assert not Page.objects.exists()
