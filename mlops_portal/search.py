@@ -4,6 +4,7 @@ PostgreSQL: full-text search ranked with ts_rank, on the expressions that the GI
 of each app's `*_search_index` migration cover. SQLite (the embedded default): a
 case-insensitive match, ranked by where it matched (the name first)."""
 
+import re
 from dataclasses import dataclass
 
 from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
@@ -74,17 +75,29 @@ def clean(query: str) -> str:
 
 def _ranked(kind: Kind, query: str):
     if connection.vendor == "postgresql":
+        terms = prefix_query(query)
+        if terms is None:
+            return kind.queryset.none()
         vector = SearchVector(*kind.fields, config="english")
-        terms = SearchQuery(query, config="english", search_type="websearch")
+        # Filtering with @@ on the indexed expression lets PostgreSQL use the GIN index.
         return (
-            kind.queryset.annotate(rank=SearchRank(vector, terms))
-            .filter(Q(rank__gt=0) | Q(**{f"{kind.fields[0]}__icontains": query}))
+            kind.queryset.annotate(document=vector, rank=SearchRank(vector, terms))
+            .filter(document=terms)
             .order_by("-rank", "-pk")
         )
     matches = Q()
     for field in kind.fields:
         matches |= Q(**{f"{field}__icontains": query})
     return kind.queryset.filter(matches).order_by("-pk")
+
+
+def prefix_query(query: str) -> SearchQuery | None:
+    """Every word as a prefix ("chur" finds churn), all required; None without words."""
+    words = re.findall(r"[A-Za-z0-9]+", query)[:8]
+    if not words:
+        return None
+    return SearchQuery(" & ".join(f"{word}:*" for word in words), config="english",
+                       search_type="raw")  # fmt: skip
 
 
 def gin_index_sql(table: str, fields: tuple[str, ...], name: str) -> str:

@@ -38,3 +38,19 @@ def test_one_kind_is_paginated(client, api_client_for, alice):
     assert len(first.context["groups"]["pages"]) == 25
     api = api_client_for(alice).get("/api/v1/search/?q=retraining&kind=pages&page_size=10").json()
     assert api["count"] == 30 and len(api["results"]) == 10 and api["next"]
+
+
+def test_a_word_prefix_finds_and_the_index_serves_the_query(client, alice):
+    from django.db import connection
+
+    from mlops_portal.search import KINDS_BY_NAME, _ranked, prefix_query
+
+    docs.create_page(alice, title="Churn runbook", body="Rollbacks.")
+    client.force_login(alice)
+    assert "pages" in client.get("/search/?q=chur").context["groups"]
+    with connection.cursor() as cursor:
+        cursor.execute("SET enable_seqscan = off")  # a tiny table would be scanned anyway
+        plan = _ranked(KINDS_BY_NAME["pages"], "chur").explain()
+        cursor.execute("SET enable_seqscan = on")
+    assert "page_search_idx" in plan
+    assert prefix_query("!!") is None
