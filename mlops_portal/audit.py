@@ -6,9 +6,13 @@ Saves through the ORM are recorded by auditlog's signals. State changes that ser
 make with a conditional UPDATE (no signal) record themselves with `record_update`.
 Secrets never reach a record: target settings are excluded and logged masked."""
 
-from auditlog.context import auditlog_value
+from contextvars import ContextVar
+
 from auditlog.models import LogEntry
 from auditlog.registry import auditlog
+from django.db.models.signals import pre_save
+
+_current_request = ContextVar("audited_request", default=None)
 
 # Fields that change on every probe or heartbeat are bookkeeping, not changes people make.
 REGISTRY = {
@@ -45,6 +49,34 @@ def register_models() -> None:
 
     for label, options in REGISTRY.items():
         auditlog.register(apps.get_model(label), **options)
+    pre_save.connect(name_the_actor, sender=LogEntry, dispatch_uid="portal-audit-actor")
+
+
+class AuditActorMiddleware:
+    """Make the request's user the actor of the change records written while it runs.
+
+    Replaces auditlog's middleware, which reads request.user before DRF authenticates API
+    tokens and connects a signal receiver on every request; here the user is read when a
+    record is saved, by one receiver connected once."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        token = _current_request.set(request)
+        try:
+            return self.get_response(request)
+        finally:
+            _current_request.reset(token)
+
+
+def name_the_actor(sender, instance, **kwargs):
+    if instance.actor_id is not None:
+        return
+    user = getattr(_current_request.get(), "user", None)
+    if user is not None and user.is_authenticated:
+        instance.actor = user
+        instance.actor_email = user.email
 
 
 def record_update(instance, actor, changes: dict) -> LogEntry | None:
@@ -57,12 +89,3 @@ def record_update(instance, actor, changes: dict) -> LogEntry | None:
         changes={field: [str(old), str(new)] for field, (old, new) in changes.items()},
         actor=actor if getattr(actor, "is_authenticated", False) else None,
     )
-
-
-def attribute_changes_to(user) -> None:
-    """API tokens authenticate inside DRF, after auditlog's middleware read request.user:
-    name the token's user as the actor of this request's records."""
-    try:
-        auditlog_value.get()["actor"] = user
-    except LookupError:
-        pass  # outside a request (tasks, shell): records carry no actor

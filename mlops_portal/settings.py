@@ -55,7 +55,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "auditlog.middleware.AuditlogMiddleware",
+    "mlops_portal.audit.AuditActorMiddleware",
 ]
 
 ROOT_URLCONF = env_str("ROOT_URLCONF", "mlops_portal.urls")
@@ -196,9 +196,7 @@ CELERY_TIMEZONE = TIME_ZONE
 # A version stuck in `validating` this long (worker killed) is validated again.
 VALIDATION_STALE_AFTER_SECONDS = env_int("VALIDATION_STALE_AFTER_SECONDS", 600)
 
-# Change records (django-auditlog): who changed what, old → new, registered in
-# mlops_portal.audit. The client address is not personal data we need.
-AUDITLOG_DISABLE_REMOTE_ADDR = True
+# Change records (django-auditlog): who changed what, old → new; see mlops_portal.audit.
 
 # REST API.
 REST_FRAMEWORK = {

@@ -1,6 +1,5 @@
 from rest_framework import authentication, exceptions
 
-from mlops_portal.audit import attribute_changes_to
 from mlops_portal.services import authenticate_token
 
 
@@ -20,7 +19,6 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         user = authenticate_token(header[1])
         if user is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked token.")
-        attribute_changes_to(user)
         return user, user.token_id
 
     def authenticate_header(self, request):
