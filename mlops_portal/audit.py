@@ -6,6 +6,7 @@ Saves through the ORM are recorded by auditlog's signals. State changes that ser
 make with a conditional UPDATE (no signal) record themselves with `record_update`.
 Secrets never reach a record: target settings are excluded and logged masked."""
 
+from contextlib import contextmanager
 from contextvars import ContextVar
 
 from auditlog.models import LogEntry
@@ -13,6 +14,7 @@ from auditlog.registry import auditlog
 from django.db.models.signals import pre_save
 
 _current_request = ContextVar("audited_request", default=None)
+_current_actor = ContextVar("audited_actor", default=None)
 
 # Fields that change on every probe or heartbeat are bookkeeping, not changes people make.
 REGISTRY = {
@@ -48,7 +50,11 @@ def register_models() -> None:
     from django.apps import apps
 
     for label, options in REGISTRY.items():
-        auditlog.register(apps.get_model(label), **options)
+        model = apps.get_model(label)
+        # Own columns only: reverse relations would show up as "None → <manager>" noise.
+        fields = [f.name for f in model._meta.concrete_fields if f.name not in
+                  options["exclude_fields"] and not f.primary_key]  # fmt: skip
+        auditlog.register(model, include_fields=fields, **options)
     pre_save.connect(name_the_actor, sender=LogEntry, dispatch_uid="portal-audit-actor")
 
 
@@ -70,10 +76,20 @@ class AuditActorMiddleware:
             _current_request.reset(token)
 
 
+@contextmanager
+def acting_as(user):
+    """Name `user` as the actor of records written outside a request (commands, scripts)."""
+    token = _current_actor.set(user)
+    try:
+        yield
+    finally:
+        _current_actor.reset(token)
+
+
 def name_the_actor(sender, instance, **kwargs):
     if instance.actor_id is not None:
         return
-    user = getattr(_current_request.get(), "user", None)
+    user = getattr(_current_request.get(), "user", None) or _current_actor.get()
     if user is not None and user.is_authenticated:
         instance.actor = user
         instance.actor_email = user.email

@@ -7,6 +7,7 @@ from django.db import transaction
 from deployments import services
 from deployments.demo import DEMO_MODELS
 from deployments.models import RegisteredModel, Target
+from mlops_portal.audit import acting_as
 from mlops_portal.roles import Role
 
 # username, password, role (None = superuser). Demo only: never load this in production.
@@ -29,10 +30,14 @@ class Command(BaseCommand):
         for name, team, tags, description, trainer, versions in DEMO_MODELS:
             if RegisteredModel.objects.filter(name=name).exists():
                 continue
-            self.register_model(users["alice"], name, team, tags, description, trainer, versions)
+            with acting_as(users["alice"]):
+                self.register_model(
+                    users["alice"], name, team, tags, description, trainer, versions
+                )
             created += 1
         if not Target.objects.exists():
-            self.create_targets_and_deployments(users["alice"], users["bob"])
+            with acting_as(users["bob"]):
+                self.create_targets_and_deployments(users["alice"], users["bob"])
         self.stdout.write(
             f"Demo data: {created} new models; iris-classifier v2 deploys to iris-staging "
             "when the worker starts, and v3 waits for approval on iris-production."
