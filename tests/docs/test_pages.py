@@ -60,6 +60,14 @@ def test_a_page_cannot_sit_under_its_own_child(runbook, alice):
     assert "parent" in excinfo.value.message_dict
 
 
+def test_an_image_named_like_html_is_still_served_as_an_image(client, runbook, alice):
+    attachment = services.attach_image(alice, runbook, SimpleUploadedFile("page.html", PNG))
+    client.force_login(alice)
+    response = client.get(f"/docs/attachments/{attachment.pk}/page.html")
+    assert response["Content-Type"] == "image/png"
+    assert response["Content-Security-Policy"] == "default-src 'none'"
+
+
 def test_only_images_are_attached(runbook, alice):
     with pytest.raises(ValidationError):
         services.attach_image(alice, runbook, SimpleUploadedFile("x.png", b"<script>"))
@@ -86,6 +94,7 @@ def test_the_page_renders_links_toc_and_images(client, alice, runbook):
     assert [e.anchor for e in response.context["rendered"].toc] == ["intro", "details"]
     image = client.get(f"/docs/attachments/{attachment.pk}/dot.png")
     assert b"".join(image.streaming_content) == PNG
+    assert image["Content-Type"] == "image/png"
 
 
 def test_the_edit_form_keeps_my_text_when_someone_saved_first(client, alice, bob, runbook):
