@@ -136,8 +136,26 @@ def incident_list(request):
         "monitoring/incident_list.html",
         {"page": page, "filters": filters, "severities": Severity.choices,
          "states": IncidentState.choices, "mtta_mttr": incident_figures(),
+         "trend": incident_trend(),
          "can_open": has_role(request.user, AUTHORS)},
     )  # fmt: skip
+
+
+def incident_trend(weeks=8) -> list[dict]:
+    """Incidents opened, MTTA and MTTR per week, oldest first, aggregated in SQL."""
+    from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F
+    from django.db.models.functions import TruncWeek
+
+    since = timezone.now() - timedelta(weeks=weeks)
+    mtta = ExpressionWrapper(F("acknowledged_at") - F("opened_at"), output_field=DurationField())
+    mttr = ExpressionWrapper(F("resolved_at") - F("opened_at"), output_field=DurationField())
+    return list(
+        Incident.objects.filter(opened_at__gte=since)
+        .annotate(week=TruncWeek("opened_at"))
+        .values("week")
+        .annotate(opened=Count("pk"), mtta=Avg(mtta), mttr=Avg(mttr))
+        .order_by("week")
+    )
 
 
 def incident_figures(days=30) -> dict:

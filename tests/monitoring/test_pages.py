@@ -78,8 +78,10 @@ def test_running_an_incident_from_its_page(bob_client, alice, bob):
     assert (incident.state, incident.severity, incident.commander) == ("resolved", "sev1", bob)
     page = bob_client.get(f"/incidents/{incident.pk}/").content.decode()
     assert "open → acknowledged" in page and "SEV3 → SEV1" in page
-    listing = bob_client.get("/incidents/").content.decode()
-    assert "MTTA" in listing and "1 opened" in listing
+    listing = bob_client.get("/incidents/")
+    assert "MTTA" in listing.content.decode() and "1 opened" in listing.content.decode()
+    [week] = listing.context["trend"]
+    assert week["opened"] == 1 and week["mttr"] is not None
 
 
 def test_viewers_cannot_acknowledge(client, carol, alice):
