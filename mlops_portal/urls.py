@@ -7,6 +7,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from mlops_portal import views
 
 urlpatterns = [
+    # First: scripts call the API far more often than people open pages, and URL
+    # resolution tries patterns in order.
+    path("api/v1/", include(("mlops_portal.api.urls", "api"), namespace="api")),
     path("", views.today, name="today"),
     path("healthz", views.healthz, name="healthz"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
@@ -18,7 +21,6 @@ urlpatterns = [
     path("", include("deployments.urls")),
     path("", include("monitoring.urls")),
     path("", include("docs_app.urls")),
-    path("api/v1/", include(("mlops_portal.api.urls", "api"), namespace="api")),
     # DRF marks its views login-exempt; the schema and Swagger UI are for logged-in users.
     path("api/schema/", login_required(SpectacularAPIView.as_view()), name="api-schema"),
     path(

@@ -9,7 +9,14 @@ from mlops_portal.api.search import SearchView
 from mlops_portal.api.tokens import ApiTokenViewSet
 from monitoring.api.views import HealthCheckViewSet, IncidentViewSet
 
-router = DefaultRouter()
+
+class PortalRouter(DefaultRouter):
+    # No `.json` URL suffixes: they double the patterns every API call is matched against
+    # (`?format=json` still selects a renderer).
+    include_format_suffixes = False
+
+
+router = PortalRouter()
 router.register("tokens", ApiTokenViewSet, basename="token")
 router.register("models", RegisteredModelViewSet, basename="model")
 router.register("targets", TargetViewSet, basename="target")
@@ -19,7 +26,7 @@ router.register("incidents", IncidentViewSet, basename="incident")
 router.register("pages", PageViewSet, basename="page")
 router.register("changes", ChangeViewSet, basename="change")
 
-versions = DefaultRouter(trailing_slash=True)
+versions = PortalRouter()
 versions.include_root_view = False
 versions.register("versions", ModelVersionViewSet, basename="model-version")
 
@@ -32,6 +39,6 @@ urlpatterns = [
         DeploymentCallbackView.as_view(),
         name="deployment-callback",
     ),
-    path("", include(router.urls)),
     path("models/<str:model_name>/", include(versions.urls)),
+    path("", include(router.urls)),
 ]
