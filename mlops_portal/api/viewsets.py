@@ -30,7 +30,14 @@ class ServiceBackedViewSet(
         return Response(self.get_serializer(instance).data, status=status_code)
 
     def filter_queryset(self, queryset):
-        # Filters narrow lists; on one object they would only cost time.
-        if self.action != "list":
+        # Filters narrow lists; on one object, or on a list asked without any filter, building
+        # the FilterSet (it deep-copies every filter) would only cost time.
+        if self.action != "list" or not self.asks_for_a_filter():
             return queryset
         return super().filter_queryset(queryset)
+
+    def asks_for_a_filter(self) -> bool:
+        filterset = self.filterset_class
+        if filterset is None:
+            return bool(getattr(self, "filterset_fields", None))
+        return any(name in self.request.query_params for name in filterset.base_filters)
