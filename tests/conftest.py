@@ -172,6 +172,41 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
             process.wait()
 
 
+@pytest.fixture(autouse=True)
+def tasks_reach_the_worker_only_when_asked(request, monkeypatch):
+    """A test without the `worker` mark sends no task: a live session worker running one
+    while the test's tables are flushed deadlocks the flush. Tests that check what is sent
+    replace a task's `delay` themselves."""
+    if request.node.get_closest_marker("worker"):
+        yield
+        return
+    monkeypatch.setattr("celery.app.task.Task.apply_async", lambda *args, **kwargs: None)
+    yield
+
+
+@pytest.fixture(autouse=True)
+def worker_idle_before_flush(request):
+    """For `worker` tests: wait until the worker has finished what the test sent, before
+    the tables are flushed (this fixture's teardown runs before the database's)."""
+    if not request.node.get_closest_marker("worker"):
+        yield
+        return
+    request.getfixturevalue("transactional_db")
+    yield
+    if "celery_worker_process" not in request.fixturenames:
+        return
+    from mlops_portal.celery import app
+
+    node = request.getfixturevalue("celery_worker_process").node
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        inspect = app.control.inspect([node], timeout=0.5)
+        busy = (inspect.active() or {}).get(node, []) + (inspect.reserved() or {}).get(node, [])
+        if not busy:
+            return
+        time.sleep(0.2)
+
+
 def wait_for_worker(app, node, process, log_path, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
