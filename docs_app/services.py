@@ -12,6 +12,7 @@ from docs_app.models import Page, PageAttachment, PageRevision
 from mlops_portal import audit
 from mlops_portal.errors import Conflict
 from mlops_portal.roles import AUTHORS, require_role
+from mlops_portal.validation import clean_tags
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 RESERVED_SLUGS = {"new", "preview", "search"}
@@ -32,7 +33,8 @@ def create_page(actor, *, title, body="", slug="", tags=(), parent=None, linked_
                 linked_targets=(), summary="") -> Page:  # fmt: skip
     require_role(actor, AUTHORS, "write documentation")
     slug = (slug or slugify(title or ""))[:120]
-    errors = _check(title, tags)
+    errors = _check_title(title)
+    tags = clean_tags(tags, errors)
     if not SLUG_PATTERN.match(slug) or slug in RESERVED_SLUGS:
         errors["slug"] = ["Use lowercase words joined by hyphens, e.g. churn-runbook."]
     elif Page.objects.filter(slug=slug).exists():
@@ -42,7 +44,7 @@ def create_page(actor, *, title, body="", slug="", tags=(), parent=None, linked_
     try:
         with transaction.atomic():
             page = Page.objects.create(
-                title=title.strip(), slug=slug, body=body, tags=_tags(tags), parent=parent,
+                title=title.strip(), slug=slug, body=body, tags=tags, parent=parent,
                 revision_number=1, created_by=actor, updated_by=actor,
             )  # fmt: skip
             page.linked_models.set(linked_models)
@@ -60,7 +62,9 @@ def save_page(actor, page, *, base_revision: int, title, body, summary="", tags=
               parent=None, linked_models=None, linked_targets=None) -> Page:  # fmt: skip
     """Save a new revision, unless someone saved after `base_revision` (EditConflict)."""
     require_role(actor, AUTHORS, "write documentation")
-    errors = _check(title, tags or [])
+    errors = _check_title(title)
+    if tags is not None:
+        tags = clean_tags(tags, errors)
     if parent is not None and _is_descendant(parent, page):
         errors["parent"] = ["A page cannot sit under itself or its own sub-pages."]
     if errors:
@@ -68,7 +72,7 @@ def save_page(actor, page, *, base_revision: int, title, body, summary="", tags=
     with transaction.atomic():
         moved = Page.objects.filter(pk=page.pk, revision_number=base_revision).update(
             revision_number=F("revision_number") + 1, title=title.strip(), body=body,
-            tags=_tags(tags) if tags is not None else page.tags, parent=parent,
+            tags=tags if tags is not None else page.tags, parent=parent,
             updated_by=actor,
         )  # fmt: skip
         if not moved:
@@ -161,18 +165,8 @@ def _event_text(event) -> str:
     return f"{event.get_kind_display()}: {event.message}"
 
 
-def _check(title, tags) -> dict:
-    errors = {}
-    if not (title or "").strip():
-        errors["title"] = ["Give the page a title."]
-    bad = [tag for tag in tags or () if not re.match(r"^[a-z0-9][a-z0-9._-]{0,49}$", tag.lower())]
-    if bad:
-        errors["tags"] = [f"Tags are short lowercase words: {', '.join(bad)}."]
-    return errors
-
-
-def _tags(tags) -> list[str]:
-    return sorted({tag.strip().lower() for tag in tags or () if tag.strip()})
+def _check_title(title) -> dict:
+    return {} if (title or "").strip() else {"title": ["Give the page a title."]}
 
 
 def _is_descendant(candidate, page) -> bool:

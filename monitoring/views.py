@@ -6,6 +6,8 @@ from datetime import timedelta
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F
+from django.db.models.functions import TruncWeek
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -141,32 +143,28 @@ def incident_list(request):
     )  # fmt: skip
 
 
+# Time to acknowledge and to resolve, computed by the database for the averages below.
+MTTA = ExpressionWrapper(F("acknowledged_at") - F("opened_at"), output_field=DurationField())
+MTTR = ExpressionWrapper(F("resolved_at") - F("opened_at"), output_field=DurationField())
+
+
 def incident_trend(weeks=8) -> list[dict]:
     """Incidents opened, MTTA and MTTR per week, oldest first, aggregated in SQL."""
-    from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F
-    from django.db.models.functions import TruncWeek
-
     since = timezone.now() - timedelta(weeks=weeks)
-    mtta = ExpressionWrapper(F("acknowledged_at") - F("opened_at"), output_field=DurationField())
-    mttr = ExpressionWrapper(F("resolved_at") - F("opened_at"), output_field=DurationField())
     return list(
         Incident.objects.filter(opened_at__gte=since)
         .annotate(week=TruncWeek("opened_at"))
         .values("week")
-        .annotate(opened=Count("pk"), mtta=Avg(mtta), mttr=Avg(mttr))
+        .annotate(opened=Count("pk"), mtta=Avg(MTTA), mttr=Avg(MTTR))
         .order_by("week")
     )
 
 
 def incident_figures(days=30) -> dict:
     """Mean time to acknowledge and to resolve over the last `days`, aggregated in SQL."""
-    from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F
-
     since = timezone.now() - timedelta(days=days)
-    mtta = ExpressionWrapper(F("acknowledged_at") - F("opened_at"), output_field=DurationField())
-    mttr = ExpressionWrapper(F("resolved_at") - F("opened_at"), output_field=DurationField())
     figures = Incident.objects.filter(opened_at__gte=since).aggregate(
-        opened=Count("pk"), mtta=Avg(mtta), mttr=Avg(mttr)
+        opened=Count("pk"), mtta=Avg(MTTA), mttr=Avg(MTTR)
     )
     return {**figures, "days": days}
 

@@ -1,5 +1,3 @@
-import json
-
 from django.db.models import OuterRef, Subquery
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -22,13 +20,11 @@ from deployments.api.deploy_serializers import (
     TargetSerializer,
     TargetUpdateSerializer,
 )
-from deployments.backends import DeployError
-from deployments.backends.webhook import SIGNATURE_HEADER, outcome_from, verify
+from deployments.backends.webhook import SIGNATURE_HEADER, CallbackRefused
 from deployments.choices import Backend, DeploymentEventKind, DeploymentState
 from deployments.filters import DeploymentFilter
 from deployments.models import Deployment, ModelVersion, Target
 from mlops_portal.api.viewsets import ServiceBackedViewSet
-from mlops_portal.errors import Conflict
 from mlops_portal.roles import AUTHORS, OPERATORS
 
 LOG_PAGE_SIZE = 500
@@ -177,26 +173,11 @@ class DeploymentCallbackView(APIView):
         deployment = get_object_or_404(
             Deployment.objects.for_list(), pk=pk, target__backend=Backend.WEBHOOK
         )
-        body = request.body
-        secret = deployment.target.backend_settings.get("secret", "")
-        problem = verify(secret, body, request.headers.get(SIGNATURE_HEADER, ""))
-        if problem:
-            return Response({"detail": problem}, status=status.HTTP_401_UNAUTHORIZED)
-        if not (
-            deployment.state == DeploymentState.RUNNING
-            and deployment.backend_state.get("awaiting_callback")
-        ):
-            raise Conflict(f"Deployment #{pk} is {deployment.state}; it awaits no callback.")
+        signature = request.headers.get(SIGNATURE_HEADER, "")
         try:
-            data = json.loads(body)
-            outcome = outcome_from(data if isinstance(data, dict) else {})
-        except ValueError:
-            return Response({"detail": "The body is not JSON."}, status=400)
-        except DeployError as exc:
-            services.fail_deployment(deployment, str(exc))
-        else:
-            services.complete_deployment(deployment, outcome.endpoint)
-        deployment.refresh_from_db()
+            deployment = services.receive_callback(deployment, request.body, signature)
+        except CallbackRefused as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_401_UNAUTHORIZED)
         return Response(DeploymentSerializer(deployment).data)
 
 

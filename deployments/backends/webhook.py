@@ -22,6 +22,10 @@ from deployments.backends import DeployBackend, DeployError, Outcome, SettingSpe
 SIGNATURE_HEADER = "X-MLOps-Signature"
 
 
+class CallbackRefused(Exception):
+    """A callback whose signature does not prove it comes from the target's CD system."""
+
+
 class WebhookBackend(DeployBackend):
     settings_spec = (
         SettingSpec("url", str, required=True, help="The CD system's deploy hook (http/https)."),

@@ -29,10 +29,10 @@ from deployments.serving.loading import (
 )
 from mlops_portal import audit
 from mlops_portal.roles import AUTHORS, OPERATORS, has_role, require_role
+from mlops_portal.validation import clean_tags, field_errors
 
 ARTIFACT_EXTENSIONS = (".joblib", ".pkl", ".pickle")
 URI_SCHEMES = ("http", "https")
-TAG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,49}$")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 RESERVED_MODEL_NAMES = {"new"}  # /models/new/ is the create page
 
@@ -45,8 +45,8 @@ def create_model(actor, *, name, description="", team="", tags=()) -> Registered
     require_role(actor, AUTHORS, "create models")
     name = (name or "").strip().lower()
     model = RegisteredModel(name=name, description=description, owner=actor, team=team.strip())
-    errors = _field_errors(model, exclude=["owner", "latest_version_number", "tags"])
-    model.tags = _clean_tags(tags, errors)
+    errors = field_errors(model, exclude=["owner", "latest_version_number", "tags"])
+    model.tags = clean_tags(tags, errors)
     if name in RESERVED_MODEL_NAMES:
         errors.setdefault("name", []).append(f"{name!r} is reserved by the portal's pages.")
     elif RegisteredModel.objects.filter(name=name).exists():
@@ -68,9 +68,9 @@ def update_model(actor, model: RegisteredModel, *, description=None, team=None, 
         model.description = description
     if team is not None:
         model.team = team.strip()
-    errors = _field_errors(model, exclude=["owner", "latest_version_number", "name", "tags"])
+    errors = field_errors(model, exclude=["owner", "latest_version_number", "name", "tags"])
     if tags is not None:
-        model.tags = _clean_tags(tags, errors)
+        model.tags = clean_tags(tags, errors)
     if errors:
         raise ValidationError(errors)
     model.save()
@@ -120,7 +120,7 @@ def register_version(
         errors.setdefault("flavor", []).append(f"Choose one of: {', '.join(Flavor.values)}.")
     if source_url and len(source_url) > 500:
         errors.setdefault("source_url", []).append("Use at most 500 characters.")
-    tag_names = _clean_tags(tags, errors)
+    tag_names = clean_tags(tags, errors)
     upload_digest = _check_upload_digest(artifact, artifact_sha256, errors)
     if errors:
         raise ValidationError(errors)
@@ -154,7 +154,7 @@ def update_version(actor, version: ModelVersion, *, description=None, tags=None)
     _require_model_editor(actor, version.model)
     errors: dict[str, list[str]] = {}
     if tags is not None:
-        version.tags = _clean_tags(tags, errors)
+        version.tags = clean_tags(tags, errors)
     if description is not None:
         version.description = description
     if errors:
@@ -353,14 +353,6 @@ def _download(uri: str, handle) -> None:
 # --- input checks -------------------------------------------------------------------------
 
 
-def _field_errors(instance, exclude) -> dict[str, list[str]]:
-    try:
-        instance.full_clean(exclude=exclude, validate_unique=False, validate_constraints=False)
-    except ValidationError as exc:
-        return dict(exc.message_dict)
-    return {}
-
-
 def _check_artifact(artifact, uri, sha256, errors) -> None:
     if bool(artifact) == bool(uri and uri.strip()):
         errors.setdefault("artifact", []).append(
@@ -418,14 +410,3 @@ def _check_sample_input(sample_input, errors) -> None:
         errors.setdefault("sample_input", []).append(
             f"Give a few example rows the model can predict on: {exc}"
         )
-
-
-def _clean_tags(names, errors) -> list[str]:
-    """Return the normalised tag names, or note an error for names that are not tags."""
-    cleaned = sorted({name.strip().lower() for name in names or () if name and name.strip()})
-    bad = [name for name in cleaned if not TAG_PATTERN.match(name)]
-    if bad:
-        errors.setdefault("tags", []).append(
-            f"Tags are short lowercase words (letters, digits, . _ -): {', '.join(bad)}."
-        )
-    return cleaned

@@ -5,6 +5,7 @@ from the state the caller saw, written in the same transaction as its event row.
 database enforces one running rollout and one live deployment per target (partial unique
 constraints), so two workers or two approvers can never both win."""
 
+import json
 import logging
 from datetime import timedelta
 
@@ -15,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from deployments.backends import DeployError, backend_for
+from deployments.backends import DeployError, backend_for, webhook
 from deployments.choices import (
     DEPLOYMENT_TRANSITIONS,
     WAS_LIVE_STATES,
@@ -251,6 +252,31 @@ def complete_deployment(deployment, endpoint, log=None) -> str:
         backend_for(replaced.target).stop(replaced)
         log(f"Stopped the previous deployment #{replaced.pk} ({replaced.version}).")
     return State.SUCCEEDED
+
+
+def receive_callback(deployment, body: bytes, signature: str):
+    """Apply a webhook deployment's outcome that its CD system posted back; return the
+    deployment. Raises CallbackRefused for a bad or stale signature, Conflict when the
+    deployment awaits no callback (a replay), ValidationError for a body that is not JSON."""
+    problem = webhook.verify(deployment.target.backend_settings.get("secret", ""), body, signature)
+    if problem:
+        raise webhook.CallbackRefused(problem)
+    if not (
+        deployment.state == State.RUNNING and deployment.backend_state.get("awaiting_callback")
+    ):
+        raise Conflict(f"Deployment #{deployment.pk} is {deployment.state}; it awaits no callback.")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise ValidationError({"body": ["The body is not JSON."]}) from None
+    try:
+        outcome = webhook.outcome_from(data if isinstance(data, dict) else {})
+    except DeployError as exc:
+        fail_deployment(deployment, str(exc))
+    else:
+        complete_deployment(deployment, outcome.endpoint)
+    deployment.refresh_from_db()
+    return deployment
 
 
 def fail_deployment(deployment, reason: str) -> str:

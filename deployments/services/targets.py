@@ -8,6 +8,7 @@ from deployments.choices import Backend, Environment
 from deployments.models import Target
 from mlops_portal import audit
 from mlops_portal.roles import OPERATORS, require_role
+from mlops_portal.validation import field_errors
 
 EDITABLE_FIELDS = (
     "environment",
@@ -37,7 +38,7 @@ def create_target(actor, *, name, environment, backend=Backend.LOCAL, backend_se
         description=description,
         created_by=actor,
     )
-    errors = _field_errors(target)
+    errors = field_errors(target, exclude=["created_by", "backend_settings"])
     if target.name == "new":
         errors.setdefault("name", []).append("'new' is reserved by the portal's pages.")
     elif Target.objects.filter(name=target.name).exists():
@@ -61,7 +62,7 @@ def update_target(actor, target: Target, *, backend_settings=None, **changes) ->
         raise ValidationError({name: ["This field cannot be changed."] for name in unknown})
     for name, value in changes.items():
         setattr(target, name, value)
-    errors = _field_errors(target)
+    errors = field_errors(target, exclude=["created_by", "backend_settings"])
     before = public_settings(target.backend, target.backend_settings)
     if backend_settings is not None:
         target.backend_settings = _clean_backend_settings(
@@ -84,11 +85,3 @@ def _clean_backend_settings(backend, raw, previous, errors) -> dict:
         for field, messages in exc.message_dict.items():
             errors.setdefault(field, []).extend(messages)
         return {}
-
-
-def _field_errors(target) -> dict[str, list[str]]:
-    try:
-        target.full_clean(exclude=["created_by", "backend_settings"], validate_unique=False)
-    except ValidationError as exc:
-        return dict(exc.message_dict)
-    return {}
