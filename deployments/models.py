@@ -39,6 +39,10 @@ class RegisteredModel(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_models"
     )
     team = models.CharField(max_length=100, blank=True)
+    # People told about its incidents besides the owner (notifications).
+    followers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="followed_models"
+    )
     # Sorted tag names. A JSON list, not a join: every list row shows them, and a tag
     # filter is a containment test (deployments.filters.tagged).
     tags = models.JSONField(default=list, blank=True)
@@ -180,6 +184,10 @@ class Target(models.Model):
     description = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    # People told about its incidents besides its creator (notifications).
+    followers = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="followed_targets"
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -42,6 +42,7 @@ REGISTRY = {
     },
     "monitoring.Incident": {"exclude_fields": ["updated_at"]},
     "docs_app.Page": {"exclude_fields": ["updated_at", "body"]},
+    "mlops_portal.NotificationChannel": {"exclude_fields": ["updated_at", "secret"]},
 }
 KINDS = {label.lower(): label for label in REGISTRY}
 

@@ -5,6 +5,7 @@ message naming the variable, so a typo never turns into a silent default.
 """
 
 import os
+from datetime import time
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -36,6 +37,14 @@ def env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
+
+
+def env_time(name: str, default: str) -> time:
+    raw = os.environ.get(name) or default
+    try:
+        return time.fromisoformat(raw.strip())
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a time of day as HH:MM, not {raw!r}") from None
 
 
 def env_list(name: str, default: list[str]) -> list[str]:

@@ -2,7 +2,10 @@ import hashlib
 import secrets
 
 from django.conf import settings
+from django.core.validators import URLValidator
 from django.db import models
+
+from mlops_portal.choices import ChannelKind, DeliveryStatus, Medium, NotificationEvent
 
 TOKEN_PREFIX = "mlp_"
 
@@ -46,3 +49,118 @@ class ApiToken(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class Profile(models.Model):
+    """What the portal remembers per user: email subscriptions and the last Today visit."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="portal_profile",
+    )
+    # None until the user chooses: the defaults of their role apply (choices.py).
+    email_events = models.JSONField(null=True, blank=True)
+    last_today_visit_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"profile of {self.user}"
+
+
+class NotificationChannel(models.Model):
+    """A team-wide destination (a chat room's incoming webhook, or any JSON receiver) that
+    receives every notification of the events it lists."""
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=10, choices=ChannelKind.choices)
+    url = models.URLField(max_length=500, validators=[URLValidator(schemes=["http", "https"])])
+    # Signs webhook bodies (HMAC-SHA256); never shown back once saved.
+    secret = models.CharField(max_length=200, blank=True)
+    events = models.JSONField(default=list, blank=True)
+    enabled = models.BooleanField(default=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Notification(models.Model):
+    """Something worth telling people about, written once per event (the key makes a
+    second announcement of the same event a no-op)."""
+
+    event = models.CharField(max_length=40, choices=NotificationEvent.choices)
+    key = models.CharField(max_length=120, unique=True)
+    title = models.CharField(max_length=300)
+    body = models.TextField(blank=True)
+    url = models.CharField(max_length=500, blank=True)  # a path in the portal
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self):
+        return self.title
+
+
+class Delivery(models.Model):
+    """One notification to one person or channel. Claimed before sending, so it goes out at
+    most once however often its job is delivered."""
+
+    notification = models.ForeignKey(
+        Notification, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="deliveries",
+    )
+    channel = models.ForeignKey(
+        NotificationChannel,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="deliveries",
+    )
+    medium = models.CharField(max_length=10, choices=Medium.choices)
+    address = models.CharField(max_length=500)  # the email address or the channel's name
+    status = models.CharField(
+        max_length=10, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=500, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["notification", "user"],
+                condition=models.Q(user__isnull=False),
+                name="delivery_once_per_user",
+            ),
+            models.UniqueConstraint(
+                fields=["notification", "channel"],
+                condition=models.Q(channel__isnull=False),
+                name="delivery_once_per_channel",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["user", "-created_at"], name="delivery_user_idx"),
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_status_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.notification} → {self.address}"

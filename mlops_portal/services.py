@@ -1,6 +1,7 @@
-"""State changes of accounts: API tokens. Forms and the API both call these."""
+"""State changes of accounts: API tokens, notification preferences and channels, following.
+Forms and the API both call these."""
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -9,7 +10,12 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from mlops_portal.models import ApiToken, hash_token_secret
+from mlops_portal.choices import NotificationEvent
+from mlops_portal.models import ApiToken, NotificationChannel, Profile, hash_token_secret
+from mlops_portal.roles import OPERATORS, Role, require_role
+from mlops_portal.validation import field_errors
+
+ALL_ROLES = tuple(Role)
 
 # A token's last use is written at most this often, so reads do not turn into writes.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -78,8 +84,68 @@ def authenticate_token(secret: str):
     user._portal_roles = frozenset(filter(None, (user.role_names or "").split(",")))
     now = timezone.now()
     last_used = user.token_last_used_at
-    if isinstance(last_used, str):  # SQLite returns raw() timestamps as text
+    if isinstance(last_used, str):  # SQLite returns raw() timestamps as text...
         last_used = parse_datetime(last_used)
+    if last_used is not None and timezone.is_naive(last_used):  # ...or naive, in UTC
+        last_used = last_used.replace(tzinfo=UTC)
     if last_used is None or now - last_used > LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=user.token_id).update(last_used_at=now)
     return user
+
+
+# --- notifications: preferences, channels, following --------------------------------------
+
+
+def set_email_events(user, events) -> Profile:
+    """Choose the events `user` gets by email (replacing their role's defaults)."""
+    chosen = sorted(set(events or ()))
+    unknown = [event for event in chosen if event not in NotificationEvent.values]
+    if unknown:
+        raise ValidationError({"events": [f"Unknown events: {', '.join(unknown)}."]})
+    profile, _ = Profile.objects.update_or_create(user=user, defaults={"email_events": chosen})
+    return profile
+
+
+def reset_email_events(user) -> None:
+    """Go back to the defaults of the user's role."""
+    Profile.objects.filter(user=user).update(email_events=None)
+
+
+def save_channel(actor, channel=None, **fields) -> NotificationChannel:
+    """Create a channel, or change `channel`; engineers only. A blank secret keeps the one
+    saved before, so editing a channel never needs the secret typed again."""
+    require_role(actor, OPERATORS, "configure notification channels")
+    channel = channel or NotificationChannel(created_by=actor)
+    secret = fields.pop("secret", "") or ""
+    for name, value in fields.items():
+        setattr(channel, name, value)
+    if secret:
+        channel.secret = secret
+    channel.name = (channel.name or "").strip()
+    channel.events = sorted(set(channel.events or ()))
+    errors = field_errors(channel, exclude=["created_by"])
+    unknown = [event for event in channel.events if event not in NotificationEvent.values]
+    if unknown:
+        errors.setdefault("events", []).append(f"Unknown events: {', '.join(unknown)}.")
+    elif not channel.events:
+        errors.setdefault("events", []).append("Choose at least one event to send here.")
+    if NotificationChannel.objects.filter(name=channel.name).exclude(pk=channel.pk).exists():
+        errors.setdefault("name", []).append(f"A channel named {channel.name!r} exists.")
+    if errors:
+        raise ValidationError(errors)
+    channel.save()
+    return channel
+
+
+def delete_channel(actor, channel) -> None:
+    require_role(actor, OPERATORS, "configure notification channels")
+    channel.delete()  # its past deliveries stay, without the channel
+
+
+def set_following(user, thing, following: bool) -> None:
+    """Follow (or stop following) a model or a target: its incidents notify `user`."""
+    require_role(user, ALL_ROLES, "follow models and targets")
+    if following:
+        thing.followers.add(user)
+    else:
+        thing.followers.remove(user)

@@ -10,8 +10,9 @@ from pathlib import Path
 import dj_database_url
 import plotly
 import xstatic.pkg.bootstrap
+from celery.schedules import crontab
 
-from mlops_portal.env import env_bool, env_int, env_list, env_secret, env_str
+from mlops_portal.env import env_bool, env_int, env_list, env_secret, env_str, env_time
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -174,7 +175,11 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "deployments.tasks.run_deployment_task": {"queue": "deploy"},
     "monitoring.tasks.dispatch_probes": {"queue": "probes"},
+    # Sends wait on mail servers and webhooks; they never hold up validations or deploys.
+    "mlops_portal.tasks.deliver_notification_task": {"queue": "notifications"},
 }
+# The daily digest goes out at this local time (TIME_ZONE), "HH:MM".
+DIGEST_TIME = env_time("NOTIFICATIONS_DIGEST_TIME", "07:00")
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "requeue-stale-validations": {
@@ -190,6 +195,14 @@ CELERY_BEAT_SCHEDULE = {
     "resolve-quiet-incidents": {
         "task": "monitoring.tasks.resolve_quiet_incidents",
         "schedule": 60.0,
+    },
+    "sweep-notification-deliveries": {
+        "task": "mlops_portal.tasks.sweep_deliveries_task",
+        "schedule": 60.0,
+    },
+    "daily-digest": {
+        "task": "mlops_portal.tasks.send_daily_digests_task",
+        "schedule": crontab(hour=DIGEST_TIME.hour, minute=DIGEST_TIME.minute),
     },
 }
 CELERY_TIMEZONE = TIME_ZONE
@@ -222,7 +235,15 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
-# Email (notifications arrive with later issues; password resets use it now).
+# Notifications (mlops_portal.notifications): a failed send is retried after
+# NOTIFICATION_RETRY_SECONDS, doubling each time, up to NOTIFICATION_MAX_ATTEMPTS sends.
+NOTIFICATION_MAX_ATTEMPTS = env_int("NOTIFICATION_MAX_ATTEMPTS", 5)
+NOTIFICATION_RETRY_SECONDS = env_int("NOTIFICATION_RETRY_SECONDS", 30)
+NOTIFICATION_TIMEOUT_SECONDS = env_int("NOTIFICATION_TIMEOUT_SECONDS", 10)
+# A delivery still waiting this long after it was due lost its message: sent again.
+NOTIFICATION_SWEEP_GRACE_SECONDS = 120
+
+# Email: notifications, the daily digest, password resets.
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",
     "django.core.mail.backends.smtp.EmailBackend"

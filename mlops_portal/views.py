@@ -1,56 +1,53 @@
+from urllib.parse import urlencode
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
-from django.http import HttpResponseServerError, JsonResponse
+from django.http import Http404, HttpResponseServerError, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template import loader
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from deployments.choices import VersionStatus
-from deployments.models import ModelVersion, RegisteredModel
-from mlops_portal import services
+from deployments.models import RegisteredModel, Target
+from mlops_portal import charts, dashboards, services
 from mlops_portal.changes import ChangeFilter, describe, feed
-from mlops_portal.forms import ApiTokenForm
+from mlops_portal.dashboards import Scope
+from mlops_portal.forms import ApiTokenForm, ChannelForm, DashboardForm, EmailEventsForm
 from mlops_portal.health import broker_kind, broker_status, database_status
-from mlops_portal.models import ApiToken
+from mlops_portal.models import ApiToken, Delivery, NotificationChannel, Profile
+from mlops_portal.notifications import events_for
+from mlops_portal.roles import OPERATORS, has_role, roles_of
 from mlops_portal.search import results, search, search_kind
+from mlops_portal.today import record_visit, triage
+from mlops_portal.today import since_for as triage_since
 from mlops_portal.utils import add_service_errors
-
-TODAY_LIST_SIZE = 8
 
 
 def today(request):
-    """Morning triage: what changed in the registry and what needs a look."""
-    status_counts = ModelVersion.objects.aggregate(
-        total=Count("pk"),
-        **{status: Count("pk", filter=Q(status=status)) for status in VersionStatus.values},
-    )
-    recent = ModelVersion.objects.for_list().order_by("-created_at")[:TODAY_LIST_SIZE]
-    needs_attention = (
-        ModelVersion.objects.for_list()
-        .filter(status=VersionStatus.INVALID, archived=False)
-        .order_by("-created_at")[:TODAY_LIST_SIZE]
-    )
-    mine = (
-        ModelVersion.objects.for_list()
-        .filter(registered_by=request.user)
-        .order_by("-created_at")[:TODAY_LIST_SIZE]
-    )
-    return render(
-        request,
-        "mlops_portal/today.html",
-        {
-            "model_count": RegisteredModel.objects.count(),
-            "status_counts": status_counts,
-            "recent_versions": recent,
-            "invalid_versions": needs_attention,
-            "my_versions": mine,
-        },
-    )
+    """Morning triage: what needs a look, most urgent first. The page polls itself with
+    htmx, keeping the "since" it was first shown with."""
+    now = timezone.now()
+    since = _parse_since(request.GET.get("since", "")) or triage_since(request.user, now)
+    context = {"sections": triage(request.user, since), "since": since, "refreshed_at": now}
+    if request.htmx:
+        return render(request, "mlops_portal/today/_triage.html", context)
+    record_visit(request.user, now)
+    return render(request, "mlops_portal/today/page.html", context)
+
+
+def _parse_since(value: str):
+    try:
+        since = parse_datetime(value)
+    except ValueError:  # well formed but impossible, e.g. month 13
+        return None
+    if since is not None and timezone.is_naive(since):
+        since = timezone.make_aware(since)
+    return since
 
 
 @login_not_required
@@ -124,6 +121,136 @@ def change_feed(request):
         "mlops_portal/changes.html",
         {"filters": filters, "page": page, "entries": [describe(e) for e in page]},
     )
+
+
+def notification_list(request):
+    """The user's deliveries with their status, and what they get by email. Engineers may
+    see every delivery (?all=1), channels included."""
+    profile = Profile.objects.filter(user=request.user).first()
+    chosen = profile.email_events if profile else None
+    current = events_for(request.user, chosen, roles_of(request.user))
+    form = EmailEventsForm(request.POST or None, initial={"events": sorted(current)})
+    if request.method == "POST":
+        if "reset" in request.POST:
+            services.reset_email_events(request.user)
+            messages.success(request, "Back to the defaults of your role.")
+            return redirect("notification-list")
+        if form.is_valid():
+            try:
+                services.set_email_events(request.user, form.cleaned_data["events"])
+            except ValidationError as exc:
+                add_service_errors(form, exc)
+            else:
+                messages.success(request, "Saved: you get these events by email.")
+                return redirect("notification-list")
+    show_all = request.GET.get("all") == "1" and has_role(request.user, OPERATORS)
+    deliveries = Delivery.objects.select_related("notification", "user")
+    if not show_all:
+        deliveries = deliveries.filter(user=request.user)
+    page = Paginator(deliveries, 25).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "mlops_portal/notifications.html",
+        {"form": form, "page": page, "show_all": show_all, "uses_defaults": chosen is None},
+    )
+
+
+def channel_list(request):
+    """Team-wide chat and webhook channels; engineers add and edit them."""
+    form = ChannelForm(request.POST or None)
+    if request.method == "POST":
+        if form.is_valid() and _save_channel(request, form, None):
+            return redirect("channel-list")
+    channels = NotificationChannel.objects.all()
+    return render(request, "mlops_portal/channels.html", {"form": form, "channels": channels})
+
+
+def channel_edit(request, channel_id):
+    channel = get_object_or_404(NotificationChannel, pk=channel_id)
+    fields = ("name", "kind", "url", "events", "enabled")
+    form = ChannelForm(
+        request.POST or None, initial={name: getattr(channel, name) for name in fields}
+    )
+    if request.method == "POST":
+        if "delete" in request.POST:
+            try:
+                services.delete_channel(request.user, channel)
+            except PermissionDenied as exc:
+                messages.error(request, str(exc))
+                return redirect("channel-edit", channel_id=channel.pk)
+            messages.success(request, f"Channel {channel.name} deleted.")
+            return redirect("channel-list")
+        if form.is_valid() and _save_channel(request, form, channel):
+            return redirect("channel-list")
+    return render(request, "mlops_portal/channel_edit.html", {"form": form, "channel": channel})
+
+
+def _save_channel(request, form, channel) -> bool:
+    try:
+        saved = services.save_channel(request.user, channel, **form.cleaned_data)
+    except PermissionDenied as exc:
+        messages.error(request, str(exc))
+        return False
+    except ValidationError as exc:
+        add_service_errors(form, exc)
+        return False
+    messages.success(request, f"Channel {saved.name} saved.")
+    return True
+
+
+def dashboard(request):
+    """DORA metrics, deployment outcomes, approval waits, incidents and health, for all or
+    for one team or model; every figure is also at /api/v1/metrics/<figure>/."""
+    form = DashboardForm(request.GET)
+    chosen = form.cleaned_data if form.is_valid() else {}
+    scope = Scope(
+        period=chosen.get("period") or "week",
+        team=chosen.get("team", ""),
+        model=chosen.get("model", ""),
+    )
+    dora, outcomes = dashboards.dora(scope), dashboards.deployment_outcomes(scope)
+    approvals, incidents = dashboards.approval_waits(scope), dashboards.incidents_by_severity(scope)
+    health = dashboards.health_by_target(scope)
+    query = urlencode({"period": scope.period, "team": scope.team, "model": scope.model})
+    return render(
+        request,
+        "mlops_portal/dashboard.html",
+        {
+            "form": form,
+            "scope": scope,
+            "query": query,
+            "dora": dora,
+            "definitions": dashboards.DEFINITIONS,
+            "dora_charts": charts.dora_charts(dora["rows"]),
+            "outcome_chart": charts.outcome_chart(outcomes["rows"]),
+            "approval_chart": charts.approval_chart(approvals["rows"]),
+            "approvals": approvals["summary"],
+            "incident_charts": charts.incident_charts(incidents["rows"]),
+            "health": health["rows"],
+            "health_chart": charts.health_chart(health["rows"]),
+            "figures": list(dashboards.FIGURES),
+        },
+    )
+
+
+FOLLOWABLE = {"models": RegisteredModel, "targets": Target}
+
+
+@require_POST
+def follow(request, kind, name):
+    """Follow or unfollow a model or target (`following=0` unfollows)."""
+    if kind not in FOLLOWABLE:
+        raise Http404
+    thing = get_object_or_404(FOLLOWABLE[kind], name=name)
+    following = request.POST.get("following", "1") != "0"
+    try:
+        services.set_following(request.user, thing, following)
+    except PermissionDenied as exc:
+        messages.error(request, str(exc))
+    else:
+        verb = "follow" if following else "no longer follow"
+        messages.success(request, f"You {verb} {name}: its incidents are mailed to you.")
+    return redirect(thing.get_absolute_url())
 
 
 def page_not_found(request, exception):

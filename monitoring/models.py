@@ -244,6 +244,16 @@ class Incident(models.Model):
         return self.state == IncidentState.RESOLVED
 
 
+# Time to acknowledge and to resolve an incident, computed by the database (averages,
+# medians); MTTA and MTTR are their means.
+MTTA = models.ExpressionWrapper(
+    models.F("acknowledged_at") - models.F("opened_at"), output_field=models.DurationField()
+)
+MTTR = models.ExpressionWrapper(
+    models.F("resolved_at") - models.F("opened_at"), output_field=models.DurationField()
+)
+
+
 class IncidentEvent(models.Model):
     """The incident's timeline: state changes, notes, probe evidence, severity changes."""
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F
+from django.db.models import Avg, Count
 from django.db.models.functions import TruncWeek
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
@@ -21,7 +21,7 @@ from monitoring import charts, series
 from monitoring.choices import CheckState, IncidentState, Severity
 from monitoring.filters import HealthCheckFilter, IncidentFilter
 from monitoring.forms import CheckForm, IncidentForm, NoteForm, SnoozeForm
-from monitoring.models import HealthCheck, Incident
+from monitoring.models import MTTA, MTTR, HealthCheck, Incident
 from monitoring.services import checks, incidents
 
 PER_PAGE = 50
@@ -141,11 +141,6 @@ def incident_list(request):
          "trend": incident_trend(),
          "can_open": has_role(request.user, AUTHORS)},
     )  # fmt: skip
-
-
-# Time to acknowledge and to resolve, computed by the database for the averages below.
-MTTA = ExpressionWrapper(F("acknowledged_at") - F("opened_at"), output_field=DurationField())
-MTTR = ExpressionWrapper(F("resolved_at") - F("opened_at"), output_field=DurationField())
 
 
 def incident_trend(weeks=8) -> list[dict]:

@@ -148,6 +148,8 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
         "--loglevel",
         "INFO",
         "--queues",
+        # Not `notifications`: the `notification_worker` fixture runs that queue in this
+        # process, so sent mail lands in Django's locmem outbox.
         "default,deploy,probes",
         "--concurrency",
         "2",
@@ -205,6 +207,21 @@ def worker_idle_before_flush(request):
         if not busy:
             return
         time.sleep(0.2)
+
+
+@pytest.fixture
+def notification_worker(transactional_db, settings):
+    """A real Celery worker on the real Redis, in a thread of this process, consuming the
+    `notifications` queue: what it mails lands in `django.core.mail.outbox`."""
+    from celery.contrib.testing.worker import start_worker
+
+    from mlops_portal.celery import app
+
+    redis.Redis.from_url(settings.CELERY_BROKER_URL).delete("notifications")  # older runs
+    with start_worker(
+        app, queues=["notifications"], perform_ping_check=False, shutdown_timeout=20
+    ) as worker:
+        yield worker
 
 
 def wait_for_worker(app, node, process, log_path, timeout=60):

@@ -27,7 +27,8 @@ from deployments.serving.loading import (
     load_model,
     predict,
 )
-from mlops_portal import audit
+from mlops_portal import audit, notifications
+from mlops_portal.choices import NotificationEvent
 from mlops_portal.roles import AUTHORS, OPERATORS, has_role, require_role
 from mlops_portal.validation import clean_tags, field_errors
 
@@ -285,9 +286,24 @@ def _finish_validation(version, attempt, status, detail) -> ModelVersion:
                 if status == VersionStatus.READY
                 else VersionEventKind.VALIDATION_FAILED
             )
-            _record(version, kind, message=detail)
+            event = _record(version, kind, message=detail)
+            if status == VersionStatus.INVALID:
+                _announce_invalid(version, event)
     version.refresh_from_db()
     return version
+
+
+def _announce_invalid(version, event) -> None:
+    model = version.model
+    notifications.announce(
+        NotificationEvent.VALIDATION_FAILED,
+        key=f"version-event:{event.pk}",
+        title=f"{model.name} v{version.number} failed validation",
+        body=event.message,
+        url=version.get_absolute_url(),
+        data={"model": model.name, "version": version.number, "status": VersionStatus.INVALID},
+        users=[version.registered_by, model.owner],
+    )
 
 
 def _run_validation(version: ModelVersion) -> str:

@@ -11,7 +11,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -25,7 +24,8 @@ from deployments.choices import (
     VersionStatus,
 )
 from deployments.models import Deployment, DeploymentEvent, DeploymentLogLine, ModelVersion
-from mlops_portal import audit
+from mlops_portal import audit, notifications
+from mlops_portal.choices import NotificationEvent
 from mlops_portal.errors import Conflict
 from mlops_portal.roles import AUTHORS, OPERATORS, has_role, require_role
 from monitoring.services import checks
@@ -61,7 +61,9 @@ def request_deployment(actor, *, version: ModelVersion, target, reason, change_t
             requested_by=actor,
         )
         _event(deployment, actor, "", State.REQUESTED, reason.strip())
-        if not target.requires_approval:
+        if target.requires_approval:
+            _announce_request(deployment)
+        else:
             _approve(deployment, None, f"{target} does not require approval.")
     return deployment
 
@@ -159,7 +161,9 @@ def rollback_deployment(actor, live, *, reason):
         target = live.target
         if not target.requires_approval or target.rollback_skips_approval:
             _approve(rollback, None, f"{target} lets rollbacks skip approval.")
-        transaction.on_commit(lambda: _notify_rollback(live, rollback))
+        else:
+            _announce_request(rollback)
+        _announce_rollback(live, rollback)
     return rollback
 
 
@@ -181,7 +185,7 @@ def auto_rollback(live, reason):
         _event(rollback, None, "", State.REQUESTED, rollback.reason)
         _record(live, None, DeploymentEventKind.NOTE, f"Auto-rollback as #{rollback.pk}: {reason}")
         _approve(rollback, None, f"{live.target} rolls back automatically.")
-        transaction.on_commit(lambda: _notify_rollback(live, rollback))
+        _announce_rollback(live, rollback)
     return rollback
 
 
@@ -462,8 +466,10 @@ def _transition(deployment, to_state, actor, message, **fields) -> None:
     deployment.state = to_state
     for name, value in fields.items():
         setattr(deployment, name, value)
-    _event(deployment, actor, from_state, to_state, message)
+    event = _event(deployment, actor, from_state, to_state, message)
     audit.record_update(deployment, actor, {"state": (from_state, to_state)})
+    if to_state in OUTCOME_EVENTS:
+        _announce_outcome(deployment, event)
 
 
 def _event(deployment, actor, from_state, to_state, message) -> DeploymentEvent:
@@ -483,22 +489,58 @@ def _record(deployment, actor, kind, message) -> DeploymentEvent:
     )
 
 
-def _notify_rollback(live, rollback) -> None:
-    """Tell the people of the rolled-back deployment; mail problems never break a rollback."""
-    people = {live.requested_by, live.approved_by} - {None}
-    addresses = sorted({person.email for person in people if person.email})
-    if not addresses:
-        return
-    try:
-        send_mail(
-            subject=f"[MLOps Portal] Rollback of {live.version} on {live.target}",
-            message=(
-                f"{rollback.requested_by} rolled back deployment #{live.pk} "
-                f"({live.version} on {live.target}).\n\n{rollback.reason}\n\n"
-                f"{settings.PORTAL_BASE_URL}{rollback.get_absolute_url()}"
-            ),
-            from_email=None,
-            recipient_list=addresses,
-        )
-    except Exception:  # SMTP down: the rollback and its timeline stand
-        logger.exception("Could not mail the rollback notice for #%s", rollback.pk)
+# --- notifications (sent after commit by mlops_portal.notifications) --------------------
+
+OUTCOME_EVENTS = {
+    State.SUCCEEDED: NotificationEvent.DEPLOYMENT_SUCCEEDED,
+    State.FAILED: NotificationEvent.DEPLOYMENT_FAILED,
+}
+
+
+def _announce_request(deployment) -> None:
+    notifications.announce(
+        NotificationEvent.DEPLOYMENT_NEEDS_APPROVAL,
+        key=f"deployment:{deployment.pk}:needs-approval",
+        title=f"Approve #{deployment.pk}? {deployment.version} to {deployment.target}",
+        body=f"{deployment.requested_by} asks: {deployment.reason}",
+        url=deployment.get_absolute_url(),
+        data=_summary(deployment),
+        users=notifications.operators().exclude(pk=deployment.requested_by_id),
+    )
+
+
+def _announce_outcome(deployment, event) -> None:
+    verb = "is live" if deployment.state == State.SUCCEEDED else "failed"
+    detail = deployment.endpoint if deployment.state == State.SUCCEEDED else event.message
+    notifications.announce(
+        OUTCOME_EVENTS[deployment.state],
+        key=f"deployment-event:{event.pk}",
+        title=f"#{deployment.pk} {verb}: {deployment.version} on {deployment.target}",
+        body=detail,
+        url=deployment.get_absolute_url(),
+        data=_summary(deployment),
+        users=[deployment.requested_by],
+    )
+
+
+def _announce_rollback(live, rollback) -> None:
+    """Tell the people of the rolled-back deployment (requester and approver)."""
+    notifications.announce(
+        NotificationEvent.DEPLOYMENT_ROLLED_BACK,
+        key=f"deployment:{live.pk}:rolled-back-by:{rollback.pk}",
+        title=f"Rollback of #{live.pk}: {live.version} on {live.target}",
+        body=f"{rollback.requested_by} rolled back deployment #{live.pk}.\n\n{rollback.reason}",
+        url=rollback.get_absolute_url(),
+        data={**_summary(live), "rollback": rollback.pk},
+        users=[live.requested_by, live.approved_by],
+    )
+
+
+def _summary(deployment) -> dict:
+    return {
+        "deployment": deployment.pk,
+        "model": deployment.version.model.name,
+        "version": deployment.version.number,
+        "target": deployment.target.name,
+        "state": deployment.state,
+    }

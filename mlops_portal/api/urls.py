@@ -5,6 +5,7 @@ from deployments.api.deploy_views import DeploymentCallbackView, DeploymentViewS
 from deployments.api.views import ModelVersionViewSet, RegisteredModelViewSet
 from docs_app.api.views import ModelCardView, PagePreviewView, PageViewSet
 from mlops_portal.api.changes import ChangeViewSet
+from mlops_portal.api.metrics import MetricsView
 from mlops_portal.api.search import SearchView
 from mlops_portal.api.tokens import ApiTokenViewSet
 from monitoring.api.views import HealthCheckViewSet, IncidentViewSet
@@ -32,6 +33,7 @@ versions.register("versions", ModelVersionViewSet, basename="model-version")
 
 urlpatterns = [
     path("search/", SearchView.as_view(), name="search"),
+    path("metrics/<str:figure>/", MetricsView.as_view(), name="metrics"),
     path("pages/preview/", PagePreviewView.as_view(), name="page-preview"),
     path("models/<str:name>/card/", ModelCardView.as_view(), name="model-card"),
     path(

@@ -1,6 +1,7 @@
 import json
 
 from django import template
+from django.urls import reverse
 from django.utils.safestring import mark_safe
 
 from mlops_portal.markdown import render_markdown
@@ -133,3 +134,18 @@ def history_url(instance):
 
     opts = instance._meta
     return f"{reverse('changes')}?kind={opts.app_label}.{opts.model_name}&object={instance.pk}"
+
+
+FOLLOW_KINDS = {"registeredmodel": "models", "target": "targets"}  # as in the follow URL
+
+
+@register.inclusion_tag("_follow_button.html", takes_context=True)
+def follow_button(context, thing):
+    """Follow / Unfollow for a model or target: its incidents are then mailed to the user."""
+    user = context["request"].user
+    kind = FOLLOW_KINDS[thing._meta.model_name]
+    return {
+        "action": reverse("follow", args=[kind, thing.name]),
+        "following": thing.followers.filter(pk=user.pk).exists(),
+        "csrf_token": context.get("csrf_token"),
+    }

@@ -7,7 +7,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from mlops_portal import audit
+from mlops_portal import audit, notifications
+from mlops_portal.choices import NotificationEvent
 from mlops_portal.errors import Conflict
 from mlops_portal.roles import AUTHORS, OPERATORS, require_role
 from monitoring.choices import (
@@ -55,7 +56,8 @@ def open_incident(
             deployment=deployment, version=version, source=source, opened_by=actor,
             opened_at=timezone.now(),
         )  # fmt: skip
-        _event(incident, actor, "", IncidentState.OPEN, f"Opened by {actor}.")
+        event = _event(incident, actor, "", IncidentState.OPEN, f"Opened by {actor}.")
+        _announce(incident, event)
     return incident
 
 
@@ -78,8 +80,9 @@ def open_check_incident(check, *, severity, deployment, evidence) -> Incident | 
                 if (deployment)
                 else ""
             )
-            _event(incident, None, "", IncidentState.OPEN, f"{title}.{cause}")
+            event = _event(incident, None, "", IncidentState.OPEN, f"{title}.{cause}")
             add_evidence(incident, evidence)
+            _announce(incident, event)
     except IntegrityError:
         return None
     return incident
@@ -162,8 +165,9 @@ def _transition(incident, to_state, actor, message) -> None:
         raise Conflict(f"Incident #{incident.pk} changed meanwhile; reload the page.")
     for name, value in fields.items():
         setattr(incident, name, value)
-    _event(incident, actor, from_state, to_state, message)
+    event = _event(incident, actor, from_state, to_state, message)
     audit.record_update(incident, actor, {"state": (from_state, to_state)})
+    _announce(incident, event)
 
 
 def _event(incident, actor, from_state, to_state, message) -> IncidentEvent:
@@ -171,3 +175,42 @@ def _event(incident, actor, from_state, to_state, message) -> IncidentEvent:
         incident=incident, kind=IncidentEventKind.STATE, from_state=from_state,
         to_state=to_state, actor=actor, message=message,
     )  # fmt: skip
+
+
+ANNOUNCED_STATES = {
+    IncidentState.OPEN: NotificationEvent.INCIDENT_OPENED,
+    IncidentState.ACKNOWLEDGED: NotificationEvent.INCIDENT_ACKNOWLEDGED,
+    IncidentState.RESOLVED: NotificationEvent.INCIDENT_RESOLVED,
+}
+
+
+def _announce(incident, event) -> None:
+    """Tell the owners and followers of the incident's target and model."""
+    notification_event = ANNOUNCED_STATES.get(event.to_state)
+    if notification_event is None:
+        return
+    target, version = incident.target, incident.version
+    model = version.model if version else None
+    people = [
+        target.created_by if target else None,
+        model.owner if model else None,
+        incident.commander,
+        *notifications.followers_of(target=target, model=model),
+    ]
+    severity = incident.get_severity_display()
+    verb = "opened" if event.to_state == IncidentState.OPEN else event.to_state
+    notifications.announce(
+        notification_event,
+        key=f"incident-event:{event.pk}",
+        title=f"[{severity}] Incident #{incident.pk} {verb}: {incident.title}",
+        body=event.message,
+        url=incident.get_absolute_url(),
+        data={
+            "incident": incident.pk,
+            "severity": incident.severity,
+            "state": incident.state,
+            "target": target.name if target else None,
+            "model": model.name if model else None,
+        },
+        users=people,
+    )

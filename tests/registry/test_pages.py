@@ -165,13 +165,3 @@ def test_the_description_is_rendered_as_sanitised_markdown(alice_client, alice, 
     assert "<strong>bold</strong>" in page
     assert "<script>alert(1)</script>" not in page
     assert 'href="javascript:' not in page
-
-
-def test_the_today_page_counts_versions_and_lists_failures(alice_client, alice, churn):
-    from django.core.files.base import ContentFile
-
-    broken = register_iris_version(alice, churn, artifact=ContentFile(b"x", name="m.joblib"))
-    services.validate_version(broken.pk)
-    response = alice_client.get("/")
-    assert response.context["status_counts"]["invalid"] == 1
-    assert list(response.context["invalid_versions"]) == [broken]

@@ -1,0 +1,171 @@
+"""The morning triage: what needs this user's attention, most urgent first.
+
+The Today page and the daily digest email both read `triage`, so the email says exactly what
+the page would show. Each section is one query of at most SECTION_SIZE rows, whatever the
+size of the tables."""
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+
+from deployments.choices import DeploymentState, VersionStatus
+from deployments.models import Deployment, ModelVersion
+from mlops_portal.models import Profile
+from mlops_portal.roles import OPERATORS, has_role
+from monitoring.choices import UNRESOLVED_STATES, CheckState
+from monitoring.models import HealthCheck, Incident
+
+SECTION_SIZE = 8
+# "Since your last visit" never means less than this: a second look at the page in the
+# morning still shows what failed overnight.
+MINIMUM_LOOKBACK = timedelta(hours=24)
+
+
+@dataclass
+class Section:
+    key: str  # a stable id: the section's anchor on the page and its name in tests
+    title: str
+    tone: str  # Bootstrap colour of the heading badge
+    row: str  # which row template shows an item: mlops_portal/today/_<row>.html
+    items: list = field(default_factory=list)
+    more_url: str = ""
+
+    @property
+    def has_more(self) -> bool:
+        return len(self.items) > SECTION_SIZE
+
+    @property
+    def shown(self) -> list:
+        return self.items[:SECTION_SIZE]
+
+
+def since_for(user, now: datetime | None = None) -> datetime:
+    """The start of "what happened": the last Today visit, or 24 hours ago if earlier."""
+    now = now or timezone.now()
+    last_visit = (
+        Profile.objects.filter(user=user).values_list("last_today_visit_at", flat=True).first()
+    )
+    floor = now - MINIMUM_LOOKBACK
+    return min(last_visit, floor) if last_visit else floor
+
+
+def record_visit(user, now: datetime | None = None) -> None:
+    Profile.objects.update_or_create(
+        user=user, defaults={"last_today_visit_at": now or timezone.now()}
+    )
+
+
+def triage(user, since: datetime) -> list[Section]:
+    """The non-empty sections for `user`, most urgent first."""
+    sections = [
+        _open_incidents(),
+        _checks_down(),
+        _awaiting_my_approval(user) if has_role(user, OPERATORS) else None,
+        _failed_deployments(since),
+        _my_waiting_requests(user),
+        _my_validation_failures(user, since),
+        _new_versions_of_my_models(user, since),
+    ]
+    return [section for section in sections if section is not None and section.items]
+
+
+def _first(queryset) -> list:
+    return list(queryset[: SECTION_SIZE + 1])  # one more tells the page to link "all"
+
+
+def _list_url(name: str, **query) -> str:
+    url = reverse(name)
+    return f"{url}?{urlencode(query, doseq=True)}" if query else url
+
+
+def _open_incidents() -> Section:
+    incidents = (
+        Incident.objects.filter(state__in=UNRESOLVED_STATES)
+        .select_related("target", "version__model")
+        .order_by("severity", "-opened_at", "-pk")
+    )
+    return Section(
+        "incidents", "Open incidents", "danger", "incident", _first(incidents),
+        _list_url("incident-list", state=list(UNRESOLVED_STATES)),
+    )  # fmt: skip
+
+
+def _checks_down() -> Section:
+    checks = (
+        HealthCheck.objects.filter(state=CheckState.DOWN, enabled=True)
+        .select_related("target")
+        .order_by("first_failure_at", "pk")
+    )
+    return Section(
+        "checks", "Checks down", "danger", "check", _first(checks),
+        _list_url("check-list", state=CheckState.DOWN),
+    )  # fmt: skip
+
+
+def _awaiting_my_approval(user) -> Section:
+    requests = (
+        Deployment.objects.for_list()
+        .filter(state=DeploymentState.REQUESTED)
+        .exclude(requested_by=user)
+        .order_by("created_at", "pk")
+    )
+    return Section(
+        "approvals", "Waiting for your approval", "warning", "deployment", _first(requests),
+        _list_url("deployment-list", state=DeploymentState.REQUESTED),
+    )  # fmt: skip
+
+
+def _failed_deployments(since) -> Section:
+    failed = (
+        Deployment.objects.for_list()
+        .filter(
+            Q(state=DeploymentState.FAILED, updated_at__gte=since)
+            | Q(state=DeploymentState.ROLLED_BACK, updated_at__gte=since)
+        )
+        .order_by("-updated_at", "-pk")
+    )
+    return Section(
+        "failed", "Deployments failed or rolled back", "warning", "deployment", _first(failed),
+        _list_url("deployment-list", state=[DeploymentState.FAILED, DeploymentState.ROLLED_BACK]),
+    )  # fmt: skip
+
+
+def _my_waiting_requests(user) -> Section:
+    requests = (
+        Deployment.objects.for_list()
+        .filter(state=DeploymentState.REQUESTED, requested_by=user)
+        .order_by("created_at", "pk")
+    )
+    return Section(
+        "my-requests", "Your requests waiting for approval", "info", "deployment",
+        _first(requests),
+        _list_url("deployment-list", state=DeploymentState.REQUESTED, requested_by=user.username),
+    )  # fmt: skip
+
+
+def _my_validation_failures(user, since) -> Section:
+    versions = (
+        ModelVersion.objects.for_list()
+        .filter(Q(model__owner=user) | Q(registered_by=user))
+        .filter(status=VersionStatus.INVALID, validated_at__gte=since)
+        .order_by("-validated_at", "-pk")
+    )
+    return Section(
+        "invalid", "Validation failures on your models", "danger", "version", _first(versions),
+    )  # fmt: skip
+
+
+def _new_versions_of_my_models(user, since) -> Section:
+    versions = (
+        ModelVersion.objects.for_list()
+        .filter(model__owner=user, created_at__gte=since)
+        .order_by("-created_at", "-pk")
+    )
+    return Section(
+        "versions", "New versions of your models", "secondary", "version", _first(versions),
+        _list_url("model-list", owner=user.username),
+    )  # fmt: skip

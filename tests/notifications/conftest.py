@@ -1,0 +1,74 @@
+import http.server
+import json
+import threading
+
+import pytest
+
+from deployments import services as deployments
+from mlops_portal.roles import Role
+from tests.factories import UserFactory, register_iris_version
+
+
+class ChatStandIn(http.server.ThreadingHTTPServer):
+    """A chat webhook (or any JSON receiver) on 127.0.0.1: records every request and
+    answers with the next status of `statuses` (200 once they run out)."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), ChatHandler)
+        self.requests = []
+        self.statuses = []
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.server_port}/hooks/portal"
+
+    def payloads(self):
+        return [json.loads(body) for _, body in self.requests]
+
+
+class ChatHandler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.requests.append((dict(self.headers), body))
+        status = self.server.statuses.pop(0) if self.server.statuses else 200
+        self.send_response(status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def chat_server():
+    server = ChatStandIn()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def erin(db):
+    return UserFactory(username="erin", role=Role.MLOPS_ENGINEER)
+
+
+@pytest.fixture
+def iris(alice):
+    return deployments.create_model(alice, name="iris", team="botany")
+
+
+@pytest.fixture
+def ready_version(alice, iris):
+    version = register_iris_version(alice, iris, metrics={"accuracy": 0.9})
+    return deployments.validate_version(version.pk)
+
+
+@pytest.fixture
+def production(bob):
+    """A production target Bob created (approval required)."""
+    return deployments.create_target(bob, name="iris-production", environment="production")
