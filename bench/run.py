@@ -41,6 +41,9 @@ BROKER_URL = "redis://127.0.0.1:6379/14"
 
 MODELS = 200
 VERSIONS_PER_MODEL = 25
+# A year of a busy platform team, for the dashboards: one deployment every ~26 minutes.
+DEPLOYMENTS = 20_000
+INCIDENTS = 2_000
 WEB_WORKERS = 2
 SERVER_START_TIMEOUT_S = 30.0
 WORKER_RSS_TARGET_MB = 200.0
@@ -145,6 +148,20 @@ WORKLOADS = [
         "search",
         "GET",
         lambda i: f"/api/v1/search/?q={SEARCH_TERMS[i % len(SEARCH_TERMS)]}",
+        target_ms=100.0,
+    ),
+    # The dashboards' figures over 20,000 deployments and 2,000 incidents (a year), by
+    # week, for everyone or one team; the page draws the same functions.
+    Workload(
+        "DORA by week",
+        "GET",
+        lambda i: "/api/v1/metrics/dora/?period=week" + ("&team=team-1" if i % 2 else ""),
+        target_ms=100.0,
+    ),
+    Workload(
+        "incidents by month",
+        "GET",
+        lambda i: "/api/v1/metrics/incidents/?period=month&since=2025-12-01T00:00:00Z",
         target_ms=100.0,
     ),
 ]
@@ -263,8 +280,57 @@ def seed() -> str:
             for model in models
             for number in range(1, VERSIONS_PER_MODEL + 1)
         )
+        seed_history(user, now)
         _token, secret = create_token(user, "bench")
     return secret
+
+
+def seed_history(user, now) -> None:
+    """A year of deployments (a tenth rolled back, a tenth failed) and incidents (a third
+    linked to a deployment), in final states so nothing acts on them."""
+    from datetime import timedelta
+
+    from django.db.models import F
+
+    from deployments.choices import DeploymentState as State
+    from deployments.models import Deployment, ModelVersion, Target
+    from monitoring.models import Incident
+
+    production, staging = Target.objects.bulk_create(
+        Target(name=name, environment=environment, created_by=user)
+        for name, environment in (("bench-prod", "production"), ("bench-staging", "staging"))
+    )
+    version_ids = list(ModelVersion.objects.order_by("pk").values_list("pk", flat=True))
+    states = [State.ROLLED_BACK, State.FAILED] + [State.SUPERSEDED] * 8
+    deployments = Deployment.objects.bulk_create(
+        Deployment(
+            version_id=version_ids[i % len(version_ids)],
+            target=production if i % 3 else staging,
+            state=states[i % len(states)],
+            reason="bench history",
+            requested_by=user,
+            approved_by=user,
+            queued_at=now - timedelta(minutes=26 * i - 30),
+            finished_at=now - timedelta(minutes=26 * i - 40),
+        )
+        for i in range(1, DEPLOYMENTS + 1)
+    )
+    # created_at is stamped on insert; move it to the request time of each deployment.
+    Deployment.objects.update(created_at=F("queued_at") - timedelta(minutes=30))
+    ModelVersion.objects.update(created_at=now - timedelta(days=400))
+    Incident.objects.bulk_create(
+        Incident(
+            title=f"bench incident {i}",
+            severity=f"sev{i % 4 + 1}",
+            state="resolved",
+            source="manual",
+            opened_at=now - timedelta(hours=4.3 * i),
+            acknowledged_at=now - timedelta(hours=4.3 * i - 0.2),
+            resolved_at=now - timedelta(hours=4.3 * i - (i % 7 + 1) / 3),
+            deployment=deployments[i * 7] if i % 3 == 0 else None,
+        )
+        for i in range(1, INCIDENTS + 1)
+    )
 
 
 def seed_version(model, number: int, user, now):

@@ -272,6 +272,9 @@ class Deployment(models.Model):
             models.Index(fields=["target", "state", "-created_at"], name="deploy_target_state_idx"),
             # The reconciler: queued/running rows whose lease has expired.
             models.Index(fields=["state", "lease_expires_at"], name="deploy_state_lease_idx"),
+            # Dashboards: deployments that went live / were requested in a date range.
+            models.Index(fields=["finished_at"], name="deploy_finished_idx"),
+            models.Index(fields=["created_at"], name="deploy_created_idx"),
         ]
 
     def __str__(self):

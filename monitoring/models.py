@@ -223,6 +223,8 @@ class Incident(models.Model):
             # The incident list: open first, newest first, filtered by severity/state/target.
             models.Index(fields=["state", "-opened_at"], name="incident_state_idx"),
             models.Index(fields=["target", "state"], name="incident_target_idx"),
+            # Dashboards and Today: incidents opened in a date range.
+            models.Index(fields=["opened_at"], name="incident_opened_idx"),
         ]
 
     def __str__(self):

@@ -24,4 +24,14 @@ grep -q "Log in" <<<"$login" || { echo "smoke: login page lacks its form" >&2; e
 css="$(grep -o '/static/bootstrap/css/bootstrap.min[^"]*\.css' <<<"$login" | head -n 1)"
 curl -sf -o /dev/null "http://127.0.0.1:$port$css" || { echo "smoke: $css not served" >&2; exit 1; }
 curl -sf "http://127.0.0.1:$port/healthz" | grep -q '"database": "ok"'
-echo "smoke: embedded default (SQLite, filesystem broker) serves the login page, $css and /healthz"
+# An API token used twice: SQLite hands back timestamps its own way (naive, or text).
+secret="$(.venv/bin/python manage.py shell -v 0 -c '
+from django.contrib.auth.models import User
+from mlops_portal.services import create_token
+print(create_token(User.objects.create_user("smoke"), "smoke")[1])')"
+for _ in 1 2; do
+  curl -sf -H "Authorization: Token $secret" "http://127.0.0.1:$port/api/v1/metrics/dora/" \
+    | grep -q '"figure":"dora"' || { echo "smoke: the API refused a token" >&2; exit 1; }
+done
+echo "smoke: embedded default (SQLite, filesystem broker) serves the login page, $css," \
+  "/healthz and the API with a token"

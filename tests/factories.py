@@ -60,3 +60,20 @@ def register_iris_version(user, model, **overrides):
         **overrides,
     }
     return services.register_version(user, model, **fields)
+
+
+def validated(version):
+    """`version` validated in this process, as the worker would; when a live worker claimed
+    it first (worker tests send the validation task), wait for the worker's outcome."""
+    import time
+
+    from deployments.choices import VersionStatus
+
+    outcome = services.validate_version(version.pk)
+    deadline = time.monotonic() + 30
+    while outcome is None or outcome.status not in (VersionStatus.READY, VersionStatus.INVALID):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{version} was not validated within 30 s")
+        time.sleep(0.1)
+        outcome = type(version).objects.get(pk=version.pk)
+    return outcome

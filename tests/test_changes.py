@@ -6,7 +6,7 @@ from auditlog.models import LogEntry
 from deployments import services as deploy
 from docs_app import services as docs
 from monitoring.services import checks, incidents
-from tests.factories import register_iris_version
+from tests.factories import register_iris_version, validated
 
 SECRET = "a-very-secret-signing-key"
 
@@ -26,7 +26,7 @@ def records(kind):
 def test_each_kind_is_recorded_with_old_and_new_values(alice, bob):
     model = deploy.create_model(alice, name="churn", team="growth")
     deploy.update_model(alice, model, team="retention")
-    version = deploy.validate_version(register_iris_version(alice, model).pk)
+    version = validated(register_iris_version(alice, model))
     target = deploy.create_target(bob, name="churn-stage", environment="staging")
     deployment = deploy.request_deployment(alice, version=version, target=target, reason="try")
     check = checks.create_check(bob, name="churn", url="http://127.0.0.1:9/health")

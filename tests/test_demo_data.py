@@ -9,6 +9,7 @@ def test_the_demo_data_command_is_repeatable_and_sets_up_a_demo(monkeypatch):
     from django.core.management import call_command
 
     from deployments.models import Deployment, ModelVersion, RegisteredModel
+    from mlops_portal.dashboards import Scope, dora
 
     monkeypatch.setattr("deployments.tasks.run_deployment_task.delay", lambda pk: None)
     monkeypatch.setattr("deployments.tasks.validate_version_task.delay", lambda pk: None)
@@ -17,6 +18,11 @@ def test_the_demo_data_command_is_repeatable_and_sets_up_a_demo(monkeypatch):
     assert RegisteredModel.objects.count() == 3
     assert ModelVersion.objects.count() == 7
     assert set(ModelVersion.objects.values_list("status", flat=True)) == {"ready"}
-    states = dict(Deployment.objects.values_list("target__name", "state"))
+    today = Deployment.objects.filter(reason__startswith="Demo:")
+    states = dict(today.values_list("target__name", "state"))
     assert states == {"iris-staging": "queued", "iris-production": "requested"}
+    # Eight weeks of history give the dashboards something to show, once.
+    summary = dora(Scope("week"))["summary"]
+    assert (summary["deployments"], summary["failures"]) == (4, 1)
+    assert summary["time_to_restore_p50_hours"] is not None
     assert Group.objects.get(name="viewer").user_set.filter(username="carol").exists()

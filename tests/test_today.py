@@ -15,7 +15,7 @@ from mlops_portal.today import since_for
 from monitoring.choices import CheckState
 from monitoring.models import HealthCheck
 from monitoring.services import checks, incidents
-from tests.factories import register_iris_version
+from tests.factories import register_iris_version, validated
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def morning(alice, bob):
     """A night's worth of trouble: two incidents, a check down, a request waiting for
     approval, a failed deployment and a version that failed validation."""
     iris = deployments.create_model(alice, name="iris", team="botany")
-    version = deployments.validate_version(register_iris_version(alice, iris).pk)
+    version = validated(register_iris_version(alice, iris))
     production = deployments.create_target(bob, name="iris-prod", environment="production")
     staging = deployments.create_target(bob, name="iris-staging", environment="staging")
     waiting = deployments.request_deployment(

@@ -10,7 +10,7 @@ from deployments.choices import DeploymentState as State
 from deployments.models import Deployment
 from mlops_portal.roles import Role
 from tests.conftest import wait_until
-from tests.factories import UserFactory, iris_artifact, register_iris_version
+from tests.factories import UserFactory, iris_artifact, register_iris_version, validated
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -21,7 +21,7 @@ def stage(celery_worker_process):
     alice = UserFactory(username="alice", role=Role.DATA_SCIENTIST)
     bob = UserFactory(username="bob", role=Role.MLOPS_ENGINEER)
     iris = services.create_model(alice, name="iris")
-    v1, v2 = (services.validate_version(register_iris_version(alice, iris).pk) for _ in "12")
+    v1, v2 = (validated(register_iris_version(alice, iris)) for _ in "12")
     target = services.create_target(
         bob, name="iris-prod", environment="production", rollback_skips_approval=True
     )

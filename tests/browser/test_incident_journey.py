@@ -13,7 +13,7 @@ from mlops_portal.roles import Role
 from monitoring.models import HealthCheck, Incident
 from monitoring.tasks import dispatch_probes
 from tests.conftest import wait_until
-from tests.factories import UserFactory, register_iris_version
+from tests.factories import UserFactory, register_iris_version, validated
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -32,7 +32,7 @@ def test_an_outage_opens_an_incident_that_an_engineer_runs_to_resolution(
     alice = UserFactory(username="alice", role=Role.DATA_SCIENTIST)
     bob = UserFactory(username="bob", role=Role.MLOPS_ENGINEER)
     iris = deploy.create_model(alice, name="iris")
-    version = deploy.validate_version(register_iris_version(alice, iris).pk)
+    version = validated(register_iris_version(alice, iris))
     target = deploy.create_target(bob, name="iris-prod", environment="production",
                                   requires_approval=False)  # fmt: skip
     live = deploy.request_deployment(alice, version=version, target=target, reason="ship")

@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 from deployments import services as deploy
 from mlops_portal.roles import Role
 from monitoring.services import incidents
-from tests.factories import UserFactory, register_iris_version
+from tests.factories import UserFactory, register_iris_version, validated
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -18,7 +18,7 @@ def test_an_engineer_triages_the_morning_and_reads_the_dashboards(
     alice = UserFactory(username="alice", role=Role.DATA_SCIENTIST)
     bob = UserFactory(username="bob", role=Role.MLOPS_ENGINEER)
     iris = deploy.create_model(alice, name="iris", team="botany")
-    version = deploy.validate_version(register_iris_version(alice, iris).pk)
+    version = validated(register_iris_version(alice, iris))
     production = deploy.create_target(bob, name="iris-prod", environment="production")
     request = deploy.request_deployment(
         alice, version=version, target=production, reason="Recall up 4 points."

@@ -8,7 +8,7 @@ import pytest
 from deployments import services
 from mlops_portal.roles import Role
 from tests.conftest import stop_model_servers
-from tests.factories import UserFactory, register_iris_version
+from tests.factories import UserFactory, register_iris_version, validated
 
 WEBHOOK_SECRET = "s3cret-signing-key-for-tests"
 
@@ -34,13 +34,13 @@ def iris(alice):
 def ready_version(alice, iris):
     """A validated, ready iris version (v1) registered by Alice."""
     version = register_iris_version(alice, iris, metrics={"accuracy": 0.9})
-    return services.validate_version(version.pk)
+    return validated(version)
 
 
 @pytest.fixture
 def second_version(alice, iris, ready_version):
     version = register_iris_version(alice, iris, metrics={"accuracy": 0.95})
-    return services.validate_version(version.pk)
+    return validated(version)
 
 
 @pytest.fixture

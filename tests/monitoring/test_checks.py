@@ -18,7 +18,7 @@ from deployments.models import Deployment
 from monitoring.choices import CheckState, IncidentState
 from monitoring.models import HealthCheck, Incident, MaintenanceWindow, ProbeResult
 from monitoring.services import checks
-from tests.factories import register_iris_version
+from tests.factories import register_iris_version, validated
 
 _later = itertools.count(1)
 
@@ -205,7 +205,7 @@ def test_a_live_deployment_gets_a_check_that_names_it_as_the_likely_cause(
 ):
     target = deploy.create_target(bob, name="iris-prod", environment="production",
                                   requires_approval=False)  # fmt: skip
-    v1 = deploy.validate_version(register_iris_version(alice, iris).pk)
+    v1 = validated(register_iris_version(alice, iris))
     live = go_live(alice, v1, target, endpoint.url.removesuffix("/health"))
     check = HealthCheck.objects.get(target=target, follows_target=True)
     assert check.url == endpoint.url
@@ -224,7 +224,7 @@ def test_a_deploy_opens_a_maintenance_window_for_its_target(
 ):
     target = deploy.create_target(bob, name="iris-stage", environment="staging")
     check = make_check("http://127.0.0.1:9/health", target=target)
-    version = deploy.validate_version(register_iris_version(alice, iris).pk)
+    version = validated(register_iris_version(alice, iris))
     deployment = deploy.request_deployment(alice, version=version, target=target, reason="x")
     checks.begin_deploy_window(deployment)
     assert checks.in_maintenance(check, timezone.now())
@@ -237,8 +237,8 @@ def test_auto_rollback_when_the_new_version_fails_inside_its_verification_window
 ):
     target = deploy.create_target(bob, name="iris-auto", environment="staging",
                                   auto_rollback=True, verification_window_seconds=600)  # fmt: skip
-    v1 = deploy.validate_version(register_iris_version(alice, iris).pk)
-    v2 = deploy.validate_version(register_iris_version(alice, iris).pk)
+    v1 = validated(register_iris_version(alice, iris))
+    v2 = validated(register_iris_version(alice, iris))
     go_live(alice, v1, target, "http://127.0.0.1:9")
     bad = go_live(alice, v2, target, endpoint.url.removesuffix("/health"))
     check = HealthCheck.objects.get(target=target)
@@ -262,7 +262,7 @@ def test_a_version_page_reports_how_it_behaved_while_live_in_production(
 
     target = deploy.create_target(bob, name="iris-prod", environment="production",
                                   requires_approval=False)  # fmt: skip
-    v1 = deploy.validate_version(register_iris_version(alice, iris).pk)
+    v1 = validated(register_iris_version(alice, iris))
     live = go_live(alice, v1, target, endpoint.url.removesuffix("/health"))
     check = HealthCheck.objects.get(target=target)
     now = timezone.now()

@@ -6,7 +6,7 @@ import pytest
 
 from deployments import services as deployments
 from mlops_portal.roles import Role
-from tests.factories import UserFactory, register_iris_version
+from tests.factories import UserFactory, register_iris_version, validated
 
 
 class ChatStandIn(http.server.ThreadingHTTPServer):
@@ -65,7 +65,7 @@ def iris(alice):
 @pytest.fixture
 def ready_version(alice, iris):
     version = register_iris_version(alice, iris, metrics={"accuracy": 0.9})
-    return deployments.validate_version(version.pk)
+    return validated(version)
 
 
 @pytest.fixture

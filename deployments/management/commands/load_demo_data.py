@@ -6,6 +6,7 @@ from django.db import transaction
 
 from deployments import services
 from deployments.demo import DEMO_MODELS
+from deployments.demo_history import write_history
 from deployments.models import RegisteredModel, Target
 from mlops_portal.audit import acting_as
 from mlops_portal.roles import Role
@@ -39,8 +40,9 @@ class Command(BaseCommand):
             with acting_as(users["bob"]):
                 self.create_targets_and_deployments(users["alice"], users["bob"])
         self.stdout.write(
-            f"Demo data: {created} new models; iris-classifier v2 deploys to iris-staging "
-            "when the worker starts, and v3 waits for approval on iris-production."
+            f"Demo data: {created} new models and eight weeks of deployment history; "
+            "iris-classifier v2 deploys to iris-staging when the worker starts, and v3 waits "
+            "for approval on iris-production."
         )
         self.stdout.write(
             "Demo users (password): "
@@ -73,6 +75,7 @@ class Command(BaseCommand):
             description="Local production: an engineer other than the requester approves.",
         )  # fmt: skip
         iris = RegisteredModel.objects.get(name="iris-classifier")
+        write_history(iris, staging, production, alice, bob)
         v2, v3 = (iris.versions.get(number=n) for n in (2, 3))
         services.request_deployment(
             alice, version=v2, target=staging, reason="Demo: v2 has the best accuracy."
