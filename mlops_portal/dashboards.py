@@ -116,7 +116,7 @@ def _hours(delta) -> float | None:
 def percentiles(queryset, duration, bucket=None, fractions=(0.5, 0.9)) -> dict:
     """{period start: {fraction: duration}} by nearest rank, in one query; without `bucket`,
     over all rows, keyed by None."""
-    queryset = queryset.annotate(
+    queryset = queryset.order_by().annotate(  # the rows' default ordering would only cost
         duration=ExpressionWrapper(duration, output_field=DurationField()),
         bucket=bucket if bucket is not None else Value(None, output_field=DateField()),
     )

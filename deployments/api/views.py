@@ -70,7 +70,10 @@ class ModelVersionViewSet(ServiceBackedViewSet):
     queryset = ModelVersion.objects.none()  # for the schema; requests use get_queryset
 
     def get_queryset(self):
-        return ModelVersion.objects.for_api().filter(model__name=self.kwargs["model_name"])
+        versions = ModelVersion.objects.for_api().filter(model__name=self.kwargs["model_name"])
+        if self.action == "list":
+            return versions.values(*ModelVersionSerializer.ROW_FIELDS)
+        return versions
 
     def list(self, request, *args, **kwargs):
         response = super().list(request, *args, **kwargs)

@@ -46,7 +46,7 @@ def test_an_engineer_triages_the_morning_and_reads_the_dashboards(
     expect(page.get_by_test_id("incident-state")).to_have_text("Open")
 
     page.goto(f"{live_server.url}/")
-    page.get_by_role("link", name="Dashboards").click()
+    page.get_by_role("link", name="Dashboards", exact=True).click()
     expect(page.get_by_role("heading", name="DORA metrics")).to_be_visible()
     page.wait_for_load_state("load")  # every inline Plotly.newPlot has run
     charts = page.locator(".js-plotly-plot")
