@@ -42,7 +42,8 @@ REGISTRY = {
     },
     "monitoring.Incident": {"exclude_fields": ["updated_at"]},
     "docs_app.Page": {"exclude_fields": ["updated_at", "body"]},
-    "mlops_portal.NotificationChannel": {"exclude_fields": ["updated_at", "secret"]},
+    # A chat webhook's URL is its credential, like the secret.
+    "mlops_portal.NotificationChannel": {"exclude_fields": ["updated_at", "secret", "url"]},
 }
 KINDS = {label.lower(): label for label in REGISTRY}
 

@@ -7,7 +7,7 @@ figures as production. Every function returns `{"rows": [...], "summary": {...}}
 plain numbers, which the page draws and the API returns as JSON or CSV."""
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.db.models import (
     Avg,
@@ -39,13 +39,16 @@ DEFAULT_PERIODS = 12  # weeks or months shown when no `since` is given
 DEFINITIONS = {
     "deployment_frequency": "Deployments to production that went live, per period "
     "(rollbacks are not counted as changes).",
-    "lead_time": "From registering a version to it going live in production: median "
+    "lead_time": "From registering a version to its first time live in production: median "
     "and 90th percentile, in hours.",
-    "change_failure_rate": "Share of production deployments followed by a rollback or "
-    "an incident linked to them.",
-    "time_to_restore": "From an incident being opened to it being resolved: median, in "
-    "hours, by the period the incident was opened in.",
+    "change_failure_rate": "Share of production deployments followed by a rollback (one "
+    "that was not rejected or cancelled) or by an incident linked to them.",
+    "time_to_restore": "From an incident being opened to it being resolved, for incidents "
+    "on production targets or on no target: median, in hours, by the period it was opened "
+    "in (open incidents count once resolved).",
 }
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LONGEST_RANGE = timedelta(days=5 * 366)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,18 @@ class Scope:
     @property
     def end(self) -> datetime:
         return self.until or timezone.now()
+
+    def problems(self) -> dict[str, list[str]]:
+        """What is wrong with the range, by parameter (empty when it can be computed)."""
+        if self.since and self.since < EARLIEST:
+            return {"since": ["Use a date from 2000 on."]}
+        if self.until and self.until > timezone.now() + timedelta(days=366):
+            return {"until": ["Use a date at most a year ahead."]}
+        if self.end <= self.start:
+            return {"until": ["Must be after since."]}
+        if self.end - self.start > LONGEST_RANGE:
+            return {"since": ["Ask for at most five years at a time."]}
+        return {}
 
     def model_filter(self, path: str) -> Q:
         """Restrict to the team or model, `path` leading from the row to its model."""
@@ -163,8 +178,21 @@ def production_changes(scope: Scope):
     )
 
 
+def first_time_live(changes):
+    """Only each version's first time live in production: a redeploy is no new change."""
+    earlier = Deployment.objects.filter(
+        version=OuterRef("version"),
+        target__environment=Environment.PRODUCTION,
+        state__in=WAS_LIVE_STATES,
+        finished_at__lt=OuterRef("finished_at"),
+    )
+    return changes.filter(~Exists(earlier))
+
+
 def restored_incidents(scope: Scope):
+    """Resolved incidents of production (or of no target: they are not known to be elsewhere)."""
     return Incident.objects.filter(
+        Q(target__isnull=True) | Q(target__environment=Environment.PRODUCTION),
         scope.model_filter("version__model"),
         opened_at__gte=scope.start,
         opened_at__lt=scope.end,
@@ -174,9 +202,12 @@ def restored_incidents(scope: Scope):
 
 def dora(scope: Scope) -> dict:
     changes = production_changes(scope)
+    rolled_back = Deployment.objects.filter(rollback_of=OuterRef("pk")).exclude(
+        state__in=[DeploymentState.REJECTED, DeploymentState.CANCELLED]
+    )
     failed = ExpressionWrapper(
         Q(state=DeploymentState.ROLLED_BACK)
-        | Q(Exists(Deployment.objects.filter(rollback_of=OuterRef("pk"))))
+        | Q(Exists(rolled_back))
         | Q(Exists(Incident.objects.filter(deployment=OuterRef("pk")))),
         output_field=BooleanField(),
     )
@@ -186,7 +217,7 @@ def dora(scope: Scope) -> dict:
         .values("bucket")
         .annotate(deployments=Count("pk"), failures=Count("pk", filter=Q(failed=True)))
     }
-    lead = percentiles(changes, LEAD_TIME, _bucket("finished_at", scope))
+    lead = percentiles(first_time_live(changes), LEAD_TIME, _bucket("finished_at", scope))
     restore = percentiles(
         restored_incidents(scope), MTTR, _bucket("opened_at", scope), fractions=(0.5,)
     )
@@ -219,7 +250,7 @@ def dora_summary(scope: Scope, changes, failed) -> dict:
     totals = changes.annotate(failed=failed).aggregate(
         deployments=Count("pk"), failures=Count("pk", filter=Q(failed=True))
     )
-    lead = percentiles(changes, LEAD_TIME).get(None, {})
+    lead = percentiles(first_time_live(changes), LEAD_TIME).get(None, {})
     restore = percentiles(restored_incidents(scope), MTTR, fractions=(0.5,)).get(None, {})
     deployments = totals["deployments"]
     return {

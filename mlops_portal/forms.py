@@ -1,6 +1,10 @@
+from datetime import datetime, time, timedelta
+
 from django import forms
+from django.utils import timezone
 
 from mlops_portal.choices import ChannelKind, NotificationEvent
+from mlops_portal.dashboards import Scope
 
 
 class ApiTokenForm(forms.Form):
@@ -46,3 +50,26 @@ class DashboardForm(forms.Form):
     period = forms.ChoiceField(choices=[("week", "By week"), ("month", "By month")], required=False)
     team = forms.CharField(required=False, max_length=100)
     model = forms.CharField(required=False, max_length=100, help_text="A model's name")
+    since = forms.DateField(required=False, help_text="First day (default: 12 periods ago)")
+    until = forms.DateField(required=False, help_text="Last day (default: today)")
+
+    def scope(self) -> Scope:
+        """The figures' scope; the defaults when the form is not valid (errors are shown)."""
+        if not self.is_valid():
+            return Scope()
+        data = self.cleaned_data
+        scope = Scope(
+            period=data["period"] or "week",
+            since=_midnight(data["since"]) if data["since"] else None,
+            until=_midnight(data["until"] + timedelta(days=1)) if data["until"] else None,
+            team=data["team"],
+            model=data["model"],
+        )
+        for field, errors in scope.problems().items():
+            for error in errors:
+                self.add_error(field, error)
+        return Scope() if self.errors else scope
+
+
+def _midnight(day):
+    return timezone.make_aware(datetime.combine(day, time.min))

@@ -12,6 +12,7 @@ with the reason. A job lost while sending is never resent: at most once."""
 
 import json
 import logging
+import re
 from datetime import timedelta
 
 import httpx
@@ -37,11 +38,18 @@ User = get_user_model()
 
 SIGNATURE_HEADER = "X-MLOps-Signature"
 EVENT_HEADER = "X-MLOps-Event"
+DELIVERY_HEADER = "X-MLOps-Delivery"  # the same on a retry: receivers can drop repeats
 CLAIMABLE = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
+# A send this long in `sending` lost its worker (the task's time limit is far shorter).
+LOST_SEND_AFTER = timedelta(minutes=10)
 
 
 class DeliveryError(Exception):
     """Why a send did not go through, in words for the Notifications page."""
+
+
+class PermanentError(DeliveryError):
+    """A send that cannot succeed by trying again (no channel, a 4xx answer)."""
 
 
 # --- who hears about what ----------------------------------------------------------------
@@ -121,7 +129,9 @@ def announce(event, *, key, title, body="", url="", data=None, users=(), channel
             ]  # fmt: skip
         Delivery.objects.bulk_create(deliveries)
     ids = [delivery.pk for delivery in deliveries]
-    transaction.on_commit(lambda: _enqueue(ids))
+    # robust: a broker outage must not turn the committed change into an error page; the
+    # sweeper sends what was not queued.
+    transaction.on_commit(lambda: _enqueue(ids), robust=True)
     return notification
 
 
@@ -142,33 +152,40 @@ def _enqueue(delivery_ids) -> None:
 
 
 def deliver(delivery_id: int) -> float | None:
-    """Send one delivery unless it was sent or is being sent; return the seconds to wait
-    before the next attempt when it failed and may be retried."""
-    claimed = Delivery.objects.filter(pk=delivery_id, status__in=CLAIMABLE).update(
-        status=DeliveryStatus.SENDING, attempts=F("attempts") + 1, next_attempt_at=None
-    )
+    """Send one delivery unless it was sent, is being sent or is not due yet; return the
+    seconds to wait before the next attempt when it failed and may be retried."""
+    now = timezone.now()
+    claimed = Delivery.objects.filter(
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now),
+        pk=delivery_id,
+        status__in=CLAIMABLE,
+    ).update(status=DeliveryStatus.SENDING, attempts=F("attempts") + 1, claimed_at=now)
     if not claimed:
-        return None
+        return None  # sent, being sent, or a duplicate job ahead of its backoff
     delivery = Delivery.objects.select_related("notification", "channel").get(pk=delivery_id)
     try:
         SENDERS[delivery.medium](delivery)
+    except PermanentError as exc:
+        return _record_failure(delivery, str(exc), give_up=True)
     except Exception as exc:  # whatever the cause, it is recorded on the delivery
         return _record_failure(delivery, _describe(exc))
-    Delivery.objects.filter(pk=delivery_id).update(
-        status=DeliveryStatus.SENT, sent_at=timezone.now(), last_error=""
-    )
+    _finish(delivery, status=DeliveryStatus.SENT, sent_at=timezone.now(), last_error="")
     return None
 
 
-def _record_failure(delivery, reason: str) -> float | None:
-    if delivery.attempts >= settings.NOTIFICATION_MAX_ATTEMPTS:
-        Delivery.objects.filter(pk=delivery.pk).update(
-            status=DeliveryStatus.FAILED, last_error=reason[:500]
-        )
+def _finish(delivery, **fields) -> None:
+    # Only while still ours: the sweeper may have declared this send lost meanwhile.
+    Delivery.objects.filter(pk=delivery.pk, status=DeliveryStatus.SENDING).update(**fields)
+
+
+def _record_failure(delivery, reason: str, give_up=False) -> float | None:
+    if give_up or delivery.attempts >= settings.NOTIFICATION_MAX_ATTEMPTS:
+        _finish(delivery, status=DeliveryStatus.FAILED, last_error=reason[:500])
         logger.warning("Gave up on delivery %s: %s", delivery.pk, reason)
         return None
     wait = settings.NOTIFICATION_RETRY_SECONDS * 2 ** (delivery.attempts - 1)
-    Delivery.objects.filter(pk=delivery.pk).update(
+    _finish(
+        delivery,
         status=DeliveryStatus.RETRYING,
         last_error=reason[:500],
         next_attempt_at=timezone.now() + timedelta(seconds=wait),
@@ -188,7 +205,7 @@ def sweep_deliveries(now=None) -> dict[str, int]:
     now = now or timezone.now()
     grace = timedelta(seconds=settings.NOTIFICATION_SWEEP_GRACE_SECONDS)
     lost_sends = Delivery.objects.filter(
-        status=DeliveryStatus.SENDING, created_at__lt=now - timedelta(minutes=10)
+        status=DeliveryStatus.SENDING, claimed_at__lt=now - LOST_SEND_AFTER
     ).update(status=DeliveryStatus.FAILED, last_error="The worker was lost while sending.")
     overdue = list(
         Delivery.objects.filter(
@@ -212,21 +229,32 @@ def send_email(delivery) -> None:
     link = absolute_url(notification)
     send_mail(
         subject=f"[MLOps Portal] {notification.title}",
-        message="\n\n".join(part for part in (notification.body, link) if part),
+        message="\n\n".join(part for part in (notification.body.strip(), link) if part),
         from_email=None,
         recipient_list=[delivery.address],
     )
 
 
 def chat_payload(notification) -> dict:
-    """Slack's incoming-webhook format, which Mattermost and Rocket.Chat accept too."""
+    """Slack's incoming-webhook format, which Mattermost and Rocket.Chat accept too. Titles
+    and bodies are people's words: escaped, so they cannot ping a room or hide a link."""
     link = absolute_url(notification)
-    lines = [f"*{notification.title}*"]
+    lines = [f"*{chat_text(notification.title)}*"]
     if notification.body:
-        lines.append(notification.body)
+        lines.append(chat_text(notification.body))
     if link:
         lines.append(f"<{link}|Open in the MLOps Portal>")
     return {"text": "\n".join(lines), "username": "MLOps Portal"}
+
+
+ROOM_MENTION = re.compile(r"@(channel|here|all|everyone)\b", re.IGNORECASE)
+
+
+def chat_text(text: str) -> str:
+    """Slack's escaping (`<!channel>`, `<url|label>` need `<`), and a zero-width space after
+    `@` so Mattermost and Rocket.Chat see no `@channel`."""
+    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return ROOM_MENTION.sub("@\u200b\\1", escaped)
 
 
 def webhook_payload(delivery) -> dict:
@@ -244,7 +272,7 @@ def webhook_payload(delivery) -> dict:
 
 def send_chat(delivery) -> None:
     channel = _usable_channel(delivery)
-    _post(channel.url, json.dumps(chat_payload(delivery.notification)).encode(), {})
+    _post(channel, json.dumps(chat_payload(delivery.notification)).encode(), {})
 
 
 def send_webhook(delivery) -> None:
@@ -252,10 +280,10 @@ def send_webhook(delivery) -> None:
 
     channel = _usable_channel(delivery)
     body = json.dumps(webhook_payload(delivery)).encode()
-    headers = {EVENT_HEADER: delivery.notification.event}
+    headers = {EVENT_HEADER: delivery.notification.event, DELIVERY_HEADER: str(delivery.pk)}
     if channel.secret:
         headers[SIGNATURE_HEADER] = sign(channel.secret, body)
-    _post(channel.url, body, headers)
+    _post(channel, body, headers)
 
 
 SENDERS = {Medium.EMAIL: send_email, Medium.CHAT: send_chat, Medium.WEBHOOK: send_webhook}
@@ -264,24 +292,29 @@ SENDERS = {Medium.EMAIL: send_email, Medium.CHAT: send_chat, Medium.WEBHOOK: sen
 def _usable_channel(delivery):
     channel = delivery.channel
     if channel is None:
-        raise DeliveryError("The channel was deleted.")
+        raise PermanentError("The channel was deleted.")
     if not channel.enabled:
-        raise DeliveryError(f"The channel {channel.name} is disabled.")
+        raise PermanentError(f"The channel {channel.name} is disabled.")
     return channel
 
 
-def _post(url: str, body: bytes, headers: dict) -> None:
+def _post(channel, body: bytes, headers: dict) -> None:
+    """POST to the channel. Errors name the channel, not its URL (a chat webhook URL is a
+    credential), and keep none of the answer (it could come from an internal service)."""
     try:
         response = httpx.post(
-            url,
+            channel.url,
             content=body,
             headers={"Content-Type": "application/json", **headers},
             timeout=settings.NOTIFICATION_TIMEOUT_SECONDS,
         )
     except httpx.HTTPError as exc:
-        raise DeliveryError(f"Could not reach {url}: {_describe(exc)}") from exc
-    if response.status_code >= 300:
-        raise DeliveryError(f"{url} answered {response.status_code}: {response.text[:200]}")
+        raise DeliveryError(f"Could not reach {channel.name}: {exc.__class__.__name__}") from exc
+    status = response.status_code
+    if 400 <= status < 500 and status not in (408, 429):
+        raise PermanentError(f"{channel.name} refused the message: HTTP {status}")
+    if status >= 300:
+        raise DeliveryError(f"{channel.name} answered HTTP {status}")
 
 
 # --- the daily digest --------------------------------------------------------------------

@@ -23,6 +23,9 @@ SECTION_SIZE = 8
 # "Since your last visit" never means less than this: a second look at the page in the
 # morning still shows what failed overnight.
 MINIMUM_LOOKBACK = timedelta(hours=24)
+# The oldest "since" a page may ask for (its htmx poll carries the one it was shown with).
+MAXIMUM_LOOKBACK = timedelta(days=90)
+VISIT_RESOLUTION = timedelta(minutes=10)
 
 
 @dataclass
@@ -54,9 +57,16 @@ def since_for(user, now: datetime | None = None) -> datetime:
 
 
 def record_visit(user, now: datetime | None = None) -> None:
-    Profile.objects.update_or_create(
-        user=user, defaults={"last_today_visit_at": now or timezone.now()}
+    """Remember this visit. Only its day matters (`since` reaches back 24 hours anyway), so
+    a page reloaded within VISIT_RESOLUTION writes nothing."""
+    now = now or timezone.now()
+    updated = (
+        Profile.objects.filter(user=user)
+        .exclude(last_today_visit_at__gt=now - VISIT_RESOLUTION)
+        .update(last_today_visit_at=now)
     )
+    if not updated:
+        Profile.objects.get_or_create(user=user, defaults={"last_today_visit_at": now})
 
 
 def triage(user, since: datetime) -> list[Section]:

@@ -16,14 +16,13 @@ from django.views.decorators.http import require_GET, require_POST
 from deployments.models import RegisteredModel, Target
 from mlops_portal import charts, dashboards, services
 from mlops_portal.changes import ChangeFilter, describe, feed
-from mlops_portal.dashboards import Scope
 from mlops_portal.forms import ApiTokenForm, ChannelForm, DashboardForm, EmailEventsForm
 from mlops_portal.health import broker_kind, broker_status, database_status
 from mlops_portal.models import ApiToken, Delivery, NotificationChannel, Profile
 from mlops_portal.notifications import events_for
-from mlops_portal.roles import OPERATORS, has_role, roles_of
+from mlops_portal.roles import OPERATORS, has_role, require_role, roles_of
 from mlops_portal.search import results, search, search_kind
-from mlops_portal.today import record_visit, triage
+from mlops_portal.today import MAXIMUM_LOOKBACK, record_visit, triage
 from mlops_portal.today import since_for as triage_since
 from mlops_portal.utils import add_service_errors
 
@@ -32,7 +31,7 @@ def today(request):
     """Morning triage: what needs a look, most urgent first. The page polls itself with
     htmx, keeping the "since" it was first shown with."""
     now = timezone.now()
-    since = _parse_since(request.GET.get("since", "")) or triage_since(request.user, now)
+    since = _parse_since(request.GET.get("since", ""), now) or triage_since(request.user, now)
     context = {"sections": triage(request.user, since), "since": since, "refreshed_at": now}
     if request.htmx:
         return render(request, "mlops_portal/today/_triage.html", context)
@@ -40,14 +39,17 @@ def today(request):
     return render(request, "mlops_portal/today/page.html", context)
 
 
-def _parse_since(value: str):
+def _parse_since(value: str, now):
+    """The `since` an htmx poll carries; None (the default) for anything else."""
     try:
         since = parse_datetime(value)
     except ValueError:  # well formed but impossible, e.g. month 13
         return None
-    if since is not None and timezone.is_naive(since):
+    if since is None:
+        return None
+    if timezone.is_naive(since):
         since = timezone.make_aware(since)
-    return since
+    return since if now - MAXIMUM_LOOKBACK <= since <= now else None
 
 
 @login_not_required
@@ -166,6 +168,8 @@ def channel_list(request):
 
 
 def channel_edit(request, channel_id):
+    # Engineers only, even to look: a chat webhook's URL is its credential.
+    require_role(request.user, OPERATORS, "configure notification channels")
     channel = get_object_or_404(NotificationChannel, pk=channel_id)
     fields = ("name", "kind", "url", "events", "enabled")
     form = ChannelForm(
@@ -202,16 +206,19 @@ def dashboard(request):
     """DORA metrics, deployment outcomes, approval waits, incidents and health, for all or
     for one team or model; every figure is also at /api/v1/metrics/<figure>/."""
     form = DashboardForm(request.GET)
-    chosen = form.cleaned_data if form.is_valid() else {}
-    scope = Scope(
-        period=chosen.get("period") or "week",
-        team=chosen.get("team", ""),
-        model=chosen.get("model", ""),
-    )
+    scope = form.scope()
     dora, outcomes = dashboards.dora(scope), dashboards.deployment_outcomes(scope)
     approvals, incidents = dashboards.approval_waits(scope), dashboards.incidents_by_severity(scope)
     health = dashboards.health_by_target(scope)
-    query = urlencode({"period": scope.period, "team": scope.team, "model": scope.model})
+    query = urlencode(
+        {
+            "period": scope.period,
+            "since": scope.start.isoformat(),
+            "until": scope.end.isoformat(),
+            "team": scope.team,
+            "model": scope.model,
+        }
+    )
     return render(
         request,
         "mlops_portal/dashboard.html",

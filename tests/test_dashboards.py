@@ -38,9 +38,9 @@ def history(alice, bob):
 
     week 1: three changes to production for team botany (lead times 108 h, 6 h, 10 h), the
     second rolled back, the third followed by an incident; one change of team ads (1 h);
-    plus what must not count: a rollback, a staging deploy, a failed deploy.
-    Incidents: 2 h (linked to the third change), 4 h (no deployment), one still open;
-    week 2: no deployment, one incident of 1 h."""
+    plus what must not count: a rollback, a rejected rollback, a staging deploy, a failed
+    deploy. Incidents: 2 h (linked to the third change), 4 h (no deployment), one still
+    open, one on staging; week 2: the third version deployed again, one incident of 1 h."""
     iris = deployments.create_model(alice, name="iris", team="botany")
     ads = deployments.create_model(alice, name="ads-ctr", team="ads")
     production = deployments.create_target(bob, name="prod", environment="production")
@@ -65,6 +65,8 @@ def history(alice, bob):
     deploy(version(ads, at(8)), production, at(8, 1))  # team ads, lead 1 h
     deploy(c, staging, at(7, 1))  # not production
     deploy(c, production, at(9), state=State.FAILED)  # never went live
+    deploy(a, production, at(6, 9), state=State.REJECTED, rollback_of=first)  # not a failure
+    deploy(c, production, at(13, 2))  # week 2: a redeploy, a deployment but no new lead time
 
     def incident(opened, resolved=None, **links):
         return Incident.objects.create(
@@ -76,6 +78,7 @@ def history(alice, bob):
     incident(at(8), at(8, 4))  # 4 h, no deployment behind it
     incident(at(9))  # still open: no time to restore yet
     incident(at(13), at(13, 1))  # week 2: 1 h
+    incident(at(8, 5), at(8, 6), target=staging)  # not production: no time to restore
     return {"first": first, "second": second, "third": third}
 
 
@@ -93,11 +96,11 @@ def test_dora_by_week_for_all_teams(history):
     }
     assert week_2 == {
         "period_start": "2026-10-12",
-        "deployments": 0,
-        "lead_time_p50_hours": None,
+        "deployments": 1,  # the redeploy is a deployment...
+        "lead_time_p50_hours": None,  # ...but not a new change to measure
         "lead_time_p90_hours": None,
         "failures": 0,
-        "change_failure_rate": None,
+        "change_failure_rate": 0.0,
         "incidents_restored": 1,
         "time_to_restore_p50_hours": 1.0,
     }
@@ -121,16 +124,16 @@ def test_dora_for_one_team_and_for_one_model(history):
 def test_dora_summary_over_the_range_and_by_month(history):
     summary = dora(TWO_WEEKS)["summary"]
     assert summary == {
-        "deployments": 4,
-        "lead_time_p50_hours": 6.0,
+        "deployments": 5,
+        "lead_time_p50_hours": 6.0,  # first times live only: [1, 6, 10, 108]
         "lead_time_p90_hours": 108.0,
         "failures": 2,
-        "change_failure_rate": 0.5,
+        "change_failure_rate": 0.4,
         "time_to_restore_p50_hours": 2.0,  # 2nd of [1, 2, 4]
     }
     [october] = dora(Scope("month", since=at(1), until=at(31)))["rows"]
     assert october["period_start"] == "2026-10-01"
-    assert october["deployments"] == 4 and october["incidents_restored"] == 3
+    assert october["deployments"] == 5 and october["incidents_restored"] == 3
 
 
 def test_dora_with_nothing_deployed(db):
@@ -147,8 +150,10 @@ def test_outcomes_approvals_incidents_and_health(history, bob):
     assert week_1[State.SUPERSEDED] == 0
 
     outcomes = deployment_outcomes(Scope("week"))["summary"]
-    # Superseded: the first change, the rollback, team ads' change and the staging deploy.
-    assert outcomes[State.SUPERSEDED] == 4 and outcomes[State.ROLLED_BACK] == 1
+    # Superseded: the first change, the rollback, team ads' change, the staging deploy and
+    # the redeploy.
+    assert outcomes[State.SUPERSEDED] == 5 and outcomes[State.ROLLED_BACK] == 1
+    assert outcomes[State.REJECTED] == 1
     assert outcomes[State.FAILED] == 1 and outcomes[State.SUCCEEDED] == 1
 
     Deployment.objects.filter(pk=history["third"].pk).update(
@@ -161,7 +166,7 @@ def test_outcomes_approvals_incidents_and_health(history, bob):
 
     Incident.objects.filter(opened_at=at(8)).update(severity="sev1")
     by_severity = incidents_by_severity(TWO_WEEKS)["rows"]
-    assert [(row["sev1"], row["sev3"]) for row in by_severity] == [(1, 2), (0, 1)]
+    assert [(row["sev1"], row["sev3"]) for row in by_severity] == [(1, 3), (0, 1)]  # all targets
     assert by_severity[1]["mttr_hours"] == 1.0
 
     check = HealthCheck.objects.create(
@@ -188,17 +193,26 @@ def test_outcomes_approvals_incidents_and_health(history, bob):
 
 def test_the_dashboard_page_shows_dora_with_definitions(client, carol, history):
     client.force_login(carol)
-    response = client.get("/dashboards/", {"period": "month", "team": "botany"})
+    october = {"since": "2026-10-01", "until": "2026-10-31"}
+    response = client.get("/dashboards/", {"period": "month", "team": "botany", **october})
     assert response.status_code == 200
     page = response.content.decode()
-    assert response.context["dora"]["summary"]["deployments"] == 3  # the last 12 months
+    assert response.context["dora"]["summary"]["deployments"] == 4  # botany's, redeploy too
     assert "Lead time for changes" in page
-    assert "From registering a version to it going live in production" in page
-    assert page.count('class="plotly-graph-div"') >= 8
-    assert "/api/v1/metrics/dora/?period=month&amp;team=botany" in page
+    assert "From registering a version to its first time live in production" in page
+    assert page.count('class="plotly-graph-div"') == 8
+    api_link = "/api/v1/metrics/dora/?period=month&amp;since=2026-10-01T00%3A00%3A00%2B00%3A00"
+    assert api_link in page and "team=botany" in page
 
-    bad = client.get("/dashboards/", {"period": "fortnight"})
-    assert bad.status_code == 200 and "Showing the defaults" in bad.content.decode()
+    for bad in (
+        {"period": "fortnight"},
+        {"since": "1999-12-31"},
+        {"since": "2026-10-05", "until": "2026-10-01"},
+    ):
+        response = client.get("/dashboards/", bad)
+        assert response.status_code == 200
+        assert "Showing the defaults" in response.content.decode()
+        assert response.context["scope"] == Scope()
 
 
 def test_the_api_serves_each_figure_as_json_and_csv(carol, api_client_for, history):
@@ -214,7 +228,7 @@ def test_the_api_serves_each_figure_as_json_and_csv(carol, api_client_for, histo
     header, week_1, week_2 = csv.content.decode().splitlines()
     assert header.startswith("period_start,deployments,lead_time_p50_hours")
     assert week_1.startswith("2026-10-05,4,6.0,108.0,2,0.5,")
-    assert week_2 == "2026-10-12,0,,,0,,1,1.0"
+    assert week_2 == "2026-10-12,1,,,0,0.0,1,1.0"
 
     for figure in ("deployments", "approvals", "incidents", "health"):
         assert api.get(f"/api/v1/metrics/{figure}/", query).status_code == 200
@@ -225,8 +239,15 @@ def test_the_api_names_the_bad_parameter(carol, api_client_for, client):
     assert api.get("/api/v1/metrics/dora/", {"period": "year"}).json() == {
         "period": ['"year" is not a valid choice.']
     }
-    backwards = api.get("/api/v1/metrics/dora/", {"since": "2026-10-05", "until": "2026-10-01"})
-    assert backwards.status_code == 400 and "until" in backwards.json()
+    for query, field in [
+        ({"since": "2026-10-05", "until": "2026-10-01"}, "until"),
+        ({"until": "9999-12-31T00:00:00Z"}, "until"),
+        ({"since": "0001-01-01T00:00:00Z"}, "since"),
+        ({"since": "2001-01-01T00:00:00Z"}, "since"),  # more than five years
+    ]:
+        response = api.get("/api/v1/metrics/dora/", query)
+        assert response.status_code == 400, query
+        assert list(response.json()) == [field]
     assert api.get("/api/v1/metrics/velocity/").status_code == 404
     assert client.get("/api/v1/metrics/dora/").status_code in (401, 403)
 
@@ -241,7 +262,9 @@ def test_dashboard_queries_do_not_grow_with_the_data(client, carol, api_client_f
             client.get(url) if url.startswith("/dash") else api.get(url)
         return len(queries)
 
-    urls = ["/dashboards/", "/api/v1/metrics/dora/", "/api/v1/metrics/incidents/"]
+    october = "since=2026-10-01&until=2026-10-31"
+    urls = [f"/dashboards/?{october}", f"/api/v1/metrics/dora/?{october}",
+            f"/api/v1/metrics/incidents/?{october}"]  # fmt: skip
     before = [count(url) for url in urls]
     version = history["third"].version
     for number in range(20):
@@ -254,3 +277,4 @@ def test_dashboard_queries_do_not_grow_with_the_data(client, carol, api_client_f
             title=f"more {number}", source="manual", opened_at=history["third"].finished_at
         )
     assert [count(url) for url in urls] == before
+    assert dora(Scope("month", since=at(1), until=at(31)))["summary"]["deployments"] == 25

@@ -98,6 +98,8 @@ def test_what_happened_is_counted_from_the_last_visit_or_at_least_a_day(client, 
 
     visit = Profile.objects.get(user=alice).last_today_visit_at
     assert timezone.now() - visit < timedelta(seconds=5)
+    client.get("/")  # a reload minutes later writes nothing: only the day matters
+    assert Profile.objects.get(user=alice).last_today_visit_at == visit
     assert since_for(alice) <= timezone.now() - timedelta(hours=24)  # even just after a visit
     Profile.objects.filter(user=alice).update(last_today_visit_at=three_days_ago)
     assert since_for(alice) == three_days_ago  # a long absence reaches further back
@@ -116,8 +118,11 @@ def test_the_page_refreshes_its_triage_with_htmx_keeping_its_since(client, bob, 
     assert response.context["since"].isoformat() == since
     assert Profile.objects.get(user=bob).last_today_visit_at == before  # polls are no visit
 
-    garbage = client.get("/", {"since": "2026-13-45T99:00"})
-    assert garbage.status_code == 200  # an impossible date falls back to the last visit
+    default = since_for(bob)
+    for nonsense in ("2026-13-45T99:00", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+        response = client.get("/", {"since": nonsense}, headers={"HX-Request": "true"})
+        assert response.status_code == 200
+        assert abs(response.context["since"] - default) < timedelta(seconds=5)
 
 
 def test_the_page_makes_the_same_queries_however_much_happened(client, alice, bob, morning):

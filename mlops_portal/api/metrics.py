@@ -46,9 +46,9 @@ class ScopeSerializer(serializers.Serializer):
     model = serializers.CharField(required=False, default="", allow_blank=True)
 
     def validate(self, attrs):
-        since, until = attrs.get("since"), attrs.get("until")
-        if since and until and since >= until:
-            raise serializers.ValidationError({"until": ["Must be after since."]})
+        problems = Scope(**attrs).problems()
+        if problems:
+            raise serializers.ValidationError(problems)
         return attrs
 
 

@@ -103,23 +103,83 @@ def test_a_delivery_is_sent_at_most_once(alice):
 
 
 @override_settings(NOTIFICATION_MAX_ATTEMPTS=2, NOTIFICATION_RETRY_SECONDS=3)
-def test_a_broken_channel_never_blocks_the_event_and_fails_with_its_reason(bob, alice, iris):
+def test_an_unreachable_channel_is_retried_then_fails_with_its_reason(bob, alice):
     services.save_channel(
         bob, name="#ml-alerts", kind="chat", url="http://127.0.0.1:9/hook",
         events=[Event.INCIDENT_OPENED],
     )  # fmt: skip
     incident = incidents.open_incident(alice, title="Scores are all zero")
-    assert incident.pk  # the incident stands whatever the channel does
-
     delivery = Delivery.objects.get(channel__name="#ml-alerts")
+
     assert notifications.deliver(delivery.pk) == 3  # retry in 3 s
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.RETRYING
-    assert "Could not reach http://127.0.0.1:9/hook" in delivery.last_error
+    assert delivery.last_error == "Could not reach #ml-alerts: ConnectError"  # not its URL
 
+    assert notifications.deliver(delivery.pk) is None  # a duplicate job, ahead of its backoff
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.RETRYING, 1)
+
+    Delivery.objects.filter(pk=delivery.pk).update(next_attempt_at=timezone.now())
     assert notifications.deliver(delivery.pk) is None  # second and last attempt
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.FAILED, 2)
+    incident.refresh_from_db()
+    assert incident.state == "open" and incident.events.count() == 1  # the incident stands
+
+
+def test_a_refusal_or_a_disabled_channel_fails_at_once(bob, alice, chat_server):
+    channel = services.save_channel(
+        bob, name="#ml", kind="chat", url=chat_server.url, events=[Event.INCIDENT_OPENED]
+    )
+    chat_server.statuses = [404]
+    incidents.open_incident(alice, title="First")
+    refused = Delivery.objects.get()
+    notifications.deliver(refused.pk)
+    refused.refresh_from_db()
+    assert (refused.status, refused.attempts) == (DeliveryStatus.FAILED, 1)
+    assert refused.last_error == "#ml refused the message: HTTP 404"
+
+    incidents.open_incident(alice, title="Second")
+    disabled = Delivery.objects.exclude(pk=refused.pk).get()
+    services.save_channel(bob, channel, enabled=False)  # after the event, before the send
+    notifications.deliver(disabled.pk)
+    disabled.refresh_from_db()
+    assert disabled.status == DeliveryStatus.FAILED
+    assert disabled.last_error == "The channel #ml is disabled."
+    assert len(chat_server.requests) == 1
+
+
+def test_the_sweeper_resends_lost_messages_and_fails_lost_sends(alice, monkeypatch):
+    sent = []
+    monkeypatch.setattr(notifications, "_enqueue", lambda ids: sent.extend(ids))
+    for key in ("waiting", "lost", "fresh"):
+        notifications.announce(Event.INCIDENT_OPENED, key=key, title=key, users=[alice])
+    waiting, lost, fresh = (Delivery.objects.get(notification__key=k) for k in
+                            ("waiting", "lost", "fresh"))  # fmt: skip
+    sent.clear()
+    long_ago = timezone.now() - timedelta(minutes=30)
+    Delivery.objects.filter(pk=waiting.pk).update(created_at=long_ago)
+    Delivery.objects.filter(pk=lost.pk).update(status=DeliveryStatus.SENDING, claimed_at=long_ago)
+
+    assert notifications.sweep_deliveries() == {"failed": 1, "resent": 1}
+    assert sent == [waiting.pk]  # a pending delivery whose message never came
+    lost.refresh_from_db()
+    assert lost.status == DeliveryStatus.FAILED  # maybe sent: never twice
+    fresh.refresh_from_db()
+    assert fresh.status == DeliveryStatus.PENDING
+
+
+def test_chat_messages_escape_what_people_wrote():
+    notification = Notification(
+        event=Event.INCIDENT_OPENED, title="<!channel> Scores & <https://evil.example|docs>",
+        body="@channel @Here look", url="/incidents/7/",
+    )  # fmt: skip
+    text = notifications.chat_payload(notification)["text"]
+    assert "<!channel>" not in text and "<https://evil.example" not in text
+    assert text.startswith("*&lt;!channel&gt; Scores &amp; &lt;https://evil.example|docs&gt;*")
+    assert "@channel" not in text and "@Here" not in text
+    assert text.endswith("/incidents/7/|Open in the MLOps Portal>")  # our own link stays
 
 
 def test_incidents_reach_owners_and_followers_of_the_target_and_model(
@@ -309,4 +369,12 @@ def test_only_engineers_add_channels_from_the_page(client, alice, bob):
     channel = NotificationChannel.objects.get()
     assert channel.secret == SECRET
     edit = client.get(f"/notifications/channels/{channel.pk}/").content.decode()
-    assert SECRET not in edit
+    assert SECRET not in edit and "https://chat.example/hooks/1" in edit
+
+    # A chat webhook's URL is its credential: engineers only, and never in the history.
+    client.force_login(alice)
+    assert client.get(f"/notifications/channels/{channel.pk}/").status_code == 403
+    assert client.post(f"/notifications/channels/{channel.pk}/", {"delete": "1"}).status_code == 403
+    assert NotificationChannel.objects.exists()
+    history = client.get("/changes/").content.decode()
+    assert "#ml" in history and "chat.example" not in history and SECRET not in history
