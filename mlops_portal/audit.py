@@ -18,11 +18,14 @@ _current_actor = ContextVar("audited_actor", default=None)
 
 # Fields that change on every probe or heartbeat are bookkeeping, not changes people make.
 REGISTRY = {
-    "deployments.RegisteredModel": {"exclude_fields": ["updated_at"]},
+    "deployments.RegisteredModel": {"exclude_fields": ["updated_at"], "m2m_fields": ["followers"]},
     "deployments.ModelVersion": {
         "exclude_fields": ["updated_at", "validation_started_at", "validation_attempts"]
     },
-    "deployments.Target": {"exclude_fields": ["updated_at", "backend_settings"]},
+    "deployments.Target": {
+        "exclude_fields": ["updated_at", "backend_settings"],
+        "m2m_fields": ["followers"],
+    },
     "deployments.Deployment": {
         "exclude_fields": ["updated_at", "lease_expires_at", "backend_state", "attempts"]
     },

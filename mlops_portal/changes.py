@@ -48,5 +48,13 @@ def describe(entry) -> dict:
         "kind": f"{entry.content_type.app_label}.{entry.content_type.model}",
         "object_id": entry.object_pk,
         "object": entry.object_repr,
-        "changes": entry.changes or {},
+        "changes": {field: _as_pair(values) for field, values in (entry.changes or {}).items()},
     }
+
+
+def _as_pair(values):
+    """Field changes are [old, new]; many-to-many ones (followers) say what was added or
+    removed, shown as a change from nothing."""
+    if isinstance(values, dict) and values.get("type") == "m2m":
+        return ["", f"{values.get('operation', 'changed')} {', '.join(values.get('objects', []))}"]
+    return values

@@ -10,6 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from mlops_portal import audit
 from mlops_portal.choices import NotificationEvent
 from mlops_portal.models import ApiToken, NotificationChannel, Profile, hash_token_secret
 from mlops_portal.roles import OPERATORS, Role, require_role
@@ -102,13 +103,27 @@ def set_email_events(user, events) -> Profile:
     unknown = [event for event in chosen if event not in NotificationEvent.values]
     if unknown:
         raise ValidationError({"events": [f"Unknown events: {', '.join(unknown)}."]})
-    profile, _ = Profile.objects.update_or_create(user=user, defaults={"email_events": chosen})
-    return profile
+    return _change_email_events(user, chosen)
 
 
-def reset_email_events(user) -> None:
+def reset_email_events(user) -> Profile:
     """Go back to the defaults of the user's role."""
-    Profile.objects.filter(user=user).update(email_events=None)
+    return _change_email_events(user, None)
+
+
+ROLE_DEFAULTS = "the defaults of the role"
+
+
+def _change_email_events(user, chosen) -> Profile:
+    with transaction.atomic():
+        profile, _ = Profile.objects.select_for_update().get_or_create(user=user)
+        before = profile.email_events
+        if before != chosen:
+            Profile.objects.filter(pk=profile.pk).update(email_events=chosen)
+            profile.email_events = chosen
+            shown = (before or ROLE_DEFAULTS, chosen or ROLE_DEFAULTS)
+            audit.record_update(profile, user, {"email_events": shown})
+    return profile
 
 
 def save_channel(actor, channel=None, **fields) -> NotificationChannel:

@@ -335,6 +335,8 @@ def test_following_a_target_from_its_page(client, carol, production):
 
     client.post("/follow/targets/iris-production/", {"following": "0"})
     assert not production.followers.exists()
+    history = client.get("/changes/", {"kind": "deployments.target"}).content.decode()
+    assert "add carol" in history and "delete carol" in history  # both on record
     assert client.post("/follow/nothing/iris-production/").status_code == 404
 
 
@@ -346,6 +348,11 @@ def test_the_notifications_page_lists_my_deliveries_and_saves_my_choice(client, 
 
     client.post("/notifications/", {"events": [Event.DEPLOYMENT_FAILED]})
     assert notifications.subscribed([alice], Event.INCIDENT_OPENED) == []
+    [record] = client.get("/api/v1/changes/", {"user": "alice"}).json()["results"]
+    assert record["changes"]["email_events"] == [
+        "the defaults of the role",
+        "['deployment.failed']",
+    ]
     refused = client.post("/notifications/", {"events": ["deployment.exploded"]})
     assert "is not one of the available choices" in refused.content.decode()
 
