@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from urllib.parse import urlencode
 
-from django.db.models import Q
+from django.db.models import Case, Q, When
 from django.urls import reverse
 from django.utils import timezone
 
@@ -16,7 +16,7 @@ from deployments.choices import DeploymentState, VersionStatus
 from deployments.models import Deployment, ModelVersion
 from mlops_portal.models import Profile
 from mlops_portal.roles import OPERATORS, has_role
-from monitoring.choices import UNRESOLVED_STATES, CheckState
+from monitoring.choices import UNRESOLVED_STATES, CheckState, IncidentState
 from monitoring.models import HealthCheck, Incident
 
 SECTION_SIZE = 8
@@ -72,7 +72,7 @@ def record_visit(user, now: datetime | None = None) -> None:
 def triage(user, since: datetime) -> list[Section]:
     """The non-empty sections for `user`, most urgent first."""
     sections = [
-        _open_incidents(),
+        _incidents(since),
         _checks_down(),
         _awaiting_my_approval(user) if has_role(user, OPERATORS) else None,
         _failed_deployments(since),
@@ -92,15 +92,17 @@ def _list_url(name: str, **query) -> str:
     return f"{url}?{urlencode(query, doseq=True)}" if query else url
 
 
-def _open_incidents() -> Section:
+def _incidents(since) -> Section:
+    """Every unresolved incident, most severe first, then those opened since (resolved)."""
+    resolved_last = Case(When(state=IncidentState.RESOLVED, then=1), default=0)
     incidents = (
-        Incident.objects.filter(state__in=UNRESOLVED_STATES)
+        Incident.objects.filter(Q(state__in=UNRESOLVED_STATES) | Q(opened_at__gte=since))
         .select_related("target", "version__model")
-        .order_by("severity", "-opened_at", "-pk")
+        .order_by(resolved_last, "severity", "-opened_at", "-pk")
     )
     return Section(
-        "incidents", "Open incidents", "danger", "incident", _first(incidents),
-        _list_url("incident-list", state=list(UNRESOLVED_STATES)),
+        "incidents", "Incidents: open, and opened since", "danger", "incident",
+        _first(incidents), _list_url("incident-list", state=list(UNRESOLVED_STATES)),
     )  # fmt: skip
 
 

@@ -13,7 +13,7 @@ from deployments.models import Deployment
 from mlops_portal.models import Profile
 from mlops_portal.today import since_for
 from monitoring.choices import CheckState
-from monitoring.models import HealthCheck
+from monitoring.models import HealthCheck, Incident
 from monitoring.services import checks, incidents
 from tests.factories import register_iris_version, validated
 
@@ -56,6 +56,15 @@ def test_an_engineer_sees_incidents_checks_and_approvals_first(client, bob, morn
     shown = sections(client)
     assert list(shown) == ["incidents", "checks", "approvals", "failed"]
     assert shown["incidents"] == [morning["major"], morning["minor"]]  # by severity
+
+    # An incident that opened and closed overnight is still news; an older one is not.
+    overnight = incidents.open_incident(bob, title="Blip at 02:00", severity="sev1")
+    incidents.resolve(bob, overnight, "Recovered by itself.")
+    old = incidents.open_incident(bob, title="Last week's", severity="sev1")
+    incidents.resolve(bob, old, "Fixed.")
+    Incident.objects.filter(pk=old.pk).update(opened_at=timezone.now() - timedelta(days=7))
+    shown = sections(client)
+    assert shown["incidents"] == [morning["major"], morning["minor"], overnight]
     assert shown["approvals"] == [morning["waiting"]]
     assert shown["failed"] == [morning["failed"]]
 

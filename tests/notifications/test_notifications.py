@@ -319,7 +319,7 @@ def test_the_digest_says_what_today_shows_once_a_day_and_nothing_when_all_is_cle
     digest = Notification.objects.get(event=Event.DAILY_DIGEST, deliveries__user=carol)
     assert digest.title.startswith("Today, ")
     assert "Drift on churn features" in digest.body
-    assert "Open incidents" in digest.body
+    assert "Incidents: open, and opened since" in digest.body
 
     tomorrow = timezone.now() + timedelta(days=1)
     assert notifications.send_daily_digests(now=tomorrow) == 3  # still open the next day
