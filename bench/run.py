@@ -282,7 +282,17 @@ def seed() -> str:
         )
         seed_history(user, now)
         _token, secret = create_token(user, "bench")
+    analyze()
     return secret
+
+
+def analyze() -> None:
+    """Statistics, as autovacuum keeps them on a live database: without them the planner
+    takes the freshly bulk-loaded tables for empty ones."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
 
 
 def seed_history(user, now) -> None:
@@ -290,7 +300,7 @@ def seed_history(user, now) -> None:
     linked to a deployment), in final states so nothing acts on them."""
     from datetime import timedelta
 
-    from django.db.models import F
+    from django.db.models import F, OuterRef, Subquery
 
     from deployments.choices import DeploymentState as State
     from deployments.models import Deployment, ModelVersion, Target
@@ -304,7 +314,9 @@ def seed_history(user, now) -> None:
     states = [State.ROLLED_BACK, State.FAILED] + [State.SUPERSEDED] * 8
     deployments = Deployment.objects.bulk_create(
         Deployment(
-            version_id=version_ids[i % len(version_ids)],
+            # Each version goes out four times in a row (redeploys), versions spread over
+            # the year, so every week has first deployments to measure lead time on.
+            version_id=version_ids[(DEPLOYMENTS - i) // 4 % len(version_ids)],
             target=production if i % 3 else staging,
             state=states[i % len(states)],
             reason="bench history",
@@ -315,9 +327,17 @@ def seed_history(user, now) -> None:
         )
         for i in range(1, DEPLOYMENTS + 1)
     )
-    # created_at is stamped on insert; move it to the request time of each deployment.
+    # created_at is stamped on insert; move it to the request time of each deployment, and
+    # register each version up to four days before its first deployment.
     Deployment.objects.update(created_at=F("queued_at") - timedelta(minutes=30))
-    ModelVersion.objects.update(created_at=now - timedelta(days=400))
+    first_deployed = (
+        Deployment.objects.filter(version=OuterRef("pk"))
+        .order_by("created_at")
+        .values("created_at")
+    )
+    ModelVersion.objects.update(
+        created_at=Subquery(first_deployed[:1]) - timedelta(hours=1) * (F("pk") % 96)
+    )
     Incident.objects.bulk_create(
         Incident(
             title=f"bench incident {i}",
