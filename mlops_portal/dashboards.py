@@ -124,6 +124,14 @@ def _bucket(field: str, scope: Scope):
     return TRUNCATE[scope.period](field, output_field=DateField())
 
 
+def per_period(queryset, date_field: str, scope: Scope, **aggregates) -> dict[date, dict]:
+    """`aggregates` for each period start, in one GROUP BY query."""
+    rows = (
+        queryset.annotate(bucket=_bucket(date_field, scope)).values("bucket").annotate(**aggregates)
+    )
+    return {_as_date(row["bucket"]): row for row in rows}
+
+
 def _hours(delta) -> float | None:
     return round(delta.total_seconds() / 3600, 2) if delta is not None else None
 
@@ -211,23 +219,15 @@ def dora(scope: Scope) -> dict:
         | Q(Exists(Incident.objects.filter(deployment=OuterRef("pk")))),
         output_field=BooleanField(),
     )
-    counts = {
-        _as_date(row["bucket"]): row
-        for row in changes.annotate(bucket=_bucket("finished_at", scope), failed=failed)
-        .values("bucket")
-        .annotate(deployments=Count("pk"), failures=Count("pk", filter=Q(failed=True)))
-    }
+    counts = per_period(
+        changes.annotate(failed=failed), "finished_at", scope,
+        deployments=Count("pk"), failures=Count("pk", filter=Q(failed=True)),
+    )  # fmt: skip
     lead = percentiles(first_time_live(changes), LEAD_TIME, _bucket("finished_at", scope))
     restore = percentiles(
         restored_incidents(scope), MTTR, _bucket("opened_at", scope), fractions=(0.5,)
     )
-    restored = {
-        _as_date(row["bucket"]): row["restored"]
-        for row in restored_incidents(scope)
-        .annotate(bucket=_bucket("opened_at", scope))
-        .values("bucket")
-        .annotate(restored=Count("pk"))
-    }
+    restored = per_period(restored_incidents(scope), "opened_at", scope, restored=Count("pk"))
     rows = []
     for start in scope.buckets():
         count = counts.get(start, {})
@@ -239,7 +239,7 @@ def dora(scope: Scope) -> dict:
             "lead_time_p90_hours": _hours(lead.get(start, {}).get(0.9)),
             "failures": failures,
             "change_failure_rate": round(failures / deployments, 4) if deployments else None,
-            "incidents_restored": restored.get(start, 0),
+            "incidents_restored": restored.get(start, {}).get("restored", 0),
             "time_to_restore_p50_hours": _hours(restore.get(start, {}).get(0.5)),
         })  # fmt: skip
     return {"rows": rows, "summary": dora_summary(scope, changes, failed)}
@@ -269,17 +269,15 @@ def dora_summary(scope: Scope, changes, failed) -> dict:
 def deployment_outcomes(scope: Scope) -> dict:
     """Deployments requested per period, by the state they are in now (all targets)."""
     states = [state.value for state in DeploymentState]
-    counted = {
-        _as_date(row["bucket"]): row
-        for row in Deployment.objects.filter(
-            scope.model_filter("version__model"),
-            created_at__gte=scope.start,
-            created_at__lt=scope.end,
-        )
-        .annotate(bucket=_bucket("created_at", scope))
-        .values("bucket")
-        .annotate(**{state: Count("pk", filter=Q(state=state)) for state in states})
-    }
+    requested = Deployment.objects.filter(
+        scope.model_filter("version__model"),
+        created_at__gte=scope.start,
+        created_at__lt=scope.end,
+    )
+    counted = per_period(
+        requested, "created_at", scope,
+        **{state: Count("pk", filter=Q(state=state)) for state in states},
+    )  # fmt: skip
     rows = [
         {"period_start": start.isoformat(), **{s: counted.get(start, {}).get(s, 0) for s in states}}
         for start in scope.buckets()
@@ -297,42 +295,31 @@ def approval_waits(scope: Scope) -> dict:
         created_at__lt=scope.end,
     )
     waits = percentiles(approved, F("queued_at") - F("created_at"), _bucket("created_at", scope))
-    counts = {
-        _as_date(row["bucket"]): row["approved"]
-        for row in approved.annotate(bucket=_bucket("created_at", scope))
-        .values("bucket")
-        .annotate(approved=Count("pk"))
-    }
+    counts = per_period(approved, "created_at", scope, approved=Count("pk"))
     rows = [
         {
             "period_start": start.isoformat(),
-            "approved": counts.get(start, 0),
+            "approved": counts.get(start, {}).get("approved", 0),
             "wait_p50_hours": _hours(waits.get(start, {}).get(0.5)),
             "wait_p90_hours": _hours(waits.get(start, {}).get(0.9)),
         }
         for start in scope.buckets()
     ]
-    return {"rows": rows, "summary": {"approved": sum(counts.values())}}
+    return {"rows": rows, "summary": {"approved": sum(row["approved"] for row in rows)}}
 
 
 def incidents_by_severity(scope: Scope) -> dict:
     """Incidents opened per period by severity, with their MTTA and MTTR (means, hours)."""
     severities = [severity.value for severity in Severity]
-    counted = {
-        _as_date(row["bucket"]): row
-        for row in Incident.objects.filter(
-            scope.model_filter("version__model"),
-            opened_at__gte=scope.start,
-            opened_at__lt=scope.end,
-        )
-        .annotate(bucket=_bucket("opened_at", scope))
-        .values("bucket")
-        .annotate(
-            mtta=Avg(MTTA),
-            mttr=Avg(MTTR),
-            **{severity: Count("pk", filter=Q(severity=severity)) for severity in severities},
-        )
-    }
+    opened = Incident.objects.filter(
+        scope.model_filter("version__model"),
+        opened_at__gte=scope.start,
+        opened_at__lt=scope.end,
+    )
+    counted = per_period(
+        opened, "opened_at", scope, mtta=Avg(MTTA), mttr=Avg(MTTR),
+        **{severity: Count("pk", filter=Q(severity=severity)) for severity in severities},
+    )  # fmt: skip
     rows = []
     for start in scope.buckets():
         row = counted.get(start, {})

@@ -4,9 +4,8 @@ import threading
 
 import pytest
 
-from deployments import services as deployments
-from mlops_portal.roles import Role
-from tests.factories import UserFactory, register_iris_version, validated
+# The deployment tests' people, model, ready version and production target.
+from tests.deploy.conftest import erin, iris, production, ready_version  # noqa: F401
 
 
 class ChatStandIn(http.server.ThreadingHTTPServer):
@@ -50,25 +49,3 @@ def chat_server():
     yield server
     server.shutdown()
     server.server_close()
-
-
-@pytest.fixture
-def erin(db):
-    return UserFactory(username="erin", role=Role.MLOPS_ENGINEER)
-
-
-@pytest.fixture
-def iris(alice):
-    return deployments.create_model(alice, name="iris", team="botany")
-
-
-@pytest.fixture
-def ready_version(alice, iris):
-    version = register_iris_version(alice, iris, metrics={"accuracy": 0.9})
-    return validated(version)
-
-
-@pytest.fixture
-def production(bob):
-    """A production target Bob created (approval required)."""
-    return deployments.create_target(bob, name="iris-production", environment="production")
