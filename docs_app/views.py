@@ -18,7 +18,7 @@ from docs_app.models import Page, PageAttachment
 from docs_app.rendering import render_page
 from docs_app.templates_text import STARTERS
 from mlops_portal.roles import AUTHORS, has_role, require_role
-from mlops_portal.utils import add_service_errors
+from mlops_portal.utils import add_service_errors, service_errors_on
 from monitoring.models import Incident
 
 
@@ -103,11 +103,8 @@ def page_create(request):
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
         data.pop("base_revision")
-        try:
+        with service_errors_on(form):
             page = services.create_page(request.user, **data)
-        except ValidationError as exc:
-            add_service_errors(form, exc)
-        else:
             messages.success(request, f"Page {page.title!r} created.")
             return redirect(page)
     return render(request, "docs_app/page_form.html", {"form": form, "page": None})

@@ -72,7 +72,7 @@ class Scope:
         first = period_start(timezone.localdate(), self.period)
         for _ in range(DEFAULT_PERIODS - 1):
             first = period_start(first - timedelta(days=1), self.period)
-        return _midnight(first)
+        return midnight(first)
 
     @property
     def end(self) -> datetime:
@@ -103,7 +103,7 @@ class Scope:
         """Every period starting in [start, end), so periods without rows show as zero."""
         current = period_start(timezone.localtime(self.start).date(), self.period)
         starts = []
-        while _midnight(current) < self.end:
+        while midnight(current) < self.end:
             starts.append(current)
             step = timedelta(days=32 if self.period == "month" else 7)
             current = period_start(current + step, self.period)
@@ -116,7 +116,8 @@ def period_start(day: date, period: str) -> date:
     return day - timedelta(days=day.weekday())
 
 
-def _midnight(day: date) -> datetime:
+def midnight(day: date) -> datetime:
+    """The start of `day` in the current time zone."""
     return timezone.make_aware(datetime.combine(day, time.min))
 
 

@@ -1,10 +1,9 @@
-from datetime import datetime, time, timedelta
+from datetime import timedelta
 
 from django import forms
-from django.utils import timezone
 
 from mlops_portal.choices import ChannelKind, NotificationEvent
-from mlops_portal.dashboards import Scope
+from mlops_portal.dashboards import Scope, midnight
 
 
 class ApiTokenForm(forms.Form):
@@ -60,8 +59,8 @@ class DashboardForm(forms.Form):
         data = self.cleaned_data
         scope = Scope(
             period=data["period"] or "week",
-            since=_midnight(data["since"]) if data["since"] else None,
-            until=_midnight(data["until"] + timedelta(days=1)) if data["until"] else None,
+            since=midnight(data["since"]) if data["since"] else None,
+            until=midnight(data["until"] + timedelta(days=1)) if data["until"] else None,
             team=data["team"],
             model=data["model"],
         )
@@ -69,7 +68,3 @@ class DashboardForm(forms.Form):
             for error in errors:
                 self.add_error(field, error)
         return Scope() if self.errors else scope
-
-
-def _midnight(day):
-    return timezone.make_aware(datetime.combine(day, time.min))

@@ -10,6 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from deployments.models import RegisteredModel, Target
 from mlops_portal import audit
 from mlops_portal.choices import NotificationEvent
 from mlops_portal.models import ApiToken, NotificationChannel, Profile, hash_token_secret
@@ -126,10 +127,16 @@ def _change_email_events(user, chosen) -> Profile:
     return profile
 
 
+def require_channel_admin(actor) -> None:
+    """Channels are the engineers' to configure, and to look at: a chat webhook's URL is
+    its credential."""
+    require_role(actor, OPERATORS, "configure notification channels")
+
+
 def save_channel(actor, channel=None, **fields) -> NotificationChannel:
     """Create a channel, or change `channel`; engineers only. A blank secret keeps the one
     saved before, so editing a channel never needs the secret typed again."""
-    require_role(actor, OPERATORS, "configure notification channels")
+    require_channel_admin(actor)
     channel = channel or NotificationChannel(created_by=actor)
     secret = fields.pop("secret", "") or ""
     for name, value in fields.items():
@@ -153,8 +160,16 @@ def save_channel(actor, channel=None, **fields) -> NotificationChannel:
 
 
 def delete_channel(actor, channel) -> None:
-    require_role(actor, OPERATORS, "configure notification channels")
+    require_channel_admin(actor)
     channel.delete()  # its past deliveries stay, without the channel
+
+
+# What can be followed, by its name in the follow URL.
+FOLLOWABLE = {"models": RegisteredModel, "targets": Target}
+
+
+def follow_kind(thing) -> str:
+    return next(kind for kind, model in FOLLOWABLE.items() if isinstance(thing, model))
 
 
 def set_following(user, thing, following: bool) -> None:

@@ -13,18 +13,17 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from deployments.models import RegisteredModel, Target
 from mlops_portal import charts, dashboards, services
 from mlops_portal.changes import ChangeFilter, describe, feed
 from mlops_portal.forms import ApiTokenForm, ChannelForm, DashboardForm, EmailEventsForm
 from mlops_portal.health import broker_kind, broker_status, database_status
 from mlops_portal.models import ApiToken, Delivery, NotificationChannel, Profile
 from mlops_portal.notifications import events_for
-from mlops_portal.roles import OPERATORS, has_role, require_role, roles_of
+from mlops_portal.roles import OPERATORS, has_role, roles_of
 from mlops_portal.search import results, search, search_kind
 from mlops_portal.today import MAXIMUM_LOOKBACK, record_visit, triage
 from mlops_portal.today import since_for as triage_since
-from mlops_portal.utils import add_service_errors
+from mlops_portal.utils import add_service_errors, service_errors_on
 
 
 def today(request):
@@ -72,11 +71,8 @@ def token_list(request):
     form = ApiTokenForm(request.POST or None)
     new_secret = None
     if request.method == "POST" and form.is_valid():
-        try:
+        with service_errors_on(form):
             token, new_secret = services.create_token(request.user, form.cleaned_data["name"])
-        except ValidationError as exc:
-            add_service_errors(form, exc)
-        else:
             form = ApiTokenForm()
             messages.success(request, f"Token {token.name!r} created. Copy its secret now.")
     tokens = ApiToken.objects.filter(user=request.user)
@@ -138,11 +134,8 @@ def notification_list(request):
             messages.success(request, "Back to the defaults of your role.")
             return redirect("notification-list")
         if form.is_valid():
-            try:
+            with service_errors_on(form):
                 services.set_email_events(request.user, form.cleaned_data["events"])
-            except ValidationError as exc:
-                add_service_errors(form, exc)
-            else:
                 messages.success(request, "Saved: you get these events by email.")
                 return redirect("notification-list")
     show_all = request.GET.get("all") == "1" and has_role(request.user, OPERATORS)
@@ -168,8 +161,7 @@ def channel_list(request):
 
 
 def channel_edit(request, channel_id):
-    # Engineers only, even to look: a chat webhook's URL is its credential.
-    require_role(request.user, OPERATORS, "configure notification channels")
+    services.require_channel_admin(request.user)
     channel = get_object_or_404(NotificationChannel, pk=channel_id)
     fields = ("name", "kind", "url", "events", "enabled")
     form = ChannelForm(
@@ -240,15 +232,12 @@ def dashboard(request):
     )
 
 
-FOLLOWABLE = {"models": RegisteredModel, "targets": Target}
-
-
 @require_POST
 def follow(request, kind, name):
     """Follow or unfollow a model or target (`following=0` unfollows)."""
-    if kind not in FOLLOWABLE:
+    if kind not in services.FOLLOWABLE:
         raise Http404
-    thing = get_object_or_404(FOLLOWABLE[kind], name=name)
+    thing = get_object_or_404(services.FOLLOWABLE[kind], name=name)
     following = request.POST.get("following", "1") != "0"
     try:
         services.set_following(request.user, thing, following)

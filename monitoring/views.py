@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 from deployments.models import Deployment
 from mlops_portal.errors import Conflict
 from mlops_portal.roles import AUTHORS, OPERATORS, has_role, require_role
-from mlops_portal.utils import add_service_errors
+from mlops_portal.utils import service_errors_on
 from monitoring import charts, series
 from monitoring.choices import CheckState, IncidentState, Severity
 from monitoring.filters import HealthCheckFilter, IncidentFilter
@@ -92,16 +92,13 @@ def check_form(request, pk=None):
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
         target = data.pop("target")
-        try:
+        with service_errors_on(form):
             if check:
                 if check.follows_target:
                     data.pop("url")
                 check = checks.update_check(request.user, check, **data)
             else:
                 check = checks.create_check(request.user, target=target, **data)
-        except ValidationError as exc:
-            add_service_errors(form, exc)
-        else:
             messages.success(request, f"Check {check.name} saved; it is probed every "
                                       f"{check.interval_seconds} s.")  # fmt: skip
             return redirect(check)
@@ -194,11 +191,8 @@ def incident_create(request):
         }
     form = IncidentForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        try:
+        with service_errors_on(form):
             incident = incidents.open_incident(request.user, **form.cleaned_data)
-        except ValidationError as exc:
-            add_service_errors(form, exc)
-        else:
             return redirect(incident)
     return render(request, "monitoring/incident_form.html", {"form": form})
 

@@ -2,7 +2,7 @@
 a service for any change; services hold the rules, views only translate to HTML."""
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -12,7 +12,7 @@ from deployments.filters import RegisteredModelFilter
 from deployments.forms import ModelCreateForm, ModelEditForm, VersionEditForm, VersionRegisterForm
 from deployments.models import ModelVersion, RegisteredModel
 from mlops_portal.roles import AUTHORS, has_role, require_role
-from mlops_portal.utils import add_service_errors
+from mlops_portal.utils import service_errors_on
 from monitoring.behaviour import production_stats
 
 MODELS_PER_PAGE = 25
@@ -48,11 +48,8 @@ def model_create(request):
     require_role(request.user, AUTHORS, "create models")
     form = ModelCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        try:
+        with service_errors_on(form):
             model = services.create_model(request.user, **form.cleaned_data)
-        except ValidationError as exc:
-            add_service_errors(form, exc)
-        else:
             messages.success(request, f"Model {model.name} created. Register its first version.")
             return redirect("version-create", name=model.name)
     return render(request, "deployments/model_form.html", {"form": form})
@@ -97,11 +94,8 @@ def model_edit(request, name):
     }
     form = ModelEditForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        try:
+        with service_errors_on(form):
             services.update_model(request.user, model, **form.cleaned_data)
-        except ValidationError as exc:
-            add_service_errors(form, exc)
-        else:
             messages.success(request, "Model updated.")
             return redirect(model)
     return render(request, "deployments/model_edit.html", {"form": form, "model": model})
@@ -112,11 +106,8 @@ def version_create(request, name):
     require_role(request.user, AUTHORS, "register versions")
     form = VersionRegisterForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        try:
+        with service_errors_on(form):
             version = services.register_version(request.user, model, **form.cleaned_data)
-        except ValidationError as exc:
-            add_service_errors(form, exc)
-        else:
             messages.success(request, f"Version {version.number} registered; validating now.")
             return redirect(version)
     return render(request, "deployments/version_form.html", {"form": form, "model": model})
@@ -148,11 +139,8 @@ def version_edit(request, name, number):
     initial = {"description": version.description, "tags": version.tags}
     form = VersionEditForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        try:
+        with service_errors_on(form):
             services.update_version(request.user, version, **form.cleaned_data)
-        except ValidationError as exc:
-            add_service_errors(form, exc)
-        else:
             messages.success(request, "Version updated.")
             return redirect(version)
     return render(

@@ -25,7 +25,7 @@ from deployments.forms import (
 from deployments.models import Deployment, RegisteredModel, Target
 from mlops_portal.errors import Conflict
 from mlops_portal.roles import AUTHORS, OPERATORS, has_role, require_role
-from mlops_portal.utils import add_service_errors
+from mlops_portal.utils import service_errors_on
 
 PER_PAGE = 25
 
@@ -56,11 +56,8 @@ def target_create(request):
     require_role(request.user, OPERATORS, "manage targets")
     form = TargetCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        try:
+        with service_errors_on(form):
             target = services.create_target(request.user, **form.cleaned_data)
-        except ValidationError as exc:
-            add_service_errors(form, exc)
-        else:
             messages.success(request, f"Target {target.name} created.")
             return redirect(target)
     return render(request, "deployments/target_form.html", {"form": form})
@@ -82,11 +79,8 @@ def target_edit(request, name):
     }
     form = TargetEditForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        try:
+        with service_errors_on(form):
             services.update_target(request.user, target, **form.cleaned_data)
-        except ValidationError as exc:
-            add_service_errors(form, exc)
-        else:
             messages.success(request, f"Target {target.name} updated.")
             return redirect(target)
     return render(request, "deployments/target_form.html", {"form": form, "target": target})
@@ -140,11 +134,8 @@ def deployment_request(request):
     initial = {"version": request.GET.get("version_id"), "target": request.GET.get("target_id")}
     form = DeploymentRequestForm(request.POST or None, initial=initial, model=model)
     if request.method == "POST" and form.is_valid():
-        try:
+        with service_errors_on(form):
             deployment = services.request_deployment(request.user, **form.cleaned_data)
-        except ValidationError as exc:
-            add_service_errors(form, exc)
-        else:
             messages.success(request, f"Deployment #{deployment.pk} {deployment.state}.")
             return redirect(deployment)
     return render(request, "deployments/deployment_request.html", {"form": form, "model": model})

@@ -5,6 +5,7 @@ from django.urls import reverse
 from django.utils.safestring import mark_safe
 
 from mlops_portal.markdown import render_markdown
+from mlops_portal.services import follow_kind
 
 register = template.Library()
 
@@ -136,16 +137,12 @@ def history_url(instance):
     return f"{reverse('changes')}?kind={opts.app_label}.{opts.model_name}&object={instance.pk}"
 
 
-FOLLOW_KINDS = {"registeredmodel": "models", "target": "targets"}  # as in the follow URL
-
-
 @register.inclusion_tag("_follow_button.html", takes_context=True)
 def follow_button(context, thing):
     """Follow / Unfollow for a model or target: its incidents are then mailed to the user."""
     user = context["request"].user
-    kind = FOLLOW_KINDS[thing._meta.model_name]
     return {
-        "action": reverse("follow", args=[kind, thing.name]),
+        "action": reverse("follow", args=[follow_kind(thing), thing.name]),
         "following": thing.followers.filter(pk=user.pk).exists(),
         "csrf_token": context.get("csrf_token"),
     }
