@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from deployments.choices import DeploymentState, VersionStatus
 from deployments.models import Deployment, ModelVersion
+from deployments.services import awaiting_decision_by
 from mlops_portal.models import Profile
-from mlops_portal.roles import OPERATORS, has_role
 from monitoring.choices import UNRESOLVED_STATES, CheckState, IncidentState
 from monitoring.models import HealthCheck, Incident
 
@@ -74,13 +74,13 @@ def triage(user, since: datetime) -> list[Section]:
     sections = [
         _incidents(since),
         _checks_down(),
-        _awaiting_my_approval(user) if has_role(user, OPERATORS) else None,
+        _awaiting_my_approval(user),
         _failed_deployments(since),
         _my_waiting_requests(user),
         _my_validation_failures(user, since),
         _new_versions_of_my_models(user, since),
     ]
-    return [section for section in sections if section is not None and section.items]
+    return [section for section in sections if section.items]
 
 
 def _first(queryset) -> list:
@@ -119,12 +119,7 @@ def _checks_down() -> Section:
 
 
 def _awaiting_my_approval(user) -> Section:
-    requests = (
-        Deployment.objects.for_list()
-        .filter(state=DeploymentState.REQUESTED)
-        .exclude(requested_by=user)
-        .order_by("created_at", "pk")
-    )
+    requests = awaiting_decision_by(user).for_list().order_by("created_at", "pk")
     return Section(
         "approvals", "Waiting for your approval", "warning", "deployment", _first(requests),
         _list_url("deployment-list", state=DeploymentState.REQUESTED),
@@ -135,8 +130,7 @@ def _failed_deployments(since) -> Section:
     failed = (
         Deployment.objects.for_list()
         .filter(
-            Q(state=DeploymentState.FAILED, updated_at__gte=since)
-            | Q(state=DeploymentState.ROLLED_BACK, updated_at__gte=since)
+            state__in=[DeploymentState.FAILED, DeploymentState.ROLLED_BACK], updated_at__gte=since
         )
         .order_by("-updated_at", "-pk")
     )

@@ -15,6 +15,7 @@ from deployments.services.registry import (
 from deployments.services.rollouts import (
     add_comment,
     approve_deployment,
+    awaiting_decision_by,
     can_approve,
     cancel_deployment,
     complete_deployment,
@@ -32,6 +33,7 @@ from deployments.services.targets import create_target, update_target
 __all__ = [
     "add_comment",
     "approve_deployment",
+    "awaiting_decision_by",
     "can_approve",
     "can_edit_model",
     "cancel_deployment",

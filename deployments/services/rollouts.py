@@ -72,6 +72,13 @@ def can_approve(user, deployment) -> bool:
     return has_role(user, OPERATORS) and deployment.requested_by_id != user.pk
 
 
+def awaiting_decision_by(user):
+    """The requests `user` may approve or reject: `can_approve` as a query."""
+    if not has_role(user, OPERATORS):
+        return Deployment.objects.none()
+    return Deployment.objects.filter(state=State.REQUESTED).exclude(requested_by=user)
+
+
 def approve_deployment(actor, deployment, *, comment="", override_reason=""):
     """Approve a requested deployment and queue its job. The requester never approves
     their own request; of two engineers approving at once, exactly one wins."""
