@@ -13,6 +13,7 @@ from deployments.choices import (
     VersionEventKind,
     VersionStatus,
 )
+from mlops_portal.models import TimelineEvent
 
 model_name_validator = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$",
@@ -150,19 +151,11 @@ class ModelVersion(models.Model):
         return self.status in (VersionStatus.READY, VersionStatus.INVALID)
 
 
-class VersionEvent(models.Model):
+class VersionEvent(TimelineEvent):
     """The timeline of a version: who did what, when, and why."""
 
     version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=30, choices=VersionEventKind.choices)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
-    )
-    message = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["created_at", "pk"]
 
     def __str__(self):
         return f"{self.version}: {self.get_kind_display()}"
@@ -294,21 +287,13 @@ class Deployment(models.Model):
         return None
 
 
-class DeploymentEvent(models.Model):
+class DeploymentEvent(TimelineEvent):
     """The timeline of a deployment: state changes (who, when, why), comments, overrides."""
 
     deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=20, choices=DeploymentEventKind.choices)
     from_state = models.CharField(max_length=20, blank=True)
     to_state = models.CharField(max_length=20, blank=True)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
-    )
-    message = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["created_at", "pk"]
 
     def __str__(self):
         return f"{self.deployment}: {self.kind} {self.to_state}"

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
+from mlops_portal.models import TimelineEvent
 from monitoring.choices import (
     UNRESOLVED_STATES,
     CheckState,
@@ -256,22 +257,14 @@ MTTR = models.ExpressionWrapper(
 )
 
 
-class IncidentEvent(models.Model):
+class IncidentEvent(TimelineEvent):
     """The incident's timeline: state changes, notes, probe evidence, severity changes."""
 
     incident = models.ForeignKey(Incident, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=10, choices=IncidentEventKind.choices)
     from_state = models.CharField(max_length=12, blank=True)
     to_state = models.CharField(max_length=12, blank=True)
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
-    )
-    message = models.TextField(blank=True)
     data = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["created_at", "pk"]
 
     def __str__(self):
         return f"#{self.incident_id} {self.kind}: {self.message[:60]}"
