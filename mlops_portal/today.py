@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from django.db.models import Case, Q, When
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from deployments.choices import DeploymentState, VersionStatus
 from deployments.models import Deployment, ModelVersion
@@ -46,14 +47,31 @@ class Section:
         return self.items[:SECTION_SIZE]
 
 
-def since_for(user, now: datetime | None = None) -> datetime:
-    """The start of "what happened": the last Today visit, or 24 hours ago if earlier."""
+def since_for(user, now: datetime | None = None, asked: str = "") -> datetime:
+    """The start of "what happened": the `since` a page's htmx poll carries (`asked`), or
+    else the last Today visit, or 24 hours ago if that is earlier."""
     now = now or timezone.now()
+    carried = _parse_since(asked, now)
+    if carried:
+        return carried
     last_visit = (
         Profile.objects.filter(user=user).values_list("last_today_visit_at", flat=True).first()
     )
     floor = now - MINIMUM_LOOKBACK
     return min(last_visit, floor) if last_visit else floor
+
+
+def _parse_since(value: str, now: datetime) -> datetime | None:
+    """`value` as a moment of the last MAXIMUM_LOOKBACK; None for anything else."""
+    try:
+        since = parse_datetime(value)
+    except ValueError:  # well formed but impossible, e.g. month 13
+        return None
+    if since is None:
+        return None
+    if timezone.is_naive(since):
+        since = timezone.make_aware(since)
+    return since if now - MAXIMUM_LOOKBACK <= since <= now else None
 
 
 def record_visit(user, now: datetime | None = None) -> None:

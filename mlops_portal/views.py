@@ -9,7 +9,6 @@ from django.http import Http404, HttpResponseServerError, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template import loader
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -21,7 +20,7 @@ from mlops_portal.models import ApiToken, Delivery, NotificationChannel, Profile
 from mlops_portal.notifications import events_for
 from mlops_portal.roles import OPERATORS, has_role, roles_of
 from mlops_portal.search import results, search, search_kind
-from mlops_portal.today import MAXIMUM_LOOKBACK, record_visit, triage
+from mlops_portal.today import record_visit, triage
 from mlops_portal.today import since_for as triage_since
 from mlops_portal.utils import add_service_errors, service_errors_on
 
@@ -30,25 +29,12 @@ def today(request):
     """Morning triage: what needs a look, most urgent first. The page polls itself with
     htmx, keeping the "since" it was first shown with."""
     now = timezone.now()
-    since = _parse_since(request.GET.get("since", ""), now) or triage_since(request.user, now)
+    since = triage_since(request.user, now, asked=request.GET.get("since", ""))
     context = {"sections": triage(request.user, since), "since": since, "refreshed_at": now}
     if request.htmx:
         return render(request, "mlops_portal/today/_triage.html", context)
     record_visit(request.user, now)
     return render(request, "mlops_portal/today/page.html", context)
-
-
-def _parse_since(value: str, now):
-    """The `since` an htmx poll carries; None (the default) for anything else."""
-    try:
-        since = parse_datetime(value)
-    except ValueError:  # well formed but impossible, e.g. month 13
-        return None
-    if since is None:
-        return None
-    if timezone.is_naive(since):
-        since = timezone.make_aware(since)
-    return since if now - MAXIMUM_LOOKBACK <= since <= now else None
 
 
 @login_not_required
