@@ -31,7 +31,7 @@ from mlops_portal.choices import (
     NotificationEvent,
 )
 from mlops_portal.models import Delivery, Notification, NotificationChannel, Profile
-from mlops_portal.roles import OPERATORS
+from mlops_portal.roles import OPERATORS, has_role
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -100,6 +100,19 @@ def followers_of(*, target=None, model=None):
     if model is not None:
         query |= Q(followed_models=model)
     return User.objects.filter(query).distinct()
+
+
+def sees_every_delivery(user) -> bool:
+    """Engineers may list every delivery, channels included; others only their own."""
+    return has_role(user, OPERATORS)
+
+
+def deliveries_for(user, everyone=False):
+    """The deliveries the Notifications page lists for `user`, newest first."""
+    deliveries = Delivery.objects.select_related("notification", "user")
+    if everyone and sees_every_delivery(user):
+        return deliveries
+    return deliveries.filter(user=user)
 
 
 # --- announcing --------------------------------------------------------------------------

@@ -12,13 +12,13 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from mlops_portal import charts, dashboards, services
+from mlops_portal import charts, dashboards, notifications, services
 from mlops_portal.changes import ChangeFilter, describe, feed
 from mlops_portal.forms import ApiTokenForm, ChannelForm, DashboardForm, EmailEventsForm
 from mlops_portal.health import broker_kind, broker_status, database_status
-from mlops_portal.models import ApiToken, Delivery, NotificationChannel, Profile
+from mlops_portal.models import ApiToken, NotificationChannel, Profile
 from mlops_portal.notifications import events_for
-from mlops_portal.roles import OPERATORS, has_role, roles_of
+from mlops_portal.roles import roles_of
 from mlops_portal.search import results, search, search_kind
 from mlops_portal.today import record_visit, triage
 from mlops_portal.today import since_for as triage_since
@@ -124,10 +124,8 @@ def notification_list(request):
                 services.set_email_events(request.user, form.cleaned_data["events"])
                 messages.success(request, "Saved: you get these events by email.")
                 return redirect("notification-list")
-    show_all = request.GET.get("all") == "1" and has_role(request.user, OPERATORS)
-    deliveries = Delivery.objects.select_related("notification", "user")
-    if not show_all:
-        deliveries = deliveries.filter(user=request.user)
+    show_all = request.GET.get("all") == "1" and notifications.sees_every_delivery(request.user)
+    deliveries = notifications.deliveries_for(request.user, everyone=show_all)
     page = Paginator(deliveries, 25).get_page(request.GET.get("page"))
     return render(
         request,
