@@ -7,8 +7,25 @@ from celery.signals import task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlops_portal.settings")
 
+
+def celery_settings() -> dict:
+    """The `CELERY_*` Django settings under Celery's own names (CELERY_TASK_ROUTES → task_routes).
+
+    Celery reads a dozen settings on every publish. Read through django.conf.settings with a
+    namespace, each read tries several names on a lazy object and raises on every miss, which
+    made a third of what enqueueing a job costs; from a plain dict it is a lookup."""
+    from django.conf import settings
+
+    prefix = "CELERY_"
+    return {
+        name.removeprefix(prefix).lower(): getattr(settings, name)
+        for name in dir(settings)
+        if name.startswith(prefix)
+    }
+
+
 app = Celery("mlops_portal")
-app.config_from_object("django.conf:settings", namespace="CELERY")
+app.add_defaults(celery_settings)  # called when Celery first reads its configuration
 app.autodiscover_tasks()
 
 
