@@ -64,7 +64,7 @@ def seed():
     for c in (0.5, 2.0):
         artifact, metrics, params, sample = train_iris(c=c)
         version = services.register_version(
-            alice, model, artifact=ContentFile(artifact, name="m.joblib"),
+            alice, model.name, artifact=ContentFile(artifact, name="m.joblib"),
             metrics=metrics, params=params, sample_input=sample,
         )  # fmt: skip
         versions.append(services.validate_version(version.pk))

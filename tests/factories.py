@@ -59,7 +59,7 @@ def register_iris_version(user, model, **overrides):
         "sample_input": sample,
         **overrides,
     }
-    return services.register_version(user, model, **fields)
+    return services.register_version(user, model.name, **fields)
 
 
 def validated(version):

@@ -1,3 +1,4 @@
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -83,9 +84,11 @@ class ModelVersionViewSet(ServiceBackedViewSet):
 
     @extend_schema(request=ModelVersionCreateSerializer, responses={201: ModelVersionSerializer})
     def create(self, request, model_name=None):
-        version = services.register_version(
-            request.user, self.get_registered_model(), **self.parse_input()
-        )
+        # The service reads the model's row as it hands out the number: no lookup first.
+        try:
+            version = services.register_version(request.user, model_name, **self.parse_input())
+        except RegisteredModel.DoesNotExist as missing:
+            raise Http404(str(missing)) from None
         return self.respond_with(version, status.HTTP_201_CREATED, reread=False)
 
     @extend_schema(request=ModelVersionUpdateSerializer, responses=ModelVersionSerializer)

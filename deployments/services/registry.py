@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 import httpx
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -93,7 +93,7 @@ def _require_model_editor(actor, model):
 
 def register_version(
     actor,
-    model: RegisteredModel,
+    model_name: str,
     *,
     artifact=None,
     artifact_uri="",
@@ -106,10 +106,11 @@ def register_version(
     sample_input=None,
     tags=(),
 ) -> ModelVersion:
-    """Register the next version of `model` and queue its validation; return the version.
+    """Register the next version of the model named `model_name` and queue its validation;
+    return the version. Raises RegisteredModel.DoesNotExist when no model has that name.
 
-    The number comes from a conditional UPDATE on the model row, so two concurrent
-    registrations never share a number (the unique constraint backs this up)."""
+    The number comes from an UPDATE on the model row that also reads the row, so two
+    concurrent registrations never share a number (the unique constraint backs this up)."""
     require_role(actor, AUTHORS, "register model versions")
     artifact_sha256 = (artifact_sha256 or "").strip().lower()
     errors: dict[str, list[str]] = {}
@@ -127,9 +128,10 @@ def register_version(
         raise ValidationError(errors)
 
     with transaction.atomic():
+        model = _claim_next_number(model_name)
         version = ModelVersion(
             model=model,
-            number=_next_version_number(model),
+            number=model.latest_version_number,
             artifact_uri=artifact_uri.strip(),
             artifact_sha256=artifact_sha256,
             flavor=flavor,
@@ -179,18 +181,18 @@ def set_version_archived(actor, version: ModelVersion, archived: bool, reason=""
     return version
 
 
-def _next_version_number(model: RegisteredModel) -> int:
-    """Hand out the next number; the UPDATE holds the row lock until the transaction ends."""
+def _claim_next_number(model_name: str) -> RegisteredModel:
+    """Count up the model's latest version number and read its row, in one statement (one
+    round trip); the UPDATE's row lock holds until the transaction ends."""
     table = RegisteredModel._meta.db_table
-    with connection.cursor() as cursor:  # UPDATE … RETURNING: one round trip (PG, SQLite 3.35+)
-        cursor.execute(
-            f"UPDATE {table} SET latest_version_number = latest_version_number + 1 "
-            "WHERE id = %s RETURNING latest_version_number",
-            [model.pk],
-        )
-        (number,) = cursor.fetchone()
-    model.latest_version_number = number
-    return number
+    claimed = RegisteredModel.objects.raw(  # UPDATE … RETURNING: PostgreSQL, SQLite 3.35+
+        f"UPDATE {table} SET latest_version_number = latest_version_number + 1 "
+        "WHERE name = %s RETURNING *",
+        [model_name],
+    )
+    for model in claimed:
+        return model
+    raise RegisteredModel.DoesNotExist(f"No model is named {model_name!r}.")
 
 
 def _upload_digest(upload) -> tuple[str, int]:

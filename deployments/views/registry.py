@@ -107,7 +107,7 @@ def version_create(request, name):
     form = VersionRegisterForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         with service_errors_on(form):
-            version = services.register_version(request.user, model, **form.cleaned_data)
+            version = services.register_version(request.user, model.name, **form.cleaned_data)
             messages.success(request, f"Version {version.number} registered; validating now.")
             return redirect(version)
     return render(request, "deployments/version_form.html", {"form": form, "model": model})

@@ -7,6 +7,7 @@ from django.test.utils import CaptureQueriesContext
 
 from deployments import services
 from deployments.choices import VersionStatus
+from deployments.models import ModelVersion, VersionEvent
 from tests.factories import iris_artifact, register_iris_version
 
 MODELS = "/api/v1/models/"
@@ -125,6 +126,32 @@ def test_it_registers_a_version_by_uri_as_json(api_client_for, alice, churn):
     assert body["metrics"] == {"auc": 0.91}
     assert body["tags"] == ["candidate"]
     assert body["registered_by"] == "alice"
+
+
+def test_registering_under_an_unknown_model_is_404_and_writes_nothing(api_client_for, alice):
+    response = api_client_for(alice).post(
+        versions_url("nope"),
+        {"artifact_uri": "https://artifacts.example.com/m.joblib", "sample_input": [[1]]},
+        format="json",
+    )
+    assert response.status_code == 404
+    assert "nope" in response.json()["detail"]
+    assert not ModelVersion.objects.exists()
+    assert not VersionEvent.objects.exists()
+
+
+def test_registering_by_uri_reads_the_model_as_it_numbers_the_version(api_client_for, alice, churn):
+    api = api_client_for(alice)
+    body = {"artifact_uri": "https://artifacts.example.com/m.joblib", "sample_input": [[1]]}
+    api.post(versions_url(), body, format="json")  # warm-up: the token's last use is written
+    with CaptureQueriesContext(connection) as queries:
+        assert api.post(versions_url(), body, format="json").status_code == 201
+    statements = [query["sql"].split()[0] for query in queries]
+    statements = [verb for verb in statements if verb not in ("SAVEPOINT", "RELEASE")]
+    # token, then one UPDATE … RETURNING for the model and its number, the version, its
+    # change record and its event; no SELECT of the model before or after.
+    assert statements == ["SELECT", "UPDATE", "INSERT", "INSERT", "INSERT"], statements
+    assert churn.versions.get(number=2).model == churn
 
 
 def test_it_registers_a_version_by_multipart_upload(api_client_for, alice, churn):

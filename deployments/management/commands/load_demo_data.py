@@ -93,7 +93,7 @@ class Command(BaseCommand):
             artifact, metrics, params, sample = trainer(**kwargs)
             version = services.register_version(
                 owner,
-                model,
+                model.name,
                 artifact=ContentFile(artifact, name="model.joblib"),
                 metrics=metrics,
                 params=params,
