@@ -18,7 +18,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 
 import profile_endpoint
 import run
@@ -28,15 +27,7 @@ WARM_UP_REQUESTS = 20
 
 def serve_under_count(workload: run.Workload, count: int) -> None:
     """The measured process: start Django, warm up, then serve `count` requests."""
-    run.setup_django()
-    from django.contrib.auth.models import User
-    from django.core.handlers.wsgi import WSGIHandler
-
-    from mlops_portal.services import create_token
-
-    _token, secret = create_token(User.objects.get(username="bench"), f"count-{time.time()}")
-    handler = WSGIHandler()
-    profile_endpoint.serve(handler, workload, secret, WARM_UP_REQUESTS)
+    handler, secret = profile_endpoint.start_warm(workload, WARM_UP_REQUESTS)
     # Registrations go to other models than the warm-up's, as in the benchmark.
     profile_endpoint.serve(handler, workload, secret, count, start=WARM_UP_REQUESTS)
 

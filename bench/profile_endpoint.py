@@ -54,6 +54,21 @@ def serve(handler, workload: run.Workload, secret: str, count: int, start: int =
         sys.exit(f"{workload.name}: {len(unexpected)} unexpected statuses, e.g. {unexpected[0]}")
 
 
+def start_warm(workload: run.Workload, warm_up: int):
+    """Django's WSGI handler on the seeded database and a fresh token's secret, after
+    `warm_up` requests (imports, URL resolvers, the connection)."""
+    run.setup_django()
+    from django.contrib.auth.models import User
+    from django.core.handlers.wsgi import WSGIHandler
+
+    from mlops_portal.services import create_token
+
+    _token, secret = create_token(User.objects.get(username="bench"), f"profile-{time.time()}")
+    handler = WSGIHandler()
+    serve(handler, workload, secret, warm_up)
+    return handler, secret
+
+
 def print_queries(handler, workload: run.Workload, secret: str, i: int) -> None:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -75,15 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     workload = run.WORKLOADS[names.index(args.workload)]
 
-    run.setup_django()
-    from django.contrib.auth.models import User
-    from django.core.handlers.wsgi import WSGIHandler
-
-    from mlops_portal.services import create_token
-
-    _token, secret = create_token(User.objects.get(username="bench"), f"profile-{time.time()}")
-    handler = WSGIHandler()
-    serve(handler, workload, secret, 50)  # warm up: imports, URL resolvers, connection
+    handler, secret = start_warm(workload, 50)
 
     started = time.process_time()
     serve(handler, workload, secret, args.requests, start=50)

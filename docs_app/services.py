@@ -113,11 +113,18 @@ def restore_revision(actor, page, revision) -> Page:
     )  # fmt: skip
 
 
+def image_type(file) -> str:
+    """The media type of an image file from its own first bytes (never from its name), or ""
+    when it is no PNG, JPEG or GIF; the file is left at its start."""
+    head = file.read(8)
+    file.seek(0)
+    kind = next((k for sig, k in IMAGE_SIGNATURES.items() if head.startswith(sig)), "")
+    return f"image/{kind}" if kind else ""
+
+
 def attach_image(actor, page, upload) -> PageAttachment:
     require_role(actor, AUTHORS, "write documentation")
-    head = upload.read(8)
-    upload.seek(0)
-    if not any(head.startswith(signature) for signature in IMAGE_SIGNATURES):
+    if not image_type(upload):
         raise ValidationError({"file": ["Attach a PNG, JPEG or GIF image."]})
     if upload.size > MAX_IMAGE_BYTES:
         raise ValidationError({"file": [f"Images up to {MAX_IMAGE_BYTES // 2**20} MB."]})

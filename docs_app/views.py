@@ -205,13 +205,8 @@ def attachment(request, pk, name):
     """Serve an attachment to logged-in users (media is not public)."""
     found = get_object_or_404(PageAttachment, pk=pk)
     handle = found.file.open("rb")
-    head = handle.read(8)
-    handle.seek(0)
-    # The type comes from the file's own bytes, never from its user-given name.
-    kind = next((k for sig, k in services.IMAGE_SIGNATURES.items() if head.startswith(sig)), "")
-    response = FileResponse(
-        handle, content_type=f"image/{kind}" if kind else "application/octet-stream"
-    )
+    content_type = services.image_type(handle) or "application/octet-stream"
+    response = FileResponse(handle, content_type=content_type)
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'"
     return response

@@ -30,6 +30,10 @@ DEFAULT_EVENTS_BY_ROLE = {
 }
 
 
+# What a team channel may listen to: the digest is one person's morning, not a room's.
+CHANNEL_EVENTS = tuple(e for e in NotificationEvent if e != NotificationEvent.DAILY_DIGEST)
+
+
 class ChannelKind(models.TextChoices):
     CHAT = "chat", "Chat webhook (Slack, Mattermost, Rocket.Chat)"
     WEBHOOK = "webhook", "Signed JSON webhook"

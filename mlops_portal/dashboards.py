@@ -90,14 +90,15 @@ class Scope:
             return {"since": ["Ask for at most five years at a time."]}
         return {}
 
-    def model_filter(self, path: str) -> Q:
-        """Restrict to the team or model, `path` leading from the row to its model."""
-        query = Q()
+    def select(self, queryset, date_field: str):
+        """The rows of `queryset` (deployments or incidents, which lead to a model through
+        their version) of the team or model, whose `date_field` falls in the range."""
+        query = Q(**{f"{date_field}__gte": self.start, f"{date_field}__lt": self.end})
         if self.team:
-            query &= Q(**{f"{path}__team__iexact": self.team})
+            query &= Q(version__model__team__iexact=self.team)
         if self.model:
-            query &= Q(**{f"{path}__name": self.model})
-        return query
+            query &= Q(version__model__name=self.model)
+        return queryset.filter(query)
 
     def buckets(self) -> list[date]:
         """Every period starting in [start, end), so periods without rows show as zero."""
@@ -177,14 +178,12 @@ LEAD_TIME = F("finished_at") - F("version__created_at")
 
 def production_changes(scope: Scope):
     """Production deployments of new versions that went live in the range."""
-    return Deployment.objects.filter(
-        scope.model_filter("version__model"),
+    production = Deployment.objects.filter(
         target__environment=Environment.PRODUCTION,
         state__in=WAS_LIVE_STATES,
         rollback_of__isnull=True,
-        finished_at__gte=scope.start,
-        finished_at__lt=scope.end,
     )
+    return scope.select(production, "finished_at")
 
 
 def first_time_live(changes):
@@ -200,13 +199,11 @@ def first_time_live(changes):
 
 def restored_incidents(scope: Scope):
     """Resolved incidents of production (or of no target: they are not known to be elsewhere)."""
-    return Incident.objects.filter(
+    resolved = Incident.objects.filter(
         Q(target__isnull=True) | Q(target__environment=Environment.PRODUCTION),
-        scope.model_filter("version__model"),
-        opened_at__gte=scope.start,
-        opened_at__lt=scope.end,
         resolved_at__isnull=False,
     )
+    return scope.select(resolved, "opened_at")
 
 
 def dora(scope: Scope) -> dict:
@@ -243,23 +240,22 @@ def dora(scope: Scope) -> dict:
             "incidents_restored": restored.get(start, {}).get("restored", 0),
             "time_to_restore_p50_hours": _hours(restore.get(start, {}).get(0.5)),
         })  # fmt: skip
-    return {"rows": rows, "summary": dora_summary(scope, changes, failed)}
+    return {"rows": rows, "summary": dora_summary(scope, changes, rows)}
 
 
-def dora_summary(scope: Scope, changes, failed) -> dict:
-    """The same four figures over the whole range."""
-    totals = changes.annotate(failed=failed).aggregate(
-        deployments=Count("pk"), failures=Count("pk", filter=Q(failed=True))
-    )
+def dora_summary(scope: Scope, changes, rows) -> dict:
+    """The same four figures over the whole range. Counts add up over the periods (they
+    cover the range); percentiles do not, so those are computed over all rows again."""
+    deployments = sum(row["deployments"] for row in rows)
+    failures = sum(row["failures"] for row in rows)
     lead = percentiles(first_time_live(changes), LEAD_TIME).get(None, {})
     restore = percentiles(restored_incidents(scope), MTTR, fractions=(0.5,)).get(None, {})
-    deployments = totals["deployments"]
     return {
         "deployments": deployments,
         "lead_time_p50_hours": _hours(lead.get(0.5)),
         "lead_time_p90_hours": _hours(lead.get(0.9)),
-        "failures": totals["failures"],
-        "change_failure_rate": round(totals["failures"] / deployments, 4) if deployments else None,
+        "failures": failures,
+        "change_failure_rate": round(failures / deployments, 4) if deployments else None,
         "time_to_restore_p50_hours": _hours(restore.get(0.5)),
     }
 
@@ -270,11 +266,7 @@ def dora_summary(scope: Scope, changes, failed) -> dict:
 def deployment_outcomes(scope: Scope) -> dict:
     """Deployments requested per period, by the state they are in now (all targets)."""
     states = [state.value for state in DeploymentState]
-    requested = Deployment.objects.filter(
-        scope.model_filter("version__model"),
-        created_at__gte=scope.start,
-        created_at__lt=scope.end,
-    )
+    requested = scope.select(Deployment.objects.all(), "created_at")
     counted = per_period(
         requested, "created_at", scope,
         **{state: Count("pk", filter=Q(state=state)) for state in states},
@@ -288,12 +280,9 @@ def deployment_outcomes(scope: Scope) -> dict:
 
 def approval_waits(scope: Scope) -> dict:
     """From request to approval, for deployments an engineer approved: median and p90."""
-    approved = Deployment.objects.filter(
-        scope.model_filter("version__model"),
-        approved_by__isnull=False,
-        queued_at__isnull=False,
-        created_at__gte=scope.start,
-        created_at__lt=scope.end,
+    approved = scope.select(
+        Deployment.objects.filter(approved_by__isnull=False, queued_at__isnull=False),
+        "created_at",
     )
     waits = percentiles(approved, F("queued_at") - F("created_at"), _bucket("created_at", scope))
     counts = per_period(approved, "created_at", scope, approved=Count("pk"))
@@ -312,11 +301,7 @@ def approval_waits(scope: Scope) -> dict:
 def incidents_by_severity(scope: Scope) -> dict:
     """Incidents opened per period by severity, with their MTTA and MTTR (means, hours)."""
     severities = [severity.value for severity in Severity]
-    opened = Incident.objects.filter(
-        scope.model_filter("version__model"),
-        opened_at__gte=scope.start,
-        opened_at__lt=scope.end,
-    )
+    opened = scope.select(Incident.objects.all(), "opened_at")
     counted = per_period(
         opened, "opened_at", scope, mtta=Avg(MTTA), mttr=Avg(MTTR),
         **{severity: Count("pk", filter=Q(severity=severity)) for severity in severities},

@@ -2,7 +2,7 @@ from datetime import timedelta
 
 from django import forms
 
-from mlops_portal.choices import ChannelKind, NotificationEvent
+from mlops_portal.choices import CHANNEL_EVENTS, ChannelKind, NotificationEvent
 from mlops_portal.dashboards import Scope, midnight
 
 
@@ -39,7 +39,7 @@ class ChannelForm(forms.Form):
         "X-MLOps-Signature header. Leave blank to keep the saved one.",
     )
     events = forms.MultipleChoiceField(
-        choices=[c for c in NotificationEvent.choices if c[0] != NotificationEvent.DAILY_DIGEST],
+        choices=[(event.value, event.label) for event in CHANNEL_EVENTS],
         widget=forms.CheckboxSelectMultiple,
     )
     enabled = forms.BooleanField(required=False, initial=True)

@@ -24,6 +24,7 @@ from django.db.models import F, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from deployments.backends.webhook import SIGNATURE_HEADER, sign  # deploy hooks' scheme
 from mlops_portal.choices import (
     DEFAULT_EVENTS_BY_ROLE,
     DeliveryStatus,
@@ -36,7 +37,6 @@ from mlops_portal.roles import OPERATORS, has_role
 logger = logging.getLogger(__name__)
 User = get_user_model()
 
-SIGNATURE_HEADER = "X-MLOps-Signature"
 EVENT_HEADER = "X-MLOps-Event"
 DELIVERY_HEADER = "X-MLOps-Delivery"  # the same on a retry: receivers can drop repeats
 CLAIMABLE = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
@@ -289,8 +289,6 @@ def send_chat(delivery) -> None:
 
 
 def send_webhook(delivery) -> None:
-    from deployments.backends.webhook import sign
-
     channel = _usable_channel(delivery)
     body = json.dumps(webhook_payload(delivery)).encode()
     headers = {EVENT_HEADER: delivery.notification.event, DELIVERY_HEADER: str(delivery.pk)}

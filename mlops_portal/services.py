@@ -12,7 +12,7 @@ from django.utils.dateparse import parse_datetime
 
 from deployments.models import RegisteredModel, Target
 from mlops_portal import audit
-from mlops_portal.choices import NotificationEvent
+from mlops_portal.choices import CHANNEL_EVENTS, NotificationEvent
 from mlops_portal.models import ApiToken, NotificationChannel, Profile, hash_token_secret
 from mlops_portal.roles import OPERATORS, Role, require_role
 from mlops_portal.validation import field_errors
@@ -101,10 +101,15 @@ def authenticate_token(secret: str):
 def set_email_events(user, events) -> Profile:
     """Choose the events `user` gets by email (replacing their role's defaults)."""
     chosen = sorted(set(events or ()))
-    unknown = [event for event in chosen if event not in NotificationEvent.values]
-    if unknown:
-        raise ValidationError({"events": [f"Unknown events: {', '.join(unknown)}."]})
+    errors = _refused_events(chosen, NotificationEvent.values, "Unknown events")
+    if errors:
+        raise ValidationError({"events": errors})
     return _change_email_events(user, chosen)
+
+
+def _refused_events(events, allowed, reason: str) -> list[str]:
+    refused = [event for event in events if event not in allowed]
+    return [f"{reason}: {', '.join(refused)}."] if refused else []
 
 
 def reset_email_events(user) -> Profile:
@@ -146,9 +151,9 @@ def save_channel(actor, channel=None, **fields) -> NotificationChannel:
     channel.name = (channel.name or "").strip()
     channel.events = sorted(set(channel.events or ()))
     errors = field_errors(channel, exclude=["created_by"])
-    unknown = [event for event in channel.events if event not in NotificationEvent.values]
-    if unknown:
-        errors.setdefault("events", []).append(f"Unknown events: {', '.join(unknown)}.")
+    refused = _refused_events(channel.events, CHANNEL_EVENTS, "Channels cannot receive")
+    if refused:
+        errors.setdefault("events", []).extend(refused)
     elif not channel.events:
         errors.setdefault("events", []).append("Choose at least one event to send here.")
     if NotificationChannel.objects.filter(name=channel.name).exclude(pk=channel.pk).exists():

@@ -4,7 +4,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from mlops_portal.api.pagination import StandardPagination
-from mlops_portal.search import results, search, search_kind
+from mlops_portal.search import KINDS_BY_NAME, results, search, search_kind
 
 
 class SearchView(APIView):
@@ -14,11 +14,7 @@ class SearchView(APIView):
     @extend_schema(
         parameters=[
             OpenApiParameter("q", str, required=True),
-            OpenApiParameter(
-                "kind",
-                str,
-                enum=["models", "versions", "targets", "deployments", "incidents", "pages"],
-            ),
+            OpenApiParameter("kind", str, enum=list(KINDS_BY_NAME)),
         ],
         responses=inline_serializer(
             "SearchResults", {"q": serializers.CharField(), "results": serializers.DictField()}
@@ -30,14 +26,10 @@ class SearchView(APIView):
         if kind is not None:
             paginator = StandardPagination()
             rows = paginator.paginate_queryset(ranked if ranked is not None else [], request)
-            found = [
-                {"title": label, "url": url, "id": row.pk}
-                for label, url, row in results(kind, rows)
-            ]
-            return paginator.get_paginated_response(found)
-        groups = search(query)
-        grouped = {
-            name: [{"title": label, "url": url, "id": row.pk} for label, url, row in rows]
-            for name, rows in groups.items()
-        }
+            return paginator.get_paginated_response(as_json(results(kind, rows)))
+        grouped = {name: as_json(found) for name, found in search(query).items()}
         return Response({"q": query, "results": grouped})
+
+
+def as_json(found) -> list[dict]:
+    return [{"title": label, "url": url, "id": row.pk} for label, url, row in found]

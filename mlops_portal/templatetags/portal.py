@@ -131,8 +131,6 @@ def query_with(context, **changes):
 @register.simple_tag
 def history_url(instance):
     """The change feed filtered to `instance` (its History link)."""
-    from django.urls import reverse
-
     opts = instance._meta
     return f"{reverse('changes')}?kind={opts.app_label}.{opts.model_name}&object={instance.pk}"
 

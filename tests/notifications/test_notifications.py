@@ -225,6 +225,16 @@ def test_channels_are_for_engineers_and_keep_their_secret(alice, bob):
     assert channel.enabled is False
 
 
+def test_a_channel_cannot_listen_to_the_daily_digest(bob):
+    with pytest.raises(ValidationError) as refused:
+        services.save_channel(
+            bob, name="#ml", kind="chat", url="https://chat.example/hook",
+            events=[Event.INCIDENT_OPENED, Event.DAILY_DIGEST],
+        )  # fmt: skip
+    assert refused.value.message_dict["events"] == ["Channels cannot receive: digest.daily."]
+    assert not NotificationChannel.objects.exists()
+
+
 # --- through a real worker --------------------------------------------------------------
 
 
