@@ -208,6 +208,15 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_TIMEZONE = TIME_ZONE
+# The outbox (mlops_portal.outbox): jobs are rows first, published after commit; the relay
+# (`manage.py relay_outbox`) publishes what the committing process could not, polling every
+# OUTBOX_RELAY_INTERVAL_SECONDS and backing off up to OUTBOX_RETRY_MAX_SECONDS while the
+# broker is down. A row is left to its committing process (or to a relay that took it) for
+# OUTBOX_LEASE_SECONDS; published rows are deleted after OUTBOX_RETENTION_HOURS.
+OUTBOX_RELAY_INTERVAL_SECONDS = env_int("OUTBOX_RELAY_INTERVAL_SECONDS", 1)
+OUTBOX_RETRY_MAX_SECONDS = env_int("OUTBOX_RETRY_MAX_SECONDS", 10)
+OUTBOX_LEASE_SECONDS = env_int("OUTBOX_LEASE_SECONDS", 10)
+OUTBOX_RETENTION_HOURS = env_int("OUTBOX_RETENTION_HOURS", 24)
 # A version stuck in `validating` this long (worker killed) is validated again.
 VALIDATION_STALE_AFTER_SECONDS = env_int("VALIDATION_STALE_AFTER_SECONDS", 600)
 

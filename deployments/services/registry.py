@@ -27,7 +27,7 @@ from deployments.serving.loading import (
     load_model,
     predict,
 )
-from mlops_portal import audit, notifications
+from mlops_portal import audit, notifications, outbox
 from mlops_portal.choices import NotificationEvent
 from mlops_portal.roles import AUTHORS, OPERATORS, has_role, require_role
 from mlops_portal.validation import clean_tags, field_errors
@@ -221,7 +221,7 @@ def _check_upload_digest(artifact, expected_sha256, errors) -> tuple[str, int] |
 def _enqueue_validation(version_id: int) -> None:
     from deployments.tasks import validate_version_task
 
-    transaction.on_commit(lambda: validate_version_task.delay(version_id))
+    outbox.enqueue(validate_version_task, version_id)
 
 
 def _record(version, kind, actor=None, message="") -> VersionEvent:

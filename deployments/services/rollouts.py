@@ -24,7 +24,7 @@ from deployments.choices import (
     VersionStatus,
 )
 from deployments.models import Deployment, DeploymentEvent, DeploymentLogLine, ModelVersion
-from mlops_portal import audit, notifications
+from mlops_portal import audit, notifications, outbox
 from mlops_portal.choices import NotificationEvent
 from mlops_portal.errors import Conflict
 from mlops_portal.roles import AUTHORS, OPERATORS, has_role, require_role
@@ -337,7 +337,8 @@ def _await_callback(deployment, timeout_seconds: int) -> None:
 
 
 def _start_next_on_commit(target_id) -> None:
-    """When a target frees up, start its oldest queued deployment."""
+    """When a target frees up, start its oldest queued deployment (its job is written in
+    this transaction and sent when it commits)."""
     from deployments.tasks import run_deployment_task
 
     def start_next():
@@ -348,9 +349,9 @@ def _start_next_on_commit(target_id) -> None:
             .first()
         )
         if waiting:
-            run_deployment_task.delay(waiting)
+            outbox.enqueue(run_deployment_task, waiting)
 
-    transaction.on_commit(start_next)
+    start_next()
 
 
 class JobLog:
@@ -420,7 +421,7 @@ def _resend_waiting(now) -> int:
     for target_id, pk in waiting.values_list("target_id", "pk"):
         oldest_per_target.setdefault(target_id, pk)
     for pk in oldest_per_target.values():
-        run_deployment_task.delay(pk)
+        outbox.enqueue(run_deployment_task, pk)
     return len(oldest_per_target)
 
 
@@ -451,7 +452,7 @@ def _approve(deployment, actor, comment):
                 queued_at=timezone.now())  # fmt: skip
     from deployments.tasks import run_deployment_task
 
-    transaction.on_commit(lambda: run_deployment_task.delay(deployment.pk))
+    outbox.enqueue(run_deployment_task, deployment.pk)
 
 
 def _transition(deployment, to_state, actor, message, **fields) -> None:

@@ -14,9 +14,8 @@ from tests.deploy.conftest import WEBHOOK_SECRET
 
 
 @pytest.fixture
-def queued(alice, ready_version, webhook_target, monkeypatch):
+def queued(alice, ready_version, webhook_target):
     """A queued deployment to the webhook target (its job is run in-process below)."""
-    monkeypatch.setattr("deployments.tasks.run_deployment_task.delay", lambda pk: None)
     return services.request_deployment(
         alice, version=ready_version, target=webhook_target, reason="Ship it"
     )

@@ -150,10 +150,9 @@ def test_a_postmortem_from_an_incident_carries_its_timeline(client, alice, bob):
     assert f"Incident #{incident.pk}, SEV2" in page.body
 
 
-def test_a_model_card_follows_the_registry_and_deployments(client, alice, bob, monkeypatch):
+def test_a_model_card_follows_the_registry_and_deployments(client, alice, bob):
     from deployments.models import Deployment
 
-    monkeypatch.setattr("deployments.tasks.run_deployment_task.delay", lambda pk: None)
     iris = registry.create_model(alice, name="iris", description="Classifies flowers.")
     v1 = registry.validate_version(register_iris_version(alice, iris, metrics={"acc": 0.9}).pk)
     target = registry.create_target(bob, name="iris-stage", environment="staging")

@@ -149,12 +149,12 @@ def test_registering_by_uri_reads_the_model_as_it_numbers_the_version(api_client
     statements = [query["sql"].split()[0] for query in queries]
     statements = [verb for verb in statements if verb not in ("SAVEPOINT", "RELEASE")]
     # token, then one UPDATE … RETURNING for the model and its number, the version, its
-    # change record and its event; no SELECT of the model before or after.
-    assert statements == ["SELECT", "UPDATE", "INSERT", "INSERT", "INSERT"], statements
+    # change record, its event and its validation job (the outbox); no SELECT of the model.
+    assert statements == ["SELECT", "UPDATE", "INSERT", "INSERT", "INSERT", "INSERT"], statements
     assert churn.versions.get(number=2).model == churn
 
 
-def test_it_registers_a_version_by_multipart_upload(api_client_for, alice, churn):
+def test_it_registers_a_version_by_multipart_upload(api_client_for, alice, churn, outbox_jobs):
     artifact = iris_artifact()[0]
     response = api_client_for(alice).post(
         versions_url(),
@@ -172,6 +172,8 @@ def test_it_registers_a_version_by_multipart_upload(api_client_for, alice, churn
     assert len(body["artifact_sha256"]) == 64
     assert body["metrics"] == {"accuracy": 0.97}
     assert body["tags"] == ["candidate", "iris"]
+    version = ModelVersion.objects.get(model__name="churn", number=body["version"])
+    assert outbox_jobs() == [("deployments.tasks.validate_version_task", (version.pk,))]
 
 
 @pytest.mark.parametrize(
