@@ -166,7 +166,13 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 10}
+    # No reconnection loop when publishing (max_retries 0): with the broker down, a publish
+    # fails at once and leaves its job to the outbox relay instead of holding the request.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_connect_timeout": 2,
+        "socket_timeout": 10,
+        "max_retries": 0,
+    }
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT = "mlops_portal.broker:Transport"  # reuses its Redis client
 CELERY_TASK_IGNORE_RESULT = True

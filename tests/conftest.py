@@ -210,8 +210,9 @@ class Sent(NamedTuple):
 @pytest.fixture(autouse=True)
 def sent_tasks(request, monkeypatch) -> SentTasks:
     """Record every task sent to Celery (name, args, queue). Without the `worker` mark
-    nothing reaches the broker: a live session worker running a job while the test's tables
-    are flushed deadlocks the flush. With it, sends are recorded and go out.
+    nothing reaches the shared broker: a live session worker running a job while the test's
+    tables are flushed deadlocks the flush. With it, sends are recorded and go out, as do
+    sends of a test's own Celery app (its own broker).
 
     Jobs go through the outbox (`mlops_portal.outbox`), which sends them when their
     transaction commits; a test inside the usual rolled-back transaction sees them as
@@ -219,14 +220,17 @@ def sent_tasks(request, monkeypatch) -> SentTasks:
     execute=True)`."""
     from celery import Celery
 
+    from mlops_portal.celery import app as portal_app
+
     recorded = SentTasks()
     send = Celery.send_task
     sends = request.node.get_closest_marker("worker") is not None
 
     def record(app, name, args=None, kwargs=None, **options):
-        route = app.conf.task_routes.get(name, {}).get("queue", app.conf.task_default_queue)
+        routes = app.conf.task_routes or {}
+        route = routes.get(name, {}).get("queue", app.conf.task_default_queue)
         recorded.append(Sent(name, tuple(args or ()), options.get("queue") or route))
-        if sends:
+        if sends or app is not portal_app:
             return send(app, name, args, kwargs, **options)
         return None
 
