@@ -10,6 +10,7 @@ from deployments.choices import (
     DeploymentState,
     Environment,
     Flavor,
+    QueuePolicy,
     VersionEventKind,
     VersionStatus,
 )
@@ -174,6 +175,11 @@ class Target(models.Model):
     rollback_skips_approval = models.BooleanField(default=False)
     auto_rollback = models.BooleanField(default=False)
     verification_window_seconds = models.PositiveIntegerField(default=60)
+    # Supersede (default): a newer approved request cancels the older ones still waiting,
+    # so a burst of requests deploys once, the newest (services.rollouts._supersede_older).
+    queue_policy = models.CharField(
+        max_length=20, choices=QueuePolicy.choices, default=QueuePolicy.SUPERSEDE
+    )
     description = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
@@ -233,6 +239,10 @@ class Deployment(models.Model):
     endpoint = models.CharField(max_length=500, blank=True)
     # Backend bookkeeping (local: pid and port of the model server; webhook: remote id).
     backend_state = models.JSONField(default=dict, blank=True)
+    # Set in the transaction that ends a started deployment (replaced, rolled back or
+    # failed): whatever its backend started must be stopped. The job clears it once it has
+    # stopped the server; if the job dies first, the reconciler does.
+    stop_pending = models.BooleanField(default=False)
     failure_reason = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
@@ -268,6 +278,12 @@ class Deployment(models.Model):
             # Dashboards: deployments that went live / were requested in a date range.
             models.Index(fields=["finished_at"], name="deploy_finished_idx"),
             models.Index(fields=["created_at"], name="deploy_created_idx"),
+            # The reconciler: ended deployments whose model server is still to be stopped.
+            models.Index(
+                fields=["stop_pending"],
+                condition=models.Q(stop_pending=True),
+                name="deploy_stop_pending_idx",
+            ),
         ]
 
     def __str__(self):
