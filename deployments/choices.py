@@ -40,6 +40,12 @@ class QueuePolicy(models.TextChoices):
     QUEUE = "queue", "Queue: every request runs, in order"
 
 
+QUEUE_POLICY_HELP = (
+    "When approved deployments wait while another one runs: supersede cancels the older "
+    "waiting ones, so only the newest deploys; queue runs every one in turn."
+)
+
+
 class DeploymentState(models.TextChoices):
     REQUESTED = "requested", "Requested"
     APPROVED = "approved", "Approved"

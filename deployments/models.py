@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 
 from deployments.choices import (
@@ -162,6 +163,20 @@ class VersionEvent(TimelineEvent):
         return f"{self.version}: {self.get_kind_display()}"
 
 
+class TargetQuerySet(models.QuerySet):
+    def with_backlog(self):
+        """Annotate `queued_count`, the approved deployments waiting on each target, as
+        one correlated COUNT (deploy_target_state_idx): no query per row."""
+        waiting = (
+            Deployment.objects.filter(target=models.OuterRef("pk"), state=DeploymentState.QUEUED)
+            .order_by()
+            .values("target")
+            .annotate(count=models.Count("pk"))
+            .values("count")
+        )
+        return self.annotate(queued_count=Coalesce(models.Subquery(waiting), 0))
+
+
 class Target(models.Model):
     """Where a model version can be deployed: an environment served by one backend."""
 
@@ -190,6 +205,8 @@ class Target(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = TargetQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
