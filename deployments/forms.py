@@ -128,8 +128,12 @@ class TargetCreateForm(forms.Form):
     )
     auto_rollback = forms.BooleanField(required=False)
     verification_window_seconds = forms.IntegerField(min_value=0, initial=60)
-    queue_policy = forms.ChoiceField(
-        choices=QueuePolicy.choices, initial=QueuePolicy.SUPERSEDE, help_text=QUEUE_POLICY_HELP
+    queue_policy = forms.TypedChoiceField(
+        choices=QueuePolicy.choices,
+        initial=QueuePolicy.SUPERSEDE,
+        empty_value=QueuePolicy.SUPERSEDE,
+        required=False,
+        help_text=QUEUE_POLICY_HELP,
     )
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
 
