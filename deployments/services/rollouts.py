@@ -143,7 +143,8 @@ def cancel_deployment(actor, deployment, *, reason=""):
     """The requester (or an engineer) withdraws a request that is still waiting."""
     if deployment.requested_by_id != actor.pk and not has_role(actor, OPERATORS):
         raise PermissionDenied("Only the requester or an MLOps engineer may cancel it.")
-    if deployment.state != State.REQUESTED:  # queued → cancelled is the queue policy's only
+    # Only requests still waiting for a decision; queued → cancelled is the queue policy's.
+    if deployment.state != State.REQUESTED:
         raise Conflict(
             f"Deployment #{deployment.pk} is {deployment.state}; it cannot be cancelled."
         )
@@ -496,7 +497,7 @@ def reconcile_deployments(now=None) -> dict[str, int]:
     - queued with a free target for a while: its message was lost, send it again;
     - live on the local backend with a dead model server: record it once on the timeline.
 
-    `now` moves the clock (tests); by default, the database's idea of now."""
+    `now` moves the reconciler's clock (tests: "a lease later"); by default, now."""
     done = {"failed": 0, "stopped": 0, "resent": 0, "dead_servers": 0}
     now = now or timezone.now()
     stuck = Deployment.objects.for_list().filter(state=State.RUNNING, lease_expires_at__lt=now)
