@@ -196,3 +196,16 @@ def test_a_burst_of_parallel_requests_deploys_once_the_newest_with_a_real_worker
     assert len(cd_system.requests) == 2  # the first and the newest; nothing in between
     for row in burst_rows[:-1]:
         assert "a newer request" in row.events.get(to_state=State.CANCELLED).message
+
+
+def test_the_reconciler_resends_the_newest_waiting_under_supersede(
+    alice, bob, second_version, staging, busy, sent, settings
+):
+    settings.DEPLOY_RESEND_QUEUED_SECONDS = 0
+    services.update_target(bob, staging, queue_policy=QueuePolicy.QUEUE)
+    _, newer = burst(alice, second_version, staging, 2)  # as if two approvals raced
+    services.update_target(bob, staging, queue_policy=QueuePolicy.SUPERSEDE)
+    Deployment.objects.filter(pk=busy.pk).update(state=State.FAILED)
+    sent.clear()
+    assert services.reconcile_deployments()["resent"] == 1
+    assert sent == [newer.pk]

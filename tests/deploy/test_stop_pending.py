@@ -150,3 +150,25 @@ def test_the_webhook_backend_clears_its_stop_without_a_note(
     old.refresh_from_db()
     assert (old.state, old.stop_pending) == (State.SUPERSEDED, False)
     assert notes(old) == []  # the CD system replaced it; the portal stopped nothing
+
+
+def test_the_migration_hands_servers_orphaned_before_it_to_the_reconciler(
+    alice, ready_version, second_version, staging
+):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    migration = import_module("deployments.migrations.0004_queue_policy_stop_pending")
+    orphan = request(alice, ready_version, staging)
+    never_started = request(alice, second_version, staging)
+    Deployment.objects.filter(pk=orphan.pk).update(
+        state=State.SUPERSEDED, backend_state={"pid": 2**22 + 1}
+    )
+    Deployment.objects.filter(pk=never_started.pk).update(state=State.FAILED)
+    migration.mark_ended_servers_stop_pending(apps, None)
+    assert Deployment.objects.get(pk=orphan.pk).stop_pending is True
+    assert Deployment.objects.get(pk=never_started.pk).stop_pending is False
+    # A pid that no longer runs a model server is left alone; the flag is cleared.
+    assert services.reconcile_deployments(now=after_a_lease())["stopped"] == 1
+    assert Deployment.objects.get(pk=orphan.pk).stop_pending is False
