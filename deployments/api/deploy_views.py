@@ -32,7 +32,9 @@ LOG_PAGE_SIZE = 500
 
 def targets_with_live():
     live = Deployment.objects.filter(target=OuterRef("pk"), state=DeploymentState.SUCCEEDED)
-    return Target.objects.annotate(live_deployment_id=Subquery(live.values("pk")[:1]))
+    return Target.objects.with_backlog().annotate(
+        live_deployment_id=Subquery(live.values("pk")[:1])
+    )
 
 
 class TargetViewSet(ServiceBackedViewSet):

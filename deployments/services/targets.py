@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from deployments.backends import backend_class, public_settings
-from deployments.choices import Backend, Environment
+from deployments.choices import Backend, Environment, QueuePolicy
 from deployments.models import Target
 from mlops_portal import audit
 from mlops_portal.roles import OPERATORS, require_role
@@ -16,13 +16,15 @@ EDITABLE_FIELDS = (
     "rollback_skips_approval",
     "auto_rollback",
     "verification_window_seconds",
+    "queue_policy",
     "description",
 )
 
 
 def create_target(actor, *, name, environment, backend=Backend.LOCAL, backend_settings=None,
                   requires_approval=None, rollback_skips_approval=False, auto_rollback=False,
-                  verification_window_seconds=60, description="") -> Target:  # fmt: skip
+                  verification_window_seconds=60, queue_policy=QueuePolicy.SUPERSEDE,
+                  description="") -> Target:  # fmt: skip
     """Create a target; production targets require approval unless told otherwise."""
     require_role(actor, OPERATORS, "manage targets")
     if requires_approval is None:
@@ -35,6 +37,7 @@ def create_target(actor, *, name, environment, backend=Backend.LOCAL, backend_se
         rollback_skips_approval=rollback_skips_approval,
         auto_rollback=auto_rollback,
         verification_window_seconds=verification_window_seconds,
+        queue_policy=queue_policy,
         description=description,
         created_by=actor,
     )

@@ -42,7 +42,7 @@ def _get_deployment(pk) -> Deployment:
 
 
 def target_list(request):
-    targets = Target.objects.order_by("name")
+    targets = Target.objects.with_backlog().order_by("name")
     live = {d.target_id: d for d in Deployment.objects.live().select_related("version__model")}
     rows = [(target, live.get(target.pk)) for target in targets]
     return render(
@@ -75,6 +75,7 @@ def target_edit(request, name):
         "rollback_skips_approval": target.rollback_skips_approval,
         "auto_rollback": target.auto_rollback,
         "verification_window_seconds": target.verification_window_seconds,
+        "queue_policy": target.queue_policy,
         "description": target.description,
     }
     form = TargetEditForm(request.POST or None, initial=initial)
@@ -87,8 +88,9 @@ def target_edit(request, name):
 
 
 def target_detail(request, name):
-    """A target: its settings (secrets hidden), what is live, and what was live when."""
-    target = _get_target(name)
+    """A target: its settings (secrets hidden), what is live, its backlog, and what was
+    live when."""
+    target = get_object_or_404(Target.objects.with_backlog(), name=name)
     deployments = Deployment.objects.for_list().filter(target=target)
     timeline = deployments.filter(state__in=WAS_LIVE_STATES).order_by("-finished_at")[:20]
     page = Paginator(deployments, PER_PAGE).get_page(request.GET.get("page"))
