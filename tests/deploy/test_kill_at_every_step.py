@@ -27,6 +27,7 @@ from deployments import services, steps
 from deployments.choices import DeploymentState as State
 from deployments.models import Deployment
 from deployments.tasks import run_deployment_task
+from mlops_portal import outbox
 from mlops_portal.celery import app
 from tests.conftest import (
     ROOT,
@@ -52,9 +53,14 @@ class StepWorkers:
             wait_for_worker(app, worker.node, worker, worker.log_path)
         self.step = None
 
-    def send(self, pk):
-        if self.step:  # before the first step, the test runs the job in-process
-            run_deployment_task.apply_async((pk,), queue=queue_for(self.step))
+    def enqueue(self, task, *args, **options):
+        """Deploy jobs go through the outbox to the dying worker of `self.step`; before
+        the first step, the test runs the job in-process and nothing is queued."""
+        if task is run_deployment_task:
+            if not self.step:
+                return None
+            options["queue"] = queue_for(self.step)
+        return self.outbox_enqueue(task, *args, **options)
 
     def stop(self):
         for worker in self.by_step.values():
@@ -69,7 +75,8 @@ class StepWorkers:
 @pytest.fixture
 def workers(tmp_path, monkeypatch):
     started = StepWorkers(tmp_path)
-    monkeypatch.setattr("deployments.tasks.run_deployment_task.delay", started.send)
+    started.outbox_enqueue = outbox.enqueue
+    monkeypatch.setattr(outbox, "enqueue", started.enqueue)
     yield started
     started.stop()
 

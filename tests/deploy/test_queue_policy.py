@@ -13,15 +13,27 @@ from deployments.choices import DeploymentState as State
 from deployments.choices import QueuePolicy
 from deployments.models import Deployment
 from deployments.services.rollouts import next_waiting, run_deployment
+from deployments.tasks import run_deployment_task
 from tests.conftest import wait_until
 
 
+class DeployJobs:
+    """The deployment ids queued for the deploy job (outbox rows), since the last `clear()`."""
+
+    def __init__(self, outbox_jobs):
+        self.outbox_jobs = outbox_jobs
+        self.seen = 0
+
+    def __call__(self) -> list[int]:
+        return [args[0] for _, args in self.outbox_jobs(run_deployment_task)][self.seen :]
+
+    def clear(self) -> None:
+        self.seen += len(self())
+
+
 @pytest.fixture
-def sent(monkeypatch):
-    """The deployment ids sent to the deploy queue."""
-    sent = []
-    monkeypatch.setattr("deployments.tasks.run_deployment_task.delay", sent.append)
-    return sent
+def sent(outbox_jobs):
+    return DeployJobs(outbox_jobs)
 
 
 @pytest.fixture
@@ -208,4 +220,4 @@ def test_the_reconciler_resends_the_newest_waiting_under_supersede(
     Deployment.objects.filter(pk=busy.pk).update(state=State.FAILED)
     sent.clear()
     assert services.reconcile_deployments()["resent"] == 1
-    assert sent == [newer.pk]
+    assert sent() == [newer.pk]

@@ -25,11 +25,6 @@ class WorkerDied(BaseException):
     """Not an Exception: the job's own `except Exception` must not catch it."""
 
 
-@pytest.fixture(autouse=True)
-def no_broker(monkeypatch):
-    monkeypatch.setattr("deployments.tasks.run_deployment_task.delay", lambda pk: None)
-
-
 @pytest.fixture
 def die_at(monkeypatch):
     def arm(step):
