@@ -106,6 +106,7 @@ def test_saving_a_page_keeps_its_links_and_links_change_only_when_asked(
     models.locator("option", has_text="diabetes-progression").click(modifiers=["Control"])
     models.locator("option", has_text="iris-regressor").click(modifiers=["Control"])
     targets.locator("option", has_text="iris-production").click(modifiers=["Control"])
+    screenshot("edit-form")
     page.get_by_role("button", name="Save").click()
     expect(linked.locator("li")).to_have_text(
         ["model diabetes-progression", "model iris-classifier", "target iris-staging"]
