@@ -144,3 +144,10 @@ def follow_button(context, thing):
         "following": thing.followers.filter(pk=user.pk).exists(),
         "csrf_token": context.get("csrf_token"),
     }
+
+
+@register.filter
+def with_class(field, css_class):
+    """A bound field's own widget with Bootstrap's class (and `is-invalid` on errors)."""
+    classes = f"{css_class} is-invalid" if field.errors else css_class
+    return field.as_widget(attrs={"class": classes})
