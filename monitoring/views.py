@@ -175,6 +175,7 @@ def incident_detail(request, pk):
             "can_operate": can(request.user, "incident.resolve", incident),
             "can_note": can(request.user, "incident.note", incident),
             "can_write_postmortem": can(request.user, "docs.write"),
+            "can_roll_back": can(request.user, "deployment.rollback", rollback_target),
             "note_form": NoteForm(initial={"severity": incident.severity}),
             "rollback_suggestion": rollback_target,
             "severities": Severity.choices,
