@@ -556,3 +556,28 @@ def test_a_viewer_sees_no_write_control(world, path):
                   "Register version", "Request deployment", "Request a deployment", ">Edit<",
                   "New check", "Open an incident", "New page", "Restore", "Archive"):  # fmt: skip
         assert label not in html, label
+
+
+def test_every_api_action_names_a_policy_rule():
+    """A typo in a viewset's `action_policy` would be a KeyError on the first request."""
+    from mlops_portal.policy import RULES
+
+    named = {
+        action
+        for _, _, callback in _patterns(get_resolver())
+        if hasattr(callback, "cls")
+        for action in getattr(callback.cls, "action_policy", {}).values()
+    }
+    assert named and named <= set(RULES)
+
+
+def test_the_policy_refuses_anonymous_users_and_lets_nobody_approve_their_own_request(world):
+    from django.contrib.auth.models import AnonymousUser
+
+    from mlops_portal.policy import can
+
+    assert not can(AnonymousUser(), "follow")
+    root = world["users"]["superuser"]
+    Deployment.objects.filter(pk=world["pending"].pk).update(requested_by=root)
+    assert not can(root, "deployment.approve", fresh(world["pending"]))
+    assert can(root, "deployment.approve")
