@@ -33,7 +33,8 @@ from mlops_portal.choices import (
     NotificationEvent,
 )
 from mlops_portal.models import Delivery, Notification, NotificationChannel, Profile
-from mlops_portal.roles import OPERATORS, has_role
+from mlops_portal.policy import can
+from mlops_portal.roles import OPERATORS
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -105,7 +106,7 @@ def followers_of(*, target=None, model=None):
 
 def sees_every_delivery(user) -> bool:
     """Engineers may list every delivery, channels included; others only their own."""
-    return has_role(user, OPERATORS)
+    return can(user, "delivery.list_all")
 
 
 def deliveries_for(user, everyone=False):

@@ -25,7 +25,6 @@ from deployments.choices import Backend, DeploymentEventKind, DeploymentState
 from deployments.filters import DeploymentFilter
 from deployments.models import Deployment, ModelVersion, Target
 from mlops_portal.api.viewsets import ServiceBackedViewSet
-from mlops_portal.roles import AUTHORS, OPERATORS
 
 LOG_PAGE_SIZE = 500
 
@@ -49,10 +48,7 @@ class TargetViewSet(ServiceBackedViewSet):
         "create": TargetCreateSerializer,
         "partial_update": TargetUpdateSerializer,
     }
-    action_roles = {
-        "create": (OPERATORS, "manage targets"),
-        "partial_update": (OPERATORS, "manage targets"),
-    }
+    action_policy = {"create": "target.manage", "partial_update": "target.manage"}
 
     @extend_schema(request=TargetCreateSerializer, responses={201: TargetSerializer})
     def create(self, request):
@@ -79,11 +75,13 @@ class DeploymentViewSet(ServiceBackedViewSet):
         "rollback": ReasonSerializer,
         "comments": CommentSerializer,
     }
-    action_roles = {
-        "create": (AUTHORS, "request deployments"),
-        "approve": (OPERATORS, "approve deployments"),
-        "reject": (OPERATORS, "reject deployments"),
-        "rollback": (OPERATORS, "roll back deployments"),
+    action_policy = {
+        "create": "deployment.request",
+        "approve": "deployment.approve",
+        "reject": "deployment.reject",
+        "cancel": "deployment.cancel",
+        "rollback": "deployment.rollback",
+        "comments": "deployment.comment",
     }
 
     @extend_schema(request=DeploymentRequestSerializer, responses={201: DeploymentSerializer})

@@ -10,7 +10,7 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -35,7 +35,7 @@ from deployments.models import (
 from mlops_portal import audit, notifications, outbox
 from mlops_portal.choices import NotificationEvent
 from mlops_portal.errors import Conflict
-from mlops_portal.roles import AUTHORS, OPERATORS, has_role, require_role
+from mlops_portal.policy import can, require
 from monitoring.services import checks
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ State = DeploymentState
 def request_deployment(actor, *, version: ModelVersion, target, reason, change_ticket=""):
     """Ask for `version` on `target`; return the deployment (queued at once when the
     target needs no approval)."""
-    require_role(actor, AUTHORS, "request deployments")
+    require(actor, "deployment.request")
     errors = {}
     if version.status != VersionStatus.READY:
         errors["version"] = [
@@ -76,13 +76,9 @@ def request_deployment(actor, *, version: ModelVersion, target, reason, change_t
     return deployment
 
 
-def can_approve(user, deployment) -> bool:
-    return has_role(user, OPERATORS) and deployment.requested_by_id != user.pk
-
-
 def awaiting_decision_by(user):
-    """The requests `user` may approve or reject: `can_approve` as a query."""
-    if not has_role(user, OPERATORS):
+    """The requests `user` may approve or reject: policy's "deployment.approve" as a query."""
+    if not can(user, "deployment.approve"):
         return Deployment.objects.none()
     return Deployment.objects.filter(state=State.REQUESTED).exclude(requested_by=user)
 
@@ -90,9 +86,7 @@ def awaiting_decision_by(user):
 def approve_deployment(actor, deployment, *, comment="", override_reason=""):
     """Approve a requested deployment and queue its job. The requester never approves
     their own request; of two engineers approving at once, exactly one wins."""
-    require_role(actor, OPERATORS, "approve deployments")
-    if deployment.requested_by_id == actor.pk:
-        raise PermissionDenied("You requested this deployment; another engineer must approve it.")
+    require(actor, "deployment.approve", deployment)
     blocking = blocking_incidents(deployment)
     if blocking and not override_reason.strip():
         numbers = ", ".join(f"#{incident.pk}" for incident in blocking)
@@ -128,7 +122,7 @@ def blocking_incidents(deployment) -> list:
 
 
 def reject_deployment(actor, deployment, *, comment):
-    require_role(actor, OPERATORS, "reject deployments")
+    require(actor, "deployment.reject", deployment)
     if not (comment or "").strip():
         raise ValidationError({"comment": ["Tell the requester why it is rejected."]})
     with transaction.atomic():
@@ -141,8 +135,7 @@ def reject_deployment(actor, deployment, *, comment):
 
 def cancel_deployment(actor, deployment, *, reason=""):
     """The requester (or an engineer) withdraws a request that is still waiting."""
-    if deployment.requested_by_id != actor.pk and not has_role(actor, OPERATORS):
-        raise PermissionDenied("Only the requester or an MLOps engineer may cancel it.")
+    require(actor, "deployment.cancel", deployment)
     # Only requests still waiting for a decision; queued → cancelled is the queue policy's.
     if deployment.state != State.REQUESTED:
         raise Conflict(
@@ -158,7 +151,7 @@ def cancel_deployment(actor, deployment, *, reason=""):
 def rollback_deployment(actor, live, *, reason):
     """Deploy again the version that was live before `live` on its target; return the new
     deployment. It skips approval when the target needs none or lets rollbacks skip it."""
-    require_role(actor, OPERATORS, "roll back deployments")
+    require(actor, "deployment.rollback", live)
     if not (reason or "").strip():
         raise ValidationError({"reason": ["Say why you roll back; everyone involved is told."]})
     if live.state != State.SUCCEEDED:
@@ -223,7 +216,9 @@ def previous_good_deployment(live):
 
 
 def add_comment(actor, deployment, body) -> DeploymentEvent:
-    if not actor.is_authenticated or not (body or "").strip():
+    """Add `body` to the deployment's timeline as a comment; viewers only read."""
+    require(actor, "deployment.comment", deployment)
+    if not (body or "").strip():
         raise ValidationError({"body": ["Write something to say."]})
     return _record(deployment, actor, DeploymentEventKind.COMMENT, body.strip())
 

@@ -7,7 +7,7 @@ from deployments.backends import backend_class, public_settings
 from deployments.choices import Backend, Environment, QueuePolicy
 from deployments.models import Target
 from mlops_portal import audit
-from mlops_portal.roles import OPERATORS, require_role
+from mlops_portal.policy import require
 from mlops_portal.validation import field_errors
 
 EDITABLE_FIELDS = (
@@ -26,7 +26,7 @@ def create_target(actor, *, name, environment, backend=Backend.LOCAL, backend_se
                   verification_window_seconds=60, queue_policy=QueuePolicy.SUPERSEDE,
                   description="") -> Target:  # fmt: skip
     """Create a target; production targets require approval unless told otherwise."""
-    require_role(actor, OPERATORS, "manage targets")
+    require(actor, "target.manage")
     if requires_approval is None:
         requires_approval = environment == Environment.PRODUCTION
     target = Target(
@@ -59,7 +59,7 @@ def create_target(actor, *, name, environment, backend=Backend.LOCAL, backend_se
 
 def update_target(actor, target: Target, *, backend_settings=None, **changes) -> Target:
     """Change a target's settings; its name and backend stay (deployments refer to them)."""
-    require_role(actor, OPERATORS, "manage targets")
+    require(actor, "target.manage", target)
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         raise ValidationError({name: ["This field cannot be changed."] for name in unknown})

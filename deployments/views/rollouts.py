@@ -24,7 +24,7 @@ from deployments.forms import (
 )
 from deployments.models import Deployment, RegisteredModel, Target
 from mlops_portal.errors import Conflict
-from mlops_portal.roles import AUTHORS, OPERATORS, has_role, require_role
+from mlops_portal.policy import can, require
 from mlops_portal.utils import service_errors_on
 
 PER_PAGE = 25
@@ -48,12 +48,12 @@ def target_list(request):
     return render(
         request,
         "deployments/target_list.html",
-        {"rows": rows, "can_manage": has_role(request.user, OPERATORS)},
+        {"rows": rows, "can_manage": can(request.user, "target.manage")},
     )
 
 
 def target_create(request):
-    require_role(request.user, OPERATORS, "manage targets")
+    require(request.user, "target.manage")
     form = TargetCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         with service_errors_on(form):
@@ -64,8 +64,8 @@ def target_create(request):
 
 
 def target_edit(request, name):
-    require_role(request.user, OPERATORS, "manage targets")
     target = _get_target(name)
+    require(request.user, "target.manage", target)
     secrets = public_settings(target.backend, target.backend_settings)
     visible = {key: value for key, value in secrets.items() if value != "********"}
     initial = {
@@ -103,7 +103,7 @@ def target_detail(request, name):
             "live": deployments.filter(state=DeploymentState.SUCCEEDED).first(),
             "timeline": timeline,
             "page": page,
-            "can_manage": has_role(request.user, OPERATORS),
+            "can_manage": can(request.user, "target.manage", target),
             "health": target_health(target),
         },
     )
@@ -123,13 +123,13 @@ def deployment_list(request):
             "page": page,
             "targets": Target.objects.order_by("name").values_list("name", flat=True),
             "states": DeploymentState.choices,
-            "can_request": has_role(request.user, AUTHORS),
+            "can_request": can(request.user, "deployment.request"),
         },
     )
 
 
 def deployment_request(request):
-    require_role(request.user, AUTHORS, "request deployments")
+    require(request.user, "deployment.request")
     model = None
     if request.GET.get("model"):
         model = get_object_or_404(RegisteredModel, name=request.GET["model"])
@@ -165,12 +165,13 @@ def deployment_detail(request, pk):
             "events": deployment.events.select_related("actor"),
             "evidence": approval_evidence(deployment),
             "can_decide": deployment.state == DeploymentState.REQUESTED
-            and services.can_approve(user, deployment),
+            and can(user, "deployment.approve", deployment),
             "is_requester": deployment.requested_by_id == user.pk,
             "can_cancel": deployment.state == DeploymentState.REQUESTED
-            and (deployment.requested_by_id == user.pk or has_role(user, OPERATORS)),
+            and can(user, "deployment.cancel", deployment),
             "can_roll_back": deployment.state == DeploymentState.SUCCEEDED
-            and has_role(user, OPERATORS),
+            and can(user, "deployment.rollback", deployment),
+            "can_comment": can(user, "deployment.comment", deployment),
             "previous_good": services.previous_good_deployment(deployment)
             if deployment.state == DeploymentState.SUCCEEDED
             else None,

@@ -10,7 +10,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from mlops_portal.roles import OPERATORS, require_role
+from mlops_portal.policy import require
 from monitoring.choices import (
     UNRESOLVED_STATES,
     CheckState,
@@ -41,7 +41,7 @@ def net_policy() -> NetPolicy:
 
 
 def create_check(actor, *, name, url, target=None, **options) -> HealthCheck:
-    require_role(actor, OPERATORS, "manage health checks")
+    require(actor, "check.manage")
     check = HealthCheck(name=(name or "").strip(), url=(url or "").strip(), target=target,
                         created_by=actor)  # fmt: skip
     _apply(check, options)
@@ -52,7 +52,7 @@ def create_check(actor, *, name, url, target=None, **options) -> HealthCheck:
 
 
 def update_check(actor, check, **changes) -> HealthCheck:
-    require_role(actor, OPERATORS, "manage health checks")
+    require(actor, "check.manage", check)
     unknown = set(changes) - set(EDITABLE)
     if unknown:
         raise ValidationError({name: ["This field cannot be changed."] for name in unknown})
@@ -66,12 +66,12 @@ def update_check(actor, check, **changes) -> HealthCheck:
 
 def delete_check(actor, check) -> None:
     """Delete a check with its results; its incidents stay (their check link is cleared)."""
-    require_role(actor, OPERATORS, "manage health checks")
+    require(actor, "check.manage", check)
     check.delete()
 
 
 def set_paused(actor, check, paused: bool) -> HealthCheck:
-    require_role(actor, OPERATORS, "pause health checks")
+    require(actor, "check.pause", check)
     check.enabled = not paused
     check.state = CheckState.PAUSED if paused else CheckState.UNKNOWN
     check.consecutive_failures = 0
@@ -84,7 +84,7 @@ def set_paused(actor, check, paused: bool) -> HealthCheck:
 
 def snooze(actor, check, *, hours, reason) -> HealthCheck:
     """No incident from this check for `hours` hours; probes still run and are recorded."""
-    require_role(actor, OPERATORS, "snooze health checks")
+    require(actor, "check.snooze", check)
     errors = {}
     if not isinstance(hours, int | float) or not 0 < hours <= 24 * 14:
         errors["hours"] = ["Snooze for more than 0 and at most 336 hours (two weeks)."]

@@ -6,7 +6,7 @@ from django.test.utils import CaptureQueriesContext
 
 from deployments import services
 from deployments.choices import DeploymentState as State
-from deployments.models import Deployment
+from deployments.models import Deployment, Target
 
 URL = "/api/v1/deployments/"
 RUN = "deployments.tasks.run_deployment_task"
@@ -50,6 +50,10 @@ def test_bad_requests_get_a_clear_error(
 def test_viewers_cannot_request(api_client_for, carol, ready_version, production):
     response = api_client_for(carol).post(URL, request_payload(), format="json")
     assert response.status_code == 403
+    assert response.json() == {
+        "detail": "Only data scientists or MLOps engineers may request deployments."
+    }
+    assert not Deployment.objects.exists()
 
 
 def test_approve_reject_and_four_eyes_over_the_api(
@@ -61,6 +65,8 @@ def test_approve_reject_and_four_eyes_over_the_api(
     assert "another engineer must approve" in own.json()["detail"]
     by_scientist = api_client_for(alice).post(f"{URL}{deployment_id}/approve/", {}, format="json")
     assert by_scientist.status_code == 403
+    assert by_scientist.json()["detail"] == "Only MLOps engineers may approve deployments."
+    assert Deployment.objects.get(pk=deployment_id).state == State.REQUESTED
 
     other = api_client_for(alice).post(URL, request_payload(), format="json").json()["id"]
     approved = api_client_for(bob).post(
@@ -71,6 +77,8 @@ def test_approve_reject_and_four_eyes_over_the_api(
     again = api_client_for(bob).post(f"{URL}{other}/approve/", {}, format="json")
     assert again.status_code == 409
     assert outbox_jobs(RUN) == [(RUN, (other,))]  # one deploy job, for the approved request
+    assert "queued" in again.json()["detail"]
+    assert Deployment.objects.get(pk=other).events.filter(to_state=State.APPROVED).count() == 1
 
 
 def test_the_requester_cancels_over_the_api(
@@ -143,7 +151,10 @@ def test_rollback_over_the_api(
 
 def test_targets_are_managed_by_engineers(api_client_for, alice, bob):
     payload = {"name": "churn-staging", "environment": "staging"}
-    assert api_client_for(alice).post("/api/v1/targets/", payload, format="json").status_code == 403
+    refused = api_client_for(alice).post("/api/v1/targets/", payload, format="json")
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == "Only MLOps engineers may manage targets."
+    assert not Target.objects.exists()
     created = api_client_for(bob).post("/api/v1/targets/", payload, format="json")
     assert created.status_code == 201
     assert created.json()["requires_approval"] is False

@@ -181,9 +181,12 @@ def test_the_pages_api_creates_edits_with_conflicts_and_lists_revisions(api_clie
     created = api.post("/api/v1/pages/", {"title": "On-call guide", "body": "v1"}, format="json")
     assert created.status_code == 201 and created.json()["slug"] == "on-call-guide"
     edit = {"title": "On-call guide", "body": "v2", "base_revision": 1}
-    assert api.patch("/api/v1/pages/on-call-guide/", edit, format="json").status_code == 200
+    edited = api.patch("/api/v1/pages/on-call-guide/", edit, format="json")
+    assert edited.status_code == 200
+    assert (edited.json()["body"], edited.json()["revision_number"]) == ("v2", 2)
     stale = api_client_for(bob).patch("/api/v1/pages/on-call-guide/", edit, format="json")
     assert stale.status_code == 409
+    assert Page.objects.get(slug="on-call-guide").revision_number == 2
     revisions = api.get("/api/v1/pages/on-call-guide/revisions/").json()
     assert [r["number"] for r in revisions] == [2, 1]
     preview = api.post("/api/v1/pages/preview/", {"body": "## Hi"}, format="json").json()
