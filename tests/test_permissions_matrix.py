@@ -189,7 +189,7 @@ def _persona_of(w, user):
 D, INC, C = "/api/v1/deployments/", "/api/v1/incidents/", "/api/v1/checks/"
 VERSION = {"artifact_uri": "http://127.0.0.1:9/v3.joblib", "sample_input": [[1.0]]}
 PAGE = {"title": "Runbook", "body": "three", "base_revision": 2}
-TARGET_FORM = {"environment": "staging", "backend_settings": "{}",
+TARGET_FORM = {"environment": "staging", "backend_settings": "{}", "queue_policy": "queue",
                "verification_window_seconds": 60, "description": "edited"}  # fmt: skip
 CHECK_FORM = {"name": "churn 2", "url": "http://127.0.0.1:9/", "method": "GET",
               "interval_seconds": 30, "timeout_seconds": 5, "expected_statuses": "[200]",
