@@ -43,10 +43,13 @@ def revoke_token(user, token: ApiToken) -> ApiToken:
     """Revoke `token`; only its owner may. Revoking twice is harmless."""
     if token.user_id != user.pk:
         raise PermissionDenied("You can only revoke your own tokens.")
+    now = timezone.now()
     with transaction.atomic():
-        ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
-            revoked_at=timezone.now()
+        revoked = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+            revoked_at=now
         )
+        if revoked:
+            audit.record_update(token, user, {"revoked_at": ("", now)})
     token.refresh_from_db()
     return token
 

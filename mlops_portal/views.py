@@ -9,10 +9,11 @@ from django.http import Http404, HttpResponseServerError, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template import loader
 from django.utils import timezone
+from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from mlops_portal import charts, dashboards, notifications, services
+from mlops_portal import charts, dashboards, notifications, security_log, services
 from mlops_portal.changes import ChangeFilter, describe, feed
 from mlops_portal.forms import ApiTokenForm, ChannelForm, DashboardForm, EmailEventsForm
 from mlops_portal.health import broker_kind, broker_status, database_status
@@ -231,6 +232,12 @@ def follow(request, kind, name):
         verb = "follow" if following else "no longer follow"
         messages.success(request, f"You {verb} {name}: its incidents are mailed to you.")
     return redirect(thing.get_absolute_url())
+
+
+def permission_denied(request, exception):
+    """The 403 page, after one log line saying who was refused what (no traceback)."""
+    security_log.permission_denied(request, str(exception))
+    return defaults.permission_denied(request, exception)
 
 
 def page_not_found(request, exception):
