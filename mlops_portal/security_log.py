@@ -75,9 +75,11 @@ def token_failed(request, reason: str) -> None:
     log_event("token_failed", request, user="", reason=reason)
 
 
-def permission_denied(request, reason: str = "", status: int = 403) -> None:
-    """A logged-in (or anonymous) caller was refused: a page's PermissionDenied or an API 403."""
-    log_event("permission_denied", request, status=status, reason=reason)
+def permission_denied(request, reason: str = "", status: int | None = None) -> None:
+    """A caller was refused: a page's or the API's 403 (`status`), or a refusal a page shows
+    as a message on its redirect (no status)."""
+    extra = {"status": status} if status else {}
+    log_event("permission_denied", request, **extra, reason=reason)
 
 
 class OneLineForbidden(logging.Filter):

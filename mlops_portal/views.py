@@ -76,6 +76,7 @@ def token_revoke(request, token_id):
     try:
         services.revoke_token(request.user, token)
     except PermissionDenied as exc:
+        security_log.permission_denied(request, str(exc))
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Token {token.name!r} revoked; it no longer works.")
@@ -157,6 +158,7 @@ def channel_edit(request, channel_id):
             try:
                 services.delete_channel(request.user, channel)
             except PermissionDenied as exc:
+                security_log.permission_denied(request, str(exc))
                 messages.error(request, str(exc))
                 return redirect("channel-edit", channel_id=channel.pk)
             messages.success(request, f"Channel {channel.name} deleted.")
@@ -170,6 +172,7 @@ def _save_channel(request, form, channel) -> bool:
     try:
         saved = services.save_channel(request.user, channel, **form.cleaned_data)
     except PermissionDenied as exc:
+        security_log.permission_denied(request, str(exc))
         messages.error(request, str(exc))
         return False
     except ValidationError as exc:
@@ -227,6 +230,7 @@ def follow(request, kind, name):
     try:
         services.set_following(request.user, thing, following)
     except PermissionDenied as exc:
+        security_log.permission_denied(request, str(exc))
         messages.error(request, str(exc))
     else:
         verb = "follow" if following else "no longer follow"
@@ -236,7 +240,7 @@ def follow(request, kind, name):
 
 def permission_denied(request, exception):
     """The 403 page, after one log line saying who was refused what (no traceback)."""
-    security_log.permission_denied(request, str(exception))
+    security_log.permission_denied(request, str(exception), status=403)
     return defaults.permission_denied(request, exception)
 
 

@@ -2,6 +2,7 @@
 login page, the throttle on bad API tokens (shared through Redis by every web worker), and
 one log line per failed login or refused permission, never with a secret in it."""
 
+import json
 import logging
 import uuid
 from datetime import timedelta
@@ -11,6 +12,8 @@ import redis
 from axes.models import AccessAttempt
 from django.utils import timezone
 from rest_framework.test import APIClient
+
+from monitoring.services import incidents
 
 WRONG = "not-the-password-9431"  # the factories' users have the password "password"
 SECURITY = "mlops_portal.security"
@@ -235,3 +238,18 @@ def test_a_refused_api_call_is_one_line(api_client_for, carol, caplog):
         " status=403"
     )
     assert not [r for r in caplog.records if r.name == "django.request"]
+
+
+def test_a_refusal_shown_as_a_message_is_logged_too(client, bob, carol, caplog):
+    incident = incidents.open_incident(bob, title="slow answers")
+    caplog.set_level(logging.INFO)
+    client.force_login(carol)
+    response = client.post(f"/docs/postmortem/{incident.pk}/", follow=True)
+
+    (message,) = [str(m) for m in response.context["messages"]]
+    assert message.startswith("Only ")
+    (line,) = [r.getMessage() for r in caplog.records if r.name == SECURITY]
+    assert line.startswith(
+        f"event=permission_denied user=carol ip=127.0.0.1 method=POST"
+        f" path=/docs/postmortem/{incident.pk}/ reason={json.dumps(message)}"
+    )

@@ -23,7 +23,7 @@ def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is not None and response.status_code == 403:
         detail = response.data.get("detail", "") if isinstance(response.data, dict) else ""
-        security_log.permission_denied(context["request"], str(detail))
+        security_log.permission_denied(context["request"], str(detail), status=403)
     return response
 
 

@@ -12,6 +12,10 @@ from tests.factories import UserFactory, register_iris_version, validated
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
+# plotly.js, Mermaid and Swagger UI are megabytes of script to parse: on a busy 2-core
+# machine that alone can take longer than Playwright's 5 s default.
+DRAWN = 20_000
+
 # Installed before any page script (Playwright's init scripts are not subject to the CSP):
 # every violation the browser reports is kept for the test to read.
 RECORD_VIOLATIONS = """
@@ -65,18 +69,19 @@ def test_charts_diagrams_swagger_and_the_metric_picker_work_under_the_policy(
     log_in(alice)
 
     page.goto(f"{live_server.url}/dashboards/")
-    expect(page.locator(".js-plotly-plot svg.main-svg").first).to_be_visible()
+    expect(page.locator(".js-plotly-plot svg.main-svg").first).to_be_visible(timeout=DRAWN)
     assert page.locator(".js-plotly-plot").count() == 8
 
     page.goto(f"{live_server.url}/models/iris/")
-    expect(page.get_by_test_id("metric-chart").locator("svg.main-svg").first).to_be_visible()
+    chart = page.get_by_test_id("metric-chart")
+    expect(chart.locator("svg.main-svg").first).to_be_visible(timeout=DRAWN)
     page.select_option("#metric", "f1")  # auto-submits, from portal.js
-    expect(page).to_have_url(f"{live_server.url}/models/iris/?metric=f1")
-    expect(page.get_by_test_id("metric-chart")).to_contain_text("f1 by version")
+    expect(page).to_have_url(f"{live_server.url}/models/iris/?metric=f1", timeout=DRAWN)
+    expect(chart).to_contain_text("f1 by version", timeout=DRAWN)
 
     page.goto(f"{live_server.url}{runbook.get_absolute_url()}")
-    expect(page.locator("pre.mermaid svg")).to_be_visible()
+    expect(page.locator("pre.mermaid svg")).to_be_visible(timeout=DRAWN)
 
     page.goto(f"{live_server.url}/api/docs/")
-    expect(page.locator(".swagger-ui .opblock").first).to_be_visible()
+    expect(page.locator(".swagger-ui .opblock").first).to_be_visible(timeout=DRAWN)
     assert violations(page) == []
