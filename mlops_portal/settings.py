@@ -306,6 +306,8 @@ AXES_RESET_ON_SUCCESS = True
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_LOCKOUT_CALLABLE = "mlops_portal.login_protection.locked_out"
 AXES_CLIENT_IP_CALLABLE = "mlops_portal.security_log.axes_client_ip"
+# Masked in the POST data axes keeps with each attempt (the password always is).
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]
 # API tokens: after API_TOKEN_FAILURE_LIMIT bad tokens from one address within
 # API_TOKEN_FAILURE_WINDOW_SECONDS, token requests from it get 429 until the window ends.
 API_TOKEN_FAILURE_LIMIT = env_int("API_TOKEN_FAILURE_LIMIT", 20)

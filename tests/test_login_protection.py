@@ -104,6 +104,7 @@ def test_each_failed_login_is_one_line_with_user_and_address_never_the_password(
     assert lines[-1].endswith("locked_out=true")  # refused without checking the password
     assert all(WRONG not in r.getMessage() and WRONG not in str(r.__dict__)
                for r in caplog.records)  # fmt: skip
+    assert WRONG not in str(list(AccessAttempt.objects.values()))  # what axes keeps
 
 
 def test_a_crafted_user_name_cannot_forge_a_log_line(client, db, caplog):
