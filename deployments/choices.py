@@ -33,6 +33,19 @@ class Backend(models.TextChoices):
     WEBHOOK = "webhook", "Webhook to an external CD system"
 
 
+class QueuePolicy(models.TextChoices):
+    """What a target does with approved deployments that wait while another one runs."""
+
+    SUPERSEDE = "supersede", "Supersede: only the newest waiting request runs"
+    QUEUE = "queue", "Queue: every request runs, in order"
+
+
+QUEUE_POLICY_HELP = (
+    "When approved deployments wait while another one runs: supersede cancels the older "
+    "waiting ones, so only the newest deploys; queue runs every one in turn."
+)
+
+
 class DeploymentState(models.TextChoices):
     REQUESTED = "requested", "Requested"
     APPROVED = "approved", "Approved"
@@ -54,7 +67,12 @@ DEPLOYMENT_TRANSITIONS = {
         DeploymentState.CANCELLED,
     },
     DeploymentState.APPROVED: {DeploymentState.QUEUED},
-    DeploymentState.QUEUED: {DeploymentState.RUNNING, DeploymentState.FAILED},
+    # queued → cancelled: a newer request superseded it (Target.queue_policy "supersede").
+    DeploymentState.QUEUED: {
+        DeploymentState.RUNNING,
+        DeploymentState.FAILED,
+        DeploymentState.CANCELLED,
+    },
     DeploymentState.RUNNING: {DeploymentState.SUCCEEDED, DeploymentState.FAILED},
     DeploymentState.SUCCEEDED: {DeploymentState.SUPERSEDED, DeploymentState.ROLLED_BACK},
 }

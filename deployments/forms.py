@@ -3,7 +3,14 @@ import json
 from django import forms
 from django.conf import settings
 
-from deployments.choices import Backend, Environment, Flavor, VersionStatus
+from deployments.choices import (
+    QUEUE_POLICY_HELP,
+    Backend,
+    Environment,
+    Flavor,
+    QueuePolicy,
+    VersionStatus,
+)
 from deployments.models import ModelVersion, Target
 
 
@@ -121,6 +128,13 @@ class TargetCreateForm(forms.Form):
     )
     auto_rollback = forms.BooleanField(required=False)
     verification_window_seconds = forms.IntegerField(min_value=0, initial=60)
+    queue_policy = forms.TypedChoiceField(
+        choices=QueuePolicy.choices,
+        initial=QueuePolicy.SUPERSEDE,
+        empty_value=QueuePolicy.SUPERSEDE,
+        required=False,
+        help_text=QUEUE_POLICY_HELP,
+    )
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
 
 
@@ -137,6 +151,7 @@ class TargetEditForm(forms.Form):
     )
     auto_rollback = forms.BooleanField(required=False)
     verification_window_seconds = forms.IntegerField(min_value=0)
+    queue_policy = forms.ChoiceField(choices=QueuePolicy.choices, help_text=QUEUE_POLICY_HELP)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
 
 

@@ -4,6 +4,7 @@ from celery import shared_task
 from django.db import OperationalError
 
 from deployments import services
+from mlops_portal import outbox
 
 
 @shared_task(
@@ -24,7 +25,7 @@ def requeue_stale_validations() -> int:
     """Queue again the versions no worker picked up or whose worker died; return how many."""
     stale = services.stale_validation_ids()
     for version_id in stale:
-        validate_version_task.delay(version_id)
+        outbox.enqueue(validate_version_task, version_id)
     return len(stale)
 
 

@@ -11,7 +11,7 @@ from django.utils.text import slugify
 from docs_app.models import Page, PageAttachment, PageRevision
 from mlops_portal import audit
 from mlops_portal.errors import Conflict
-from mlops_portal.roles import AUTHORS, require_role
+from mlops_portal.policy import require
 from mlops_portal.validation import clean_tags
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -31,7 +31,7 @@ class EditConflict(Conflict):
 
 def create_page(actor, *, title, body="", slug="", tags=(), parent=None, linked_models=(),
                 linked_targets=(), summary="") -> Page:  # fmt: skip
-    require_role(actor, AUTHORS, "write documentation")
+    require(actor, "docs.write")
     slug = (slug or slugify(title or ""))[:120]
     errors = _check_title(title)
     tags = clean_tags(tags, errors)
@@ -61,7 +61,7 @@ def create_page(actor, *, title, body="", slug="", tags=(), parent=None, linked_
 def save_page(actor, page, *, base_revision: int, title, body, summary="", tags=None,
               parent=None, linked_models=None, linked_targets=None) -> Page:  # fmt: skip
     """Save a new revision, unless someone saved after `base_revision` (EditConflict)."""
-    require_role(actor, AUTHORS, "write documentation")
+    require(actor, "docs.write", page)
     errors = _check_title(title)
     if tags is not None:
         tags = clean_tags(tags, errors)
@@ -101,7 +101,7 @@ def save_page(actor, page, *, base_revision: int, title, body, summary="", tags=
 
 def delete_page(actor, page) -> None:
     """Delete a page with its revisions; its sub-pages move up to the top of the tree."""
-    require_role(actor, AUTHORS, "write documentation")
+    require(actor, "docs.write", page)
     page.delete()
 
 
@@ -123,7 +123,7 @@ def image_type(file) -> str:
 
 
 def attach_image(actor, page, upload) -> PageAttachment:
-    require_role(actor, AUTHORS, "write documentation")
+    require(actor, "docs.write", page)
     if not image_type(upload):
         raise ValidationError({"file": ["Attach a PNG, JPEG or GIF image."]})
     if upload.size > MAX_IMAGE_BYTES:
@@ -135,6 +135,7 @@ def attach_image(actor, page, upload) -> PageAttachment:
 
 def postmortem_from_incident(actor, incident) -> Page:
     """A postmortem page pre-filled with the incident's facts and timeline."""
+    require(actor, "docs.write")
     from docs_app.templates_text import STARTERS
 
     _, starter = STARTERS["postmortem"]

@@ -18,7 +18,7 @@ from docs_app.models import Page, PageAttachment
 from docs_app.rendering import render_page
 from docs_app.templates_text import STARTERS
 from mlops_portal import security_log
-from mlops_portal.roles import AUTHORS, has_role, require_role
+from mlops_portal.policy import can, require
 from mlops_portal.utils import add_service_errors, service_errors_on
 from monitoring.models import Incident
 
@@ -67,7 +67,7 @@ def page_list(request):
     return render(
         request,
         "docs_app/page_list.html",
-        {"tree": page_tree(), "starters": STARTERS, "can_write": has_role(request.user, AUTHORS)},
+        {"tree": page_tree(), "starters": STARTERS, "can_write": can(request.user, "docs.write")},
     )
 
 
@@ -84,7 +84,7 @@ def page_detail(request, slug):
             "attachments": page.attachments.all(),
             "linked_models": page.linked_models.all(),
             "linked_targets": page.linked_targets.all(),
-            "can_write": has_role(request.user, AUTHORS),
+            "can_write": can(request.user, "docs.write", page),
             "attachment_form": AttachmentForm(),
         },
     )
@@ -97,7 +97,7 @@ def page_print(request, slug):
 
 
 def page_create(request):
-    require_role(request.user, AUTHORS, "write documentation")
+    require(request.user, "docs.write")
     starter = STARTERS.get(request.GET.get("template", ""))
     initial = {"title": starter[0], "body": starter[1]} if starter else {}
     form = PageForm(request.POST or None, initial=initial)
@@ -112,8 +112,8 @@ def page_create(request):
 
 
 def page_edit(request, slug):
-    require_role(request.user, AUTHORS, "write documentation")
     page = _get_page(slug)
+    require(request.user, "docs.write", page)
     initial = {
         "title": page.title, "slug": page.slug, "body": page.body, "tags": page.tags,
         "parent": page.parent, "linked_models": page.linked_models.all(),
@@ -151,7 +151,7 @@ def page_history(request, slug):
     page = _get_page(slug)
     revisions = page.revisions.select_related("author")
     return render(request, "docs_app/page_history.html", {
-        "page": page, "revisions": revisions, "can_write": has_role(request.user, AUTHORS),
+        "page": page, "revisions": revisions, "can_write": can(request.user, "docs.write", page),
     })  # fmt: skip
 
 

@@ -44,7 +44,10 @@ REGISTRY = {
         ]
     },
     "monitoring.Incident": {"exclude_fields": ["updated_at"]},
-    "docs_app.Page": {"exclude_fields": ["updated_at", "body"]},
+    "docs_app.Page": {
+        "exclude_fields": ["updated_at", "body"],
+        "m2m_fields": ["linked_models", "linked_targets"],
+    },
     # A chat webhook's URL is its credential, like the secret.
     "mlops_portal.NotificationChannel": {"exclude_fields": ["updated_at", "secret", "url"]},
     # Tokens: created and revoked, with the prefix users see in their token list; never

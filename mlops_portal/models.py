@@ -180,3 +180,38 @@ class Delivery(models.Model):
 
     def __str__(self):
         return f"{self.notification} → {self.address}"
+
+
+class OutboxMessage(models.Model):
+    """A job to send to Celery, written in the transaction of the change that asks for it
+    (`mlops_portal.outbox`): the change and its job commit together or not at all.
+
+    `relay_at` says when the relay may take the row: a moment after it is written (the
+    committing process publishes it first), at once after that process failed to, and
+    later again, with backoff, after the relay itself failed to."""
+
+    task = models.CharField(max_length=200)
+    args = models.JSONField(default=list)  # small and serialisable: ids
+    queue = models.CharField(max_length=50, blank=True)  # blank: the task's route
+    available_at = models.DateTimeField()  # the job runs no earlier (a countdown)
+    relay_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+    published_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)  # failed publishes
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [
+            # The relay: WHERE published_at IS NULL AND relay_at <= now ORDER BY relay_at.
+            models.Index(
+                fields=["relay_at"],
+                condition=models.Q(published_at__isnull=True),
+                name="outbox_pending_idx",
+            ),
+            # Pruning: DELETE … WHERE published_at < now - retention.
+            models.Index(fields=["published_at"], name="outbox_published_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.task}{tuple(self.args)}"

@@ -25,6 +25,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from deployments.backends.webhook import SIGNATURE_HEADER, sign  # deploy hooks' scheme
+from mlops_portal import outbox
 from mlops_portal.choices import (
     DEFAULT_EVENTS_BY_ROLE,
     DeliveryStatus,
@@ -32,7 +33,8 @@ from mlops_portal.choices import (
     NotificationEvent,
 )
 from mlops_portal.models import Delivery, Notification, NotificationChannel, Profile
-from mlops_portal.roles import OPERATORS, has_role
+from mlops_portal.policy import can
+from mlops_portal.roles import OPERATORS
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -104,7 +106,7 @@ def followers_of(*, target=None, model=None):
 
 def sees_every_delivery(user) -> bool:
     """Engineers may list every delivery, channels included; others only their own."""
-    return has_role(user, OPERATORS)
+    return can(user, "delivery.list_all")
 
 
 def deliveries_for(user, everyone=False):
@@ -141,10 +143,7 @@ def announce(event, *, key, title, body="", url="", data=None, users=(), channel
                 for channel in listening_channels(event)
             ]  # fmt: skip
         Delivery.objects.bulk_create(deliveries)
-    ids = [delivery.pk for delivery in deliveries]
-    # robust: a broker outage must not turn the committed change into an error page; the
-    # sweeper sends what was not queued.
-    transaction.on_commit(lambda: _enqueue(ids), robust=True)
+        _enqueue([delivery.pk for delivery in deliveries])
     return notification
 
 
@@ -157,8 +156,7 @@ def listening_channels(event: str) -> list:
 def _enqueue(delivery_ids) -> None:
     from mlops_portal.tasks import deliver_notification_task
 
-    for delivery_id in delivery_ids:
-        deliver_notification_task.delay(delivery_id)
+    outbox.enqueue_many(deliver_notification_task, [(pk,) for pk in delivery_ids])
 
 
 # --- delivering --------------------------------------------------------------------------

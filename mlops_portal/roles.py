@@ -1,7 +1,6 @@
 """Roles are Django groups (created by migration 0002); these helpers are the only place
-that asks which role a user has, so every service checks permissions the same way."""
+that asks which role a user has. Who may do what is `mlops_portal.policy`'s."""
 
-from django.core.exceptions import PermissionDenied
 from django.db import models
 
 
@@ -17,7 +16,7 @@ ROLE_PLURALS = {
     Role.MLOPS_ENGINEER: "MLOps engineers",
 }
 
-# Who may do what; services name the action, not the groups.
+# Groups of roles; `mlops_portal.policy` gives them to actions.
 AUTHORS = (Role.DATA_SCIENTIST, Role.MLOPS_ENGINEER)
 OPERATORS = (Role.MLOPS_ENGINEER,)
 
@@ -38,12 +37,6 @@ def has_role(user, roles) -> bool:
     if not user.is_authenticated:
         return False
     return user.is_superuser or bool(roles_of(user) & {str(role) for role in roles})
-
-
-def require_role(user, roles, action: str) -> None:
-    """Raise PermissionDenied, naming the roles allowed to do `action`, unless `user` may."""
-    if not has_role(user, roles):
-        raise PermissionDenied(refusal(roles, action))
 
 
 def refusal(roles, action: str) -> str:

@@ -5,7 +5,7 @@ from datetime import UTC, timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -14,10 +14,8 @@ from deployments.models import RegisteredModel, Target
 from mlops_portal import audit
 from mlops_portal.choices import CHANNEL_EVENTS, NotificationEvent
 from mlops_portal.models import ApiToken, NotificationChannel, Profile, hash_token_secret
-from mlops_portal.roles import OPERATORS, Role, require_role
+from mlops_portal.policy import require
 from mlops_portal.validation import field_errors
-
-ALL_ROLES = tuple(Role)
 
 # A token's last use is written at most this often, so reads do not turn into writes.
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -25,6 +23,7 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 def create_token(user, name: str) -> tuple[ApiToken, str]:
     """Create a token for `user`; return it with its secret, which is never stored."""
+    require(user, "token.create")
     name = name.strip()
     if not name:
         raise ValidationError({"name": ["Give the token a name, e.g. the pipeline using it."]})
@@ -41,8 +40,7 @@ def create_token(user, name: str) -> tuple[ApiToken, str]:
 
 def revoke_token(user, token: ApiToken) -> ApiToken:
     """Revoke `token`; only its owner may. Revoking twice is harmless."""
-    if token.user_id != user.pk:
-        raise PermissionDenied("You can only revoke your own tokens.")
+    require(user, "token.revoke", token)
     now = timezone.now()
     with transaction.atomic():
         revoked = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
@@ -124,6 +122,7 @@ ROLE_DEFAULTS = "the defaults of the role"
 
 
 def _change_email_events(user, chosen) -> Profile:
+    require(user, "preferences.edit")
     with transaction.atomic():
         profile, _ = Profile.objects.select_for_update().get_or_create(user=user)
         before = profile.email_events
@@ -138,7 +137,7 @@ def _change_email_events(user, chosen) -> Profile:
 def require_channel_admin(actor) -> None:
     """Channels are the engineers' to configure, and to look at: a chat webhook's URL is
     its credential."""
-    require_role(actor, OPERATORS, "configure notification channels")
+    require(actor, "channel.manage")
 
 
 def save_channel(actor, channel=None, **fields) -> NotificationChannel:
@@ -182,7 +181,7 @@ def follow_kind(thing) -> str:
 
 def set_following(user, thing, following: bool) -> None:
     """Follow (or stop following) a model or a target: its incidents notify `user`."""
-    require_role(user, ALL_ROLES, "follow models and targets")
+    require(user, "follow", thing)
     if following:
         thing.followers.add(user)
     else:

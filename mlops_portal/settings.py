@@ -180,7 +180,13 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
     }
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 10}
+    # No reconnection loop when publishing (max_retries 0): with the broker down, a publish
+    # fails at once and leaves its job to the outbox relay instead of holding the request.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "socket_connect_timeout": 2,
+        "socket_timeout": 10,
+        "max_retries": 0,
+    }
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT = "mlops_portal.broker:Transport"  # reuses its Redis client
 CELERY_TASK_IGNORE_RESULT = True
@@ -222,6 +228,15 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_TIMEZONE = TIME_ZONE
+# The outbox (mlops_portal.outbox): jobs are rows first, published after commit; the relay
+# (`manage.py relay_outbox`) publishes what the committing process could not, polling every
+# OUTBOX_RELAY_INTERVAL_SECONDS and backing off up to OUTBOX_RETRY_MAX_SECONDS while the
+# broker is down. A row is left to its committing process (or to a relay that took it) for
+# OUTBOX_LEASE_SECONDS; published rows are deleted after OUTBOX_RETENTION_HOURS.
+OUTBOX_RELAY_INTERVAL_SECONDS = env_int("OUTBOX_RELAY_INTERVAL_SECONDS", 1)
+OUTBOX_RETRY_MAX_SECONDS = env_int("OUTBOX_RETRY_MAX_SECONDS", 10)
+OUTBOX_LEASE_SECONDS = env_int("OUTBOX_LEASE_SECONDS", 10)
+OUTBOX_RETENTION_HOURS = env_int("OUTBOX_RETENTION_HOURS", 24)
 # A version stuck in `validating` this long (worker killed) is validated again.
 VALIDATION_STALE_AFTER_SECONDS = env_int("VALIDATION_STALE_AFTER_SECONDS", 600)
 

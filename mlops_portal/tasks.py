@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from mlops_portal import notifications
+from mlops_portal import notifications, outbox
 
 
 @shared_task(soft_time_limit=60)
@@ -10,7 +10,8 @@ def deliver_notification_task(delivery_id: int) -> str:
     """Send one delivery; a failed send schedules its own retry with backoff."""
     retry_in = notifications.deliver(delivery_id)
     if retry_in is not None:
-        deliver_notification_task.apply_async((delivery_id,), countdown=retry_in)
+        # Through the outbox: a retry sent while the broker is away is not lost.
+        outbox.enqueue(deliver_notification_task, delivery_id, countdown=retry_in)
         return f"retry in {retry_in:g} s"
     return "done"
 

@@ -140,6 +140,7 @@ def channel_list(request):
     """Team-wide chat and webhook channels; engineers add and edit them."""
     form = ChannelForm(request.POST or None)
     if request.method == "POST":
+        services.require_channel_admin(request.user)
         if form.is_valid() and _save_channel(request, form, None):
             return redirect("channel-list")
     channels = NotificationChannel.objects.all()

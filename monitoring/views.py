@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 
 from deployments.models import Deployment
 from mlops_portal.errors import Conflict
-from mlops_portal.roles import AUTHORS, OPERATORS, has_role, require_role
+from mlops_portal.policy import can, require
 from mlops_portal.utils import service_errors_on
 from monitoring import charts, series
 from monitoring.choices import CheckState, IncidentState, Severity
@@ -49,7 +49,7 @@ def check_list(request):
         request,
         "monitoring/check_list.html",
         {"page": page, "rows": rows, "filters": filters, "states": CheckState.choices,
-         "can_manage": has_role(request.user, OPERATORS)},
+         "can_manage": can(request.user, "check.manage")},
     )  # fmt: skip
 
 
@@ -72,7 +72,7 @@ def check_detail(request, pk):
             "uptime": series.uptime([check.pk], since, until)[check.pk],
             "recent": check.results.order_by("-at")[:20],
             "incidents": check.incidents.order_by("-opened_at")[:10],
-            "can_manage": has_role(request.user, OPERATORS),
+            "can_manage": can(request.user, "check.manage", check),
             "snooze_form": SnoozeForm(),
             "snoozed": check.snoozed_until and check.snoozed_until > timezone.now(),
         },
@@ -80,8 +80,8 @@ def check_detail(request, pk):
 
 
 def check_form(request, pk=None):
-    require_role(request.user, OPERATORS, "manage health checks")
     check = _get_check(pk) if pk else None
+    require(request.user, "check.manage", check)
     initial = {}
     if check:
         initial = {name: getattr(check, name) for name in checks.EDITABLE}
@@ -136,7 +136,7 @@ def incident_list(request):
         {"page": page, "filters": filters, "severities": Severity.choices,
          "states": IncidentState.choices, "mtta_mttr": incident_figures(),
          "trend": incident_trend(),
-         "can_open": has_role(request.user, AUTHORS)},
+         "can_open": can(request.user, "incident.open")},
     )  # fmt: skip
 
 
@@ -172,7 +172,10 @@ def incident_detail(request, pk):
         {
             "incident": incident,
             "events": incident.events.select_related("actor"),
-            "can_operate": has_role(request.user, OPERATORS),
+            "can_operate": can(request.user, "incident.resolve", incident),
+            "can_note": can(request.user, "incident.note", incident),
+            "can_write_postmortem": can(request.user, "docs.write"),
+            "can_roll_back": can(request.user, "deployment.rollback", rollback_target),
             "note_form": NoteForm(initial={"severity": incident.severity}),
             "rollback_suggestion": rollback_target,
             "severities": Severity.choices,
@@ -181,7 +184,7 @@ def incident_detail(request, pk):
 
 
 def incident_create(request):
-    require_role(request.user, AUTHORS, "open incidents")
+    require(request.user, "incident.open")
     initial = {}
     if request.GET.get("deployment"):
         deployment = get_object_or_404(Deployment, pk=request.GET["deployment"])

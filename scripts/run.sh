@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: prepare the embedded portal (SQLite and files under var/) and serve it with
-# web + worker + beat. Safe to run again: migrations, static files and demo data are idempotent.
+# web + workers + beat + the outbox relay (the Procfile). Safe to run again: migrations,
+# static files and demo data are idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -23,5 +24,5 @@ export CELERY_BROKER_URL
 "$PY" manage.py collectstatic --noinput -v 0
 "$PY" manage.py load_demo_data
 
-echo "Serving the portal at http://${PORTAL_BIND:-127.0.0.1:8000}/ (Ctrl-C stops web, worker and beat)"
+echo "Serving the portal at http://${PORTAL_BIND:-127.0.0.1:8000}/ (Ctrl-C stops web, workers, beat and the outbox relay)"
 exec .venv/bin/honcho start -f Procfile

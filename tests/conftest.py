@@ -1,12 +1,14 @@
 """Shared fixtures: service checks, personas by role, API clients, the Celery worker
 subprocess and the browser set-up that every journey test reuses."""
 
+import contextlib
 import itertools
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import psycopg
 import pytest
@@ -134,18 +136,17 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
     """A real `celery worker` subprocess on the real Redis, reading the test database.
 
     Tests using it must be `django_db(transaction=True)` so the worker sees their rows."""
-    from mlops_portal.celery import app
-
     redis.Redis.from_url(settings.CELERY_BROKER_URL).flushdb()  # no tasks left by older runs
     log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    node = f"tests-{os.getpid()}@localhost"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": database_url_for_subprocesses(),
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-    }
+    with celery_worker(settings.CELERY_BROKER_URL, log_path) as process:
+        yield process
+
+
+@contextlib.contextmanager
+def celery_worker(broker_url, log_path, node=None):
+    """Run a real `celery worker` subprocess on `broker_url` and the test database until the
+    block ends; yield its Popen (with `.node` and `.log_path`)."""
+    node = node or f"tests-{os.getpid()}@localhost"
     command = [
         sys.executable,
         "-m",
@@ -166,38 +167,105 @@ def celery_worker_process(django_db_setup, django_db_blocker, tmp_path_factory):
         "--without-gossip",
         "--without-mingle",
     ]
+    env = {**subprocess_env(), "CELERY_BROKER_URL": broker_url}
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     process.node = node
     process.log_path = log_path
     try:
-        wait_for_worker(app, node, process, log_path)
+        wait_for_worker(control_app(broker_url), node, process, log_path)
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
+
+
+def subprocess_env() -> dict:
+    """The environment for a portal process (worker, relay, web) on the test database."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": database_url_for_subprocesses(),
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+    }
+
+
+def stop_process(process, timeout=20) -> None:
+    """Terminate a subprocess we started (by its pid), killing it if it lingers."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+class SentTasks(list):
+    """The tasks the code under test sent to Celery, in order, as `Sent` tuples."""
+
+    def args_of(self, task) -> list[tuple]:
+        """The arguments of each send of `task` (a task or its name)."""
+        name = getattr(task, "name", task)
+        return [sent.args for sent in self if sent.task == name]
+
+
+class Sent(NamedTuple):
+    task: str
+    args: tuple
+    queue: str
 
 
 @pytest.fixture(autouse=True)
-def tasks_reach_the_worker_only_when_asked(request, monkeypatch):
-    """A test without the `worker` mark sends no task: a live session worker running one
-    while the test's tables are flushed deadlocks the flush. Tests that check what is sent
-    replace a task's `delay` themselves."""
-    if request.node.get_closest_marker("worker"):
-        yield
-        return
-    monkeypatch.setattr("celery.app.task.Task.apply_async", lambda *args, **kwargs: None)
-    yield
+def sent_tasks(request, monkeypatch) -> SentTasks:
+    """Record every task sent to Celery (name, args, queue). Without the `worker` mark
+    nothing reaches the shared broker: a live session worker running a job while the test's
+    tables are flushed deadlocks the flush. With it, sends are recorded and go out, as do
+    sends of a test's own Celery app (its own broker).
+
+    Jobs go through the outbox (`mlops_portal.outbox`), which sends them when their
+    transaction commits; a test inside the usual rolled-back transaction sees them as
+    `OutboxMessage` rows (`outbox_jobs`), or here under `django_capture_on_commit_callbacks(
+    execute=True)`."""
+    from celery import Celery
+
+    from mlops_portal.celery import app as portal_app
+
+    recorded = SentTasks()
+    send = Celery.send_task
+    sends = request.node.get_closest_marker("worker") is not None
+
+    def record(app, name, args=None, kwargs=None, **options):
+        routes = app.conf.task_routes or {}
+        route = routes.get(name, {}).get("queue", app.conf.task_default_queue)
+        recorded.append(Sent(name, tuple(args or ()), options.get("queue") or route))
+        if sends or app is not portal_app:
+            return send(app, name, args, kwargs, **options)
+        return None
+
+    monkeypatch.setattr(Celery, "send_task", record)
+    return recorded
+
+
+@pytest.fixture
+def outbox_jobs():
+    """The jobs written to the outbox so far, as (task name, args) pairs in order: what the
+    code under test asked to run, sent or not."""
+    from mlops_portal.models import OutboxMessage
+
+    def jobs(task=None) -> list[tuple]:
+        rows = OutboxMessage.objects.order_by("pk")
+        if task is not None:
+            rows = rows.filter(task=getattr(task, "name", task))
+        return [(row.task, tuple(row.args)) for row in rows]
+
+    return jobs
 
 
 @pytest.fixture(autouse=True)
 def worker_idle_before_flush(request):
     """For `worker` tests: wait until the worker has finished what the test sent, before
-    the tables are flushed (this fixture's teardown runs before the database's)."""
+    the tables are flushed (this fixture's teardown runs before the database's); fail,
+    naming what still runs, when it stays busy."""
     if not request.node.get_closest_marker("worker"):
         yield
         return
@@ -209,12 +277,15 @@ def worker_idle_before_flush(request):
 
     node = request.getfixturevalue("celery_worker_process").node
     deadline = time.monotonic() + 20
+    busy = []
     while time.monotonic() < deadline:
         inspect = app.control.inspect([node], timeout=0.5)
         busy = (inspect.active() or {}).get(node, []) + (inspect.reserved() or {}).get(node, [])
         if not busy:
             return
         time.sleep(0.2)
+    running = ", ".join(f"{task['name']}{tuple(task['args'])}" for task in busy)
+    raise AssertionError(f"The worker was still busy 20 s after the test: {running}")
 
 
 @pytest.fixture
@@ -230,6 +301,18 @@ def notification_worker(transactional_db, settings):
         app, queues=["notifications"], perform_ping_check=False, shutdown_timeout=20
     ) as worker:
         yield worker
+
+
+def control_app(broker_url):
+    """A Celery app to ping or inspect workers on `broker_url`: the portal's own, or a bare
+    one for a test's own broker."""
+    from celery import Celery
+
+    from mlops_portal.celery import app
+
+    if broker_url == settings.CELERY_BROKER_URL:
+        return app
+    return Celery("tests-control", broker=broker_url, set_as_current=False)
 
 
 def wait_for_worker(app, node, process, log_path, timeout=60):
@@ -256,21 +339,31 @@ def wait_until(condition, timeout=30.0, interval=0.2):
 # --- model servers ----------------------------------------------------------------------
 
 
-def stop_model_servers():
-    """Stop every model server this test session started (they outlive workers by design).
+def running_model_servers() -> set[int]:
+    """The pids of the model servers this test session started that still run.
 
     Found by their command line (artifacts under this session's temporary folders), not
     through the database, which a transactional test has already emptied by teardown."""
-    from deployments.backends.local import SERVER_MODULE, terminate
+    from deployments.backends.local import SERVER_MODULE
 
     ours = (str(settings.MEDIA_ROOT), str(settings.SERVING_DIR))
+    pids = set()
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             text = cmdline.read_bytes().decode(errors="replace")
         except OSError:
             continue
         if SERVER_MODULE in text and any(folder in text for folder in ours):
-            terminate(int(cmdline.parent.name))
+            pids.add(int(cmdline.parent.name))
+    return pids
+
+
+def stop_model_servers():
+    """Stop every model server this test session started (they outlive workers by design)."""
+    from deployments.backends.local import terminate
+
+    for pid in running_model_servers():
+        terminate(pid)
 
 
 @pytest.fixture(scope="session", autouse=True)

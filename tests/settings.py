@@ -27,3 +27,6 @@ os.environ.setdefault("CACHE_URL", "locmem://")
 from mlops_portal.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
+
+# A deploy worker that kills itself at this named step (deployments/steps.py); tests only.
+DEPLOY_CRASH_AT = os.environ.get("DEPLOY_CRASH_AT", "")

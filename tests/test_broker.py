@@ -1,5 +1,6 @@
 """Publishing jobs: the Celery app's settings and the Redis transport that keeps its client."""
 
+import pytest
 import redis
 from django.conf import settings
 
@@ -36,6 +37,8 @@ def test_publishes_share_one_client_until_kombu_replaces_the_pool():
             assert after.ping()
 
 
+@pytest.mark.worker  # its sends reach the broker (a queue of its own, that no worker reads)
+@pytest.mark.django_db(transaction=True)
 def test_published_jobs_reach_their_queues():
     queue = "tests-broker-publish"
     broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)

@@ -1,6 +1,5 @@
 """Change records: every kind of domain object, who and when, old → new, never secrets."""
 
-import pytest
 from auditlog.models import LogEntry
 
 from deployments import services as deploy
@@ -9,11 +8,6 @@ from monitoring.services import checks, incidents
 from tests.factories import register_iris_version, validated
 
 SECRET = "a-very-secret-signing-key"
-
-
-@pytest.fixture(autouse=True)
-def no_worker(monkeypatch):
-    monkeypatch.setattr("deployments.tasks.run_deployment_task.delay", lambda pk: None)
 
 
 def records(kind):

@@ -5,14 +5,12 @@ from django.contrib.auth.models import Group
 
 
 @pytest.mark.django_db
-def test_the_demo_data_command_is_repeatable_and_sets_up_a_demo(monkeypatch):
+def test_the_demo_data_command_is_repeatable_and_sets_up_a_demo():
     from django.core.management import call_command
 
     from deployments.models import Deployment, ModelVersion, RegisteredModel
     from mlops_portal.dashboards import Scope, dora
 
-    monkeypatch.setattr("deployments.tasks.run_deployment_task.delay", lambda pk: None)
-    monkeypatch.setattr("deployments.tasks.validate_version_task.delay", lambda pk: None)
     call_command("load_demo_data", stdout=open("/dev/null", "w"))
     call_command("load_demo_data", stdout=open("/dev/null", "w"))
     assert RegisteredModel.objects.count() == 3

@@ -3,7 +3,7 @@
 from rest_framework import serializers
 
 from deployments.backends import public_settings
-from deployments.choices import Backend, Environment
+from deployments.choices import QUEUE_POLICY_HELP, Backend, Environment, QueuePolicy
 from deployments.models import Deployment, DeploymentEvent, DeploymentLogLine, Target
 from mlops_portal.api.fields import JSONInputField
 
@@ -11,6 +11,9 @@ from mlops_portal.api.fields import JSONInputField
 class TargetSerializer(serializers.ModelSerializer):
     backend_settings = serializers.SerializerMethodField(help_text="Secrets are shown as ********.")
     live_deployment = serializers.SerializerMethodField()
+    queued_count = serializers.IntegerField(
+        read_only=True, help_text="Approved deployments waiting for this target (its backlog)."
+    )
 
     class Meta:
         model = Target
@@ -23,8 +26,10 @@ class TargetSerializer(serializers.ModelSerializer):
             "rollback_skips_approval",
             "auto_rollback",
             "verification_window_seconds",
+            "queue_policy",
             "description",
             "live_deployment",
+            "queued_count",
             "created_at",
             "updated_at",
         ]
@@ -50,6 +55,9 @@ class TargetCreateSerializer(serializers.Serializer):
     rollback_skips_approval = serializers.BooleanField(required=False, default=False)
     auto_rollback = serializers.BooleanField(required=False, default=False)
     verification_window_seconds = serializers.IntegerField(required=False, default=60, min_value=0)
+    queue_policy = serializers.ChoiceField(
+        choices=QueuePolicy.choices, default=QueuePolicy.SUPERSEDE, help_text=QUEUE_POLICY_HELP
+    )
     description = serializers.CharField(required=False, allow_blank=True, default="")
 
 
@@ -62,6 +70,7 @@ class TargetUpdateSerializer(serializers.Serializer):
     rollback_skips_approval = serializers.BooleanField(required=False)
     auto_rollback = serializers.BooleanField(required=False)
     verification_window_seconds = serializers.IntegerField(required=False, min_value=0)
+    queue_policy = serializers.ChoiceField(choices=QueuePolicy.choices, required=False)
     description = serializers.CharField(required=False, allow_blank=True)
 
 

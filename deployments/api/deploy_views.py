@@ -25,14 +25,15 @@ from deployments.choices import Backend, DeploymentEventKind, DeploymentState
 from deployments.filters import DeploymentFilter
 from deployments.models import Deployment, ModelVersion, Target
 from mlops_portal.api.viewsets import ServiceBackedViewSet
-from mlops_portal.roles import AUTHORS, OPERATORS
 
 LOG_PAGE_SIZE = 500
 
 
 def targets_with_live():
     live = Deployment.objects.filter(target=OuterRef("pk"), state=DeploymentState.SUCCEEDED)
-    return Target.objects.annotate(live_deployment_id=Subquery(live.values("pk")[:1]))
+    return Target.objects.with_backlog().annotate(
+        live_deployment_id=Subquery(live.values("pk")[:1])
+    )
 
 
 class TargetViewSet(ServiceBackedViewSet):
@@ -47,10 +48,7 @@ class TargetViewSet(ServiceBackedViewSet):
         "create": TargetCreateSerializer,
         "partial_update": TargetUpdateSerializer,
     }
-    action_roles = {
-        "create": (OPERATORS, "manage targets"),
-        "partial_update": (OPERATORS, "manage targets"),
-    }
+    action_policy = {"create": "target.manage", "partial_update": "target.manage"}
 
     @extend_schema(request=TargetCreateSerializer, responses={201: TargetSerializer})
     def create(self, request):
@@ -77,11 +75,13 @@ class DeploymentViewSet(ServiceBackedViewSet):
         "rollback": ReasonSerializer,
         "comments": CommentSerializer,
     }
-    action_roles = {
-        "create": (AUTHORS, "request deployments"),
-        "approve": (OPERATORS, "approve deployments"),
-        "reject": (OPERATORS, "reject deployments"),
-        "rollback": (OPERATORS, "roll back deployments"),
+    action_policy = {
+        "create": "deployment.request",
+        "approve": "deployment.approve",
+        "reject": "deployment.reject",
+        "cancel": "deployment.cancel",
+        "rollback": "deployment.rollback",
+        "comments": "deployment.comment",
     }
 
     @extend_schema(request=DeploymentRequestSerializer, responses={201: DeploymentSerializer})

@@ -16,7 +16,6 @@ from deployments.api.serializers import (
 from deployments.filters import ModelVersionFilter, RegisteredModelFilter
 from deployments.models import ModelVersion, RegisteredModel
 from mlops_portal.api.viewsets import ServiceBackedViewSet
-from mlops_portal.roles import AUTHORS
 
 
 class RegisteredModelViewSet(ServiceBackedViewSet):
@@ -31,7 +30,7 @@ class RegisteredModelViewSet(ServiceBackedViewSet):
         "create": RegisteredModelCreateSerializer,
         "partial_update": RegisteredModelUpdateSerializer,
     }
-    action_roles = {"create": (AUTHORS, "create models")}
+    action_policy = {"create": "model.create", "partial_update": "model.edit"}
 
     @extend_schema(
         request=RegisteredModelCreateSerializer, responses={201: RegisteredModelSerializer}
@@ -59,7 +58,7 @@ class ModelVersionViewSet(ServiceBackedViewSet):
         "create": ModelVersionCreateSerializer,
         "partial_update": ModelVersionUpdateSerializer,
     }
-    action_roles = {"create": (AUTHORS, "register model versions")}
+    action_policy = {"create": "version.register", "partial_update": "version.edit"}
 
     def get_registered_model(self) -> RegisteredModel:
         if not hasattr(self, "_registered_model"):

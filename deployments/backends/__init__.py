@@ -1,6 +1,7 @@
 """Deploy backends: small classes that put a model version behind an endpoint.
 
-Each has `deploy(deployment, log) -> Outcome`, `stop(deployment)` and `status(deployment)`;
+Each has `deploy(deployment, log) -> Outcome`, `stop(deployment) -> str | None` (what it
+stopped, for the deployment's timeline) and `status(deployment)`;
 `clean_settings(raw)` validates a target's settings when the target is saved, so a wrong
 setting is a form/API error instead of a failed job later."""
 
@@ -84,7 +85,9 @@ class DeployBackend:
     def deploy(self, deployment, log) -> Outcome:
         raise NotImplementedError
 
-    def stop(self, deployment) -> None:
+    def stop(self, deployment) -> str | None:
+        """Stop what `deploy` started; return what was stopped (for the timeline), or None
+        when nothing was running. Safe to call twice, and from two processes at once."""
         raise NotImplementedError
 
     def status(self, deployment) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 from django.conf import settings
 
+from deployments import steps
 from deployments.backends import DeployBackend, DeployError, Outcome, SettingSpec
 from deployments.serving.loading import ArtifactError, file_digest
 
@@ -46,7 +47,10 @@ class LocalBackend(DeployBackend):
         log_file = serving_dir() / f"deployment-{deployment.pk}.log"
         log(f"Starting the model server for {version} on port {port}.")
         process = self.start_process(deployment, artifact, port, log_file)
-        record_process(deployment, pid=process.pid, port=port, log_file=str(log_file))
+        if not record_process(deployment, pid=process.pid, port=port, log_file=str(log_file)):
+            terminate(process.pid)
+            raise DeployError("The deployment ended while its model server started.")
+        steps.reached("server_started")
         endpoint = f"http://127.0.0.1:{port}"
         self.wait_until_healthy(process, endpoint, log_file, log)
         log(f"Model server pid {process.pid} answers /health at {endpoint}.")
@@ -104,10 +108,12 @@ class LocalBackend(DeployBackend):
             f"{self.settings['startup_timeout_seconds']} s."
         )
 
-    def stop(self, deployment) -> None:
+    def stop(self, deployment) -> str | None:
         pid = (deployment.backend_state or {}).get("pid")
         if pid and is_model_server(pid):
             terminate(pid)
+            return f"Model server stopped (pid {pid})."
+        return None
 
     def status(self, deployment) -> str:
         state = deployment.backend_state or {}
@@ -128,12 +134,19 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def record_process(deployment, **state) -> None:
-    """Save pid and port at once, so a reconciler can stop the process if the job dies."""
+def record_process(deployment, **state) -> bool:
+    """Save pid and port at once, so a reconciler can stop the process if the job dies.
+
+    False when the deployment is no longer running (the reconciler ended it meanwhile):
+    then nobody else knows the pid, and the caller must stop the process itself."""
+    from deployments.choices import DeploymentState
     from deployments.models import Deployment
 
     deployment.backend_state = {**(deployment.backend_state or {}), **state}
-    Deployment.objects.filter(pk=deployment.pk).update(backend_state=deployment.backend_state)
+    saved = Deployment.objects.filter(pk=deployment.pk, state=DeploymentState.RUNNING).update(
+        backend_state=deployment.backend_state
+    )
+    return bool(saved)
 
 
 def health_ok(endpoint: str) -> bool:

@@ -76,7 +76,8 @@ class WebhookBackend(DeployBackend):
         return outcome_from(response_json(response))
 
     def stop(self, deployment) -> None:
-        """The CD system owns what it deployed; the portal has nothing to stop."""
+        """The CD system owns what it deployed and replaces it itself on the next deploy;
+        the portal has nothing to stop (so it records nothing on the timeline)."""
 
     def status(self, deployment) -> str:
         return "external"

@@ -3,7 +3,6 @@ tasks call these; each function checks permission, validates, writes its event r
 enqueues work on commit."""
 
 from deployments.services.registry import (
-    can_edit_model,
     create_model,
     register_version,
     set_version_archived,
@@ -16,7 +15,6 @@ from deployments.services.rollouts import (
     add_comment,
     approve_deployment,
     awaiting_decision_by,
-    can_approve,
     cancel_deployment,
     complete_deployment,
     fail_deployment,
@@ -34,8 +32,6 @@ __all__ = [
     "add_comment",
     "approve_deployment",
     "awaiting_decision_by",
-    "can_approve",
-    "can_edit_model",
     "cancel_deployment",
     "complete_deployment",
     "create_model",

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 import httpx
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -27,9 +27,9 @@ from deployments.serving.loading import (
     load_model,
     predict,
 )
-from mlops_portal import audit, notifications
+from mlops_portal import audit, notifications, outbox
 from mlops_portal.choices import NotificationEvent
-from mlops_portal.roles import AUTHORS, OPERATORS, has_role, require_role
+from mlops_portal.policy import require
 from mlops_portal.validation import clean_tags, field_errors
 
 ARTIFACT_EXTENSIONS = (".joblib", ".pkl", ".pickle")
@@ -43,7 +43,7 @@ RESERVED_MODEL_NAMES = {"new"}  # /models/new/ is the create page
 
 def create_model(actor, *, name, description="", team="", tags=()) -> RegisteredModel:
     """Register a new model name owned by `actor`; return it."""
-    require_role(actor, AUTHORS, "create models")
+    require(actor, "model.create")
     name = (name or "").strip().lower()
     model = RegisteredModel(name=name, description=description, owner=actor, team=team.strip())
     errors = field_errors(model, exclude=["owner", "latest_version_number", "tags"])
@@ -64,7 +64,7 @@ def create_model(actor, *, name, description="", team="", tags=()) -> Registered
 
 def update_model(actor, model: RegisteredModel, *, description=None, team=None, tags=None):
     """Change the description, team or tags of `model`; the name never changes."""
-    _require_model_editor(actor, model)
+    require(actor, "model.edit", model)
     if description is not None:
         model.description = description
     if team is not None:
@@ -76,16 +76,6 @@ def update_model(actor, model: RegisteredModel, *, description=None, team=None, 
         raise ValidationError(errors)
     model.save()
     return model
-
-
-def can_edit_model(user, model: RegisteredModel) -> bool:
-    """True for the model's owner, MLOps engineers and admins."""
-    return user.is_authenticated and (model.owner_id == user.pk or has_role(user, OPERATORS))
-
-
-def _require_model_editor(actor, model):
-    if not can_edit_model(actor, model):
-        raise PermissionDenied("Only the model's owner or an MLOps engineer may change it.")
 
 
 # --- versions -----------------------------------------------------------------------------
@@ -111,7 +101,7 @@ def register_version(
 
     The number comes from an UPDATE on the model row that also reads the row, so two
     concurrent registrations never share a number (the unique constraint backs this up)."""
-    require_role(actor, AUTHORS, "register model versions")
+    require(actor, "version.register")
     artifact_sha256 = (artifact_sha256 or "").strip().lower()
     errors: dict[str, list[str]] = {}
     _check_artifact(artifact, artifact_uri, artifact_sha256, errors)
@@ -129,6 +119,7 @@ def register_version(
 
     with transaction.atomic():
         model = _claim_next_number(model_name)
+        require(actor, "version.register", model)  # the owner's, read in the same statement
         version = ModelVersion(
             model=model,
             number=model.latest_version_number,
@@ -154,7 +145,7 @@ def register_version(
 
 def update_version(actor, version: ModelVersion, *, description=None, tags=None):
     """Change the mutable fields of a version (description, tags); everything else is frozen."""
-    _require_model_editor(actor, version.model)
+    require(actor, "version.edit", version)
     errors: dict[str, list[str]] = {}
     if tags is not None:
         version.tags = clean_tags(tags, errors)
@@ -170,7 +161,7 @@ def update_version(actor, version: ModelVersion, *, description=None, tags=None)
 
 def set_version_archived(actor, version: ModelVersion, archived: bool, reason="") -> ModelVersion:
     """Archive (hide from default lists) or restore a version; return it."""
-    _require_model_editor(actor, version.model)
+    require(actor, "version.edit", version)
     if version.archived == archived:
         return version
     with transaction.atomic():
@@ -221,7 +212,7 @@ def _check_upload_digest(artifact, expected_sha256, errors) -> tuple[str, int] |
 def _enqueue_validation(version_id: int) -> None:
     from deployments.tasks import validate_version_task
 
-    transaction.on_commit(lambda: validate_version_task.delay(version_id))
+    outbox.enqueue(validate_version_task, version_id)
 
 
 def _record(version, kind, actor=None, message="") -> VersionEvent:

@@ -10,24 +10,32 @@ import logging
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
+from deployments import steps
 from deployments.backends import DeployError, backend_for, webhook
 from deployments.choices import (
     DEPLOYMENT_TRANSITIONS,
     WAS_LIVE_STATES,
     DeploymentEventKind,
     DeploymentState,
+    QueuePolicy,
     VersionStatus,
 )
-from deployments.models import Deployment, DeploymentEvent, DeploymentLogLine, ModelVersion
-from mlops_portal import audit, notifications
+from deployments.models import (
+    Deployment,
+    DeploymentEvent,
+    DeploymentLogLine,
+    ModelVersion,
+    Target,
+)
+from mlops_portal import audit, notifications, outbox
 from mlops_portal.choices import NotificationEvent
 from mlops_portal.errors import Conflict
-from mlops_portal.roles import AUTHORS, OPERATORS, has_role, require_role
+from mlops_portal.policy import can, require
 from monitoring.services import checks
 
 logger = logging.getLogger(__name__)
@@ -40,7 +48,7 @@ State = DeploymentState
 def request_deployment(actor, *, version: ModelVersion, target, reason, change_ticket=""):
     """Ask for `version` on `target`; return the deployment (queued at once when the
     target needs no approval)."""
-    require_role(actor, AUTHORS, "request deployments")
+    require(actor, "deployment.request")
     errors = {}
     if version.status != VersionStatus.READY:
         errors["version"] = [
@@ -68,13 +76,9 @@ def request_deployment(actor, *, version: ModelVersion, target, reason, change_t
     return deployment
 
 
-def can_approve(user, deployment) -> bool:
-    return has_role(user, OPERATORS) and deployment.requested_by_id != user.pk
-
-
 def awaiting_decision_by(user):
-    """The requests `user` may approve or reject: `can_approve` as a query."""
-    if not has_role(user, OPERATORS):
+    """The requests `user` may approve or reject: policy's "deployment.approve" as a query."""
+    if not can(user, "deployment.approve"):
         return Deployment.objects.none()
     return Deployment.objects.filter(state=State.REQUESTED).exclude(requested_by=user)
 
@@ -82,9 +86,7 @@ def awaiting_decision_by(user):
 def approve_deployment(actor, deployment, *, comment="", override_reason=""):
     """Approve a requested deployment and queue its job. The requester never approves
     their own request; of two engineers approving at once, exactly one wins."""
-    require_role(actor, OPERATORS, "approve deployments")
-    if deployment.requested_by_id == actor.pk:
-        raise PermissionDenied("You requested this deployment; another engineer must approve it.")
+    require(actor, "deployment.approve", deployment)
     blocking = blocking_incidents(deployment)
     if blocking and not override_reason.strip():
         numbers = ", ".join(f"#{incident.pk}" for incident in blocking)
@@ -120,7 +122,7 @@ def blocking_incidents(deployment) -> list:
 
 
 def reject_deployment(actor, deployment, *, comment):
-    require_role(actor, OPERATORS, "reject deployments")
+    require(actor, "deployment.reject", deployment)
     if not (comment or "").strip():
         raise ValidationError({"comment": ["Tell the requester why it is rejected."]})
     with transaction.atomic():
@@ -133,8 +135,12 @@ def reject_deployment(actor, deployment, *, comment):
 
 def cancel_deployment(actor, deployment, *, reason=""):
     """The requester (or an engineer) withdraws a request that is still waiting."""
-    if deployment.requested_by_id != actor.pk and not has_role(actor, OPERATORS):
-        raise PermissionDenied("Only the requester or an MLOps engineer may cancel it.")
+    require(actor, "deployment.cancel", deployment)
+    # Only requests still waiting for a decision; queued → cancelled is the queue policy's.
+    if deployment.state != State.REQUESTED:
+        raise Conflict(
+            f"Deployment #{deployment.pk} is {deployment.state}; it cannot be cancelled."
+        )
     with transaction.atomic():
         _transition(
             deployment, State.CANCELLED, actor, reason or "Cancelled.", finished_at=timezone.now()
@@ -145,7 +151,7 @@ def cancel_deployment(actor, deployment, *, reason=""):
 def rollback_deployment(actor, live, *, reason):
     """Deploy again the version that was live before `live` on its target; return the new
     deployment. It skips approval when the target needs none or lets rollbacks skip it."""
-    require_role(actor, OPERATORS, "roll back deployments")
+    require(actor, "deployment.rollback", live)
     if not (reason or "").strip():
         raise ValidationError({"reason": ["Say why you roll back; everyone involved is told."]})
     if live.state != State.SUCCEEDED:
@@ -210,7 +216,9 @@ def previous_good_deployment(live):
 
 
 def add_comment(actor, deployment, body) -> DeploymentEvent:
-    if not actor.is_authenticated or not (body or "").strip():
+    """Add `body` to the deployment's timeline as a comment; viewers only read."""
+    require(actor, "deployment.comment", deployment)
+    if not (body or "").strip():
         raise ValidationError({"body": ["Write something to say."]})
     return _record(deployment, actor, DeploymentEventKind.COMMENT, body.strip())
 
@@ -224,6 +232,7 @@ def run_deployment(deployment_id: int) -> str | None:
     deployment = _claim(deployment_id)
     if deployment is None:
         return None
+    steps.reached("claimed")
     backend = backend_for(deployment.target)
     log = JobLog(deployment)
     log(f"Deploying {deployment.version} to {deployment.target} ({deployment.target.backend}).")
@@ -238,11 +247,15 @@ def run_deployment(deployment_id: int) -> str | None:
     if outcome.awaiting_callback:
         _await_callback(deployment, backend.callback_timeout)
         return State.RUNNING
+    steps.reached("deployed")
     return complete_deployment(deployment, outcome.endpoint, log)
 
 
 def complete_deployment(deployment, endpoint, log=None) -> str:
-    """Make `deployment` the target's live one, then stop the one it replaces."""
+    """Make `deployment` the target's live one, then stop the one it replaces.
+
+    The replaced one is marked `stop_pending` in the transaction that replaces it, so if
+    this job dies before stopping it, the reconciler does (`stop_server`)."""
     log = log or JobLog(deployment)
     with transaction.atomic():
         replaced = Deployment.objects.live().filter(target=deployment.target).first()
@@ -250,18 +263,20 @@ def complete_deployment(deployment, endpoint, log=None) -> str:
             ended = (
                 State.ROLLED_BACK if deployment.rollback_of_id == replaced.pk else State.SUPERSEDED
             )
-            _transition(replaced, ended, None, f"Replaced by #{deployment.pk}.")
+            _transition(replaced, ended, None, f"Replaced by #{deployment.pk}.", stop_pending=True)
         _transition(
             deployment, State.SUCCEEDED, None, f"Serving at {endpoint or 'the CD system'}.",
             endpoint=endpoint, finished_at=timezone.now(), lease_expires_at=None,
         )  # fmt: skip
-        _start_next_on_commit(deployment.target_id)
+        _start_next_on_commit(deployment.target)
     checks.end_deploy_window(deployment)
     checks.follow_live_endpoint(deployment.target, endpoint)
     log(f"Live: {deployment.version} now serves {deployment.target}.")
+    steps.reached("went_live")
     if replaced is not None:
-        backend_for(replaced.target).stop(replaced)
+        stop_server(replaced)
         log(f"Stopped the previous deployment #{replaced.pk} ({replaced.version}).")
+        steps.reached("stopped_old")
     return State.SUCCEEDED
 
 
@@ -291,18 +306,45 @@ def receive_callback(deployment, body: bytes, signature: str):
 
 
 def fail_deployment(deployment, reason: str) -> str:
+    """End a running deployment as failed; what its backend started is left `stop_pending`
+    for the caller's `stop_server` (or the reconciler's)."""
     with transaction.atomic():
         _transition(
-            deployment, State.FAILED, None, reason,
-            failure_reason=reason, finished_at=timezone.now(), lease_expires_at=None,
+            deployment, State.FAILED, None, reason, failure_reason=reason,
+            finished_at=timezone.now(), lease_expires_at=None, stop_pending=True,
         )  # fmt: skip
-        _start_next_on_commit(deployment.target_id)
+        _start_next_on_commit(deployment.target)
     checks.end_deploy_window(deployment)
     return State.FAILED
 
 
+def stop_server(deployment) -> bool:
+    """Stop what an ended deployment's backend started and clear its `stop_pending`;
+    return True when this call cleared it. Recorded on the deployment's timeline.
+
+    Safe from two processes at once (the job and the reconciler): stopping twice is
+    harmless, and the conditional UPDATE lets one of them record it."""
+    deployment.refresh_from_db(fields=["backend_state", "stop_pending"])
+    if not deployment.stop_pending:
+        return False
+    backend = backend_for(deployment.target)
+    stopped = backend.stop(deployment)
+    if backend.status(deployment) in ("serving", "unhealthy"):
+        return False  # still running: the flag stays, the reconciler tries again
+    with transaction.atomic():
+        cleared = Deployment.objects.filter(pk=deployment.pk, stop_pending=True).update(
+            stop_pending=False
+        )
+        if cleared and stopped:
+            _record(deployment, None, DeploymentEventKind.NOTE, stopped)
+    deployment.stop_pending = False
+    return bool(cleared)
+
+
 def _claim(deployment_id):
     """Move a queued deployment to running if its target is free; None otherwise."""
+    if _superseded_before_claim(deployment_id):
+        return None
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -324,8 +366,12 @@ def _claim(deployment_id):
 
 def _fail_and_clean_up(deployment, backend, reason) -> str:
     JobLog(deployment)(f"Failed: {reason}")
-    backend.stop(deployment)  # a half-started new process must not linger
-    return fail_deployment(deployment, reason)
+    try:
+        fail_deployment(deployment, reason)
+    except Conflict:  # the reconciler ended it meanwhile (and stops what it finds)
+        deployment.refresh_from_db(fields=["state"])
+    stop_server(deployment)  # a half-started new process must not linger
+    return deployment.state
 
 
 def _await_callback(deployment, timeout_seconds: int) -> None:
@@ -336,21 +382,86 @@ def _await_callback(deployment, timeout_seconds: int) -> None:
     )
 
 
-def _start_next_on_commit(target_id) -> None:
-    """When a target frees up, start its oldest queued deployment."""
+def _start_next_on_commit(target) -> None:
+    """When a target frees up, start the deployment waiting next on it (its job is written
+    in this transaction and sent when it commits)."""
     from deployments.tasks import run_deployment_task
 
-    def start_next():
-        waiting = (
-            Deployment.objects.filter(target_id=target_id, state=State.QUEUED)
-            .order_by("queued_at", "pk")
-            .values_list("pk", flat=True)
-            .first()
-        )
-        if waiting:
-            run_deployment_task.delay(waiting)
+    waiting = next_waiting(target)
+    if waiting:
+        outbox.enqueue(run_deployment_task, waiting)
 
-    transaction.on_commit(start_next)
+
+# --- the queue policy -------------------------------------------------------------------
+
+
+def next_waiting(target) -> int | None:
+    """The id of the queued deployment to run next on `target`, or None: the oldest under
+    the `queue` policy, the newest under `supersede` (it supersedes the others)."""
+    if target.queue_policy == QueuePolicy.QUEUE:
+        order = ("queued_at", "pk")
+    else:
+        order = ("-queued_at", "-pk")
+    waiting = Deployment.objects.filter(target=target, state=State.QUEUED).order_by(*order)
+    return waiting.values_list("pk", flat=True).first()
+
+
+def _queued_after(deployment):
+    """Deployments of the same target approved (queued) after `deployment`."""
+    later = Q(queued_at__gt=deployment.queued_at) | Q(
+        queued_at=deployment.queued_at, pk__gt=deployment.pk
+    )
+    return Deployment.objects.filter(target_id=deployment.target_id).filter(later)
+
+
+def _supersede_older(newest) -> int:
+    """Under the `supersede` policy, cancel the deployments of `newest`'s target that wait
+    in `queued` since before it; return how many. Each is a conditional UPDATE: one that
+    a worker claimed meanwhile runs on (its Conflict is skipped)."""
+    if newest.target.queue_policy != QueuePolicy.SUPERSEDE:
+        return 0
+    older = Deployment.objects.filter(target_id=newest.target_id, state=State.QUEUED).exclude(
+        pk__in=_queued_after(newest).values("pk")
+    )
+    superseded = 0
+    for waiting in older.exclude(pk=newest.pk).order_by("queued_at", "pk"):
+        try:
+            with transaction.atomic():
+                _supersede(waiting, newest)
+        except Conflict:
+            continue
+        superseded += 1
+    return superseded
+
+
+def _superseded_before_claim(deployment_id) -> bool:
+    """True when the queued deployment `deployment_id` must not run because a newer one
+    was queued on its supersede-policy target: it is cancelled here. Otherwise the older
+    ones still waiting behind it are cancelled (requests that raced its approval)."""
+    deployment = (
+        Deployment.objects.select_related("target").filter(pk=deployment_id, state=State.QUEUED)
+    ).first()
+    if deployment is None or deployment.target.queue_policy != QueuePolicy.SUPERSEDE:
+        return False
+    newest = _queued_after(deployment).order_by("-queued_at", "-pk").first()
+    if newest is None:
+        _supersede_older(deployment)
+        return False
+    try:
+        with transaction.atomic():
+            _supersede(deployment, newest)
+    except Conflict:
+        pass  # claimed or ended meanwhile
+    return True
+
+
+def _supersede(waiting, newest) -> None:
+    _transition(
+        waiting, State.CANCELLED, None,
+        f"Superseded by #{newest.pk}, a newer request (the target's queue policy is "
+        "supersede: only the newest waiting request deploys).",
+        finished_at=timezone.now(),
+    )  # fmt: skip
 
 
 class JobLog:
@@ -369,19 +480,24 @@ class JobLog:
 # --- recovery ---------------------------------------------------------------------------
 
 
-def reconcile_deployments() -> dict[str, int]:
+def reconcile_deployments(now=None) -> dict[str, int]:
     """Bring stuck deployments to a consistent end; return what was done, by kind.
 
     - running with an expired lease: its worker died (or the CD system never called back):
-      stop whatever it started and mark it failed with the reason;
+      mark it failed with the reason and stop whatever it started;
+    - ended with its stop pending for longer than a job's lease (its job died between
+      going live and stopping the old server, or while failing): stop it now;
     - queued with a free target for a while: its message was lost, send it again;
-    - live on the local backend with a dead model server: record it once on the timeline."""
-    done = {"failed": 0, "resent": 0, "dead_servers": 0}
-    now = timezone.now()
+    - live on the local backend with a dead model server: record it once on the timeline.
+
+    `now` moves the reconciler's clock (tests: "a lease later"); by default, now."""
+    done = {"failed": 0, "stopped": 0, "resent": 0, "dead_servers": 0}
+    now = now or timezone.now()
     stuck = Deployment.objects.for_list().filter(state=State.RUNNING, lease_expires_at__lt=now)
     for deployment in stuck:
         if _fail_stuck(deployment):
             done["failed"] += 1
+    done["stopped"] = _stop_pending_servers(now)
     done["resent"] = _resend_waiting(now)
     for deployment in Deployment.objects.for_list().live().filter(target__backend="local"):
         if _record_dead_server(deployment):
@@ -399,29 +515,39 @@ def _fail_stuck(deployment) -> bool:
         )
     try:
         JobLog(deployment)(f"Reconciler: {reason}")
-        backend_for(deployment.target).stop(deployment)
         fail_deployment(deployment, reason)
     except Conflict:
         return False  # it finished while we looked
+    # Failed first, then stopped: a job still alive can no longer record a new pid
+    # (local.record_process needs `running`), so the pid read here is the last one.
+    stop_server(deployment)
     return True
+
+
+def _stop_pending_servers(now) -> int:
+    """Stop the servers whose stop is still pending a lease after their deployment ended;
+    return how many were stopped. The grace leaves a live job the time to do it itself."""
+    grace = now - timedelta(seconds=settings.DEPLOY_LEASE_SECONDS)
+    pending = Deployment.objects.select_related("target").filter(
+        stop_pending=True, updated_at__lt=grace
+    )
+    return sum(stop_server(deployment) for deployment in pending)
 
 
 def _resend_waiting(now) -> int:
     cutoff = now - timedelta(seconds=settings.DEPLOY_RESEND_QUEUED_SECONDS)
     busy = Deployment.objects.filter(state=State.RUNNING).values("target_id")
-    waiting = (
-        Deployment.objects.filter(state=State.QUEUED, queued_at__lt=cutoff)
-        .exclude(target_id__in=busy)
-        .order_by("target_id", "queued_at", "pk")
+    waiting = Deployment.objects.filter(state=State.QUEUED, queued_at__lt=cutoff).exclude(
+        target_id__in=busy
     )
     from deployments.tasks import run_deployment_task
 
-    oldest_per_target = {}
-    for target_id, pk in waiting.values_list("target_id", "pk"):
-        oldest_per_target.setdefault(target_id, pk)
-    for pk in oldest_per_target.values():
-        run_deployment_task.delay(pk)
-    return len(oldest_per_target)
+    # The one to run next per free target (its queue policy decides which).
+    targets = Target.objects.filter(pk__in=waiting.values("target_id"))
+    resent = [pk for pk in map(next_waiting, targets) if pk]
+    for pk in resent:
+        outbox.enqueue(run_deployment_task, pk)
+    return len(resent)
 
 
 def _record_dead_server(deployment) -> bool:
@@ -449,9 +575,10 @@ def _approve(deployment, actor, comment):
     )  # fmt: skip
     _transition(deployment, State.QUEUED, None, "Waiting for a deploy worker.",
                 queued_at=timezone.now())  # fmt: skip
+    _supersede_older(deployment)
     from deployments.tasks import run_deployment_task
 
-    transaction.on_commit(lambda: run_deployment_task.delay(deployment.pk))
+    outbox.enqueue(run_deployment_task, deployment.pk)
 
 
 def _transition(deployment, to_state, actor, message, **fields) -> None:

@@ -4,10 +4,10 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from deployments.backends import backend_class, public_settings
-from deployments.choices import Backend, Environment
+from deployments.choices import Backend, Environment, QueuePolicy
 from deployments.models import Target
 from mlops_portal import audit
-from mlops_portal.roles import OPERATORS, require_role
+from mlops_portal.policy import require
 from mlops_portal.validation import field_errors
 
 EDITABLE_FIELDS = (
@@ -16,15 +16,17 @@ EDITABLE_FIELDS = (
     "rollback_skips_approval",
     "auto_rollback",
     "verification_window_seconds",
+    "queue_policy",
     "description",
 )
 
 
 def create_target(actor, *, name, environment, backend=Backend.LOCAL, backend_settings=None,
                   requires_approval=None, rollback_skips_approval=False, auto_rollback=False,
-                  verification_window_seconds=60, description="") -> Target:  # fmt: skip
+                  verification_window_seconds=60, queue_policy=QueuePolicy.SUPERSEDE,
+                  description="") -> Target:  # fmt: skip
     """Create a target; production targets require approval unless told otherwise."""
-    require_role(actor, OPERATORS, "manage targets")
+    require(actor, "target.manage")
     if requires_approval is None:
         requires_approval = environment == Environment.PRODUCTION
     target = Target(
@@ -35,6 +37,7 @@ def create_target(actor, *, name, environment, backend=Backend.LOCAL, backend_se
         rollback_skips_approval=rollback_skips_approval,
         auto_rollback=auto_rollback,
         verification_window_seconds=verification_window_seconds,
+        queue_policy=queue_policy,
         description=description,
         created_by=actor,
     )
@@ -56,7 +59,7 @@ def create_target(actor, *, name, environment, backend=Backend.LOCAL, backend_se
 
 def update_target(actor, target: Target, *, backend_settings=None, **changes) -> Target:
     """Change a target's settings; its name and backend stay (deployments refer to them)."""
-    require_role(actor, OPERATORS, "manage targets")
+    require(actor, "target.manage", target)
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         raise ValidationError({name: ["This field cannot be changed."] for name in unknown})

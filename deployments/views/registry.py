@@ -2,7 +2,6 @@
 a service for any change; services hold the rules, views only translate to HTML."""
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -11,7 +10,7 @@ from deployments import charts, services
 from deployments.filters import RegisteredModelFilter
 from deployments.forms import ModelCreateForm, ModelEditForm, VersionEditForm, VersionRegisterForm
 from deployments.models import ModelVersion, RegisteredModel
-from mlops_portal.roles import AUTHORS, has_role, require_role
+from mlops_portal.policy import can, require
 from mlops_portal.utils import service_errors_on
 from monitoring.behaviour import production_stats
 
@@ -25,8 +24,7 @@ def _get_model(name) -> RegisteredModel:
 
 def _get_editable_model(request, name) -> RegisteredModel:
     model = _get_model(name)
-    if not services.can_edit_model(request.user, model):
-        raise PermissionDenied("Only the model's owner or an MLOps engineer may change it.")
+    require(request.user, "model.edit", model)
     return model
 
 
@@ -40,12 +38,12 @@ def model_list(request):
     return render(
         request,
         "deployments/model_list.html",
-        {"filters": filters, "page": page, "can_create": has_role(request.user, AUTHORS)},
+        {"filters": filters, "page": page, "can_create": can(request.user, "model.create")},
     )
 
 
 def model_create(request):
-    require_role(request.user, AUTHORS, "create models")
+    require(request.user, "model.create")
     form = ModelCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         with service_errors_on(form):
@@ -78,8 +76,8 @@ def model_detail(request, name):
             ),
             "chosen_metric": chosen_metric,
             "metric_chart": charts.metric_chart(metric_history, chosen_metric),
-            "can_edit": services.can_edit_model(request.user, model),
-            "can_register": has_role(request.user, AUTHORS),
+            "can_edit": can(request.user, "model.edit", model),
+            "can_register": can(request.user, "version.register", model),
             "showing_archived": bool(request.GET.get("archived")),
         },
     )
@@ -103,7 +101,7 @@ def model_edit(request, name):
 
 def version_create(request, name):
     model = _get_model(name)
-    require_role(request.user, AUTHORS, "register versions")
+    require(request.user, "version.register", model)
     form = VersionRegisterForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         with service_errors_on(form):
@@ -125,8 +123,8 @@ def version_detail(request, name, number):
             "version": version,
             "model": version.model,
             "events": version.events.select_related("actor"),
-            "can_edit": services.can_edit_model(request.user, version.model),
-            "can_request": has_role(request.user, AUTHORS),
+            "can_edit": can(request.user, "version.edit", version),
+            "can_request": can(request.user, "deployment.request"),
             "deployments": version.deployments.for_list()[:20],
             "production": production_stats(version),
         },

@@ -24,7 +24,7 @@ from deployments.forms import (
 )
 from deployments.models import Deployment, RegisteredModel, Target
 from mlops_portal.errors import Conflict
-from mlops_portal.roles import AUTHORS, OPERATORS, has_role, require_role
+from mlops_portal.policy import can, require
 from mlops_portal.utils import service_errors_on
 
 PER_PAGE = 25
@@ -42,18 +42,18 @@ def _get_deployment(pk) -> Deployment:
 
 
 def target_list(request):
-    targets = Target.objects.order_by("name")
+    targets = Target.objects.with_backlog().order_by("name")
     live = {d.target_id: d for d in Deployment.objects.live().select_related("version__model")}
     rows = [(target, live.get(target.pk)) for target in targets]
     return render(
         request,
         "deployments/target_list.html",
-        {"rows": rows, "can_manage": has_role(request.user, OPERATORS)},
+        {"rows": rows, "can_manage": can(request.user, "target.manage")},
     )
 
 
 def target_create(request):
-    require_role(request.user, OPERATORS, "manage targets")
+    require(request.user, "target.manage")
     form = TargetCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         with service_errors_on(form):
@@ -64,8 +64,8 @@ def target_create(request):
 
 
 def target_edit(request, name):
-    require_role(request.user, OPERATORS, "manage targets")
     target = _get_target(name)
+    require(request.user, "target.manage", target)
     secrets = public_settings(target.backend, target.backend_settings)
     visible = {key: value for key, value in secrets.items() if value != "********"}
     initial = {
@@ -75,6 +75,7 @@ def target_edit(request, name):
         "rollback_skips_approval": target.rollback_skips_approval,
         "auto_rollback": target.auto_rollback,
         "verification_window_seconds": target.verification_window_seconds,
+        "queue_policy": target.queue_policy,
         "description": target.description,
     }
     form = TargetEditForm(request.POST or None, initial=initial)
@@ -87,8 +88,9 @@ def target_edit(request, name):
 
 
 def target_detail(request, name):
-    """A target: its settings (secrets hidden), what is live, and what was live when."""
-    target = _get_target(name)
+    """A target: its settings (secrets hidden), what is live, its backlog, and what was
+    live when."""
+    target = get_object_or_404(Target.objects.with_backlog(), name=name)
     deployments = Deployment.objects.for_list().filter(target=target)
     timeline = deployments.filter(state__in=WAS_LIVE_STATES).order_by("-finished_at")[:20]
     page = Paginator(deployments, PER_PAGE).get_page(request.GET.get("page"))
@@ -101,7 +103,7 @@ def target_detail(request, name):
             "live": deployments.filter(state=DeploymentState.SUCCEEDED).first(),
             "timeline": timeline,
             "page": page,
-            "can_manage": has_role(request.user, OPERATORS),
+            "can_manage": can(request.user, "target.manage", target),
             "health": target_health(target),
         },
     )
@@ -121,13 +123,13 @@ def deployment_list(request):
             "page": page,
             "targets": Target.objects.order_by("name").values_list("name", flat=True),
             "states": DeploymentState.choices,
-            "can_request": has_role(request.user, AUTHORS),
+            "can_request": can(request.user, "deployment.request"),
         },
     )
 
 
 def deployment_request(request):
-    require_role(request.user, AUTHORS, "request deployments")
+    require(request.user, "deployment.request")
     model = None
     if request.GET.get("model"):
         model = get_object_or_404(RegisteredModel, name=request.GET["model"])
@@ -163,12 +165,13 @@ def deployment_detail(request, pk):
             "events": deployment.events.select_related("actor"),
             "evidence": approval_evidence(deployment),
             "can_decide": deployment.state == DeploymentState.REQUESTED
-            and services.can_approve(user, deployment),
+            and can(user, "deployment.approve", deployment),
             "is_requester": deployment.requested_by_id == user.pk,
             "can_cancel": deployment.state == DeploymentState.REQUESTED
-            and (deployment.requested_by_id == user.pk or has_role(user, OPERATORS)),
+            and can(user, "deployment.cancel", deployment),
             "can_roll_back": deployment.state == DeploymentState.SUCCEEDED
-            and has_role(user, OPERATORS),
+            and can(user, "deployment.rollback", deployment),
+            "can_comment": can(user, "deployment.comment", deployment),
             "previous_good": services.previous_good_deployment(deployment)
             if deployment.state == DeploymentState.SUCCEEDED
             else None,

@@ -12,7 +12,6 @@ from docs_app.models import Page
 from docs_app.views import render_markdown
 from mlops_portal.api.fields import TagListField
 from mlops_portal.api.viewsets import ServiceBackedViewSet
-from mlops_portal.roles import AUTHORS
 
 
 class PageSerializer(serializers.ModelSerializer):
@@ -70,10 +69,10 @@ class PageViewSet(ServiceBackedViewSet):
     lookup_field = "slug"
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     input_serializers = {"create": PageWriteSerializer, "partial_update": PageUpdateSerializer}
-    action_roles = {
-        "create": (AUTHORS, "write documentation"),
-        "partial_update": (AUTHORS, "write documentation"),
-        "destroy": (AUTHORS, "write documentation"),
+    action_policy = {
+        "create": "docs.write",
+        "partial_update": "docs.write",
+        "destroy": "docs.write",
     }
 
     @extend_schema(request=PageWriteSerializer, responses={201: PageSerializer})

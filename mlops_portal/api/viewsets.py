@@ -2,7 +2,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
-from mlops_portal.api.permissions import ActionRoles
+from mlops_portal.api.permissions import ActionPolicy
 
 
 class ServiceBackedViewSet(
@@ -12,9 +12,9 @@ class ServiceBackedViewSet(
     and handing the data to a service function, whose result is read back."""
 
     input_serializers: dict = {}
-    action_roles: dict = {}
+    action_policy: dict = {}
     filterset_class = None
-    permission_classes = [IsAuthenticated, ActionRoles]
+    permission_classes = [IsAuthenticated, ActionPolicy]
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def parse_input(self, partial=False) -> dict:

@@ -4,6 +4,7 @@ from django import template
 from django.urls import reverse
 from django.utils.safestring import mark_safe
 
+from mlops_portal import policy
 from mlops_portal.markdown import render_markdown
 from mlops_portal.services import follow_kind
 
@@ -144,3 +145,17 @@ def follow_button(context, thing):
         "following": thing.followers.filter(pk=user.pk).exists(),
         "csrf_token": context.get("csrf_token"),
     }
+
+
+@register.filter
+def with_class(field, css_class):
+    """A bound field's own widget with Bootstrap's class (and `is-invalid` on errors)."""
+    classes = f"{css_class} is-invalid" if field.errors else css_class
+    return field.as_widget(attrs={"class": classes})
+
+
+@register.simple_tag(takes_context=True)
+def can(context, action, obj=None):
+    """`{% can "deployment.comment" deployment as may_comment %}`: the policy's answer for
+    the page's user, so templates never name a role."""
+    return policy.can(context["request"].user, action, obj)

@@ -11,7 +11,6 @@ from rest_framework.response import Response
 
 from deployments.models import Deployment, Target
 from mlops_portal.api.viewsets import ServiceBackedViewSet
-from mlops_portal.roles import AUTHORS, OPERATORS
 from monitoring import series
 from monitoring.api.serializers import (
     HealthCheckSerializer,
@@ -30,8 +29,6 @@ from monitoring.filters import HealthCheckFilter, IncidentFilter
 from monitoring.models import HealthCheck, Incident
 from monitoring.services import checks, incidents
 
-MANAGE = (OPERATORS, "manage health checks")
-
 
 class HealthCheckViewSet(ServiceBackedViewSet):
     """Health checks; `results/` gives a time range, downsampled on the server."""
@@ -45,9 +42,13 @@ class HealthCheckViewSet(ServiceBackedViewSet):
         "partial_update": HealthCheckUpdateSerializer,
         "snooze": SnoozeSerializer,
     }
-    action_roles = {
-        name: MANAGE
-        for name in ("create", "partial_update", "destroy", "pause", "resume", "snooze")
+    action_policy = {
+        "create": "check.manage",
+        "partial_update": "check.manage",
+        "destroy": "check.manage",
+        "pause": "check.pause",
+        "resume": "check.pause",
+        "snooze": "check.snooze",
     }
 
     @extend_schema(request=HealthCheckWriteSerializer, responses={201: HealthCheckSerializer})
@@ -128,12 +129,13 @@ class IncidentViewSet(ServiceBackedViewSet):
         "notes": NoteSerializer,
         "severity": SeveritySerializer,
     }
-    action_roles = {
-        "create": (AUTHORS, "open incidents"),
-        "acknowledge": (OPERATORS, "acknowledge incidents"),
-        "mitigate": (OPERATORS, "mitigate incidents"),
-        "resolve": (OPERATORS, "resolve incidents"),
-        "severity": (OPERATORS, "change incident severity"),
+    action_policy = {
+        "create": "incident.open",
+        "acknowledge": "incident.acknowledge",
+        "mitigate": "incident.mitigate",
+        "resolve": "incident.resolve",
+        "severity": "incident.severity",
+        "notes": "incident.note",
     }
 
     @extend_schema(request=IncidentCreateSerializer, responses={201: IncidentSerializer})

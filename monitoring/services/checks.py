@@ -10,8 +10,14 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from mlops_portal.roles import OPERATORS, require_role
-from monitoring.choices import CheckState, HttpMethod, IncidentState, Severity
+from mlops_portal.policy import require
+from monitoring.choices import (
+    UNRESOLVED_STATES,
+    CheckState,
+    HttpMethod,
+    IncidentState,
+    Severity,
+)
 from monitoring.models import HealthCheck, Incident, MaintenanceWindow, ProbeResult
 from monitoring.netpolicy import NetPolicy
 from monitoring.probing import ProbeSpec, probe_all_sync
@@ -35,7 +41,7 @@ def net_policy() -> NetPolicy:
 
 
 def create_check(actor, *, name, url, target=None, **options) -> HealthCheck:
-    require_role(actor, OPERATORS, "manage health checks")
+    require(actor, "check.manage")
     check = HealthCheck(name=(name or "").strip(), url=(url or "").strip(), target=target,
                         created_by=actor)  # fmt: skip
     _apply(check, options)
@@ -46,7 +52,7 @@ def create_check(actor, *, name, url, target=None, **options) -> HealthCheck:
 
 
 def update_check(actor, check, **changes) -> HealthCheck:
-    require_role(actor, OPERATORS, "manage health checks")
+    require(actor, "check.manage", check)
     unknown = set(changes) - set(EDITABLE)
     if unknown:
         raise ValidationError({name: ["This field cannot be changed."] for name in unknown})
@@ -60,12 +66,12 @@ def update_check(actor, check, **changes) -> HealthCheck:
 
 def delete_check(actor, check) -> None:
     """Delete a check with its results; its incidents stay (their check link is cleared)."""
-    require_role(actor, OPERATORS, "manage health checks")
+    require(actor, "check.manage", check)
     check.delete()
 
 
 def set_paused(actor, check, paused: bool) -> HealthCheck:
-    require_role(actor, OPERATORS, "pause health checks")
+    require(actor, "check.pause", check)
     check.enabled = not paused
     check.state = CheckState.PAUSED if paused else CheckState.UNKNOWN
     check.consecutive_failures = 0
@@ -78,7 +84,7 @@ def set_paused(actor, check, paused: bool) -> HealthCheck:
 
 def snooze(actor, check, *, hours, reason) -> HealthCheck:
     """No incident from this check for `hours` hours; probes still run and are recorded."""
-    require_role(actor, OPERATORS, "snooze health checks")
+    require(actor, "check.snooze", check)
     errors = {}
     if not isinstance(hours, int | float) or not 0 < hours <= 24 * 14:
         errors["hours"] = ["Snooze for more than 0 and at most 336 hours (two weeks)."]
@@ -247,7 +253,7 @@ def record_outcomes(checks, outcomes) -> None:
     the incident automation for the checks whose state changed."""
     by_id = {c.pk: c for c in checks}
     insert_results(outcomes)
-    flipped = []
+    flipped, came_up = [], []
     for outcome in outcomes:
         check = by_id[outcome.check_id]
         before = check.state
@@ -255,9 +261,28 @@ def record_outcomes(checks, outcomes) -> None:
         # Only down checks and recoveries need the incident automation (a query each).
         if check.state == CheckState.DOWN or before == CheckState.DOWN:
             flipped.append((check, before))
+        elif before == CheckState.UNKNOWN and check.state == CheckState.UP:
+            came_up.append((check, before))
     write_states(checks)
-    for check, before in flipped:
+    for check, before in flipped + _with_unresolved_incident(came_up):
         _automate_incident(check, before)
+
+
+def _with_unresolved_incident(came_up):
+    """The checks of `came_up` whose automatic incident is still unresolved (one query).
+
+    A deploy (or a rollback) that goes live resets its target's check from `down` to
+    `unknown` (`follow_live_endpoint`); its first success is the recovery of the incident
+    the failures opened, as `down → up` would have been."""
+    if not came_up:
+        return []
+    with_incident = set(
+        Incident.objects.filter(
+            health_check_id__in=[check.pk for check, _ in came_up], source="check",
+            state__in=UNRESOLVED_STATES,
+        ).values_list("health_check_id", flat=True)
+    )  # fmt: skip
+    return [(check, before) for check, before in came_up if check.pk in with_incident]
 
 
 STATE_COLUMNS = (
@@ -333,15 +358,15 @@ def _apply_outcome(check, outcome) -> None:
 
 def _automate_incident(check, before) -> None:
     """Down: open (or reopen) the check's incident unless maintenance or a snooze covers
-    it. Up again: mitigate it; `resolve_quiet_incidents` resolves it after a quiet period."""
+    it. Up again (from `down`, or from `unknown` after a deploy reset the check): mitigate
+    it; `resolve_quiet_incidents` resolves it after a quiet period."""
     open_incident = Incident.objects.filter(
-        health_check=check, source="check", state__in=["open", "acknowledged", "mitigated"]
+        health_check=check, source="check", state__in=UNRESOLVED_STATES
     ).first()
     if check.state == CheckState.UP:
         if open_incident and open_incident.state != IncidentState.MITIGATED:
-            incidents.system_transition(
-                open_incident, IncidentState.MITIGATED, f"{check.name} answers again."
-            )
+            reason = _recovery_reason(check, before, open_incident)
+            incidents.system_transition(open_incident, IncidentState.MITIGATED, reason)
         return
     if check.state != CheckState.DOWN:
         return
@@ -362,6 +387,31 @@ def _automate_incident(check, before) -> None:
     )
     if incident is not None:
         _maybe_roll_back(incident)
+
+
+def _recovery_reason(check, before, incident) -> str:
+    """What the incident's timeline says when its check answers again: after a deploy or a
+    rollback, the deployment that went live since the incident opened."""
+    fix = _went_live_since(check, incident.opened_at) if before == CheckState.UNKNOWN else None
+    if fix is None:
+        return f"{check.name} answers again."
+    if fix.rollback_of_id:
+        return f"{check.name} is up again after rollback #{fix.pk} (to {fix.version}) went live."
+    return f"{check.name} is up again after deployment #{fix.pk} ({fix.version}) went live."
+
+
+def _went_live_since(check, since):
+    """The live deployment of the check's target, if it went live after `since`."""
+    from deployments.models import Deployment
+
+    if check.target_id is None:
+        return None
+    return (
+        Deployment.objects.live()
+        .filter(target_id=check.target_id, finished_at__gte=since)
+        .select_related("version__model")
+        .first()
+    )
 
 
 def likely_cause(check):

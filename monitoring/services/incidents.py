@@ -10,7 +10,7 @@ from django.utils import timezone
 from mlops_portal import audit, notifications
 from mlops_portal.choices import NotificationEvent
 from mlops_portal.errors import Conflict
-from mlops_portal.roles import AUTHORS, OPERATORS, require_role
+from mlops_portal.policy import require
 from monitoring.choices import (
     INCIDENT_TRANSITIONS,
     IncidentEventKind,
@@ -39,7 +39,7 @@ def open_incident(
     source=IncidentSource.MANUAL,
 ) -> Incident:
     """Open an incident by hand (pages, API); return it."""
-    require_role(actor, AUTHORS, "open incidents")
+    require(actor, "incident.open")
     errors = {}
     if not (title or "").strip():
         errors["title"] = ["Say what is wrong, e.g. 'churn-prod answers 500s'."]
@@ -89,7 +89,7 @@ def open_check_incident(check, *, severity, deployment, evidence) -> Incident | 
 
 
 def acknowledge(actor, incident, note=""):
-    require_role(actor, OPERATORS, "acknowledge incidents")
+    require(actor, "incident.acknowledge", incident)
     with transaction.atomic():
         _transition(incident, IncidentState.ACKNOWLEDGED, actor, note or "Acknowledged.")
         if incident.commander_id is None:
@@ -99,20 +99,24 @@ def acknowledge(actor, incident, note=""):
 
 
 def mitigate(actor, incident, note=""):
-    require_role(actor, OPERATORS, "mitigate incidents")
+    require(actor, "incident.mitigate", incident)
     with transaction.atomic():
         _transition(incident, IncidentState.MITIGATED, actor, note or "Mitigated.")
     return incident
 
 
 def resolve(actor, incident, note=""):
-    require_role(actor, OPERATORS, "resolve incidents")
+    require(actor, "incident.resolve", incident)
     with transaction.atomic():
         _transition(incident, IncidentState.RESOLVED, actor, note or "Resolved.")
     return incident
 
 
 def add_note(actor, incident, text) -> IncidentEvent:
+    """Add a note to the incident's timeline; viewers only read. `actor` None is the
+    portal's own automation (an auto-rollback), which needs no permission."""
+    if actor is not None:
+        require(actor, "incident.note", incident)
     if not (text or "").strip():
         raise ValidationError({"note": ["Write the note."]})
     return IncidentEvent.objects.create(
@@ -121,7 +125,7 @@ def add_note(actor, incident, text) -> IncidentEvent:
 
 
 def change_severity(actor, incident, severity, reason=""):
-    require_role(actor, OPERATORS, "change incident severity")
+    require(actor, "incident.severity", incident)
     if severity not in Severity.values:
         raise ValidationError({"severity": [f"Choose one of {', '.join(Severity.labels)}."]})
     with transaction.atomic():

@@ -61,3 +61,57 @@ def test_write_a_page_with_a_diagram_and_an_image_edit_diff_and_restore(
 
     outside = [url for url in requests if not url.startswith(live_server.url)]
     assert outside == []
+
+
+def test_saving_a_page_keeps_its_links_and_links_change_only_when_asked(
+    page, live_server, log_in, screenshot
+):
+    from deployments import services as registry
+    from deployments.models import RegisteredModel, Target
+    from docs_app import services as docs
+
+    alice = UserFactory(username="alice", role=Role.DATA_SCIENTIST)
+    bob = UserFactory(username="bob", role=Role.MLOPS_ENGINEER)
+    for name in ("diabetes-progression", "iris-classifier", "iris-regressor"):
+        registry.create_model(alice, name=name, team="ml")
+    for name in ("iris-production", "iris-staging", "churn-staging"):
+        registry.create_target(bob, name=name, environment="staging")
+    postmortem = docs.create_page(
+        alice,
+        title="Postmortem: iris 500s",
+        body="What happened.",
+        linked_models=list(RegisteredModel.objects.filter(name__startswith="iris-")),
+        linked_targets=list(Target.objects.filter(name__startswith="iris-")),
+    )
+    linked = page.get_by_role("heading", name="Linked", exact=True).locator(
+        "xpath=following-sibling::ul[1]"
+    )
+
+    log_in(alice)
+    page.goto(f"{live_server.url}{postmortem.get_absolute_url()}")
+    page.get_by_role("link", name="Edit").click()
+    models = page.get_by_label("Linked models")
+    targets = page.get_by_label("Linked targets")
+    expect(models).to_have_values([str(m.pk) for m in postmortem.linked_models.order_by("name")])
+    page.fill("#id_body", "What happened, and why.")
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_test_id("page-body")).to_contain_text("and why")
+    expect(linked.locator("li")).to_have_text(
+        ["model iris-classifier", "model iris-regressor", "target iris-production",
+         "target iris-staging"]
+    )  # fmt: skip
+
+    page.get_by_role("link", name="Edit").click()
+    # As a person does it: Ctrl-click adds or removes one option, keeping the others.
+    models.locator("option", has_text="diabetes-progression").click(modifiers=["Control"])
+    models.locator("option", has_text="iris-regressor").click(modifiers=["Control"])
+    targets.locator("option", has_text="iris-production").click(modifiers=["Control"])
+    screenshot("edit-form")
+    page.get_by_role("button", name="Save").click()
+    expect(linked.locator("li")).to_have_text(
+        ["model diabetes-progression", "model iris-classifier", "target iris-staging"]
+    )
+    screenshot("relinked")
+    assert sorted(postmortem.linked_models.values_list("name", flat=True)) == [
+        "diabetes-progression", "iris-classifier",
+    ]  # fmt: skip

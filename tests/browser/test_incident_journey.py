@@ -37,7 +37,9 @@ def test_an_outage_opens_an_incident_that_an_engineer_runs_to_resolution(
                                   requires_approval=False)  # fmt: skip
     live = deploy.request_deployment(alice, version=version, target=target, reason="ship")
     wait_until(lambda: Deployment.objects.get(pk=live.pk).state == "succeeded", timeout=60)
-    check = HealthCheck.objects.get(target=target, follows_target=True)
+    # The job points the check at the new server just after the state change commits.
+    followed = HealthCheck.objects.filter(target=target, follows_target=True)
+    check = wait_until(followed.first, timeout=10)
     HealthCheck.objects.filter(pk=check.pk).update(failures_before_down=2)
     probe_now(check)
     assert HealthCheck.objects.get(pk=check.pk).state == "up"

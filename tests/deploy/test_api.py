@@ -6,14 +6,10 @@ from django.test.utils import CaptureQueriesContext
 
 from deployments import services
 from deployments.choices import DeploymentState as State
-from deployments.models import Deployment
+from deployments.models import Deployment, Target
 
 URL = "/api/v1/deployments/"
-
-
-@pytest.fixture(autouse=True)
-def no_worker(monkeypatch):
-    monkeypatch.setattr("deployments.tasks.run_deployment_task.delay", lambda pk: None)
+RUN = "deployments.tasks.run_deployment_task"
 
 
 def request_payload(**overrides):
@@ -54,10 +50,14 @@ def test_bad_requests_get_a_clear_error(
 def test_viewers_cannot_request(api_client_for, carol, ready_version, production):
     response = api_client_for(carol).post(URL, request_payload(), format="json")
     assert response.status_code == 403
+    assert response.json() == {
+        "detail": "Only data scientists or MLOps engineers may request deployments."
+    }
+    assert not Deployment.objects.exists()
 
 
 def test_approve_reject_and_four_eyes_over_the_api(
-    api_client_for, alice, bob, ready_version, production
+    api_client_for, alice, bob, ready_version, production, outbox_jobs
 ):
     deployment_id = api_client_for(bob).post(URL, request_payload(), format="json").json()["id"]
     own = api_client_for(bob).post(f"{URL}{deployment_id}/approve/", {}, format="json")
@@ -65,6 +65,8 @@ def test_approve_reject_and_four_eyes_over_the_api(
     assert "another engineer must approve" in own.json()["detail"]
     by_scientist = api_client_for(alice).post(f"{URL}{deployment_id}/approve/", {}, format="json")
     assert by_scientist.status_code == 403
+    assert by_scientist.json()["detail"] == "Only MLOps engineers may approve deployments."
+    assert Deployment.objects.get(pk=deployment_id).state == State.REQUESTED
 
     other = api_client_for(alice).post(URL, request_payload(), format="json").json()["id"]
     approved = api_client_for(bob).post(
@@ -74,13 +76,19 @@ def test_approve_reject_and_four_eyes_over_the_api(
     assert (approved.json()["state"], approved.json()["approved_by"]) == ("queued", "bob")
     again = api_client_for(bob).post(f"{URL}{other}/approve/", {}, format="json")
     assert again.status_code == 409
+    assert outbox_jobs(RUN) == [(RUN, (other,))]  # one deploy job, for the approved request
+    assert "queued" in again.json()["detail"]
+    assert Deployment.objects.get(pk=other).events.filter(to_state=State.APPROVED).count() == 1
 
 
-def test_the_requester_cancels_over_the_api(api_client_for, alice, ready_version, production):
+def test_the_requester_cancels_over_the_api(
+    api_client_for, alice, ready_version, production, outbox_jobs
+):
     api = api_client_for(alice)
     deployment_id = api.post(URL, request_payload(), format="json").json()["id"]
     response = api.post(f"{URL}{deployment_id}/cancel/", {"reason": "oops"}, format="json")
     assert response.json()["state"] == "cancelled"
+    assert outbox_jobs(RUN) == []
 
 
 def test_list_filters_and_constant_queries(api_client_for, alice, bob, ready_version, production):
@@ -120,7 +128,7 @@ def test_logs_and_comments(api_client_for, alice, bob, ready_version, production
 
 
 def test_rollback_over_the_api(
-    api_client_for, alice, bob, ready_version, second_version, production
+    api_client_for, alice, bob, ready_version, second_version, production, outbox_jobs
 ):
     for version in (ready_version, second_version):
         deployment = services.request_deployment(
@@ -137,11 +145,16 @@ def test_rollback_over_the_api(
     response = api.post(f"{URL}{deployment.pk}/rollback/", {"reason": "p99 up"}, format="json")
     assert response.status_code == 201
     assert (response.json()["version"], response.json()["rollback_of"]) == (1, deployment.pk)
+    rollback_id = response.json()["id"]
+    assert (RUN, (rollback_id,)) not in outbox_jobs(RUN)  # production: it waits for approval
 
 
 def test_targets_are_managed_by_engineers(api_client_for, alice, bob):
     payload = {"name": "churn-staging", "environment": "staging"}
-    assert api_client_for(alice).post("/api/v1/targets/", payload, format="json").status_code == 403
+    refused = api_client_for(alice).post("/api/v1/targets/", payload, format="json")
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == "Only MLOps engineers may manage targets."
+    assert not Target.objects.exists()
     created = api_client_for(bob).post("/api/v1/targets/", payload, format="json")
     assert created.status_code == 201
     assert created.json()["requires_approval"] is False

@@ -14,14 +14,9 @@ from deployments import services
 from deployments.backends.local import is_model_server
 from deployments.choices import DeploymentState as State
 from deployments.models import Deployment
-from tests.conftest import wait_until
+from tests.conftest import Sent, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-def no_broker(monkeypatch):
-    monkeypatch.setattr("deployments.tasks.run_deployment_task.delay", lambda pk: None)
 
 
 def deploy_now(alice, version, target):
@@ -57,15 +52,14 @@ def test_the_reconciler_records_a_dead_model_server_once(alice, ready_version, s
 
 @override_settings(DEPLOY_RESEND_QUEUED_SECONDS=0)
 def test_the_reconciler_resends_a_queued_job_whose_message_was_lost(
-    alice, ready_version, staging, monkeypatch
+    alice, ready_version, staging, sent_tasks
 ):
-    sent = []
     deployment = services.request_deployment(
         alice, version=ready_version, target=staging, reason="x"
     )
     Deployment.objects.filter(pk=deployment.pk).update(
         queued_at=timezone.now() - timedelta(minutes=5)
     )
-    monkeypatch.setattr("deployments.tasks.run_deployment_task.delay", sent.append)
+    sent_tasks.clear()  # the message sent on request, pretend it was lost
     assert services.reconcile_deployments()["resent"] == 1
-    assert sent == [deployment.pk]
+    assert sent_tasks == [Sent("deployments.tasks.run_deployment_task", (deployment.pk,), "deploy")]

@@ -10,11 +10,6 @@ from deployments.models import Deployment, Target
 from tests.factories import register_iris_version
 
 
-@pytest.fixture(autouse=True)
-def no_worker(monkeypatch):
-    monkeypatch.setattr("deployments.tasks.run_deployment_task.delay", lambda pk: None)
-
-
 def make_live(alice, bob, version, target):
     deployment = services.request_deployment(alice, version=version, target=target, reason="x")
     if deployment.state == State.REQUESTED:

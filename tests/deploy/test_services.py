@@ -16,13 +16,20 @@ from mlops_portal.errors import Conflict
 from mlops_portal.models import Delivery
 from tests.factories import register_iris_version
 
+RUN = "deployments.tasks.run_deployment_task"
+
 
 @pytest.fixture
-def queued_jobs(monkeypatch):
+def queued_jobs(sent_tasks):
     """The deployment ids sent to the deploy queue (the worker side is tested elsewhere)."""
-    sent = []
-    monkeypatch.setattr("deployments.tasks.run_deployment_task.delay", lambda pk: sent.append(pk))
-    return sent
+    return lambda: [
+        sent.args[0] for sent in sent_tasks if sent.task == RUN and sent.queue == "deploy"
+    ]
+
+
+def deploy_jobs(outbox_jobs) -> list[int]:
+    """The deployment ids whose jobs were written to the outbox, sent or not yet."""
+    return [args[0] for _, args in outbox_jobs(RUN)]
 
 
 def request(user, version, target, reason="Better accuracy"):
@@ -40,7 +47,7 @@ def test_a_target_without_approval_queues_the_request_at_once(
         deployment = request(alice, ready_version, staging)
     assert deployment.state == State.QUEUED
     assert states(deployment) == [State.REQUESTED, State.APPROVED, State.QUEUED]
-    assert queued_jobs == [deployment.pk]
+    assert queued_jobs() == [deployment.pk]
 
 
 def test_a_production_request_waits_for_an_engineer(
@@ -49,13 +56,13 @@ def test_a_production_request_waits_for_an_engineer(
     with django_capture_on_commit_callbacks(execute=True):
         deployment = request(alice, ready_version, production)
     assert deployment.state == State.REQUESTED
-    assert queued_jobs == []
+    assert queued_jobs() == []
     with django_capture_on_commit_callbacks(execute=True):
         services.approve_deployment(bob, deployment, comment="Metrics look good.")
     deployment.refresh_from_db()
     assert (deployment.state, deployment.approved_by) == (State.QUEUED, bob)
     assert deployment.decision_comment == "Metrics look good."
-    assert queued_jobs == [deployment.pk]
+    assert queued_jobs() == [deployment.pk]
 
 
 def test_nobody_approves_their_own_request(bob, ready_version, production):
@@ -92,7 +99,7 @@ def test_a_request_needs_a_reason(alice, ready_version, staging):
 
 
 def test_approving_twice_is_a_conflict_not_a_second_job(
-    alice, bob, erin, ready_version, production, queued_jobs
+    alice, bob, erin, ready_version, production, outbox_jobs
 ):
     deployment = request(alice, ready_version, production)
     services.approve_deployment(bob, deployment)
@@ -100,6 +107,7 @@ def test_approving_twice_is_a_conflict_not_a_second_job(
     stale_copy.state = State.REQUESTED  # what Erin's page still shows
     with pytest.raises(Conflict, match=r"cannot become approved|changed meanwhile"):
         services.approve_deployment(erin, stale_copy)
+    assert deploy_jobs(outbox_jobs) == [deployment.pk]
 
 
 def test_rejecting_needs_a_comment_and_ends_the_request(alice, bob, ready_version, production):
@@ -113,13 +121,14 @@ def test_rejecting_needs_a_comment_and_ends_the_request(alice, bob, ready_versio
         services.approve_deployment(bob, deployment)
 
 
-def test_the_requester_cancels_while_it_waits(alice, dave, ready_version, production):
+def test_the_requester_cancels_while_it_waits(alice, dave, ready_version, production, outbox_jobs):
     deployment = request(alice, ready_version, production)
     with pytest.raises(PermissionDenied):
         services.cancel_deployment(dave, deployment)
     services.cancel_deployment(alice, deployment, reason="Wrong version.")
     deployment.refresh_from_db()
     assert deployment.state == State.CANCELLED
+    assert deploy_jobs(outbox_jobs) == []
 
 
 def test_the_database_refuses_two_running_rollouts_on_one_target(
@@ -132,13 +141,18 @@ def test_the_database_refuses_two_running_rollouts_on_one_target(
         Deployment.objects.filter(pk=second.pk).update(state=State.RUNNING)
 
 
-def test_a_second_rollout_waits_while_the_first_runs(alice, ready_version, second_version, staging):
+def test_a_second_rollout_waits_while_the_first_runs(
+    alice, ready_version, second_version, staging, outbox_jobs
+):
     first = request(alice, ready_version, staging)
     second = request(alice, second_version, staging)
     Deployment.objects.filter(pk=first.pk).update(state=State.RUNNING)
     assert services.run_deployment(second.pk) is None  # the target is busy: it stays queued
     second.refresh_from_db()
     assert second.state == State.QUEUED
+    first.refresh_from_db()
+    services.fail_deployment(first, "Port in use.")  # the target is free: start the next
+    assert deploy_jobs(outbox_jobs) == [first.pk, second.pk, second.pk]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -167,7 +181,7 @@ def test_two_engineers_approving_at_once_start_exactly_one_job(
     for thread in threads:
         thread.join()
     assert sorted(outcomes) == ["approved", "conflict"]
-    assert queued_jobs == [deployment.pk]
+    assert queued_jobs() == [deployment.pk]
     assert states(deployment).count(State.APPROVED) == 1
 
 
@@ -229,6 +243,7 @@ def test_rollback_redeploys_the_previous_version_and_tells_everyone(
     assert rollback.version == ready_version
     assert rollback.rollback_of == second
     assert rollback.state == State.REQUESTED  # production still requires approval
+    assert rollback.pk not in queued_jobs()
     assert "Latency doubled." in rollback.reason
     told = Delivery.objects.filter(notification__event=NotificationEvent.DEPLOYMENT_ROLLED_BACK)
     assert sorted(told.values_list("address", flat=True)) == [
@@ -245,7 +260,7 @@ def test_rollback_redeploys_the_previous_version_and_tells_everyone(
 
 
 def test_a_target_can_let_rollbacks_skip_approval(
-    alice, bob, ready_version, second_version, production, queued_jobs
+    alice, bob, ready_version, second_version, production, outbox_jobs
 ):
     services.update_target(bob, production, rollback_skips_approval=True)
     for version in (ready_version, second_version):
@@ -256,10 +271,11 @@ def test_a_target_can_let_rollbacks_skip_approval(
         services.complete_deployment(deployment, "http://127.0.0.1:9")
     rollback = services.rollback_deployment(bob, deployment, reason="Errors spiked.")
     assert rollback.state == State.QUEUED
+    assert deploy_jobs(outbox_jobs)[-1] == rollback.pk
 
 
 def test_an_open_sev2_on_a_production_target_blocks_approval_without_an_override(
-    alice, bob, ready_version, production, queued_jobs
+    alice, bob, ready_version, production, outbox_jobs
 ):
     from monitoring.services import incidents
 
@@ -268,6 +284,8 @@ def test_an_open_sev2_on_a_production_target_blocks_approval_without_an_override
     with pytest.raises(ValidationError) as excinfo:
         services.approve_deployment(bob, deployment)
     assert f"#{incident.pk}" in excinfo.value.message_dict["override_reason"][0]
+    assert deploy_jobs(outbox_jobs) == []
     services.approve_deployment(bob, deployment, override_reason="The fix is this version.")
     override = deployment.events.get(kind="override")
     assert "The fix is this version." in override.message and override.actor == bob
+    assert deploy_jobs(outbox_jobs) == [deployment.pk]

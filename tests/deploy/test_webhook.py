@@ -2,9 +2,11 @@
 
 import json
 import time
+from datetime import timedelta
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 
 from deployments import services
 from deployments.backends.webhook import SIGNATURE_HEADER, sign, verify
@@ -14,9 +16,8 @@ from tests.deploy.conftest import WEBHOOK_SECRET
 
 
 @pytest.fixture
-def queued(alice, ready_version, webhook_target, monkeypatch):
+def queued(alice, ready_version, webhook_target):
     """A queued deployment to the webhook target (its job is run in-process below)."""
-    monkeypatch.setattr("deployments.tasks.run_deployment_task.delay", lambda pk: None)
     return services.request_deployment(
         alice, version=ready_version, target=webhook_target, reason="Ship it"
     )
@@ -95,12 +96,17 @@ def test_no_callback_within_the_timeout_fails_the_deployment(queued, cd_system, 
     services.update_target(
         bob,
         queued.target,
-        backend_settings={"url": cd_system.url, "secret": "", "timeout_seconds": 1},
+        backend_settings={"url": cd_system.url, "secret": "", "timeout_seconds": 600},
     )
     cd_system.answer = (202, {})
     services.run_deployment(queued.pk)
-    time.sleep(1.1)
-    assert services.reconcile_deployments()["failed"] == 1
+    handed_over = timezone.now()
+    # The wait is the target's timeout_seconds (600), not the job lease (60).
+    before = services.reconcile_deployments(now=handed_over + timedelta(seconds=590))
+    assert before["failed"] == 0
+    assert Deployment.objects.get(pk=queued.pk).state == State.RUNNING
+    after = services.reconcile_deployments(now=handed_over + timedelta(seconds=601))
+    assert after["failed"] == 1
     queued.refresh_from_db()
     assert queued.state == State.FAILED
     assert "No answer from the CD system" in queued.failure_reason

@@ -1,6 +1,8 @@
 """Documentation pages: revisions, diffs, restore, edit conflicts, links, attachments,
 postmortems, model cards."""
 
+import re
+
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -150,10 +152,9 @@ def test_a_postmortem_from_an_incident_carries_its_timeline(client, alice, bob):
     assert f"Incident #{incident.pk}, SEV2" in page.body
 
 
-def test_a_model_card_follows_the_registry_and_deployments(client, alice, bob, monkeypatch):
+def test_a_model_card_follows_the_registry_and_deployments(client, alice, bob):
     from deployments.models import Deployment
 
-    monkeypatch.setattr("deployments.tasks.run_deployment_task.delay", lambda pk: None)
     iris = registry.create_model(alice, name="iris", description="Classifies flowers.")
     v1 = registry.validate_version(register_iris_version(alice, iris, metrics={"acc": 0.9}).pk)
     target = registry.create_target(bob, name="iris-stage", environment="staging")
@@ -180,12 +181,85 @@ def test_the_pages_api_creates_edits_with_conflicts_and_lists_revisions(api_clie
     created = api.post("/api/v1/pages/", {"title": "On-call guide", "body": "v1"}, format="json")
     assert created.status_code == 201 and created.json()["slug"] == "on-call-guide"
     edit = {"title": "On-call guide", "body": "v2", "base_revision": 1}
-    assert api.patch("/api/v1/pages/on-call-guide/", edit, format="json").status_code == 200
+    edited = api.patch("/api/v1/pages/on-call-guide/", edit, format="json")
+    assert edited.status_code == 200
+    assert (edited.json()["body"], edited.json()["revision_number"]) == ("v2", 2)
     stale = api_client_for(bob).patch("/api/v1/pages/on-call-guide/", edit, format="json")
     assert stale.status_code == 409
+    assert Page.objects.get(slug="on-call-guide").revision_number == 2
     revisions = api.get("/api/v1/pages/on-call-guide/revisions/").json()
     assert [r["number"] for r in revisions] == [2, 1]
     preview = api.post("/api/v1/pages/preview/", {"body": "## Hi"}, format="json").json()
     assert preview["toc"] == [{"level": 2, "text": "Hi", "anchor": "hi"}]
     assert api.delete("/api/v1/pages/on-call-guide/").status_code == 204
     assert not Page.objects.exists()
+
+
+@pytest.fixture
+def linked_postmortem(alice, bob):
+    """A postmortem linked to two models and two targets, with a third model to link."""
+    models = {
+        name: registry.create_model(alice, name=name, team="ml")
+        for name in ("diabetes-progression", "iris-classifier", "iris-regressor")
+    }
+    targets = {
+        name: registry.create_target(bob, name=name, environment="staging")
+        for name in ("iris-production", "iris-staging")
+    }
+    page = services.create_page(
+        alice,
+        title="Postmortem: iris 500s",
+        body="What happened.",
+        linked_models=[models["iris-classifier"], models["iris-regressor"]],
+        linked_targets=list(targets.values()),
+    )
+    return page, models, targets
+
+
+def linked_names(page):
+    return (
+        sorted(page.linked_models.values_list("name", flat=True)),
+        sorted(page.linked_targets.values_list("name", flat=True)),
+    )
+
+
+def test_the_edit_form_selects_every_current_link_and_allows_several(
+    client, alice, linked_postmortem
+):
+    page, _, _ = linked_postmortem
+    client.force_login(alice)
+    html = client.get(f"/docs/{page.slug}/edit/").content.decode()
+    for field, linked in (
+        ("linked_models", page.linked_models),
+        ("linked_targets", page.linked_targets),
+    ):
+        select = re.search(rf'<select name="{field}"[^>]*>(.*?)</select>', html, re.S)
+        assert select and "multiple" in select.group(0)
+        chosen = re.findall(r'<option value="(\d+)"[^>]*selected', select.group(1))
+        assert sorted(map(int, chosen)) == sorted(linked.values_list("pk", flat=True))
+
+
+def test_saving_only_the_text_keeps_the_links_and_link_changes_show_in_the_feed(
+    client, api_client_for, alice, linked_postmortem
+):
+    page, models, _ = linked_postmortem
+    client.force_login(alice)
+    form = client.get(f"/docs/{page.slug}/edit/").context["form"]
+    data = {name: form[name].value() for name in ("title", "body", "base_revision")}
+    data["linked_models"] = [m.pk for m in page.linked_models.all()]
+    data["linked_targets"] = [t.pk for t in page.linked_targets.all()]
+    client.post(f"/docs/{page.slug}/edit/", {**data, "body": "What happened, and why."})
+    assert linked_names(page) == (
+        ["iris-classifier", "iris-regressor"],
+        ["iris-production", "iris-staging"],
+    )
+
+    relinked = [models["iris-classifier"].pk, models["diabetes-progression"].pk]
+    client.post(f"/docs/{page.slug}/edit/", {**data, "base_revision": 2, "linked_models": relinked,
+                                             "linked_targets": []})  # fmt: skip
+    assert linked_names(page) == (["diabetes-progression", "iris-classifier"], [])
+    feed = api_client_for(alice).get(f"/api/v1/changes/?kind=docs_app.page&object={page.pk}")
+    changes = [entry["changes"] for entry in feed.json()["results"]]
+    assert {"linked_models": ["", "add diabetes-progression"]} in changes
+    assert {"linked_models": ["", "delete iris-regressor"]} in changes
+    assert {"linked_targets": ["", "delete iris-production, iris-staging"]} in changes

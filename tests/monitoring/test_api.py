@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from monitoring.models import Incident, ProbeResult
+from monitoring.models import HealthCheck, Incident, ProbeResult
 from monitoring.services import checks, incidents, rollups
 
 CHECKS = "/api/v1/checks/"
@@ -20,8 +20,12 @@ def test_engineers_create_checks_and_bad_urls_are_400(api_client_for, bob, alice
     refused = api.post(CHECKS, {"name": "meta", "url": "http://169.254.169.254/"}, format="json")
     assert refused.status_code == 400
     assert "link-local" in refused.json()["url"][0]
-    viewer = api_client_for(alice).post(CHECKS, {"name": "x", "url": endpoint.url}, format="json")
-    assert viewer.status_code == 403
+    scientist = api_client_for(alice).post(
+        CHECKS, {"name": "x", "url": endpoint.url}, format="json"
+    )
+    assert scientist.status_code == 403
+    assert scientist.json()["detail"] == "Only MLOps engineers may manage health checks."
+    assert list(HealthCheck.objects.values_list("name", flat=True)) == ["churn"]
 
 
 def test_pause_resume_and_delete(api_client_for, bob, make_check, endpoint):
@@ -36,6 +40,7 @@ def test_pause_resume_and_delete(api_client_for, bob, make_check, endpoint):
         == 60
     )
     assert api.delete(f"{CHECKS}{check.pk}/").status_code == 204
+    assert not HealthCheck.objects.filter(pk=check.pk).exists()
 
 
 def test_results_are_downsampled_on_the_server(api_client_for, bob, make_check):
@@ -90,6 +95,8 @@ def test_incidents_are_opened_run_and_listed_open_first(api_client_for, alice, b
         f"{INCIDENTS}{second['id']}/acknowledge/", {}, format="json"
     )
     assert refused.status_code == 403
+    assert refused.json()["detail"] == "Only MLOps engineers may acknowledge incidents."
+    assert Incident.objects.get(pk=second["id"]).state == "open"
     note = api.post(
         f"{INCIDENTS}{second['id']}/notes/", {"note": "Started at 09:12"}, format="json"
     )

@@ -187,11 +187,6 @@ def test_two_dispatchers_at_once_never_probe_a_check_twice(make_check, endpoint)
 # --- with deployments -------------------------------------------------------------------
 
 
-@pytest.fixture
-def no_deploy_worker(monkeypatch):
-    monkeypatch.setattr("deployments.tasks.run_deployment_task.delay", lambda pk: None)
-
-
 def go_live(alice, version, target, endpoint_url):
     deployment = deploy.request_deployment(alice, version=version, target=target, reason="x")
     Deployment.objects.filter(pk=deployment.pk).update(state=DeploymentState.RUNNING)
@@ -201,7 +196,7 @@ def go_live(alice, version, target, endpoint_url):
 
 
 def test_a_live_deployment_gets_a_check_that_names_it_as_the_likely_cause(
-    alice, bob, iris, no_deploy_worker, endpoint
+    alice, bob, iris, endpoint
 ):
     target = deploy.create_target(bob, name="iris-prod", environment="production",
                                   requires_approval=False)  # fmt: skip
@@ -219,9 +214,7 @@ def test_a_live_deployment_gets_a_check_that_names_it_as_the_likely_cause(
     assert incident.version == v1
 
 
-def test_a_deploy_opens_a_maintenance_window_for_its_target(
-    alice, bob, iris, no_deploy_worker, make_check
-):
+def test_a_deploy_opens_a_maintenance_window_for_its_target(alice, bob, iris, make_check):
     target = deploy.create_target(bob, name="iris-stage", environment="staging")
     check = make_check("http://127.0.0.1:9/health", target=target)
     version = validated(register_iris_version(alice, iris))
@@ -233,7 +226,7 @@ def test_a_deploy_opens_a_maintenance_window_for_its_target(
 
 
 def test_auto_rollback_when_the_new_version_fails_inside_its_verification_window(
-    alice, bob, iris, no_deploy_worker, endpoint
+    alice, bob, iris, endpoint
 ):
     target = deploy.create_target(bob, name="iris-auto", environment="staging",
                                   auto_rollback=True, verification_window_seconds=600)  # fmt: skip
@@ -255,7 +248,7 @@ def test_auto_rollback_when_the_new_version_fails_inside_its_verification_window
 
 
 def test_a_version_page_reports_how_it_behaved_while_live_in_production(
-    alice, bob, iris, no_deploy_worker, endpoint, client
+    alice, bob, iris, endpoint, client
 ):
     from monitoring.behaviour import production_stats
     from monitoring.services import incidents, rollups

@@ -14,12 +14,13 @@ from deployments.backends import webhook
 from mlops_portal import notifications, services
 from mlops_portal.choices import DeliveryStatus, NotificationEvent
 from mlops_portal.env import env_time
-from mlops_portal.models import Delivery, Notification, NotificationChannel
+from mlops_portal.models import Delivery, Notification, NotificationChannel, OutboxMessage
 from mlops_portal.tasks import deliver_notification_task
 from monitoring.services import incidents
-from tests.conftest import wait_until
+from tests.conftest import Sent, wait_until
 
 Event = NotificationEvent
+DELIVER = "mlops_portal.tasks.deliver_notification_task"
 SECRET = "channel-signing-secret"
 
 
@@ -61,7 +62,7 @@ def test_people_without_an_address_or_inactive_are_not_mailed(bob, erin):
 
 
 def test_a_request_for_production_asks_the_engineers_but_not_the_requester(
-    alice, bob, erin, ready_version, production, django_capture_on_commit_callbacks
+    alice, bob, erin, ready_version, production, django_capture_on_commit_callbacks, sent_tasks
 ):
     with django_capture_on_commit_callbacks() as callbacks:
         deployment = deployments.request_deployment(
@@ -71,7 +72,11 @@ def test_a_request_for_production_asks_the_engineers_but_not_the_requester(
     notification = Notification.objects.get(event=Event.DEPLOYMENT_NEEDS_APPROVAL)
     assert notification.url == deployment.get_absolute_url()
     assert "Better recall." in notification.body
-    assert len(callbacks) == 1  # deliveries are queued only once the request has committed
+    assert sent_tasks == []  # deliveries are queued only once the request has committed
+    for callback in callbacks:
+        callback()
+    queued = notification.deliveries.order_by("pk")
+    assert sent_tasks == [Sent(DELIVER, (delivery.pk,), "notifications") for delivery in queued]
 
     # Erin approves: Alice, who asked, hears about the outcome; the engineers do not.
     deployments.approve_deployment(erin, deployment)
@@ -150,20 +155,21 @@ def test_a_refusal_or_a_disabled_channel_fails_at_once(bob, alice, chat_server):
     assert len(chat_server.requests) == 1
 
 
-def test_the_sweeper_resends_lost_messages_and_fails_lost_sends(alice, monkeypatch):
-    sent = []
-    monkeypatch.setattr(notifications, "_enqueue", lambda ids: sent.extend(ids))
+def test_the_sweeper_resends_lost_messages_and_fails_lost_sends(alice, outbox_jobs):
     for key in ("waiting", "lost", "fresh"):
         notifications.announce(Event.INCIDENT_OPENED, key=key, title=key, users=[alice])
     waiting, lost, fresh = (Delivery.objects.get(notification__key=k) for k in
                             ("waiting", "lost", "fresh"))  # fmt: skip
-    sent.clear()
+    assert [args for _, args in outbox_jobs(DELIVER)] == [(waiting.pk,), (lost.pk,), (fresh.pk,)]
+    OutboxMessage.objects.all().delete()
     long_ago = timezone.now() - timedelta(minutes=30)
     Delivery.objects.filter(pk=waiting.pk).update(created_at=long_ago)
     Delivery.objects.filter(pk=lost.pk).update(status=DeliveryStatus.SENDING, claimed_at=long_ago)
 
     assert notifications.sweep_deliveries() == {"failed": 1, "resent": 1}
-    assert sent == [waiting.pk]  # a pending delivery whose message never came
+    assert outbox_jobs() == [
+        (DELIVER, (waiting.pk,))
+    ]  # a pending delivery whose message never came
     lost.refresh_from_db()
     assert lost.status == DeliveryStatus.FAILED  # maybe sent: never twice
     fresh.refresh_from_db()

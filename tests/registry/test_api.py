@@ -35,12 +35,41 @@ def test_viewers_read_but_cannot_write(api_client_for, carol, churn):
     response = api.post(
         versions_url(), {"artifact_uri": "https://x.example/m.joblib"}, format="json"
     )
-    assert response.status_code == 403
+    assert response.status_code == 403  # refused before the missing sample_input is a 400
+    assert response.json() == {
+        "detail": "Only data scientists or MLOps engineers may register model versions."
+    }
+    assert not ModelVersion.objects.exists()
 
 
 def test_another_data_scientist_cannot_edit_alices_model(api_client_for, dave, churn):
     response = api_client_for(dave).patch(f"{MODELS}churn/", {"team": "mine"}, format="json")
     assert response.status_code == 403
+    assert response.json() == {
+        "detail": "Only the model's owner or an MLOps engineer may change it."
+    }
+    churn.refresh_from_db()
+    assert churn.team == "growth"
+
+
+def test_only_the_owner_or_an_engineer_registers_versions_of_a_model(
+    api_client_for, dave, bob, churn
+):
+    """Dave, a data scientist of another team, cannot add versions to Alice's model; the
+    refused registration leaves no version, no event and no burnt number."""
+    body = {"artifact_uri": "https://artifacts.example.com/m.joblib", "sample_input": [[1]]}
+    refused = api_client_for(dave).post(versions_url(), body, format="json")
+    assert refused.status_code == 403
+    assert refused.json() == {
+        "detail": "Only the model's owner or an MLOps engineer may register versions of it."
+    }
+    assert not ModelVersion.objects.exists()
+    assert not VersionEvent.objects.exists()
+    churn.refresh_from_db()
+    assert churn.latest_version_number == 0
+    created = api_client_for(bob).post(versions_url(), body, format="json")
+    assert created.status_code == 201
+    assert (created.json()["version"], created.json()["registered_by"]) == (1, "bob")
 
 
 # --- models ------------------------------------------------------------------------------
@@ -149,12 +178,12 @@ def test_registering_by_uri_reads_the_model_as_it_numbers_the_version(api_client
     statements = [query["sql"].split()[0] for query in queries]
     statements = [verb for verb in statements if verb not in ("SAVEPOINT", "RELEASE")]
     # token, then one UPDATE … RETURNING for the model and its number, the version, its
-    # change record and its event; no SELECT of the model before or after.
-    assert statements == ["SELECT", "UPDATE", "INSERT", "INSERT", "INSERT"], statements
+    # change record, its event and its validation job (the outbox); no SELECT of the model.
+    assert statements == ["SELECT", "UPDATE", "INSERT", "INSERT", "INSERT", "INSERT"], statements
     assert churn.versions.get(number=2).model == churn
 
 
-def test_it_registers_a_version_by_multipart_upload(api_client_for, alice, churn):
+def test_it_registers_a_version_by_multipart_upload(api_client_for, alice, churn, outbox_jobs):
     artifact = iris_artifact()[0]
     response = api_client_for(alice).post(
         versions_url(),
@@ -172,6 +201,8 @@ def test_it_registers_a_version_by_multipart_upload(api_client_for, alice, churn
     assert len(body["artifact_sha256"]) == 64
     assert body["metrics"] == {"accuracy": 0.97}
     assert body["tags"] == ["candidate", "iris"]
+    version = ModelVersion.objects.get(model__name="churn", number=body["version"])
+    assert outbox_jobs() == [("deployments.tasks.validate_version_task", (version.pk,))]
 
 
 @pytest.mark.parametrize(

@@ -105,7 +105,7 @@ def test_viewers_do_not_get_the_register_form(client, carol, churn):
     client.force_login(carol)
     response = client.get("/models/churn/versions/new/")
     assert response.status_code == 403
-    assert "Only data scientists or MLOps engineers may register versions." in (
+    assert "Only data scientists or MLOps engineers may register model versions." in (
         response.content.decode()
     )
     assert "Register version" not in client.get("/models/churn/").content.decode()

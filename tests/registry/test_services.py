@@ -11,7 +11,11 @@ from django.test import override_settings
 from deployments import services
 from deployments.choices import VersionEventKind, VersionStatus
 from deployments.models import ModelVersion, RegisteredModel
+from mlops_portal.models import OutboxMessage
+from tests.conftest import Sent
 from tests.factories import iris_artifact, register_iris_version
+
+VALIDATE = "deployments.tasks.validate_version_task"
 
 
 def errors_of(excinfo) -> dict:
@@ -86,19 +90,17 @@ def test_registering_stores_the_upload_with_its_size_and_sha256(alice, churn):
 
 
 def test_registering_queues_the_validation_after_commit(
-    alice, churn, django_capture_on_commit_callbacks, monkeypatch
+    alice, churn, django_capture_on_commit_callbacks, sent_tasks, outbox_jobs
 ):
-    queued = []
-    monkeypatch.setattr(
-        "deployments.tasks.validate_version_task.delay",
-        lambda version_id: queued.append(version_id),
-    )
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         version = register_iris_version(alice, churn)
-        assert queued == []  # nothing leaves before the transaction commits
+    # The job is written with the version; nothing leaves before the transaction commits.
+    assert outbox_jobs() == [(VALIDATE, (version.pk,))]
+    assert sent_tasks == []
     for callback in callbacks:
         callback()
-    assert queued == [version.pk]
+    assert sent_tasks == [Sent(VALIDATE, (version.pk,), "default")]
+    assert OutboxMessage.objects.get().published_at is not None
 
 
 def test_viewers_cannot_register_versions(carol, churn):
