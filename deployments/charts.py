@@ -2,6 +2,8 @@
 
 import plotly.graph_objects as go
 
+from mlops_portal.figures import figure_html
+
 
 def metric_names(history) -> list[str]:
     """Sorted metric names appearing in `history`, a list of (number, metrics) pairs."""
@@ -27,7 +29,7 @@ def metric_chart(history, metric: str) -> str:
         title={"text": f"{metric} by version", "font": {"size": 14}},
         xaxis={"type": "category"},
     )
-    return figure.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
+    return figure_html(figure, {"displaylogo": False})
 
 
 def metric_deltas(a, b) -> list[dict]:

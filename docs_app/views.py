@@ -17,6 +17,7 @@ from docs_app.forms import AttachmentForm, PageForm
 from docs_app.models import Page, PageAttachment
 from docs_app.rendering import render_page
 from docs_app.templates_text import STARTERS
+from mlops_portal import security_log
 from mlops_portal.policy import can, require
 from mlops_portal.utils import add_service_errors, service_errors_on
 from monitoring.models import Incident
@@ -218,6 +219,7 @@ def postmortem(request, incident_id):
     try:
         page = services.postmortem_from_incident(request.user, incident)
     except PermissionDenied as exc:
+        security_log.permission_denied(request, str(exc))
         messages.error(request, str(exc))
         return redirect(incident)
     return redirect("page-edit", slug=page.slug)

@@ -6,7 +6,12 @@ class MlopsPortalConfig(AppConfig):
     verbose_name = "MLOps Portal"
 
     def ready(self):
-        from mlops_portal import audit
+        from django.contrib.auth.signals import user_login_failed
+
+        from mlops_portal import audit, login_protection
         from mlops_portal.api import schema  # noqa: F401  (registers the OpenAPI auth scheme)
 
         audit.register_models()
+        user_login_failed.connect(
+            login_protection.log_failed_login, dispatch_uid="portal-log-failed-login"
+        )

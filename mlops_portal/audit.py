@@ -50,6 +50,11 @@ REGISTRY = {
     },
     # A chat webhook's URL is its credential, like the secret.
     "mlops_portal.NotificationChannel": {"exclude_fields": ["updated_at", "secret", "url"]},
+    # Tokens: created and revoked, with the prefix users see in their token list; never
+    # the secret (not stored) nor its digest.
+    "mlops_portal.ApiToken": {"exclude_fields": ["digest", "last_used_at"]},
+    # Roles are groups: who was given or lost which one. Never the password hash.
+    "auth.User": {"exclude_fields": ["password", "last_login"], "m2m_fields": ["groups"]},
 }
 KINDS = {label.lower(): label for label in REGISTRY}
 

@@ -4,6 +4,7 @@
 import plotly.graph_objects as go
 
 from deployments.choices import DeploymentState
+from mlops_portal.figures import figure_html
 from monitoring.choices import Severity
 
 CONFIG = {"displaylogo": False, "responsive": True}
@@ -32,7 +33,7 @@ def _html(figure, title: str, y_title: str = "", height: int = 260) -> str:
         legend={"orientation": "h", "y": -0.2},
         barmode="stack",
     )
-    return figure.to_html(full_html=False, include_plotlyjs=False, config=CONFIG)
+    return figure_html(figure, CONFIG)
 
 
 def _periods(rows) -> list[str]:

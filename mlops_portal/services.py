@@ -41,10 +41,13 @@ def create_token(user, name: str) -> tuple[ApiToken, str]:
 def revoke_token(user, token: ApiToken) -> ApiToken:
     """Revoke `token`; only its owner may. Revoking twice is harmless."""
     require(user, "token.revoke", token)
+    now = timezone.now()
     with transaction.atomic():
-        ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
-            revoked_at=timezone.now()
+        revoked = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+            revoked_at=now
         )
+        if revoked:
+            audit.record_update(token, user, {"revoked_at": ("", now)})
     token.refresh_from_db()
     return token
 

@@ -5,12 +5,15 @@ variables. Each variable is read once through a typed helper from `mlops_portal.
 """
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 import plotly
 import xstatic.pkg.bootstrap
 from celery.schedules import crontab
+from csp.constants import NONE, SELF, UNSAFE_INLINE
+from django.core.exceptions import ImproperlyConfigured
 
 from mlops_portal.env import env_bool, env_int, env_list, env_secret, env_str, env_time
 
@@ -43,6 +46,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_celery_beat",
     "auditlog",
+    "axes",
+    "csp",
 ]
 
 MIDDLEWARE = [
@@ -57,6 +62,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "mlops_portal.audit.AuditActorMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last: turns the lockout that its backend flags during authentication into a page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = env_str("ROOT_URLCONF", "mlops_portal.urls")
@@ -95,6 +103,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# The axes backend comes first: it refuses a locked-out user or address before the
+# password is even checked (see "Login protection" below).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "today"
@@ -290,6 +304,79 @@ if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 X_FRAME_OPTIONS = "DENY"
+# Behind N reverse proxies, the client is the X-Forwarded-For entry the outermost proxy
+# added; 0 (default) trusts no header and uses the connection's address. Used by the
+# login lockout, the API token throttle and the security log alike.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+
+# Login protection (django-axes): LOGIN_FAILURE_LIMIT wrong passwords for one user name, or
+# from one address, lock that user name or address for LOGIN_LOCKOUT_MINUTES, counted from
+# the last failure. The login page then says when the lock lifts. Attempts live in the
+# database, so every web worker sees them.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+# Tries during a lock are refused without being counted: the unlock time shown stays true.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "mlops_portal.login_protection.locked_out"
+AXES_CLIENT_IP_CALLABLE = "mlops_portal.security_log.axes_client_ip"
+# Masked in the POST data axes keeps with each attempt (the password always is).
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]
+# API tokens: after API_TOKEN_FAILURE_LIMIT bad tokens from one address within
+# API_TOKEN_FAILURE_WINDOW_SECONDS, token requests from it get 429 until the window ends.
+API_TOKEN_FAILURE_LIMIT = env_int("API_TOKEN_FAILURE_LIMIT", 20)
+API_TOKEN_FAILURE_WINDOW_SECONDS = env_int("API_TOKEN_FAILURE_WINDOW_SECONDS", 300)
+
+# Content-Security-Policy (django-csp) on every response; attachments send a stricter one.
+# Scripts only from our own static files: no inline script, no eval. Styles allow
+# 'unsafe-inline' because Plotly and Mermaid inject <style> elements and style attributes
+# while drawing, and Swagger UI's page carries an inline <style>; a style cannot run code.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],  # Bootstrap's icons are data: SVGs
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+
+
+def cache_settings(url: str) -> dict:
+    """Django's CACHES entry for CACHE_URL: redis://, rediss://, file:///folder or locmem://."""
+    if url.startswith(("redis://", "rediss://")):
+        # Short timeouts: a throttle that waits on a dead Redis holds the request up.
+        options = {"socket_connect_timeout": 2, "socket_timeout": 2}
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url,
+                "KEY_PREFIX": "portal", "OPTIONS": options}  # fmt: skip
+    if url.startswith("file://"):
+        return {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                "LOCATION": url.removeprefix("file://")}  # fmt: skip
+    if url == "locmem://":
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    raise ImproperlyConfigured(
+        f"CACHE_URL must be redis://…, rediss://…, file:///folder or locmem://, not {url!r}"
+    )
+
+
+# The cache holds the API token throttle's counters, which every web worker must share:
+# Redis when the broker is Redis, else a folder under VAR_DIR (one machine, `make run`).
+CACHES = {
+    "default": cache_settings(
+        env_str(
+            "CACHE_URL",
+            REDIS_URL
+            if CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
+            else f"file://{VAR_DIR / 'cache'}",
+        )
+    )
+}
 
 LOGGING = {
     "version": 1,
@@ -297,5 +384,12 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "filters": {"one_line_forbidden": {"()": "mlops_portal.security_log.OneLineForbidden"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Refusals are logged once, by mlops_portal.security, without a traceback.
+        "django.request": {"filters": ["one_line_forbidden"]},
+        # mlops_portal.security writes the one line per failed login; axes would add two.
+        "axes": {"level": "ERROR"},
+    },
 }

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from mlops_portal import views
 
@@ -28,13 +28,15 @@ urlpatterns = [
     path("", include("docs_app.urls")),
     # DRF marks its views login-exempt; the schema and Swagger UI are for logged-in users.
     path("api/schema/", login_required(SpectacularAPIView.as_view()), name="api-schema"),
+    # The split view serves Swagger UI's start-up script as a file (?script), not inline.
     path(
         "api/docs/",
-        login_required(SpectacularSwaggerView.as_view(url_name="api-schema")),
+        login_required(SpectacularSwaggerSplitView.as_view(url_name="api-schema")),
         name="api-docs",
     ),
     path("admin/", admin.site.urls),
 ]
 
+handler403 = "mlops_portal.views.permission_denied"
 handler404 = "mlops_portal.views.page_not_found"
 handler500 = "mlops_portal.views.server_error"

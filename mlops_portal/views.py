@@ -9,10 +9,11 @@ from django.http import Http404, HttpResponseServerError, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template import loader
 from django.utils import timezone
+from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from mlops_portal import charts, dashboards, notifications, services
+from mlops_portal import charts, dashboards, notifications, security_log, services
 from mlops_portal.changes import ChangeFilter, describe, feed
 from mlops_portal.forms import ApiTokenForm, ChannelForm, DashboardForm, EmailEventsForm
 from mlops_portal.health import broker_kind, broker_status, database_status
@@ -75,6 +76,7 @@ def token_revoke(request, token_id):
     try:
         services.revoke_token(request.user, token)
     except PermissionDenied as exc:
+        security_log.permission_denied(request, str(exc))
         messages.error(request, str(exc))
     else:
         messages.success(request, f"Token {token.name!r} revoked; it no longer works.")
@@ -157,6 +159,7 @@ def channel_edit(request, channel_id):
             try:
                 services.delete_channel(request.user, channel)
             except PermissionDenied as exc:
+                security_log.permission_denied(request, str(exc))
                 messages.error(request, str(exc))
                 return redirect("channel-edit", channel_id=channel.pk)
             messages.success(request, f"Channel {channel.name} deleted.")
@@ -170,6 +173,7 @@ def _save_channel(request, form, channel) -> bool:
     try:
         saved = services.save_channel(request.user, channel, **form.cleaned_data)
     except PermissionDenied as exc:
+        security_log.permission_denied(request, str(exc))
         messages.error(request, str(exc))
         return False
     except ValidationError as exc:
@@ -227,11 +231,18 @@ def follow(request, kind, name):
     try:
         services.set_following(request.user, thing, following)
     except PermissionDenied as exc:
+        security_log.permission_denied(request, str(exc))
         messages.error(request, str(exc))
     else:
         verb = "follow" if following else "no longer follow"
         messages.success(request, f"You {verb} {name}: its incidents are mailed to you.")
     return redirect(thing.get_absolute_url())
+
+
+def permission_denied(request, exception):
+    """The 403 page, after one log line saying who was refused what (no traceback)."""
+    security_log.permission_denied(request, str(exception), status=403)
+    return defaults.permission_denied(request, exception)
 
 
 def page_not_found(request, exception):

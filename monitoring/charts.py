@@ -3,6 +3,8 @@
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from mlops_portal.figures import figure_html
+
 
 def check_chart(points, title: str) -> str:
     """Latency (p50/p95, or each probe for raw data) above availability per bucket."""
@@ -26,7 +28,7 @@ def check_chart(points, title: str) -> str:
     figure.update_layout(height=420, margin={"l": 50, "r": 10, "t": 30, "b": 30},
                          title={"text": title, "font": {"size": 14}}, showlegend=True,
                          legend={"orientation": "h", "y": 1.08}, bargap=0)  # fmt: skip
-    return figure.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
+    return figure_html(figure, {"displaylogo": False})
 
 
 def sparkline_points(values, width=120, height=24) -> str:

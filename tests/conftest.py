@@ -67,6 +67,14 @@ def pytest_sessionstart(session):
         )
 
 
+@pytest.fixture(autouse=True)
+def empty_cache():
+    """Throttle counters never carry over from one test to the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 # --- personas: one user per role, used everywhere --------------------------------------
 
 

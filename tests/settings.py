@@ -20,6 +20,9 @@ os.environ.setdefault(
     "STATICFILES_STORAGE", "django.contrib.staticfiles.storage.StaticFilesStorage"
 )
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+# One process's memory, emptied before each test (tests/conftest.py); the Redis cache that
+# production uses is exercised by tests/test_login_protection.py.
+os.environ.setdefault("CACHE_URL", "locmem://")
 
 from mlops_portal.settings import *  # noqa: F403
 

@@ -1,6 +1,54 @@
+import logging
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from redis import RedisError
 from rest_framework import authentication, exceptions
 
+from mlops_portal import security_log
 from mlops_portal.services import authenticate_token
+
+logger = logging.getLogger(__name__)
+
+
+class TokenFailureThrottle:
+    """Counts bad API tokens per client address in fixed windows of
+    API_TOKEN_FAILURE_WINDOW_SECONDS, in the shared cache (Redis in production), so every
+    web worker adds to the same count: after API_TOKEN_FAILURE_LIMIT failures, token
+    requests from that address answer 429 until the window ends, whatever the token.
+
+    Checked before the token is looked up, so guessing stops paying off at the limit.
+    Fails open: with the cache down, tokens are still checked, just not throttled."""
+
+    def __init__(self, request):
+        self.window = settings.API_TOKEN_FAILURE_WINDOW_SECONDS
+        self.limit = settings.API_TOKEN_FAILURE_LIMIT
+        now = time.time()
+        start = int(now // self.window) * self.window
+        self.wait = start + self.window - now
+        ip = security_log.client_ip(request)
+        self.key = f"throttle:token-failures:{ip}:{start}"
+
+    def check(self) -> None:
+        """Raise Throttled (429, with Retry-After) when this address is over the limit."""
+        try:
+            failures = cache.get(self.key, 0)
+        except (RedisError, OSError):
+            logger.warning("Token throttle skipped: the cache does not answer", exc_info=True)
+            return
+        if failures >= self.limit:
+            raise exceptions.Throttled(
+                wait=self.wait, detail="Too many requests with an invalid API token."
+            )
+
+    def record_failure(self) -> None:
+        try:
+            # add + incr: atomic in Redis, so concurrent workers never lose a count.
+            cache.add(self.key, 0, timeout=int(self.window) + 1)
+            cache.incr(self.key)
+        except (RedisError, OSError, ValueError):  # ValueError: expired between add and incr
+            logger.warning("Token failure not counted: the cache does not answer", exc_info=True)
 
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
@@ -12,14 +60,22 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         header = authentication.get_authorization_header(request).decode("latin-1").split()
         if not header or header[0].lower() not in self.keywords:
             return None
+        throttle = TokenFailureThrottle(request)
+        throttle.check()
         if len(header) != 2:
+            self._failed(request, throttle, "malformed")
             raise exceptions.AuthenticationFailed(
                 "Malformed Authorization header: use 'Token <secret>'."
             )
         user = authenticate_token(header[1])
         if user is None:
+            self._failed(request, throttle, "invalid")
             raise exceptions.AuthenticationFailed("Invalid or revoked token.")
         return user, user.token_id
+
+    def _failed(self, request, throttle, reason: str) -> None:
+        throttle.record_failure()
+        security_log.token_failed(request, reason)
 
     def authenticate_header(self, request):
         return "Token"

@@ -4,6 +4,7 @@ from rest_framework import exceptions
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from mlops_portal import security_log
 from mlops_portal.errors import Conflict
 
 
@@ -19,7 +20,11 @@ def exception_handler(exc, context):
         exc = exceptions.ValidationError(validation_error_detail(exc))
     elif isinstance(exc, Conflict):
         exc = ConflictError(str(exc))
-    return drf_exception_handler(exc, context)
+    response = drf_exception_handler(exc, context)
+    if response is not None and response.status_code == 403:
+        detail = response.data.get("detail", "") if isinstance(response.data, dict) else ""
+        security_log.permission_denied(context["request"], str(detail), status=403)
+    return response
 
 
 def validation_error_detail(exc: DjangoValidationError) -> dict[str, list[str]]:

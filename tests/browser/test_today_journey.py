@@ -48,7 +48,7 @@ def test_an_engineer_triages_the_morning_and_reads_the_dashboards(
     page.goto(f"{live_server.url}/")
     page.get_by_role("link", name="Dashboards", exact=True).click()
     expect(page.get_by_role("heading", name="DORA metrics")).to_be_visible()
-    page.wait_for_load_state("load")  # every inline Plotly.newPlot has run
+    page.wait_for_load_state("load")  # charts.js has drawn every figure
     charts = page.locator(".js-plotly-plot")
     expect(charts.first.locator("svg.main-svg").first).to_be_visible()
     assert charts.count() == 8  # 4 DORA, outcomes, approvals, incidents, MTTA/MTTR
