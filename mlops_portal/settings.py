@@ -224,6 +224,12 @@ REST_FRAMEWORK = {
         "mlops_portal.api.renderers.FastJSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
+    # JSON with a depth limit and text checks (mlops_portal.api.parsers), forms, uploads.
+    "DEFAULT_PARSER_CLASSES": [
+        "mlops_portal.api.parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_PAGINATION_CLASS": "mlops_portal.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
