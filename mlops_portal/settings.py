@@ -128,6 +128,12 @@ STORAGES = {
 # Model artifacts.
 ARTIFACT_MAX_BYTES = env_int("ARTIFACT_MAX_BYTES", 200 * 1024 * 1024)
 ARTIFACT_DOWNLOAD_TIMEOUT = env_int("ARTIFACT_DOWNLOAD_TIMEOUT", 60)
+# Where artifact URIs may point (deployments.artifacts), in the form and with the default of
+# HEALTHCHECK_ALLOWED_NETWORKS below; link-local (cloud metadata) is always refused.
+ARTIFACT_ALLOWED_NETWORKS = env_list(
+    "ARTIFACT_ALLOWED_NETWORKS",
+    ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
+)
 FILE_UPLOAD_PERMISSIONS = 0o640
 
 # Deployments.
