@@ -135,6 +135,15 @@ ARTIFACT_ALLOWED_NETWORKS = env_list(
     ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
 )
 FILE_UPLOAD_PERMISSIONS = 0o640
+# An upload over ARTIFACT_MAX_BYTES is refused while it arrives (mlops_portal.uploads), before
+# Django's handlers keep it in memory or in FILE_UPLOAD_TEMP_DIR.
+FILE_UPLOAD_HANDLERS = [
+    "mlops_portal.uploads.SizeLimitUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+# Bodies without files (form fields, API JSON): Django's default, 2.5 MB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)
 
 # Deployments.
 PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://127.0.0.1:8000")  # for webhook callbacks

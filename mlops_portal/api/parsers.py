@@ -6,6 +6,7 @@
 - Text must be storable: a lone surrogate ("\\ud800" is valid JSON but not Unicode text) or a
   NUL character (PostgreSQL text cannot hold one) is a 400 naming the field.
 - The body must be UTF-8, and NaN or Infinity are not JSON.
+- A body over DATA_UPLOAD_MAX_MEMORY_SIZE is refused (413) without reading the rest.
 
 Every answer is a 400: `{"detail": …}` for a body that cannot be parsed at all, `{"field":
 […]}` for text that parsed but cannot be stored."""
@@ -14,6 +15,8 @@ import json
 import re
 from itertools import accumulate
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import JSONParser
 from rest_framework.utils.json import strict_constant
@@ -29,7 +32,7 @@ NOT_TEXT_MESSAGE = "Text must be valid Unicode without NUL characters."
 
 class SafeJSONParser(JSONParser):
     def parse(self, stream, media_type=None, parser_context=None):
-        raw = stream.read() if stream is not None else b""
+        raw = read_limited(stream)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -40,6 +43,17 @@ class SafeJSONParser(JSONParser):
             raise ParseError(f"JSON parse error - {exc}") from None
         check_text(data)
         return data
+
+
+def read_limited(stream) -> bytes:
+    """The body, refused (413) as soon as it passes DATA_UPLOAD_MAX_MEMORY_SIZE."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    raw = stream.read(limit + 1) if stream is not None else b""
+    if limit is not None and len(raw) > limit:
+        raise RequestDataTooBig(
+            f"The body is larger than {limit} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE)."
+        )
+    return raw
 
 
 def loads(text: str):
