@@ -5,6 +5,7 @@ covered without touching this file. Each request must end in a 2xx or a 4xx, nev
 and a refused request must leave every table as it was (nothing half-written)."""
 
 import json
+from datetime import timedelta, timezone
 
 import pytest
 from django.apps import apps
@@ -13,6 +14,8 @@ from drf_spectacular.generators import SchemaGenerator
 
 from deployments import services as registry
 from docs_app import services as docs
+from mlops_portal.validation import parse_utc_datetime
+from monitoring.models import HealthCheck
 from monitoring.services import checks, incidents
 from tests.factories import register_iris_version, validated
 
@@ -228,3 +231,117 @@ def test_no_list_filter_answers_500(request, api_client_for, world, persona):
                 checker.send("get", f"{url}?{name}={value}", f"GET {url}?{name}={value[:40]}")
     checker.assert_no_problems()
     assert checker.sent > 200
+
+
+# --- what each refusal says ----------------------------------------------------------------
+
+
+def test_deep_nesting_is_a_400_before_parsing(api_client_for, bob, world):
+    response = api_client_for(bob).post(
+        "/api/v1/incidents/", data=DEEP, content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json() == {"detail": "JSON parse error - nested deeper than 64 levels."}
+
+
+def test_nesting_within_the_limit_is_parsed(api_client_for, alice, world):
+    nested = json.loads("[" * 60 + "]" * 60)
+    response = api_client_for(alice).patch(
+        "/api/v1/models/iris/", {"description": "ok", "tags": nested}, format="json"
+    )
+    assert response.status_code == 400
+    assert "tags" in response.json()  # refused by the field, not by the parser
+
+
+def test_a_body_that_is_not_utf8_is_a_400(api_client_for, bob, world):
+    response = api_client_for(bob).post(
+        "/api/v1/incidents/", data=b'{"title": "\xff"}', content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json() == {"detail": "JSON parse error - the body is not UTF-8 text."}
+
+
+@pytest.mark.parametrize(
+    ("url", "method"),
+    [
+        ("/api/v1/models/", "post"),
+        ("/api/v1/models/iris/", "patch"),
+        ("/api/v1/models/iris/versions/1/", "patch"),
+        ("/api/v1/pages/", "post"),
+    ],
+)
+def test_tags_must_be_a_list_of_strings(api_client_for, bob, world, url, method):
+    api = api_client_for(bob)
+    before = row_counts()
+    body = {"name": "other", "title": "Other", "tags": [[None, None]]}
+    response = getattr(api, method)(url, body, format="json")
+    assert response.status_code == 400
+    assert response.json()["tags"] == {"0": ["Not a valid string."]}
+    assert row_counts() == before
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "field"),
+    [
+        ("/api/v1/incidents/", {"title": "Slow", "severity": "\ud800"}, "severity"),
+        ("/api/v1/targets/", {"name": "t", "environment": "\ud800"}, "environment"),
+        (
+            "/api/v1/checks/",
+            {"name": "c", "url": "http://127.0.0.1/", "method": "\ud800"},
+            "method",
+        ),
+        ("/api/v1/incidents/", {"title": "nul\x00"}, "title"),
+    ],
+)
+def test_text_that_is_not_unicode_is_a_400_naming_the_field(
+    api_client_for, bob, world, url, body, field
+):
+    api = api_client_for(bob)
+    before = row_counts()
+    # json.dumps escapes the surrogate as \ud800, as a client would send it.
+    response = api.post(url, json.dumps(body), content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {field: ["Text must be valid Unicode without NUL characters."]}
+    assert row_counts() == before
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/api/v1/deployments/", "/api/v1/incidents/", "/api/v1/changes/", "/api/v1/checks/1/results/"],
+)
+@pytest.mark.parametrize(
+    "value", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "2026-13-45T00:00:00"]
+)
+def test_an_out_of_range_date_filter_is_a_400_naming_it(api_client_for, bob, world, url, value):
+    url = url.replace("/1/", f"/{world['id']['checks']}/")
+    response = api_client_for(bob).get(url, {"since": value})
+    assert response.status_code == 400
+    assert list(response.json()) == ["since"]
+
+
+@pytest.mark.parametrize("url", ["/api/v1/deployments/", "/api/v1/incidents/", "/api/v1/changes/"])
+def test_an_offset_postgresql_cannot_store_is_read_as_its_moment(api_client_for, bob, world, url):
+    """-19:33 is a real offset (Python takes up to ±23:59) that PostgreSQL refuses (±15:59):
+    converted to UTC first, it filters like any other moment."""
+    response = api_client_for(bob).get(url, {"since": "2100-01-01T00:00:00-19:33"})
+    assert response.status_code == 200
+    assert response.json()["count"] == 0  # nothing happened after 2100-01-01T19:33Z
+
+
+def test_a_date_filter_with_an_offset_means_that_moment(api_client_for, bob, world):
+    api = api_client_for(bob)
+    created = api.get("/api/v1/deployments/").json()["results"][0]["created_at"]
+    moment = parse_utc_datetime(created).astimezone(timezone(timedelta(hours=-15, minutes=-59)))
+    assert api.get("/api/v1/deployments/", {"since": moment.isoformat()}).json()["count"] == 1
+    later = (moment + timedelta(seconds=1)).isoformat()
+    assert api.get("/api/v1/deployments/", {"since": later}).json()["count"] == 0
+
+
+def test_a_snooze_reason_over_300_characters_is_a_400(api_client_for, bob, world):
+    check = world["id"]["checks"]
+    response = api_client_for(bob).post(
+        f"/api/v1/checks/{check}/snooze/", {"hours": 1, "reason": "x" * 301}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json() == {"reason": ["Ensure this field has no more than 300 characters."]}
+    assert HealthCheck.objects.get(pk=check).snoozed_until is None
