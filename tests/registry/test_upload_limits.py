@@ -2,6 +2,13 @@
 temporary upload folder stay within the limit plus one chunk, whether the Content-Length
 told the truth or not, through the API and the page form alike."""
 
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler, TemporaryFileUploadHandler
@@ -116,3 +123,64 @@ def test_a_json_body_over_the_data_limit_is_a_413(api_client_for, alice, churn, 
     )
     assert response.status_code == 413
     assert "DATA_UPLOAD_MAX_MEMORY_SIZE" in response.json()["detail"]
+
+
+def test_the_procfile_web_server_ends_a_stalled_upload():
+    """gunicorn as the Procfile starts it, with WEB_TIMEOUT=2: a client that declares a body
+    and stops sending loses its connection within seconds instead of holding the worker."""
+    root = Path(__file__).resolve().parents[2]
+    web = next(line for line in (root / "Procfile").read_text().splitlines() if line[:4] == "web:")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "WEB_TIMEOUT": "2",
+        "WEB_CONCURRENCY": "1",
+        "PORTAL_BIND": f"127.0.0.1:{port}",
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+    }
+    server = subprocess.Popen(
+        ["bash", "-c", web.split(":", 1)[1]],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        connection = connect_when_up(port)
+        # A CSRF cookie, so that the CSRF check reads the body (the token is in the form).
+        connection.sendall(
+            b"POST /login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Cookie: csrftoken=" + b"a" * 32 + b"\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 100000\r\n\r\nusername=a"
+        )
+        connection.settimeout(20)
+        started = time.monotonic()
+        try:
+            while connection.recv(4096):
+                pass  # an error page, if any, then the close
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - started < 10
+        connection.close()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a worker still stuck in the stalled request
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
+def connect_when_up(port: int, timeout: float = 30.0) -> socket.socket:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return socket.create_connection(("127.0.0.1", port), timeout=1)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
