@@ -47,8 +47,10 @@ class SafeJSONParser(JSONParser):
 
 def read_limited(stream) -> bytes:
     """The body, refused (413) as soon as it passes DATA_UPLOAD_MAX_MEMORY_SIZE."""
-    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-    raw = stream.read(limit + 1) if stream is not None else b""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE  # None: no limit, as in Django
+    if stream is None:
+        return b""
+    raw = stream.read() if limit is None else stream.read(limit + 1)
     if limit is not None and len(raw) > limit:
         raise RequestDataTooBig(
             f"The body is larger than {limit} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE)."
