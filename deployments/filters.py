@@ -6,6 +6,7 @@ from django.db.models import Q
 
 from deployments.choices import DeploymentState, VersionStatus
 from deployments.models import Deployment, ModelVersion, RegisteredModel
+from mlops_portal.filters import UtcDateTimeFilter
 
 
 class RegisteredModelFilter(django_filters.FilterSet):
@@ -55,8 +56,8 @@ class DeploymentFilter(django_filters.FilterSet):
     version = django_filters.NumberFilter(field_name="version__number")
     state = django_filters.MultipleChoiceFilter(choices=DeploymentState.choices)
     requested_by = django_filters.CharFilter(field_name="requested_by__username")
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    since = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Deployment

@@ -6,6 +6,7 @@ from auditlog.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 
 from mlops_portal.audit import KINDS
+from mlops_portal.filters import UtcDateTimeFilter
 
 ACTIONS = {
     LogEntry.Action.CREATE: "created",
@@ -21,8 +22,8 @@ class ChangeFilter(django_filters.FilterSet):
         choices=[(key, label.split(".")[1]) for key, label in KINDS.items()], method="of_kind"
     )
     object = django_filters.CharFilter(field_name="object_pk", label="Object id")
-    since = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="lt")
+    since = UtcDateTimeFilter(field_name="timestamp", lookup_expr="gte")
+    until = UtcDateTimeFilter(field_name="timestamp", lookup_expr="lt")
 
     class Meta:
         model = LogEntry

@@ -142,7 +142,22 @@ STORAGES = {
 # Model artifacts.
 ARTIFACT_MAX_BYTES = env_int("ARTIFACT_MAX_BYTES", 200 * 1024 * 1024)
 ARTIFACT_DOWNLOAD_TIMEOUT = env_int("ARTIFACT_DOWNLOAD_TIMEOUT", 60)
+# Where artifact URIs may point (deployments.artifacts), in the form and with the default of
+# HEALTHCHECK_ALLOWED_NETWORKS below; link-local (cloud metadata) is always refused.
+ARTIFACT_ALLOWED_NETWORKS = env_list(
+    "ARTIFACT_ALLOWED_NETWORKS",
+    ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
+)
 FILE_UPLOAD_PERMISSIONS = 0o640
+# An upload over ARTIFACT_MAX_BYTES is refused while it arrives (mlops_portal.uploads), before
+# Django's handlers keep it in memory or in FILE_UPLOAD_TEMP_DIR.
+FILE_UPLOAD_HANDLERS = [
+    "mlops_portal.uploads.SizeLimitUploadHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+# Bodies without files (form fields, API JSON): Django's default, 2.5 MB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)
 
 # Deployments.
 PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://127.0.0.1:8000")  # for webhook callbacks
@@ -252,6 +267,12 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": [
         "mlops_portal.api.renderers.FastJSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    # JSON with a depth limit and text checks (mlops_portal.api.parsers), forms, uploads.
+    "DEFAULT_PARSER_CLASSES": [
+        "mlops_portal.api.parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_PAGINATION_CLASS": "mlops_portal.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,

@@ -11,12 +11,12 @@ from urllib.parse import urlencode
 from django.db.models import Case, Q, When
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from deployments.choices import DeploymentState, VersionStatus
 from deployments.models import Deployment, ModelVersion
 from deployments.services import awaiting_decision_by
 from mlops_portal.models import Profile
+from mlops_portal.validation import parse_utc_datetime
 from monitoring.choices import UNRESOLVED_STATES, CheckState, IncidentState
 from monitoring.models import HealthCheck, Incident
 
@@ -64,13 +64,9 @@ def since_for(user, now: datetime | None = None, asked: str = "") -> datetime:
 def _parse_since(value: str, now: datetime) -> datetime | None:
     """`value` as a moment of the last MAXIMUM_LOOKBACK; None for anything else."""
     try:
-        since = parse_datetime(value)
-    except ValueError:  # well formed but impossible, e.g. month 13
+        since = parse_utc_datetime(value)
+    except ValueError:  # not a date-time, impossible (month 13) or out of range
         return None
-    if since is None:
-        return None
-    if timezone.is_naive(since):
-        since = timezone.make_aware(since)
     return since if now - MAXIMUM_LOOKBACK <= since <= now else None
 
 

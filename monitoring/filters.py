@@ -2,6 +2,7 @@
 
 import django_filters
 
+from mlops_portal.filters import UtcDateTimeFilter
 from monitoring.choices import CheckState, IncidentState, Severity
 from monitoring.models import HealthCheck, Incident
 
@@ -20,8 +21,8 @@ class IncidentFilter(django_filters.FilterSet):
     severity = django_filters.MultipleChoiceFilter(choices=Severity.choices)
     state = django_filters.MultipleChoiceFilter(choices=IncidentState.choices)
     target = django_filters.CharFilter(field_name="target__name")
-    since = django_filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="lt")
+    since = UtcDateTimeFilter(field_name="opened_at", lookup_expr="gte")
+    until = UtcDateTimeFilter(field_name="opened_at", lookup_expr="lt")
 
     class Meta:
         model = Incident

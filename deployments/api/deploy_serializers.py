@@ -117,7 +117,9 @@ class DeploymentRequestSerializer(serializers.Serializer):
     version = serializers.IntegerField(min_value=1)
     target = serializers.CharField()
     reason = serializers.CharField()
-    change_ticket = serializers.URLField(required=False, allow_blank=True, default="")
+    change_ticket = serializers.URLField(
+        required=False, allow_blank=True, max_length=500, default=""
+    )
 
 
 class DecisionSerializer(serializers.Serializer):

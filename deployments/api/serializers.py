@@ -140,12 +140,16 @@ class ModelVersionCreateSerializer(serializers.Serializer):
     """Multipart with an `artifact` file, or JSON with `artifact_uri`."""
 
     artifact = serializers.FileField(required=False, allow_empty_file=True)
-    artifact_uri = serializers.CharField(required=False, allow_blank=True, default="")
-    artifact_sha256 = serializers.CharField(required=False, allow_blank=True, default="")
+    artifact_uri = serializers.CharField(
+        required=False, allow_blank=True, max_length=1000, default=""
+    )
+    artifact_sha256 = serializers.CharField(
+        required=False, allow_blank=True, max_length=64, default=""
+    )
     flavor = serializers.ChoiceField(choices=Flavor.choices, default=Flavor.SKLEARN)
     metrics = JSONInputField(required=False, default=dict)
     params = JSONInputField(required=False, default=dict)
-    source_url = serializers.CharField(required=False, allow_blank=True, default="")
+    source_url = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
     description = serializers.CharField(required=False, allow_blank=True, default="")
     sample_input = JSONInputField(help_text="Rows the model can predict on, e.g. [[5.1, 3.5]].")
     tags = TagListField(required=False, default=list)

@@ -2,7 +2,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 
 from deployments import services
 from deployments.api.serializers import (
@@ -15,6 +15,7 @@ from deployments.api.serializers import (
 )
 from deployments.filters import ModelVersionFilter, RegisteredModelFilter
 from deployments.models import ModelVersion, RegisteredModel
+from mlops_portal.api.parsers import SafeJSONParser
 from mlops_portal.api.viewsets import ServiceBackedViewSet
 
 
@@ -53,7 +54,7 @@ class ModelVersionViewSet(ServiceBackedViewSet):
     lookup_field = "number"
     lookup_url_kwarg = "version"
     lookup_value_regex = "[0-9]+"
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [SafeJSONParser, MultiPartParser, FormParser]
     input_serializers = {
         "create": ModelVersionCreateSerializer,
         "partial_update": ModelVersionUpdateSerializer,

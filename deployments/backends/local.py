@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 from django.conf import settings
 
-from deployments import steps
+from deployments import artifacts, steps
 from deployments.backends import DeployBackend, DeployError, Outcome, SettingSpec
-from deployments.serving.loading import ArtifactError, file_digest
+from deployments.serving.loading import file_digest
 
 SERVER_MODULE = "deployments.serving.server"
 
@@ -200,14 +200,18 @@ def tail(path, lines: int = 5) -> str:
 
 
 def download_to(uri: str, destination: Path) -> None:
+    """Download the artifact at `uri` to `destination`, inside the network policy and the
+    size limit (deployments.artifacts); a partial file never takes its name."""
     partial = destination.with_suffix(".part")
     try:
-        with httpx.stream("GET", uri, timeout=60, follow_redirects=True) as response:
-            if response.status_code != 200:
-                raise DeployError(f"Downloading {uri} answered HTTP {response.status_code}.")
-            with open(partial, "wb") as handle:
-                for chunk in response.iter_bytes():
-                    handle.write(chunk)
-    except (httpx.HTTPError, ArtifactError) as exc:
+        with open(partial, "wb") as handle:
+            artifacts.download(
+                uri,
+                handle,
+                limit=settings.ARTIFACT_MAX_BYTES,
+                timeout=settings.ARTIFACT_DOWNLOAD_TIMEOUT,
+            )
+    except (artifacts.Refused, ValueError, httpx.HTTPError) as exc:
+        partial.unlink(missing_ok=True)
         raise DeployError(f"Could not download {uri}: {exc}") from exc
     partial.rename(destination)

@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from deployments import artifacts
 from deployments.choices import Flavor, VersionEventKind, VersionStatus
 from deployments.models import ModelVersion, RegisteredModel, VersionEvent
 from deployments.serving.loading import (
@@ -341,22 +342,17 @@ def _local_artifact(version: ModelVersion):
 
 
 def _download(uri: str, handle) -> None:
-    limit = settings.ARTIFACT_MAX_BYTES
-    received = 0
     try:
-        with httpx.stream(
-            "GET", uri, timeout=settings.ARTIFACT_DOWNLOAD_TIMEOUT, follow_redirects=True
-        ) as response:
-            if response.status_code != 200:
-                raise ArtifactError(f"Downloading {uri} answered HTTP {response.status_code}.")
-            for chunk in response.iter_bytes():
-                received += len(chunk)
-                if received > limit:
-                    raise ArtifactError(f"The artifact at {uri} is larger than {limit} bytes.")
-                handle.write(chunk)
+        artifacts.download(
+            uri,
+            handle,
+            limit=settings.ARTIFACT_MAX_BYTES,
+            timeout=settings.ARTIFACT_DOWNLOAD_TIMEOUT,
+        )
+    except (artifacts.Refused, ValueError) as exc:
+        raise ArtifactError(str(exc)) from exc
     except httpx.HTTPError as exc:
         raise ArtifactError(f"Could not download {uri}: {exc}") from exc
-    handle.flush()
 
 
 # --- input checks -------------------------------------------------------------------------
@@ -388,6 +384,8 @@ def _check_artifact(artifact, uri, sha256, errors) -> None:
             )
         elif len(uri) > 1000:
             errors.setdefault("artifact_uri", []).append("Use at most 1000 characters.")
+        elif refused := artifacts.check_uri(uri.strip()):
+            errors.setdefault("artifact_uri", []).append(refused)
     if sha256 and not SHA256_PATTERN.match(sha256):
         errors.setdefault("artifact_sha256", []).append("Give 64 hexadecimal characters.")
 

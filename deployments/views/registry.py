@@ -10,6 +10,7 @@ from deployments import charts, services
 from deployments.filters import RegisteredModelFilter
 from deployments.forms import ModelCreateForm, ModelEditForm, VersionEditForm, VersionRegisterForm
 from deployments.models import ModelVersion, RegisteredModel
+from mlops_portal import uploads
 from mlops_portal.policy import can, require
 from mlops_portal.utils import service_errors_on
 from monitoring.behaviour import production_stats
@@ -103,12 +104,18 @@ def version_create(request, name):
     model = _get_model(name)
     require(request.user, "version.register", model)
     form = VersionRegisterForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
+    if refused := uploads.refusal(request):  # too large: refused while it arrived
+        form = VersionRegisterForm(request.POST, request.FILES)
+        form.is_valid()
+        form.add_error("artifact", refused)
+    elif request.method == "POST" and form.is_valid():
         with service_errors_on(form):
             version = services.register_version(request.user, model.name, **form.cleaned_data)
             messages.success(request, f"Version {version.number} registered; validating now.")
             return redirect(version)
-    return render(request, "deployments/version_form.html", {"form": form, "model": model})
+    context = {"form": form, "model": model}
+    status = 413 if refused else 200
+    return render(request, "deployments/version_form.html", context, status=status)
 
 
 def version_detail(request, name, number):

@@ -37,7 +37,7 @@ class PageWriteSerializer(serializers.Serializer):
                                           default=list)  # fmt: skip
     linked_targets = serializers.ListField(child=serializers.CharField(), required=False,
                                            default=list)  # fmt: skip
-    summary = serializers.CharField(required=False, allow_blank=True, default="")
+    summary = serializers.CharField(required=False, allow_blank=True, max_length=300, default="")
 
 
 class PageUpdateSerializer(PageWriteSerializer):

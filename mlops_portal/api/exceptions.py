@@ -1,4 +1,4 @@
-from django.core.exceptions import NON_FIELD_ERRORS
+from django.core.exceptions import NON_FIELD_ERRORS, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import exceptions
 from rest_framework.settings import api_settings
@@ -6,6 +6,18 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from mlops_portal import security_log
 from mlops_portal.errors import Conflict
+
+
+class PayloadTooLarge(exceptions.APIException):
+    status_code = 413
+    default_detail = "The request body is too large."
+    default_code = "too_large"
+
+
+class UploadTooLarge(exceptions.ValidationError):
+    """A file refused by the upload handler while it arrived: 413, naming the field."""
+
+    status_code = 413
 
 
 class ConflictError(exceptions.APIException):
@@ -20,6 +32,8 @@ def exception_handler(exc, context):
         exc = exceptions.ValidationError(validation_error_detail(exc))
     elif isinstance(exc, Conflict):
         exc = ConflictError(str(exc))
+    elif isinstance(exc, RequestDataTooBig):
+        exc = PayloadTooLarge(str(exc))
     response = drf_exception_handler(exc, context)
     if response is not None and response.status_code == 403:
         detail = response.data.get("detail", "") if isinstance(response.data, dict) else ""

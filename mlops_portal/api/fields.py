@@ -1,6 +1,6 @@
-import json
-
 from rest_framework import serializers
+
+from mlops_portal.api.parsers import NOT_TEXT_MESSAGE, has_bad_text, loads
 
 
 class JSONInputField(serializers.JSONField):
@@ -9,20 +9,27 @@ class JSONInputField(serializers.JSONField):
     def to_internal_value(self, data):
         if isinstance(data, str):
             try:
-                data = json.loads(data)
+                data = loads(data)
             except ValueError:
                 self.fail("invalid")
+            if has_bad_text(data):
+                raise serializers.ValidationError(NOT_TEXT_MESSAGE)
         return super().to_internal_value(data)
 
 
 class TagListField(serializers.ListField):
-    """A list of tag names; in multipart forms also one comma-separated string."""
+    """A list of tag names (strings: `[[null]]` is a 400, not a crash); in multipart forms
+    also one comma-separated string. Models, versions and pages all use this field."""
 
     child = serializers.CharField(max_length=50)
 
     def to_internal_value(self, data):
         if isinstance(data, str):
-            data = [part for part in data.split(",") if part.strip()]
-        elif isinstance(data, list) and len(data) == 1 and "," in str(data[0]):
-            data = [part for part in data[0].split(",") if part.strip()]
+            data = split_tags(data)
+        elif isinstance(data, list) and len(data) == 1 and isinstance(data[0], str):
+            data = split_tags(data[0])
         return super().to_internal_value(data)
+
+
+def split_tags(text: str) -> list[str]:
+    return [part for part in text.split(",") if part.strip()]

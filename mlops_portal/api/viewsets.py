@@ -1,7 +1,10 @@
 from rest_framework import mixins, status, viewsets
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.serializers import FileField
 
+from mlops_portal import uploads
+from mlops_portal.api.exceptions import UploadTooLarge
 from mlops_portal.api.permissions import ActionPolicy
 
 
@@ -19,6 +22,7 @@ class ServiceBackedViewSet(
 
     def parse_input(self, partial=False) -> dict:
         payload = self.input_serializers[self.action](data=self.request.data, partial=partial)
+        refused_upload(self.request, payload)
         payload.is_valid(raise_exception=True)
         return payload.validated_data
 
@@ -41,3 +45,13 @@ class ServiceBackedViewSet(
         if filterset is None:
             return bool(getattr(self, "filterset_fields", None))
         return any(name in self.request.query_params for name in filterset.base_filters)
+
+
+def refused_upload(request, payload) -> None:
+    """Raise 413 naming the file field when the upload handler refused the request's file
+    (mlops_portal.uploads): without this, the missing file would read as "no file sent"."""
+    message = uploads.refusal(request)
+    if message is None:
+        return
+    files = [name for name, field in payload.fields.items() if isinstance(field, FileField)]
+    raise UploadTooLarge({files[0] if files else "detail": [message]})

@@ -42,7 +42,7 @@ class HealthCheckUpdateSerializer(HealthCheckWriteSerializer):
 
 class SnoozeSerializer(serializers.Serializer):
     hours = serializers.FloatField()
-    reason = serializers.CharField()
+    reason = serializers.CharField(max_length=300)
 
 
 class PointSerializer(serializers.Serializer):

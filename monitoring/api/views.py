@@ -2,7 +2,6 @@ from datetime import timedelta
 
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
@@ -11,6 +10,7 @@ from rest_framework.response import Response
 
 from deployments.models import Deployment, Target
 from mlops_portal.api.viewsets import ServiceBackedViewSet
+from mlops_portal.validation import parse_utc_datetime
 from monitoring import series
 from monitoring.api.serializers import (
     HealthCheckSerializer,
@@ -194,7 +194,9 @@ class IncidentViewSet(ServiceBackedViewSet):
 def _time(value, field):
     if not value:
         return None
-    parsed = parse_datetime(value)
-    if parsed is None:
-        raise ValidationError({field: ["Use an ISO 8601 time, e.g. 2026-11-27T08:00:00Z."]})
-    return parsed if parsed.tzinfo else timezone.make_aware(parsed)
+    try:
+        return parse_utc_datetime(value)
+    except ValueError:
+        raise ValidationError(
+            {field: ["Use an ISO 8601 time within the years 1 to 9999, e.g. 2026-11-27T08:00:00Z."]}
+        ) from None

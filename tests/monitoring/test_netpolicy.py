@@ -202,10 +202,25 @@ def test_credentials_in_the_url_are_refused(url):
     assert "credentials" in DEFAULT.check_url(url)
 
 
-def test_credential_lookalike_userinfo_checks_the_real_host():
-    """The host is what comes after the last "@", whatever sits before it."""
-    error = DEFAULT.check_url("http://10.0.0.1@169.254.169.254/")
-    assert error is not None  # credentials, and link-local behind them
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        (
+            "http://10.0.0.1@169.254.169.254/",
+            "169.254.169.254 is link-local (cloud metadata); probes never go there.",
+        ),
+        ("http://127.0.0.1:80@8.8.8.8/", "8.8.8.8 is outside HEALTHCHECK_ALLOWED_NETWORKS."),
+        (
+            "http://169.254.169.254@10.0.0.1/",
+            "The URL must not contain credentials (user:password@).",
+        ),
+    ],
+)
+def test_credential_lookalike_userinfo_checks_the_real_host(url, error):
+    """The host is what comes after the last "@", whatever sits before it: the refusal
+    names that host (judging the userinfo instead would allow the first two, and name
+    169.254.169.254 for the third)."""
+    assert DEFAULT.check_url(url) == error
 
 
 # --- host names ---------------------------------------------------------------------------
