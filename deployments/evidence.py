@@ -1,16 +1,9 @@
 """What an approver needs to see, assembled by the portal rather than asked of people."""
 
-from datetime import timedelta
-
-from django.db.models import Q
-from django.utils import timezone
-
+from deployments import hooks
 from deployments.charts import metric_deltas
 from deployments.models import Deployment
 from deployments.services.rollouts import blocking_incidents
-from monitoring import series
-from monitoring.choices import UNRESOLVED_STATES
-from monitoring.models import HealthCheck, Incident
 
 
 def approval_evidence(deployment) -> dict:
@@ -41,20 +34,11 @@ def approval_evidence(deployment) -> dict:
     }
 
 
-def open_incidents(deployment):
-    """Unresolved incidents on the target or on any version of the model."""
-    return list(
-        Incident.objects.filter(
-            Q(target=deployment.target) | Q(version__model_id=deployment.version.model_id),
-            state__in=UNRESOLVED_STATES,
-        )
-        .select_related("target")
-        .order_by("severity", "-opened_at")[:20]
-    )
+def open_incidents(deployment) -> list:
+    """Unresolved incidents on the target or on any version of the model (from monitoring)."""
+    return hooks.ask("open_incidents", deployment)
 
 
 def target_health(target) -> list[dict]:
-    """The target's checks with their state and 24 h uptime."""
-    target_checks = list(HealthCheck.objects.filter(target=target).order_by("name"))
-    uptimes = series.uptime([c.pk for c in target_checks], timezone.now() - timedelta(days=1))
-    return [{"check": check, "uptime": uptimes[check.pk]} for check in target_checks]
+    """The target's checks with their state and 24 h uptime (from monitoring)."""
+    return hooks.ask("target_health", target)

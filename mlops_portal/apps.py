@@ -8,10 +8,11 @@ class MlopsPortalConfig(AppConfig):
     def ready(self):
         from django.contrib.auth.signals import user_login_failed
 
-        from mlops_portal import audit, login_protection
+        from mlops_portal import announcements, audit, login_protection
         from mlops_portal.api import schema  # noqa: F401  (registers the OpenAPI auth scheme)
 
         audit.register_models()
+        announcements.subscribe()
         user_login_failed.connect(
             login_protection.log_failed_login, dispatch_uid="portal-log-failed-login"
         )

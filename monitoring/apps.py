@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class MonitoringConfig(AppConfig):
     name = "monitoring"
     verbose_name = "Monitoring and incidents"
+
+    def ready(self):
+        from monitoring import integration
+
+        integration.register()

@@ -28,8 +28,8 @@ from deployments.serving.loading import (
     load_model,
     predict,
 )
-from mlops_portal import audit, notifications, outbox
-from mlops_portal.choices import NotificationEvent
+from mlops_portal import audit, outbox
+from mlops_portal.core import events
 from mlops_portal.policy import require
 from mlops_portal.validation import clean_tags, field_errors
 
@@ -140,6 +140,7 @@ def register_version(
             version.artifact.save(f"{model.name}-v{version.number}-{artifact.name}", artifact)
         version.save()
         _record(version, VersionEventKind.REGISTERED, actor, f"Registered by {actor}.")
+        events.publish("version.registered", version=version)
         _enqueue_validation(version.pk)
     return version
 
@@ -281,23 +282,10 @@ def _finish_validation(version, attempt, status, detail) -> ModelVersion:
                 else VersionEventKind.VALIDATION_FAILED
             )
             event = _record(version, kind, message=detail)
-            if status == VersionStatus.INVALID:
-                _announce_invalid(version, event)
+            outcome = "version.validated" if status == VersionStatus.READY else "version.invalid"
+            events.publish(outcome, version=version, event=event)
     version.refresh_from_db()
     return version
-
-
-def _announce_invalid(version, event) -> None:
-    model = version.model
-    notifications.announce(
-        NotificationEvent.VALIDATION_FAILED,
-        key=f"version-event:{event.pk}",
-        title=f"{model.name} v{version.number} failed validation",
-        body=event.message,
-        url=version.get_absolute_url(),
-        data={"model": model.name, "version": version.number, "status": VersionStatus.INVALID},
-        users=[version.registered_by, model.owner],
-    )
 
 
 def _run_validation(version: ModelVersion) -> str:

@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from deployments import steps
+from deployments import hooks, steps
 from deployments.backends import DeployError, backend_for, webhook
 from deployments.choices import (
     DEPLOYMENT_TRANSITIONS,
@@ -32,11 +32,10 @@ from deployments.models import (
     ModelVersion,
     Target,
 )
-from mlops_portal import audit, notifications, outbox
-from mlops_portal.choices import NotificationEvent
+from mlops_portal import audit, outbox
+from mlops_portal.core import events
 from mlops_portal.errors import Conflict
 from mlops_portal.policy import can, require
-from monitoring.services import checks
 
 logger = logging.getLogger(__name__)
 State = DeploymentState
@@ -69,9 +68,9 @@ def request_deployment(actor, *, version: ModelVersion, target, reason, change_t
             requested_by=actor,
         )
         _event(deployment, actor, "", State.REQUESTED, reason.strip())
-        if target.requires_approval:
-            _announce_request(deployment)
-        else:
+        awaiting = target.requires_approval
+        events.publish("deployment.requested", deployment=deployment, awaiting_approval=awaiting)
+        if not target.requires_approval:
             _approve(deployment, None, f"{target} does not require approval.")
     return deployment
 
@@ -106,19 +105,11 @@ def approve_deployment(actor, deployment, *, comment="", override_reason=""):
 
 
 def blocking_incidents(deployment) -> list:
-    """Open SEV1/SEV2 incidents on a production target: approval needs an override."""
+    """Open SEV1/SEV2 incidents on a production target: approval needs an override.
+    Monitoring answers the question (`deployments.hooks`)."""
     if deployment.target.environment != "production":
         return []
-    from monitoring.choices import UNRESOLVED_STATES, Severity
-    from monitoring.models import Incident
-
-    return list(
-        Incident.objects.filter(
-            target=deployment.target,
-            state__in=UNRESOLVED_STATES,
-            severity__in=[Severity.SEV1, Severity.SEV2],
-        ).order_by("pk")
-    )
+    return hooks.ask("blocking_incidents", deployment)
 
 
 def reject_deployment(actor, deployment, *, comment):
@@ -172,11 +163,13 @@ def rollback_deployment(actor, live, *, reason):
             live, actor, DeploymentEventKind.NOTE, f"Rollback requested as #{rollback.pk}: {reason}"
         )
         target = live.target
-        if not target.requires_approval or target.rollback_skips_approval:
+        skips_approval = not target.requires_approval or target.rollback_skips_approval
+        events.publish(
+            "deployment.requested", deployment=rollback, awaiting_approval=not skips_approval
+        )
+        if skips_approval:
             _approve(rollback, None, f"{target} lets rollbacks skip approval.")
-        else:
-            _announce_request(rollback)
-        _announce_rollback(live, rollback)
+        events.publish("deployment.rollback_requested", live=live, rollback=rollback)
     return rollback
 
 
@@ -197,8 +190,9 @@ def auto_rollback(live, reason):
         )
         _event(rollback, None, "", State.REQUESTED, rollback.reason)
         _record(live, None, DeploymentEventKind.NOTE, f"Auto-rollback as #{rollback.pk}: {reason}")
+        events.publish("deployment.requested", deployment=rollback, awaiting_approval=False)
         _approve(rollback, None, f"{live.target} rolls back automatically.")
-        _announce_rollback(live, rollback)
+        events.publish("deployment.rollback_requested", live=live, rollback=rollback)
     return rollback
 
 
@@ -236,7 +230,8 @@ def run_deployment(deployment_id: int) -> str | None:
     backend = backend_for(deployment.target)
     log = JobLog(deployment)
     log(f"Deploying {deployment.version} to {deployment.target} ({deployment.target.backend}).")
-    checks.begin_deploy_window(deployment)  # the expected restart raises no incident
+    # Before the backend restarts anything: monitoring opens its deploy window here.
+    events.publish("deployment.started", deployment=deployment)
     try:
         outcome = backend.deploy(deployment, log)
     except DeployError as exc:
@@ -269,8 +264,6 @@ def complete_deployment(deployment, endpoint, log=None) -> str:
             endpoint=endpoint, finished_at=timezone.now(), lease_expires_at=None,
         )  # fmt: skip
         _start_next_on_commit(deployment.target)
-    checks.end_deploy_window(deployment)
-    checks.follow_live_endpoint(deployment.target, endpoint)
     log(f"Live: {deployment.version} now serves {deployment.target}.")
     steps.reached("went_live")
     if replaced is not None:
@@ -314,7 +307,6 @@ def fail_deployment(deployment, reason: str) -> str:
             finished_at=timezone.now(), lease_expires_at=None, stop_pending=True,
         )  # fmt: skip
         _start_next_on_commit(deployment.target)
-    checks.end_deploy_window(deployment)
     return State.FAILED
 
 
@@ -576,6 +568,7 @@ def _approve(deployment, actor, comment):
     _transition(deployment, State.QUEUED, None, "Waiting for a deploy worker.",
                 queued_at=timezone.now())  # fmt: skip
     _supersede_older(deployment)
+    events.publish("deployment.approved", deployment=deployment)
     from deployments.tasks import run_deployment_task
 
     outbox.enqueue(run_deployment_task, deployment.pk)
@@ -602,8 +595,8 @@ def _transition(deployment, to_state, actor, message, **fields) -> None:
         setattr(deployment, name, value)
     event = _event(deployment, actor, from_state, to_state, message)
     audit.record_update(deployment, actor, {"state": (from_state, to_state)})
-    if to_state in OUTCOME_EVENTS:
-        _announce_outcome(deployment, event)
+    if to_state in OUTCOME_EVENTS:  # in the transaction: subscribers' rows commit with it
+        events.publish(OUTCOME_EVENTS[to_state], deployment=deployment, event=event)
 
 
 def _event(deployment, actor, from_state, to_state, message) -> DeploymentEvent:
@@ -623,58 +616,9 @@ def _record(deployment, actor, kind, message) -> DeploymentEvent:
     )
 
 
-# --- notifications (sent after commit by mlops_portal.notifications) --------------------
+# --- domain events (mlops_portal.core.events) -------------------------------------------
 
 OUTCOME_EVENTS = {
-    State.SUCCEEDED: NotificationEvent.DEPLOYMENT_SUCCEEDED,
-    State.FAILED: NotificationEvent.DEPLOYMENT_FAILED,
+    State.SUCCEEDED: "deployment.live",
+    State.FAILED: "deployment.failed",
 }
-
-
-def _announce_request(deployment) -> None:
-    notifications.announce(
-        NotificationEvent.DEPLOYMENT_NEEDS_APPROVAL,
-        key=f"deployment:{deployment.pk}:needs-approval",
-        title=f"Approve #{deployment.pk}? {deployment.version} to {deployment.target}",
-        body=f"{deployment.requested_by} asks: {deployment.reason}",
-        url=deployment.get_absolute_url(),
-        data=_summary(deployment),
-        users=notifications.operators().exclude(pk=deployment.requested_by_id),
-    )
-
-
-def _announce_outcome(deployment, event) -> None:
-    verb = "is live" if deployment.state == State.SUCCEEDED else "failed"
-    detail = deployment.endpoint if deployment.state == State.SUCCEEDED else event.message
-    notifications.announce(
-        OUTCOME_EVENTS[deployment.state],
-        key=f"deployment-event:{event.pk}",
-        title=f"#{deployment.pk} {verb}: {deployment.version} on {deployment.target}",
-        body=detail,
-        url=deployment.get_absolute_url(),
-        data=_summary(deployment),
-        users=[deployment.requested_by],
-    )
-
-
-def _announce_rollback(live, rollback) -> None:
-    """Tell the people of the rolled-back deployment (requester and approver)."""
-    notifications.announce(
-        NotificationEvent.DEPLOYMENT_ROLLED_BACK,
-        key=f"deployment:{live.pk}:rolled-back-by:{rollback.pk}",
-        title=f"Rollback of #{live.pk}: {live.version} on {live.target}",
-        body=f"{rollback.requested_by} rolled back deployment #{live.pk}.\n\n{rollback.reason}",
-        url=rollback.get_absolute_url(),
-        data={**_summary(live), "rollback": rollback.pk},
-        users=[live.requested_by, live.approved_by],
-    )
-
-
-def _summary(deployment) -> dict:
-    return {
-        "deployment": deployment.pk,
-        "model": deployment.version.model.name,
-        "version": deployment.version.number,
-        "target": deployment.target.name,
-        "state": deployment.state,
-    }

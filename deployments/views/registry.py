@@ -13,7 +13,6 @@ from deployments.models import ModelVersion, RegisteredModel
 from mlops_portal import uploads
 from mlops_portal.policy import can, require
 from mlops_portal.utils import service_errors_on
-from monitoring.behaviour import production_stats
 
 MODELS_PER_PAGE = 25
 VERSIONS_PER_PAGE = 25
@@ -133,7 +132,6 @@ def version_detail(request, name, number):
             "can_edit": can(request.user, "version.edit", version),
             "can_request": can(request.user, "deployment.request"),
             "deployments": version.deployments.for_list()[:20],
-            "production": production_stats(version),
         },
     )
 

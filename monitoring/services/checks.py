@@ -10,6 +10,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from mlops_portal.core import events
 from mlops_portal.policy import require
 from monitoring.choices import (
     UNRESOLVED_STATES,
@@ -264,6 +265,9 @@ def record_outcomes(checks, outcomes) -> None:
         elif before == CheckState.UNKNOWN and check.state == CheckState.UP:
             came_up.append((check, before))
     write_states(checks)
+    for check, before in flipped + came_up:
+        if check.state != before and check.state in (CheckState.DOWN, CheckState.UP):
+            events.publish(f"check.{check.state}", check=check, before=before)
     for check, before in flipped + _with_unresolved_incident(came_up):
         _automate_incident(check, before)
 

@@ -7,8 +7,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from mlops_portal import audit, notifications
-from mlops_portal.choices import NotificationEvent
+from mlops_portal import audit
+from mlops_portal.core import events
 from mlops_portal.errors import Conflict
 from mlops_portal.policy import require
 from monitoring.choices import (
@@ -181,40 +181,7 @@ def _event(incident, actor, from_state, to_state, message) -> IncidentEvent:
     )  # fmt: skip
 
 
-ANNOUNCED_STATES = {
-    IncidentState.OPEN: NotificationEvent.INCIDENT_OPENED,
-    IncidentState.ACKNOWLEDGED: NotificationEvent.INCIDENT_ACKNOWLEDGED,
-    IncidentState.RESOLVED: NotificationEvent.INCIDENT_RESOLVED,
-}
-
-
 def _announce(incident, event) -> None:
-    """Tell the owners and followers of the incident's target and model."""
-    notification_event = ANNOUNCED_STATES.get(event.to_state)
-    if notification_event is None:
-        return
-    target, version = incident.target, incident.version
-    model = version.model if version else None
-    people = [
-        target.created_by if target else None,
-        model.owner if model else None,
-        incident.commander,
-        *notifications.followers_of(target=target, model=model),
-    ]
-    severity = incident.get_severity_display()
-    verb = "opened" if event.to_state == IncidentState.OPEN else event.to_state
-    notifications.announce(
-        notification_event,
-        key=f"incident-event:{event.pk}",
-        title=f"[{severity}] Incident #{incident.pk} {verb}: {incident.title}",
-        body=event.message,
-        url=incident.get_absolute_url(),
-        data={
-            "incident": incident.pk,
-            "severity": incident.severity,
-            "state": incident.state,
-            "target": target.name if target else None,
-            "model": model.name if model else None,
-        },
-        users=people,
-    )
+    """Publish the change (notifications subscribe), in the transaction that made it."""
+    name = "incident.state_changed" if event.from_state else "incident.opened"
+    events.publish(name, incident=incident, event=event)
