@@ -1,7 +1,7 @@
 """Downloading artifacts from their URI, inside the network policy.
 
 Registering a URI makes a worker fetch it from inside the network, so downloads obey the
-same rules as health checks (mlops_portal.netpolicy), from ARTIFACT_ALLOWED_NETWORKS:
+same rules as health checks (mlops_portal.core.netpolicy), from ARTIFACT_ALLOWED_NETWORKS:
 - when the URI is registered, its shape and an IP-literal host are checked (`check_uri`);
   a name is not resolved then, since the web node may not see the artifact store's DNS;
 - when the worker connects, every address the name resolves to is checked and the
@@ -16,8 +16,8 @@ import httpcore
 import httpx
 from django.conf import settings
 
-from mlops_portal import netpolicy
-from mlops_portal.netpolicy import DEFAULT_ALLOWED
+from mlops_portal.core import netpolicy
+from mlops_portal.core.netpolicy import DEFAULT_ALLOWED
 
 SETTING = "ARTIFACT_ALLOWED_NETWORKS"
 

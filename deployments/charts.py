@@ -2,7 +2,7 @@
 
 import plotly.graph_objects as go
 
-from mlops_portal.figures import figure_html
+from mlops_portal.core.figures import figure_html
 
 
 def metric_names(history) -> list[str]:

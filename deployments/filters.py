@@ -6,7 +6,7 @@ from django.db.models import Q
 
 from deployments.choices import DeploymentState, VersionStatus
 from deployments.models import Deployment, ModelVersion, RegisteredModel
-from mlops_portal.filters import UtcDateTimeFilter
+from mlops_portal.core.filters import UtcDateTimeFilter
 
 
 class RegisteredModelFilter(django_filters.FilterSet):

@@ -15,7 +15,7 @@ from deployments.choices import (
     VersionEventKind,
     VersionStatus,
 )
-from mlops_portal.models import TimelineEvent
+from mlops_portal.core.timeline import TimelineEvent
 
 model_name_validator = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?$",

@@ -4,7 +4,7 @@ from celery import shared_task
 from django.db import OperationalError
 
 from deployments import services
-from mlops_portal import outbox
+from mlops_portal.core import outbox
 
 
 @shared_task(

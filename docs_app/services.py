@@ -9,10 +9,10 @@ from django.db.models import F
 from django.utils.text import slugify
 
 from docs_app.models import Page, PageAttachment, PageRevision
-from mlops_portal import audit
-from mlops_portal.errors import Conflict
-from mlops_portal.policy import require
-from mlops_portal.validation import clean_tags
+from mlops_portal.core import audit
+from mlops_portal.core.errors import Conflict
+from mlops_portal.core.policy import require
+from mlops_portal.core.validation import clean_tags
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 RESERVED_SLUGS = {"new", "preview", "search"}

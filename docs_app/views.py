@@ -17,9 +17,9 @@ from docs_app.forms import AttachmentForm, PageForm
 from docs_app.models import Page, PageAttachment
 from docs_app.rendering import render_page
 from docs_app.templates_text import STARTERS
-from mlops_portal import security_log
-from mlops_portal.policy import can, require
-from mlops_portal.utils import add_service_errors, service_errors_on
+from mlops_portal.core import security_log
+from mlops_portal.core.policy import can, require
+from mlops_portal.core.utils import add_service_errors, service_errors_on
 from monitoring.models import Incident
 
 

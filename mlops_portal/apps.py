@@ -8,8 +8,9 @@ class MlopsPortalConfig(AppConfig):
     def ready(self):
         from django.contrib.auth.signals import user_login_failed
 
-        from mlops_portal import announcements, audit, login_protection
-        from mlops_portal.api import schema  # noqa: F401  (registers the OpenAPI auth scheme)
+        from mlops_portal.core import audit, login_protection
+        from mlops_portal.core.api import schema  # noqa: F401  (registers the OpenAPI auth scheme)
+        from mlops_portal.overview import announcements
 
         audit.register_models()
         announcements.subscribe()

@@ -1,6 +1,6 @@
 from django.db import models
 
-from mlops_portal.roles import Role
+from mlops_portal.core.roles import Role
 
 
 class NotificationEvent(models.TextChoices):

@@ -14,21 +14,6 @@ def hash_token_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-class TimelineEvent(models.Model):
-    """One entry of an object's timeline (a version's, a deployment's, an incident's): who
-    did it (None: the portal itself), when, and what they said."""
-
-    actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
-    )
-    message = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        abstract = True
-        ordering = ["created_at", "pk"]
-
-
 class ApiTokenQuerySet(models.QuerySet):
     def active(self):
         return self.filter(revoked_at__isnull=True)
@@ -184,7 +169,7 @@ class Delivery(models.Model):
 
 class OutboxMessage(models.Model):
     """A job to send to Celery, written in the transaction of the change that asks for it
-    (`mlops_portal.outbox`): the change and its job commit together or not at all.
+    (`mlops_portal.core.outbox`): the change and its job commit together or not at all.
 
     `relay_at` says when the relay may take the row: a moment after it is written (the
     committing process publishes it first), at once after that process failed to, and

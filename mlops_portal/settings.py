@@ -57,11 +57,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "mlops_portal.middleware.LoginRequiredMiddleware",
+    "mlops_portal.core.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "mlops_portal.audit.AuditActorMiddleware",
+    "mlops_portal.core.audit.AuditActorMiddleware",
     "csp.middleware.CSPMiddleware",
     # Last: turns the lockout that its backend flags during authentication into a page.
     "axes.middleware.AxesMiddleware",
@@ -149,10 +149,10 @@ ARTIFACT_ALLOWED_NETWORKS = env_list(
     ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
 )
 FILE_UPLOAD_PERMISSIONS = 0o640
-# An upload over ARTIFACT_MAX_BYTES is refused while it arrives (mlops_portal.uploads), before
+# An upload over ARTIFACT_MAX_BYTES is refused while it arrives (mlops_portal.core.uploads), before
 # Django's handlers keep it in memory or in FILE_UPLOAD_TEMP_DIR.
 FILE_UPLOAD_HANDLERS = [
-    "mlops_portal.uploads.SizeLimitUploadHandler",
+    "mlops_portal.core.uploads.SizeLimitUploadHandler",
     "django.core.files.uploadhandler.MemoryFileUploadHandler",
     "django.core.files.uploadhandler.TemporaryFileUploadHandler",
 ]
@@ -243,7 +243,7 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_TIMEZONE = TIME_ZONE
-# The outbox (mlops_portal.outbox): jobs are rows first, published after commit; the relay
+# The outbox (mlops_portal.core.outbox): jobs are rows first, published after commit; the relay
 # (`manage.py relay_outbox`) publishes what the committing process could not, polling every
 # OUTBOX_RELAY_INTERVAL_SECONDS and backing off up to OUTBOX_RETRY_MAX_SECONDS while the
 # broker is down. A row is left to its committing process (or to a relay that took it) for
@@ -255,30 +255,30 @@ OUTBOX_RETENTION_HOURS = env_int("OUTBOX_RETENTION_HOURS", 24)
 # A version stuck in `validating` this long (worker killed) is validated again.
 VALIDATION_STALE_AFTER_SECONDS = env_int("VALIDATION_STALE_AFTER_SECONDS", 600)
 
-# Change records (django-auditlog): who changed what, old → new; see mlops_portal.audit.
+# Change records (django-auditlog): who changed what, old → new; see mlops_portal.core.audit.
 
 # REST API.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "mlops_portal.api.authentication.ApiTokenAuthentication",
+        "mlops_portal.core.api.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": [
-        "mlops_portal.api.renderers.FastJSONRenderer",
+        "mlops_portal.core.api.renderers.FastJSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    # JSON with a depth limit and text checks (mlops_portal.api.parsers), forms, uploads.
+    # JSON with a depth limit and text checks (mlops_portal.core.api.parsers), forms, uploads.
     "DEFAULT_PARSER_CLASSES": [
-        "mlops_portal.api.parsers.SafeJSONParser",
+        "mlops_portal.core.api.parsers.SafeJSONParser",
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_PAGINATION_CLASS": "mlops_portal.api.pagination.StandardPagination",
+    "DEFAULT_PAGINATION_CLASS": "mlops_portal.core.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "mlops_portal.api.exceptions.exception_handler",
+    "EXCEPTION_HANDLER": "mlops_portal.core.api.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
@@ -291,7 +291,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
-# Notifications (mlops_portal.notifications): a failed send is retried after
+# Notifications (mlops_portal.overview.notifications): a failed send is retried after
 # NOTIFICATION_RETRY_SECONDS, doubling each time, up to NOTIFICATION_MAX_ATTEMPTS sends.
 NOTIFICATION_MAX_ATTEMPTS = env_int("NOTIFICATION_MAX_ATTEMPTS", 5)
 NOTIFICATION_RETRY_SECONDS = env_int("NOTIFICATION_RETRY_SECONDS", 30)
@@ -340,8 +340,8 @@ AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 # Tries during a lock are refused without being counted: the unlock time shown stays true.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
-AXES_LOCKOUT_CALLABLE = "mlops_portal.login_protection.locked_out"
-AXES_CLIENT_IP_CALLABLE = "mlops_portal.security_log.axes_client_ip"
+AXES_LOCKOUT_CALLABLE = "mlops_portal.core.login_protection.locked_out"
+AXES_CLIENT_IP_CALLABLE = "mlops_portal.core.security_log.axes_client_ip"
 # Masked in the POST data axes keeps with each attempt (the password always is).
 AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]
 # API tokens: after API_TOKEN_FAILURE_LIMIT bad tokens from one address within
@@ -405,7 +405,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "filters": {"one_line_forbidden": {"()": "mlops_portal.security_log.OneLineForbidden"}},
+    "filters": {"one_line_forbidden": {"()": "mlops_portal.core.security_log.OneLineForbidden"}},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
         # Refusals are logged once, by mlops_portal.security, without a traceback.

@@ -2,7 +2,8 @@
 
 from celery import shared_task
 
-from mlops_portal import notifications, outbox
+from mlops_portal.core import outbox
+from mlops_portal.overview import notifications
 
 
 @shared_task(soft_time_limit=60)

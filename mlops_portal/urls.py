@@ -4,7 +4,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from mlops_portal import views
+from mlops_portal.overview import views
 
 urlpatterns = [
     # First: scripts call the API far more often than people open pages, and URL
@@ -37,6 +37,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
-handler403 = "mlops_portal.views.permission_denied"
-handler404 = "mlops_portal.views.page_not_found"
-handler500 = "mlops_portal.views.server_error"
+handler403 = "mlops_portal.overview.views.permission_denied"
+handler404 = "mlops_portal.overview.views.page_not_found"
+handler500 = "mlops_portal.overview.views.server_error"

@@ -3,7 +3,7 @@
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mlops_portal.figures import figure_html
+from mlops_portal.core.figures import figure_html
 
 
 def check_chart(points, title: str) -> str:

@@ -2,7 +2,7 @@
 
 import django_filters
 
-from mlops_portal.filters import UtcDateTimeFilter
+from mlops_portal.core.filters import UtcDateTimeFilter
 from monitoring.choices import CheckState, IncidentState, Severity
 from monitoring.models import HealthCheck, Incident
 

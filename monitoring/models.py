@@ -2,7 +2,7 @@ from django.conf import settings
 from django.db import models
 from django.urls import reverse
 
-from mlops_portal.models import TimelineEvent
+from mlops_portal.core.timeline import TimelineEvent
 from monitoring.choices import (
     UNRESOLVED_STATES,
     CheckState,

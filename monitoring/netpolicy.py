@@ -1,8 +1,8 @@
-"""Where health checks may point: the portal's network policy (mlops_portal.netpolicy) read
+"""Where health checks may point: the portal's network policy (mlops_portal.core.netpolicy) read
 from HEALTHCHECK_ALLOWED_NETWORKS."""
 
-from mlops_portal import netpolicy
-from mlops_portal.netpolicy import DEFAULT_ALLOWED
+from mlops_portal.core import netpolicy
+from mlops_portal.core.netpolicy import DEFAULT_ALLOWED
 
 __all__ = ["DEFAULT_ALLOWED", "SETTING", "NetPolicy", "policy_from_settings"]
 

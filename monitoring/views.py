@@ -14,9 +14,9 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from deployments.models import Deployment
-from mlops_portal.errors import Conflict
-from mlops_portal.policy import can, require
-from mlops_portal.utils import service_errors_on
+from mlops_portal.core.errors import Conflict
+from mlops_portal.core.policy import can, require
+from mlops_portal.core.utils import service_errors_on
 from monitoring import charts, series
 from monitoring.choices import CheckState, IncidentState, Severity
 from monitoring.filters import HealthCheckFilter, IncidentFilter

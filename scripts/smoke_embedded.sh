@@ -27,7 +27,7 @@ curl -sf "http://127.0.0.1:$port/healthz" | grep -q '"database": "ok"'
 # An API token used twice: SQLite hands back timestamps its own way (naive, or text).
 secret="$(.venv/bin/python manage.py shell -v 0 -c '
 from django.contrib.auth.models import User
-from mlops_portal.services import create_token
+from mlops_portal.core.tokens import create_token
 print(create_token(User.objects.create_user("smoke"), "smoke")[1])')"
 for _ in 1 2; do
   curl -sf -H "Authorization: Token $secret" "http://127.0.0.1:$port/api/v1/metrics/dora/" \

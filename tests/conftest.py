@@ -16,8 +16,8 @@ import redis
 from django.conf import settings
 from rest_framework.test import APIClient
 
-from mlops_portal import services as account_services
-from mlops_portal.roles import Role
+from mlops_portal.core import tokens as account_services
+from mlops_portal.core.roles import Role
 from tests.factories import UserFactory
 
 # Sync Playwright runs an event loop in the test thread; Django's ORM must still be usable.
@@ -222,7 +222,7 @@ def sent_tasks(request, monkeypatch) -> SentTasks:
     tables are flushed deadlocks the flush. With it, sends are recorded and go out, as do
     sends of a test's own Celery app (its own broker).
 
-    Jobs go through the outbox (`mlops_portal.outbox`), which sends them when their
+    Jobs go through the outbox (`mlops_portal.core.outbox`), which sends them when their
     transaction commits; a test inside the usual rolled-back transaction sees them as
     `OutboxMessage` rows (`outbox_jobs`), or here under `django_capture_on_commit_callbacks(
     execute=True)`."""

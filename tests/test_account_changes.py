@@ -5,8 +5,8 @@ import re
 
 from django.contrib.auth.models import Group
 
+from mlops_portal.core.roles import Role
 from mlops_portal.models import ApiToken
-from mlops_portal.roles import Role
 
 
 def test_creating_and_revoking_a_token_appear_in_the_feed_without_the_secret(

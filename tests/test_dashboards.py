@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from deployments import services as deployments
 from deployments.choices import DeploymentState as State
 from deployments.models import Deployment, ModelVersion
-from mlops_portal.dashboards import (
+from mlops_portal.overview.dashboards import (
     Scope,
     approval_waits,
     deployment_outcomes,

@@ -9,7 +9,7 @@ def test_the_demo_data_command_is_repeatable_and_sets_up_a_demo():
     from django.core.management import call_command
 
     from deployments.models import Deployment, ModelVersion, RegisteredModel
-    from mlops_portal.dashboards import Scope, dora
+    from mlops_portal.overview.dashboards import Scope, dora
 
     call_command("load_demo_data", stdout=open("/dev/null", "w"))
     call_command("load_demo_data", stdout=open("/dev/null", "w"))

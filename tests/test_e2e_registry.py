@@ -6,7 +6,7 @@ import json
 import httpx
 import pytest
 
-from mlops_portal import services as accounts
+from mlops_portal.core import tokens as accounts
 from tests.conftest import wait_until
 from tests.factories import iris_artifact
 

@@ -15,7 +15,7 @@ from drf_spectacular.generators import SchemaGenerator
 
 from deployments import services as registry
 from docs_app import services as docs
-from mlops_portal.validation import parse_utc_datetime
+from mlops_portal.core.validation import parse_utc_datetime
 from monitoring.models import HealthCheck
 from monitoring.services import checks, incidents
 from tests.factories import register_iris_version, validated

@@ -18,8 +18,8 @@ from django.utils import timezone
 from deployments import services as registry
 from deployments.choices import VersionStatus
 from deployments.models import ModelVersion
-from mlops_portal import outbox
-from mlops_portal import services as accounts
+from mlops_portal.core import outbox
+from mlops_portal.core import tokens as accounts
 from mlops_portal.models import OutboxMessage
 from tests.conftest import ROOT, Sent, celery_worker, stop_process, subprocess_env, wait_until
 from tests.factories import iris_artifact
@@ -161,7 +161,7 @@ django.setup()
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
-from mlops_portal import outbox
+from mlops_portal.core import outbox
 from mlops_portal.models import OutboxMessage
 
 call_command("migrate", "mlops_portal", verbosity=0)

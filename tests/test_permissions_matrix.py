@@ -27,9 +27,9 @@ from deployments.choices import DeploymentState, VersionStatus
 from deployments.models import Deployment, ModelVersion, RegisteredModel, Target
 from docs_app import services as docs
 from docs_app.models import Page
-from mlops_portal import services as accounts
+from mlops_portal.core import tokens as accounts
+from mlops_portal.core.roles import Role
 from mlops_portal.models import ApiToken, NotificationChannel
-from mlops_portal.roles import Role
 from monitoring.models import HealthCheck, Incident
 from tests.factories import UserFactory
 
@@ -560,7 +560,7 @@ def test_a_viewer_sees_no_write_control(world, path):
 
 def test_every_api_action_names_a_policy_rule():
     """A typo in a viewset's `action_policy` would be a KeyError on the first request."""
-    from mlops_portal.policy import RULES
+    from mlops_portal.core.policy import RULES
 
     named = {
         action
@@ -574,7 +574,7 @@ def test_every_api_action_names_a_policy_rule():
 def test_the_policy_refuses_anonymous_users_and_lets_nobody_approve_their_own_request(world):
     from django.contrib.auth.models import AnonymousUser
 
-    from mlops_portal.policy import can
+    from mlops_portal.core.policy import can
 
     assert not can(AnonymousUser(), "follow")
     root = world["users"]["superuser"]

@@ -46,7 +46,7 @@ def test_one_kind_is_paginated(client, api_client_for, alice):
 def test_a_word_prefix_finds_and_the_index_serves_the_query(client, alice):
     from django.db import connection
 
-    from mlops_portal.search import KINDS_BY_NAME, _ranked, prefix_query
+    from mlops_portal.overview.search import KINDS_BY_NAME, _ranked, prefix_query
 
     docs.create_page(alice, title="Churn runbook", body="Rollbacks.")
     client.force_login(alice)
@@ -135,7 +135,7 @@ def test_the_version_search_is_served_by_its_indexes():
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from mlops_portal.search import _ranked_versions
+    from mlops_portal.overview.search import _ranked_versions
 
     with connection.cursor() as cursor:
         cursor.execute("SET enable_seqscan = off")  # tiny tables would be scanned anyway
@@ -152,7 +152,7 @@ def test_the_version_search_is_served_by_its_indexes():
 
 @pytest.mark.usefixtures("iris_versions")
 def test_the_plain_match_of_sqlite_finds_versions_the_same_way():
-    from mlops_portal.search import _versions_matching_plainly
+    from mlops_portal.overview.search import _versions_matching_plainly
 
     def labels(*words):
         return [str(version) for version in _versions_matching_plainly(list(words))]

@@ -11,7 +11,7 @@ from django.utils import timezone
 from deployments import services as deployments
 from deployments.models import Deployment
 from mlops_portal.models import Profile
-from mlops_portal.today import since_for
+from mlops_portal.overview.today import since_for
 from monitoring.choices import CheckState
 from monitoring.models import HealthCheck, Incident
 from monitoring.services import checks, incidents

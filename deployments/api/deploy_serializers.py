@@ -5,7 +5,7 @@ from rest_framework import serializers
 from deployments.backends import public_settings
 from deployments.choices import QUEUE_POLICY_HELP, Backend, Environment, QueuePolicy
 from deployments.models import Deployment, DeploymentEvent, DeploymentLogLine, Target
-from mlops_portal.api.fields import JSONInputField
+from mlops_portal.core.api.fields import JSONInputField
 
 
 class TargetSerializer(serializers.ModelSerializer):

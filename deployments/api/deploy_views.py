@@ -24,7 +24,7 @@ from deployments.backends.webhook import SIGNATURE_HEADER, CallbackRefused
 from deployments.choices import Backend, DeploymentEventKind, DeploymentState
 from deployments.filters import DeploymentFilter
 from deployments.models import Deployment, ModelVersion, Target
-from mlops_portal.api.viewsets import ServiceBackedViewSet
+from mlops_portal.core.api.viewsets import ServiceBackedViewSet
 
 LOG_PAGE_SIZE = 500
 

@@ -7,7 +7,7 @@ declared field per request, which cost more than the rest of a small response.""
 from rest_framework import serializers
 
 from deployments.choices import Flavor, VersionStatus
-from mlops_portal.api.fields import JSONInputField, TagListField
+from mlops_portal.core.api.fields import JSONInputField, TagListField
 
 
 class RegisteredModelSerializer(serializers.Serializer):

@@ -15,8 +15,8 @@ from deployments.api.serializers import (
 )
 from deployments.filters import ModelVersionFilter, RegisteredModelFilter
 from deployments.models import ModelVersion, RegisteredModel
-from mlops_portal.api.parsers import SafeJSONParser
-from mlops_portal.api.viewsets import ServiceBackedViewSet
+from mlops_portal.core.api.parsers import SafeJSONParser
+from mlops_portal.core.api.viewsets import ServiceBackedViewSet
 
 
 class RegisteredModelViewSet(ServiceBackedViewSet):

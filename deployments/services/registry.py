@@ -28,10 +28,9 @@ from deployments.serving.loading import (
     load_model,
     predict,
 )
-from mlops_portal import audit, outbox
-from mlops_portal.core import events
-from mlops_portal.policy import require
-from mlops_portal.validation import clean_tags, field_errors
+from mlops_portal.core import audit, events, outbox
+from mlops_portal.core.policy import require
+from mlops_portal.core.validation import clean_tags, field_errors
 
 ARTIFACT_EXTENSIONS = (".joblib", ".pkl", ".pickle")
 URI_SCHEMES = ("http", "https")

@@ -32,10 +32,9 @@ from deployments.models import (
     ModelVersion,
     Target,
 )
-from mlops_portal import audit, outbox
-from mlops_portal.core import events
-from mlops_portal.errors import Conflict
-from mlops_portal.policy import can, require
+from mlops_portal.core import audit, events, outbox
+from mlops_portal.core.errors import Conflict
+from mlops_portal.core.policy import can, require
 
 logger = logging.getLogger(__name__)
 State = DeploymentState
@@ -70,7 +69,7 @@ def request_deployment(actor, *, version: ModelVersion, target, reason, change_t
         _event(deployment, actor, "", State.REQUESTED, reason.strip())
         awaiting = target.requires_approval
         events.publish("deployment.requested", deployment=deployment, awaiting_approval=awaiting)
-        if not target.requires_approval:
+        if not awaiting:
             _approve(deployment, None, f"{target} does not require approval.")
     return deployment
 
@@ -621,4 +620,5 @@ def _record(deployment, actor, kind, message) -> DeploymentEvent:
 OUTCOME_EVENTS = {
     State.SUCCEEDED: "deployment.live",
     State.FAILED: "deployment.failed",
+    State.ROLLED_BACK: "deployment.rolled_back",  # replaced by its rollback, which is live
 }

@@ -6,9 +6,9 @@ from django.db import IntegrityError, transaction
 from deployments.backends import backend_class, public_settings
 from deployments.choices import Backend, Environment, QueuePolicy
 from deployments.models import Target
-from mlops_portal import audit
-from mlops_portal.policy import require
-from mlops_portal.validation import field_errors
+from mlops_portal.core import audit
+from mlops_portal.core.policy import require
+from mlops_portal.core.validation import field_errors
 
 EDITABLE_FIELDS = (
     "environment",

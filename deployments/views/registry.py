@@ -10,9 +10,9 @@ from deployments import charts, services
 from deployments.filters import RegisteredModelFilter
 from deployments.forms import ModelCreateForm, ModelEditForm, VersionEditForm, VersionRegisterForm
 from deployments.models import ModelVersion, RegisteredModel
-from mlops_portal import uploads
-from mlops_portal.policy import can, require
-from mlops_portal.utils import service_errors_on
+from mlops_portal.core import uploads
+from mlops_portal.core.policy import can, require
+from mlops_portal.core.utils import service_errors_on
 
 MODELS_PER_PAGE = 25
 VERSIONS_PER_PAGE = 25

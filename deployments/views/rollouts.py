@@ -23,9 +23,9 @@ from deployments.forms import (
     TargetEditForm,
 )
 from deployments.models import Deployment, RegisteredModel, Target
-from mlops_portal.errors import Conflict
-from mlops_portal.policy import can, require
-from mlops_portal.utils import service_errors_on
+from mlops_portal.core.errors import Conflict
+from mlops_portal.core.policy import can, require
+from mlops_portal.core.utils import service_errors_on
 
 PER_PAGE = 25
 

@@ -10,8 +10,8 @@ from docs_app import services
 from docs_app.cards import card_markdown, model_card
 from docs_app.models import Page
 from docs_app.views import render_markdown
-from mlops_portal.api.fields import TagListField
-from mlops_portal.api.viewsets import ServiceBackedViewSet
+from mlops_portal.core.api.fields import TagListField
+from mlops_portal.core.api.viewsets import ServiceBackedViewSet
 
 
 class PageSerializer(serializers.ModelSerializer):

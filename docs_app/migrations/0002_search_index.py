@@ -15,7 +15,7 @@ INDEXES = [
 def create(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
-    from mlops_portal.search import gin_index_sql
+    from mlops_portal.overview.search import gin_index_sql
 
     for table, fields, name in INDEXES:
         schema_editor.execute(gin_index_sql(table, fields, name))

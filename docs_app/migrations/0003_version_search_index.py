@@ -1,6 +1,6 @@
 """Versions are found by tag and number as well as description, and by their model's name
 (PostgreSQL only; SQLite searches with a plain match). The indexes are built from the
-expressions `mlops_portal.search` queries with, so they match by construction."""
+expressions `mlops_portal.overview.search` queries with, so they match by construction."""
 
 from django.db import migrations
 
@@ -13,7 +13,7 @@ OLD_VERSION_INDEX = (
 def indexes():
     from django.contrib.postgres.indexes import GinIndex
 
-    from mlops_portal.search import MODEL_NAME_DOCUMENT, VERSION_DOCUMENT
+    from mlops_portal.overview.search import MODEL_NAME_DOCUMENT, VERSION_DOCUMENT
 
     return [
         ("ModelVersion", GinIndex(VERSION_DOCUMENT, name="version_search_idx")),

@@ -2,7 +2,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.response import Response
 
-from mlops_portal import services
+from mlops_portal.core import tokens
 from mlops_portal.models import ApiToken
 
 
@@ -45,9 +45,9 @@ class ApiTokenViewSet(
     def create(self, request):
         payload = ApiTokenCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        token, secret = services.create_token(request.user, payload.validated_data["name"])
+        token, secret = tokens.create_token(request.user, payload.validated_data["name"])
         token.secret = secret
         return Response(ApiTokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance):
-        services.revoke_token(self.request.user, instance)
+        tokens.revoke_token(self.request.user, instance)

@@ -4,10 +4,10 @@ from rest_framework.routers import DefaultRouter
 from deployments.api.deploy_views import DeploymentCallbackView, DeploymentViewSet, TargetViewSet
 from deployments.api.views import ModelVersionViewSet, RegisteredModelViewSet
 from docs_app.api.views import ModelCardView, PagePreviewView, PageViewSet
-from mlops_portal.api.changes import ChangeViewSet
-from mlops_portal.api.metrics import MetricsView
-from mlops_portal.api.search import SearchView
 from mlops_portal.api.tokens import ApiTokenViewSet
+from mlops_portal.overview.api.changes import ChangeViewSet
+from mlops_portal.overview.api.metrics import MetricsView
+from mlops_portal.overview.api.search import SearchView
 from monitoring.api.views import HealthCheckViewSet, IncidentViewSet
 
 

@@ -1,4 +1,4 @@
-"""Create the role groups. Permissions are enforced by services (mlops_portal.roles),
+"""Create the role groups. Permissions are enforced by services (mlops_portal.core.roles),
 so the groups carry no Django model permissions."""
 
 from django.db import migrations

@@ -4,8 +4,8 @@ from django import template
 from django.urls import reverse
 from django.utils.safestring import mark_safe
 
-from mlops_portal import policy
-from mlops_portal.markdown import render_markdown
+from mlops_portal.core import policy
+from mlops_portal.core.markdown import render_markdown
 from mlops_portal.services import follow_kind
 
 register = template.Library()

@@ -9,8 +9,8 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from deployments.models import Deployment, Target
-from mlops_portal.api.viewsets import ServiceBackedViewSet
-from mlops_portal.validation import parse_utc_datetime
+from mlops_portal.core.api.viewsets import ServiceBackedViewSet
+from mlops_portal.core.validation import parse_utc_datetime
 from monitoring import series
 from monitoring.api.serializers import (
     HealthCheckSerializer,

@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from mlops_portal.core import events
-from mlops_portal.policy import require
+from mlops_portal.core.policy import require
 from monitoring.choices import (
     UNRESOLVED_STATES,
     CheckState,

@@ -7,10 +7,9 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from mlops_portal import audit
-from mlops_portal.core import events
-from mlops_portal.errors import Conflict
-from mlops_portal.policy import require
+from mlops_portal.core import audit, events
+from mlops_portal.core.errors import Conflict
+from mlops_portal.core.policy import require
 from monitoring.choices import (
     INCIDENT_TRANSITIONS,
     IncidentEventKind,

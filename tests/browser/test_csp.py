@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 from deployments import services as deploy
 from docs_app import services as docs
-from mlops_portal.roles import Role
+from mlops_portal.core.roles import Role
 from tests.factories import UserFactory, register_iris_version, validated
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 from deployments import services
 from deployments.choices import DeploymentState as State
 from deployments.models import Deployment
-from mlops_portal.roles import Role
+from mlops_portal.core.roles import Role
 from tests.conftest import wait_until
 from tests.factories import UserFactory, iris_artifact, register_iris_version, validated
 

@@ -4,7 +4,7 @@ an edit, the diff, and restoring the first revision. No request leaves the porta
 import pytest
 from playwright.sync_api import expect
 
-from mlops_portal.roles import Role
+from mlops_portal.core.roles import Role
 from tests.docs.test_pages import PNG
 from tests.factories import UserFactory
 

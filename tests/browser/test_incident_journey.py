@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 from deployments import services as deploy
 from deployments.backends import backend_for
 from deployments.models import Deployment
-from mlops_portal.roles import Role
+from mlops_portal.core.roles import Role
 from monitoring.models import HealthCheck, Incident
 from monitoring.tasks import dispatch_probes
 from tests.conftest import wait_until

@@ -5,7 +5,7 @@ import json
 import pytest
 from playwright.sync_api import expect
 
-from mlops_portal.roles import Role
+from mlops_portal.core.roles import Role
 from tests.factories import UserFactory, iris_artifact
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]

@@ -5,7 +5,7 @@ import pytest
 from playwright.sync_api import expect
 
 from deployments import services as deploy
-from mlops_portal.roles import Role
+from mlops_portal.core.roles import Role
 from monitoring.services import incidents
 from tests.factories import UserFactory, register_iris_version, validated
 

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from deployments import services
-from mlops_portal.roles import Role
+from mlops_portal.core.roles import Role
 from tests.conftest import stop_model_servers
 from tests.factories import UserFactory, register_iris_version, validated
 

@@ -27,8 +27,8 @@ from deployments import services, steps
 from deployments.choices import DeploymentState as State
 from deployments.models import Deployment
 from deployments.tasks import run_deployment_task
-from mlops_portal import outbox
 from mlops_portal.celery import app
+from mlops_portal.core import outbox
 from tests.conftest import (
     ROOT,
     database_url_for_subprocesses,

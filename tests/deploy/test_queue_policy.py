@@ -103,7 +103,7 @@ def test_a_superseded_request_is_not_a_rollback_candidate_nor_a_deploy(
 def test_the_requester_still_cannot_cancel_a_queued_deployment(
     alice, second_version, staging, busy, sent
 ):
-    from mlops_portal.errors import Conflict
+    from mlops_portal.core.errors import Conflict
 
     (queued,) = burst(alice, second_version, staging, 1)
     with pytest.raises(Conflict):

@@ -10,10 +10,10 @@ from django.db import IntegrityError, connection, transaction
 from deployments import services
 from deployments.choices import DeploymentState as State
 from deployments.models import Deployment
-from mlops_portal import notifications
 from mlops_portal.choices import NotificationEvent
-from mlops_portal.errors import Conflict
+from mlops_portal.core.errors import Conflict
 from mlops_portal.models import Delivery
+from mlops_portal.overview import notifications
 from tests.factories import register_iris_version
 
 RUN = "deployments.tasks.run_deployment_task"

@@ -11,10 +11,11 @@ from django.utils import timezone
 
 from deployments import services as deployments
 from deployments.backends import webhook
-from mlops_portal import notifications, services
+from mlops_portal import services
 from mlops_portal.choices import DeliveryStatus, NotificationEvent
 from mlops_portal.env import env_time
 from mlops_portal.models import Delivery, Notification, NotificationChannel, OutboxMessage
+from mlops_portal.overview import notifications
 from mlops_portal.tasks import deliver_notification_task
 from monitoring.services import incidents
 from tests.conftest import Sent, wait_until

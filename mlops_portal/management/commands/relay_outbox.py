@@ -7,9 +7,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import DatabaseError, close_old_connections
 
-from mlops_portal import outbox
+from mlops_portal.core import outbox
 
-log = logging.getLogger("mlops_portal.outbox")
+log = logging.getLogger("mlops_portal.core.outbox")
 
 BATCH = 100
 PRUNE_EVERY_SECONDS = 300

@@ -3,9 +3,9 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.serializers import FileField
 
-from mlops_portal import uploads
-from mlops_portal.api.exceptions import UploadTooLarge
-from mlops_portal.api.permissions import ActionPolicy
+from mlops_portal.core import uploads
+from mlops_portal.core.api.exceptions import UploadTooLarge
+from mlops_portal.core.api.permissions import ActionPolicy
 
 
 class ServiceBackedViewSet(
@@ -49,7 +49,7 @@ class ServiceBackedViewSet(
 
 def refused_upload(request, payload) -> None:
     """Raise 413 naming the file field when the upload handler refused the request's file
-    (mlops_portal.uploads): without this, the missing file would read as "no file sent"."""
+    (mlops_portal.core.uploads): without this, the missing file would read as "no file sent"."""
     message = uploads.refusal(request)
     if message is None:
         return

@@ -1,10 +1,10 @@
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from mlops_portal import policy
+from mlops_portal.core import policy
 
 
 class ActionPolicy(BasePermission):
-    """Ask `mlops_portal.policy` about the view's action, before its input is parsed (so a
+    """Ask `mlops_portal.core.policy` about the view's action, before its input is parsed (so a
     viewer's write is a 403, never a 400 about a missing field). `view.action_policy` maps
     a DRF action to a policy action. The role part is checked here; the rule for the
     object (owner, "not your own request") when the view fetches it, and the service

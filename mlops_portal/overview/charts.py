@@ -1,10 +1,10 @@
-"""Plotly figures of the dashboards page, drawn from the rows of mlops_portal.dashboards
+"""Plotly figures of the dashboards page, drawn from the rows of mlops_portal.overview.dashboards
 (plotly.js is served locally)."""
 
 import plotly.graph_objects as go
 
 from deployments.choices import DeploymentState
-from mlops_portal.figures import figure_html
+from mlops_portal.core.figures import figure_html
 from monitoring.choices import Severity
 
 CONFIG = {"displaylogo": False, "responsive": True}

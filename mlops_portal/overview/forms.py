@@ -3,7 +3,7 @@ from datetime import timedelta
 from django import forms
 
 from mlops_portal.choices import CHANNEL_EVENTS, ChannelKind, NotificationEvent
-from mlops_portal.dashboards import Scope, midnight
+from mlops_portal.overview.dashboards import Scope, midnight
 
 
 class ApiTokenForm(forms.Form):

@@ -1,5 +1,5 @@
 """Roles are Django groups (created by migration 0002); these helpers are the only place
-that asks which role a user has. Who may do what is `mlops_portal.policy`'s."""
+that asks which role a user has. Who may do what is `mlops_portal.core.policy`'s."""
 
 from django.db import models
 
@@ -16,7 +16,7 @@ ROLE_PLURALS = {
     Role.MLOPS_ENGINEER: "MLOps engineers",
 }
 
-# Groups of roles; `mlops_portal.policy` gives them to actions.
+# Groups of roles; `mlops_portal.core.policy` gives them to actions.
 AUTHORS = (Role.DATA_SCIENTIST, Role.MLOPS_ENGINEER)
 OPERATORS = (Role.MLOPS_ENGINEER,)
 

@@ -13,17 +13,20 @@ from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from mlops_portal import charts, dashboards, notifications, security_log, services
-from mlops_portal.changes import ChangeFilter, describe, feed
-from mlops_portal.forms import ApiTokenForm, ChannelForm, DashboardForm, EmailEventsForm
+from mlops_portal import services
+from mlops_portal.core import security_log
+from mlops_portal.core import tokens as api_tokens
+from mlops_portal.core.roles import roles_of
+from mlops_portal.core.utils import add_service_errors, service_errors_on
 from mlops_portal.health import broker_kind, broker_status, database_status
 from mlops_portal.models import ApiToken, NotificationChannel, Profile
-from mlops_portal.notifications import events_for
-from mlops_portal.roles import roles_of
-from mlops_portal.search import results, search, search_kind
-from mlops_portal.today import record_visit, triage
-from mlops_portal.today import since_for as triage_since
-from mlops_portal.utils import add_service_errors, service_errors_on
+from mlops_portal.overview import charts, dashboards, notifications
+from mlops_portal.overview.changes import ChangeFilter, describe, feed
+from mlops_portal.overview.forms import ApiTokenForm, ChannelForm, DashboardForm, EmailEventsForm
+from mlops_portal.overview.notifications import events_for
+from mlops_portal.overview.search import results, search, search_kind
+from mlops_portal.overview.today import record_visit, triage
+from mlops_portal.overview.today import since_for as triage_since
 
 
 def today(request):
@@ -59,7 +62,7 @@ def token_list(request):
     new_secret = None
     if request.method == "POST" and form.is_valid():
         with service_errors_on(form):
-            token, new_secret = services.create_token(request.user, form.cleaned_data["name"])
+            token, new_secret = api_tokens.create_token(request.user, form.cleaned_data["name"])
             form = ApiTokenForm()
             messages.success(request, f"Token {token.name!r} created. Copy its secret now.")
     tokens = ApiToken.objects.filter(user=request.user)
@@ -74,7 +77,7 @@ def token_list(request):
 def token_revoke(request, token_id):
     token = get_object_or_404(ApiToken, pk=token_id, user=request.user)
     try:
-        services.revoke_token(request.user, token)
+        api_tokens.revoke_token(request.user, token)
     except PermissionDenied as exc:
         security_log.permission_denied(request, str(exc))
         messages.error(request, str(exc))

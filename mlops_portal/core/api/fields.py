@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from mlops_portal.api.parsers import NOT_TEXT_MESSAGE, has_bad_text, loads
+from mlops_portal.core.api.parsers import NOT_TEXT_MESSAGE, has_bad_text, loads
 
 
 class JSONInputField(serializers.JSONField):

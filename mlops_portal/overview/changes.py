@@ -5,8 +5,8 @@ import django_filters
 from auditlog.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
 
-from mlops_portal.audit import KINDS
-from mlops_portal.filters import UtcDateTimeFilter
+from mlops_portal.core.audit import KINDS
+from mlops_portal.core.filters import UtcDateTimeFilter
 
 ACTIONS = {
     LogEntry.Action.CREATE: "created",

@@ -4,8 +4,8 @@ from rest_framework import exceptions
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from mlops_portal import security_log
-from mlops_portal.errors import Conflict
+from mlops_portal.core import security_log
+from mlops_portal.core.errors import Conflict
 
 
 class PayloadTooLarge(exceptions.APIException):

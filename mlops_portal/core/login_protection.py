@@ -1,6 +1,6 @@
 """Login protection around django-axes: the log line of every failed login and the page a
 locked-out user sees, naming when the lock lifts (settings: LOGIN_FAILURE_LIMIT,
-LOGIN_LOCKOUT_MINUTES; the API's token throttle is in mlops_portal.api.authentication)."""
+LOGIN_LOCKOUT_MINUTES; the API's token throttle is in mlops_portal.core.api.authentication)."""
 
 from datetime import datetime
 
@@ -12,7 +12,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.timesince import timeuntil
 
-from mlops_portal import security_log
+from mlops_portal.core import security_log
 
 LOCKED_STATUS = 429
 

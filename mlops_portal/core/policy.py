@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied
 
-from mlops_portal.roles import AUTHORS, OPERATORS, Role, has_role, refusal
+from mlops_portal.core.roles import AUTHORS, OPERATORS, Role, has_role, refusal
 
 ANY_ROLE = tuple(Role)
 

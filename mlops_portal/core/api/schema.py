@@ -4,7 +4,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 class ApiTokenScheme(OpenApiAuthenticationExtension):
     """Documents `Authorization: Token <secret>` in the OpenAPI schema."""
 
-    target_class = "mlops_portal.api.authentication.ApiTokenAuthentication"
+    target_class = "mlops_portal.core.api.authentication.ApiTokenAuthentication"
     name = "tokenAuth"
 
     def get_security_definition(self, auto_schema):

@@ -15,8 +15,8 @@ from django.utils import timezone
 from deployments.choices import DeploymentState, VersionStatus
 from deployments.models import Deployment, ModelVersion
 from deployments.services import awaiting_decision_by
+from mlops_portal.core.validation import parse_utc_datetime
 from mlops_portal.models import Profile
-from mlops_portal.validation import parse_utc_datetime
 from monitoring.choices import UNRESOLVED_STATES, CheckState, IncidentState
 from monitoring.models import HealthCheck, Incident
 

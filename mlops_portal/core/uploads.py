@@ -12,7 +12,7 @@ A refusal is not an exception the user would see as a 500: the handler notes it 
 request (`refusal(request)`), hands over no file, and the view answers with a field error.
 The limit is ARTIFACT_MAX_BYTES, the largest file the portal accepts; smaller per-kind
 limits (images on doc pages) are still checked by their services. Bodies without files are
-bounded by DATA_UPLOAD_MAX_MEMORY_SIZE (Django for forms, mlops_portal.api.parsers for JSON).
+bounded by DATA_UPLOAD_MAX_MEMORY_SIZE (Django for forms, mlops_portal.core.api.parsers for JSON).
 """
 
 from django.conf import settings

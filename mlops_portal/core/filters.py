@@ -3,7 +3,7 @@
 import django_filters
 from django import forms
 
-from mlops_portal.validation import parse_utc_datetime
+from mlops_portal.core.validation import parse_utc_datetime
 
 
 class UtcDateTimeField(forms.DateTimeField):

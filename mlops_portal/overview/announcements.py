@@ -4,9 +4,9 @@ They run in the transaction of the change they report (`mlops_portal.core.events
 Notification row and its deliveries commit with the change, or not at all."""
 
 from deployments.choices import DeploymentState, VersionStatus
-from mlops_portal import notifications
 from mlops_portal.choices import NotificationEvent
 from mlops_portal.core import events
+from mlops_portal.overview import notifications
 from monitoring.choices import IncidentState
 
 # --- deployments -------------------------------------------------------------------------

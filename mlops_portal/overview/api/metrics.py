@@ -11,7 +11,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mlops_portal.dashboards import DEFINITIONS, FIGURES, TRUNCATE, Scope
+from mlops_portal.overview.dashboards import DEFINITIONS, FIGURES, TRUNCATE, Scope
 
 
 class CsvRenderer(renderers.BaseRenderer):

@@ -1,7 +1,7 @@
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, viewsets
 
-from mlops_portal.changes import ChangeFilter, describe, feed
+from mlops_portal.overview.changes import ChangeFilter, describe, feed
 
 
 class ChangeSerializer(serializers.Serializer):

@@ -6,8 +6,8 @@ from django.core.cache import cache
 from redis import RedisError
 from rest_framework import authentication, exceptions
 
-from mlops_portal import security_log
-from mlops_portal.services import authenticate_token
+from mlops_portal.core import security_log
+from mlops_portal.core.tokens import authenticate_token
 
 logger = logging.getLogger(__name__)
 

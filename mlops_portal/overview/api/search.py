@@ -3,8 +3,8 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from mlops_portal.api.pagination import StandardPagination
-from mlops_portal.search import KINDS_BY_NAME, results, search, search_kind
+from mlops_portal.core.api.pagination import StandardPagination
+from mlops_portal.overview.search import KINDS_BY_NAME, results, search, search_kind
 
 
 class SearchView(APIView):

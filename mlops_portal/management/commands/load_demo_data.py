@@ -6,10 +6,10 @@ from django.db import transaction
 
 from deployments import services
 from deployments.demo import DEMO_MODELS
-from deployments.demo_history import write_history
 from deployments.models import RegisteredModel, Target
-from mlops_portal.audit import acting_as
-from mlops_portal.roles import Role
+from mlops_portal.core.audit import acting_as
+from mlops_portal.core.roles import Role
+from mlops_portal.overview.demo_history import write_history
 
 # username, password, role (None = superuser). Demo only: never load this in production.
 DEMO_USERS = [

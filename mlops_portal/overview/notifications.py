@@ -25,16 +25,16 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from deployments.backends.webhook import SIGNATURE_HEADER, sign  # deploy hooks' scheme
-from mlops_portal import outbox
 from mlops_portal.choices import (
     DEFAULT_EVENTS_BY_ROLE,
     DeliveryStatus,
     Medium,
     NotificationEvent,
 )
+from mlops_portal.core import outbox
+from mlops_portal.core.policy import can
+from mlops_portal.core.roles import OPERATORS
 from mlops_portal.models import Delivery, Notification, NotificationChannel, Profile
-from mlops_portal.policy import can
-from mlops_portal.roles import OPERATORS
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -334,7 +334,7 @@ def send_daily_digests(now=None) -> int:
 
     Nothing is sent to a user with nothing to read, and a user gets one digest per day
     however often this runs (the key holds the date)."""
-    from mlops_portal.today import MINIMUM_LOOKBACK, triage
+    from mlops_portal.overview.today import MINIMUM_LOOKBACK, triage
 
     now = now or timezone.now()
     day = timezone.localdate(now)

@@ -1,0 +1,1 @@
+"""The overview's API: search, metrics and the change feed."""
