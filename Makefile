@@ -1,5 +1,5 @@
 # make run   — set up and serve the portal with demo data (SQLite, web + worker + beat)
-# make test  — set up and run ruff and the whole test suite (PostgreSQL + Redis on 127.0.0.1)
+# make test  — set up and run ruff, import-linter and the whole test suite (PostgreSQL + Redis)
 # make bench — API benchmark (PostgreSQL, gunicorn) and approval-to-serving time (local backend)
 
 PYTHON ?= python3
@@ -37,6 +37,7 @@ run: $(VENV)/.runtime $(MERMAID_JS)
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports  # the layers: contracts in pyproject.toml [tool.importlinter]
 
 test: lint $(MERMAID_JS)
 	$(PY) -m pytest $(PYTEST_ARGS)
