@@ -1,28 +1,8 @@
-"""Celery entry points of notifications: thin wrappers that take IDs and call the module."""
+"""The tasks of the mlops_portal app, found here by Celery's autodiscovery; they live in
+`mlops_portal.overview.tasks` (notifications), with their names unchanged."""
 
-from celery import shared_task
-
-from mlops_portal.core import outbox
-from mlops_portal.overview import notifications
-
-
-@shared_task(soft_time_limit=60)
-def deliver_notification_task(delivery_id: int) -> str:
-    """Send one delivery; a failed send schedules its own retry with backoff."""
-    retry_in = notifications.deliver(delivery_id)
-    if retry_in is not None:
-        # Through the outbox: a retry sent while the broker is away is not lost.
-        outbox.enqueue(deliver_notification_task, delivery_id, countdown=retry_in)
-        return f"retry in {retry_in:g} s"
-    return "done"
-
-
-@shared_task
-def sweep_deliveries_task() -> dict:
-    return notifications.sweep_deliveries()
-
-
-@shared_task
-def send_daily_digests_task() -> int:
-    """Beat, daily at NOTIFICATIONS_DIGEST_TIME: one digest per user with something to read."""
-    return notifications.send_daily_digests()
+from mlops_portal.overview.tasks import (  # noqa: F401
+    deliver_notification_task,
+    send_daily_digests_task,
+    sweep_deliveries_task,
+)

@@ -154,7 +154,7 @@ def listening_channels(event: str) -> list:
 
 
 def _enqueue(delivery_ids) -> None:
-    from mlops_portal.tasks import deliver_notification_task
+    from mlops_portal.overview.tasks import deliver_notification_task
 
     outbox.enqueue_many(deliver_notification_task, [(pk,) for pk in delivery_ids])
 

@@ -16,7 +16,7 @@ from mlops_portal.choices import DeliveryStatus, NotificationEvent
 from mlops_portal.env import env_time
 from mlops_portal.models import Delivery, Notification, NotificationChannel, OutboxMessage
 from mlops_portal.overview import notifications
-from mlops_portal.tasks import deliver_notification_task
+from mlops_portal.overview.tasks import deliver_notification_task
 from monitoring.services import incidents
 from tests.conftest import Sent, wait_until
 
