@@ -93,11 +93,11 @@ class Process:
         self.log_path = log_dir / f"{name}.log"
         self.popen: subprocess.Popen | None = None
 
-    def start(self) -> "Process":
+    def start(self, cwd: Path = ROOT) -> "Process":
         with open(self.log_path, "ab") as output:
             self.popen = subprocess.Popen(
                 self.command,
-                cwd=ROOT,
+                cwd=cwd,
                 env=self.env,
                 stdout=output,
                 stderr=subprocess.STDOUT,
