@@ -115,6 +115,7 @@ def stop_on_sigterm(signum, frame):
 def main(argv=None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, stop_on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with `&`
     stack = Stack(keep=args.keep_logs, web_workers=2 if args.quick else 4)
     results = []
     started = time.monotonic()
