@@ -1,6 +1,7 @@
 # make run   — set up and serve the portal with demo data (SQLite, web + worker + beat)
 # make test  — set up and run ruff, import-linter and the whole test suite (PostgreSQL + Redis)
 # make bench — API benchmark (PostgreSQL, gunicorn) and approval-to-serving time (local backend)
+# make chaos — attack a live stack (kill -9, Redis restart, races, malformed input, schemathesis)
 
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +11,7 @@ PIP_INSTALL := $(VENV)/bin/pip install -q --disable-pip-version-check --build-co
 MERMAID_VERSION := 12.3.0
 MERMAID_JS := vendor-static/mermaid/mermaid.min.js
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench chaos clean
 
 $(VENV)/.runtime: requirements.txt build-constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +47,11 @@ bench: $(VENV)/.dev
 	$(PY) bench/run.py
 	$(PY) bench/deploy_latency.py
 	$(PY) bench/monitoring.py
+
+# Starts its own stack (private Redis, a fresh database on DATABASE_URL's PostgreSQL
+# server); CHAOS_ARGS=--quick for a few runs of each check.
+chaos: $(VENV)/.dev
+	$(PY) scripts/chaos.py $(CHAOS_ARGS)
 
 clean:
 	rm -rf $(VENV) var test-artifacts vendor-static

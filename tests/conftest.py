@@ -147,36 +147,44 @@ def celery_worker(broker_url, log_path, node=None):
     """Run a real `celery worker` subprocess on `broker_url` and the test database until the
     block ends; yield its Popen (with `.node` and `.log_path`)."""
     node = node or f"tests-{os.getpid()}@localhost"
-    command = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "mlops_portal",
-        "worker",
-        "--loglevel",
-        "INFO",
-        "--queues",
+    process = start_celery_worker(
+        node,
         # Not `notifications`: the `notification_worker` fixture runs that queue in this
         # process, so sent mail lands in Django's locmem outbox.
         "default,deploy,probes",
-        "--concurrency",
-        "2",
-        "--hostname",
-        node,
-        "--without-gossip",
-        "--without-mingle",
-    ]
-    env = {**subprocess_env(), "CELERY_BROKER_URL": broker_url}
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    process.node = node
-    process.log_path = log_path
+        log_path,
+        concurrency=2,
+        env={"CELERY_BROKER_URL": broker_url},
+    )
     try:
         wait_for_worker(control_app(broker_url), node, process, log_path)
         yield process
     finally:
         stop_process(process)
+
+
+def start_celery_worker(
+    node, queues, log_path, *, concurrency=1, env=None, own_group=False
+) -> subprocess.Popen:
+    """Start a `celery worker` subprocess for `queues` on the test database, logging to
+    `log_path`; return its Popen with `.node` and `.log_path`. With `own_group`, it leads its
+    own process group, so a test can SIGKILL it with its pool children at once."""
+    command = [
+        *(sys.executable, "-m", "celery", "-A", "mlops_portal", "worker", "--loglevel", "INFO"),
+        *("--queues", queues, "--concurrency", str(concurrency), "--hostname", node),
+        *("--without-gossip", "--without-mingle"),
+    ]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**subprocess_env(), **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=own_group,
+        )
+    process.node, process.log_path = node, log_path
+    return process
 
 
 def subprocess_env() -> dict:

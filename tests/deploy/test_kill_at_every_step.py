@@ -14,7 +14,6 @@ step's deploy job there, so the boots overlap and no other worker can take the j
 import os
 import signal
 import subprocess
-import sys
 from datetime import timedelta
 from itertools import cycle
 
@@ -29,12 +28,7 @@ from deployments.models import Deployment
 from deployments.tasks import run_deployment_task
 from mlops_portal.celery import app
 from mlops_portal.core import outbox
-from tests.conftest import (
-    ROOT,
-    database_url_for_subprocesses,
-    running_model_servers,
-    wait_for_worker,
-)
+from tests.conftest import running_model_servers, start_celery_worker, wait_for_worker
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 LIVE_BY_THEN = {"went_live", "stopped_old"}  # steps reached after the switch committed
@@ -82,26 +76,10 @@ def workers(tmp_path, monkeypatch):
 
 
 def start_worker_dying_at(step, tmp_path) -> subprocess.Popen:
-    node = f"{queue_for(step)}@localhost"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": database_url_for_subprocesses(),
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "SERVING_DIR": str(settings.SERVING_DIR),
-        "DEPLOY_CRASH_AT": step,
-    }
-    log_path = tmp_path / f"worker-{step}.log"
-    with open(log_path, "w") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "mlops_portal", "worker",
-             "--queues", queue_for(step),
-             "--concurrency", "1", "--hostname", node, "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    worker.node, worker.log_path = node, log_path
-    return worker
+    return start_celery_worker(
+        f"{queue_for(step)}@localhost", queue_for(step), tmp_path / f"worker-{step}.log",
+        env={"DEPLOY_CRASH_AT": step}, own_group=True,
+    )  # fmt: skip
 
 
 def serving_version(deployment) -> int:

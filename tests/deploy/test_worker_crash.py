@@ -3,17 +3,14 @@ consistently and the previous deployment keeps serving."""
 
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
-from django.conf import settings
 
 from deployments import services
 from deployments.choices import DeploymentState as State
 from deployments.models import Deployment
 from mlops_portal.celery import app
-from tests.conftest import ROOT, database_url_for_subprocesses, wait_for_worker, wait_until
+from tests.conftest import start_celery_worker, wait_for_worker, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 LEASE_SECONDS = 2
@@ -24,22 +21,11 @@ def killable_worker(celery_worker_process, tmp_path):
     """A second worker, alone on the `deploy` queue, in its own process group."""
     app.control.cancel_consumer("deploy", destination=[celery_worker_process.node], reply=True)
     node = f"killable-{os.getpid()}@localhost"
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": database_url_for_subprocesses(),
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "DEPLOY_LEASE_SECONDS": str(LEASE_SECONDS),
-    }
-    log_path = tmp_path / "killable.log"
-    with open(log_path, "w") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "mlops_portal", "worker", "--queues", "deploy",
-             "--concurrency", "1", "--hostname", node, "--without-gossip", "--without-mingle"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    wait_for_worker(app, node, worker, log_path)
+    worker = start_celery_worker(
+        node, "deploy", tmp_path / "killable.log",
+        env={"DEPLOY_LEASE_SECONDS": str(LEASE_SECONDS)}, own_group=True,
+    )  # fmt: skip
+    wait_for_worker(app, node, worker, worker.log_path)
     yield worker
     if worker.poll() is None:
         os.killpg(worker.pid, signal.SIGKILL)
