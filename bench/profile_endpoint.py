@@ -61,7 +61,7 @@ def start_warm(workload: run.Workload, warm_up: int):
     from django.contrib.auth.models import User
     from django.core.handlers.wsgi import WSGIHandler
 
-    from mlops_portal.services import create_token
+    from mlops_portal.core.tokens import create_token
 
     _token, secret = create_token(User.objects.get(username="bench"), f"profile-{time.time()}")
     handler = WSGIHandler()

@@ -257,7 +257,7 @@ def seed() -> str:
     from django.utils import timezone
 
     from deployments.models import ModelVersion, RegisteredModel
-    from mlops_portal.services import create_token
+    from mlops_portal.core.tokens import create_token
 
     now = timezone.now()
     with transaction.atomic():
