@@ -286,6 +286,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Model registry, deployments, monitoring and docs. Auth: `Token <secret>`.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema views authenticate with REST_FRAMEWORK's classes (tokens, sessions) and
+    # refuse anonymous callers (mlops_portal.core.api.schema.token_or_login).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,

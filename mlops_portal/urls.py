@@ -1,9 +1,9 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.decorators import login_required
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from mlops_portal.core.api.schema import token_or_login
 from mlops_portal.overview import views
 
 urlpatterns = [
@@ -26,12 +26,13 @@ urlpatterns = [
     path("", include("deployments.urls")),
     path("", include("monitoring.urls")),
     path("", include("docs_app.urls")),
-    # DRF marks its views login-exempt; the schema and Swagger UI are for logged-in users.
-    path("api/schema/", login_required(SpectacularAPIView.as_view()), name="api-schema"),
+    # DRF marks its views login-exempt; the schema and Swagger UI are for logged-in users
+    # and for scripts with an API token (a CI job generating a client).
+    path("api/schema/", token_or_login(SpectacularAPIView.as_view()), name="api-schema"),
     # The split view serves Swagger UI's start-up script as a file (?script), not inline.
     path(
         "api/docs/",
-        login_required(SpectacularSwaggerSplitView.as_view(url_name="api-schema")),
+        token_or_login(SpectacularSwaggerSplitView.as_view(url_name="api-schema")),
         name="api-docs",
     ),
     path("admin/", admin.site.urls),

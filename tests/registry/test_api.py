@@ -1,13 +1,17 @@
 """The registry's REST API as scripts and CI pipelines use it."""
 
+import json
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
 
 from deployments import services
 from deployments.choices import VersionStatus
 from deployments.models import ModelVersion, VersionEvent
+from mlops_portal.core import tokens as account_services
 from tests.factories import iris_artifact, register_iris_version
 
 MODELS = "/api/v1/models/"
@@ -304,6 +308,30 @@ def test_the_openapi_schema_describes_the_registry(client, alice):
     assert "/api/v1/models/{model_name}/versions/" in schema["paths"]
     assert "/api/v1/tokens/" in schema["paths"]
     assert "tokenAuth" in schema["components"]["securitySchemes"]
+
+
+@pytest.mark.parametrize("scheme", ["Token", "Bearer"])
+def test_a_script_with_a_token_fetches_the_schema_and_the_docs(scheme, alice):
+    """A CI job has a token, not a session: it must get the schema to generate a client."""
+    _, secret = account_services.create_token(alice, "ci")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"{scheme} {secret}")
+    response = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    schema = json.loads(response.content)
+    assert schema["openapi"].startswith("3.")
+    assert "/api/v1/models/" in schema["paths"]
+    docs = api.get("/api/docs/")
+    assert docs.status_code == 200
+    assert b"swagger-ui" in docs.content
+
+
+def test_the_schema_refuses_a_bad_token_with_401(db):
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION="Token not-a-real-secret")
+    response = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 401
+    assert b"paths" not in response.content
 
 
 def test_swagger_ui_is_served_from_local_static_files(client, alice):
