@@ -58,23 +58,31 @@ def create_page(actor, *, title, body="", slug="", tags=(), parent=None, linked_
     return page
 
 
-def save_page(actor, page, *, base_revision: int, title, body, summary="", tags=None,
-              parent=None, linked_models=None, linked_targets=None) -> Page:  # fmt: skip
-    """Save a new revision, unless someone saved after `base_revision` (EditConflict)."""
+KEEP = object()  # save_page: "leave the parent as it is" (None means "top of the tree")
+
+
+def save_page(actor, page, *, base_revision: int, title=None, body=None, summary="",
+              tags=None, parent=KEEP, linked_models=None, linked_targets=None) -> Page:  # fmt: skip
+    """Save a new revision, unless someone saved after `base_revision` (EditConflict).
+
+    Changes exactly the fields given: a field left out (None, or KEEP for the parent) keeps
+    its value, so an API PATCH of the body alone loses no tags, links or parent."""
     require(actor, "docs.write", page)
-    errors = _check_title(title)
+    errors = _check_title(title) if title is not None else {}
     if tags is not None:
         tags = clean_tags(tags, errors)
-    if parent is not None and _is_descendant(parent, page):
+    if parent is not KEEP and parent is not None and _is_descendant(parent, page):
         errors["parent"] = ["A page cannot sit under itself or its own sub-pages."]
     if errors:
         raise ValidationError(errors)
+    given = {"title": title.strip() if title is not None else None, "body": body, "tags": tags}
+    changes = {name: value for name, value in given.items() if value is not None}
+    if parent is not KEEP:
+        changes["parent"] = parent
     with transaction.atomic():
         moved = Page.objects.filter(pk=page.pk, revision_number=base_revision).update(
-            revision_number=F("revision_number") + 1, title=title.strip(), body=body,
-            tags=tags if tags is not None else page.tags, parent=parent,
-            updated_by=actor,
-        )  # fmt: skip
+            revision_number=F("revision_number") + 1, updated_by=actor, **changes
+        )
         if not moved:
             latest = page.revisions.select_related("author").first()
             raise EditConflict(
@@ -93,7 +101,7 @@ def save_page(actor, page, *, base_revision: int, title, body, summary="", tags=
         if linked_targets is not None:
             page.linked_targets.set(linked_targets)
         PageRevision.objects.create(
-            page=page, number=page.revision_number, title=page.title, body=body,
+            page=page, number=page.revision_number, title=page.title, body=page.body,
             author=actor, summary=summary or "Edited.",
         )  # fmt: skip
     return page

@@ -40,10 +40,22 @@ class PageWriteSerializer(serializers.Serializer):
     summary = serializers.CharField(required=False, allow_blank=True, max_length=300, default="")
 
 
-class PageUpdateSerializer(PageWriteSerializer):
+class PageUpdateSerializer(serializers.Serializer):
+    """A PATCH: every field but `base_revision` optional, and a field not sent is kept
+    (no defaults here, unlike PageWriteSerializer)."""
+
     base_revision = serializers.IntegerField(
         help_text="The revision_number you edited; a newer one on the server is a 409."
     )
+    title = serializers.CharField(max_length=200, required=False)
+    body = serializers.CharField(required=False, allow_blank=True)
+    tags = TagListField(required=False)
+    parent = serializers.SlugField(
+        required=False, allow_null=True, help_text="null moves the page to the top."
+    )
+    linked_models = serializers.ListField(child=serializers.CharField(), required=False)
+    linked_targets = serializers.ListField(child=serializers.CharField(), required=False)
+    summary = serializers.CharField(required=False, allow_blank=True, max_length=300)
 
 
 class RevisionSerializer(serializers.Serializer):
@@ -83,7 +95,6 @@ class PageViewSet(ServiceBackedViewSet):
     @extend_schema(request=PageUpdateSerializer, responses=PageSerializer)
     def partial_update(self, request, slug=None):
         data = _links(self.parse_input())
-        data.pop("slug", None)
         page = services.save_page(request.user, self.get_object(), **data)
         return self.respond_with(page)
 
@@ -148,7 +159,9 @@ def _links(data: dict) -> dict:
             errors["parent"] = ["No page with this slug."]
     for field, model, key in (("linked_models", RegisteredModel, "name"),
                               ("linked_targets", Target, "name")):  # fmt: skip
-        names = data.get(field) or []
+        if field not in data:  # a PATCH that leaves the links alone
+            continue
+        names = data[field] or []
         rows = list(model.objects.filter(**{f"{key}__in": names}))
         if len(rows) != len(set(names)):
             errors[field] = ["Unknown: " + ", ".join(sorted(set(names) - {r.name for r in rows}))]

@@ -263,3 +263,30 @@ def test_saving_only_the_text_keeps_the_links_and_link_changes_show_in_the_feed(
     assert {"linked_models": ["", "add diabetes-progression"]} in changes
     assert {"linked_models": ["", "delete iris-regressor"]} in changes
     assert {"linked_targets": ["", "delete iris-production, iris-staging"]} in changes
+
+
+def test_an_api_patch_of_the_body_alone_keeps_title_tags_links_and_parent(
+    api_client_for, alice, linked_postmortem
+):
+    page, _, _ = linked_postmortem
+    parent = services.create_page(alice, title="Postmortems")
+    services.save_page(alice, page, base_revision=1, tags=["postmortem"], parent=parent)
+    api = api_client_for(alice)
+    url = f"/api/v1/pages/{page.slug}/"
+    response = api.patch(url, {"body": "Root cause: a bad config.", "base_revision": 2},
+                         format="json")  # fmt: skip
+    assert response.status_code == 200, response.content
+    page = Page.objects.get(pk=page.pk)
+    assert page.body == "Root cause: a bad config."
+    assert (page.title, page.tags, page.parent) == ("Postmortem: iris 500s", ["postmortem"], parent)
+    assert linked_names(page) == (
+        ["iris-classifier", "iris-regressor"],
+        ["iris-production", "iris-staging"],
+    )
+    assert page.revisions.first().title == "Postmortem: iris 500s"
+    # The optimistic lock still holds: the same base revision again is a conflict.
+    stale = api.patch(url, {"body": "x", "base_revision": 2}, format="json")
+    assert stale.status_code == 409
+    # And `parent: null` is a change sent: the page moves to the top.
+    moved = api.patch(url, {"parent": None, "base_revision": 3}, format="json")
+    assert moved.json()["parent"] is None and Page.objects.get(pk=page.pk).body.startswith("Root")
