@@ -1,0 +1,132 @@
+"""PATCH changes exactly the fields sent, on every PATCH operation of the API.
+
+The operations and their fields come from the OpenAPI schema, so a PATCH added later (or a
+new field of one) fails `test_every_patch_field_has_a_case` until it gets a case here."""
+
+import pytest
+from drf_spectacular.generators import SchemaGenerator
+
+from deployments import services as registry
+from docs_app import services as docs
+from monitoring.services import checks
+from tests.factories import register_iris_version
+
+# Fields of a PATCH that are not the object's data: the optimistic lock of pages.
+CONTROL_FIELDS = {"base_revision"}
+# Representation fields that every write moves on.
+VOLATILE = {"updated_at", "updated_by", "revision_number"}
+
+# path template -> {field: a valid value that differs from the object built by `world`}.
+CASES = {
+    "/api/v1/models/{name}/": {
+        "description": "Predicts iris species.",
+        "team": "flora",
+        "tags": ["petals"],
+    },
+    "/api/v1/models/{model_name}/versions/{version}/": {
+        "description": "Retrained on more data.",
+        "tags": ["candidate"],
+        "archived": True,
+    },
+    "/api/v1/targets/{name}/": {
+        "environment": "staging",
+        "backend_settings": {"startup_timeout_seconds": 30},
+        "requires_approval": False,
+        "rollback_skips_approval": True,
+        "auto_rollback": True,
+        "verification_window_seconds": 120,
+        "queue_policy": "queue",
+        "description": "The production cluster.",
+    },
+    "/api/v1/checks/{id}/": {
+        "name": "iris health (renamed)",
+        "url": "http://127.0.0.1:9/ready",
+        "method": "HEAD",
+        "interval_seconds": 60,
+        "timeout_seconds": 2.5,
+        "expected_statuses": [200, 204],
+        "latency_threshold_ms": 250.0,
+        "failures_before_down": 5,
+    },
+    "/api/v1/pages/{slug}/": {
+        "title": "Iris runbook v2",
+        "body": "Restart it, then check the logs.",
+        "tags": ["oncall"],
+        "parent": None,
+        "linked_models": [],
+        "linked_targets": [],
+        "summary": "Reworded.",
+    },
+}
+
+
+def patch_operations() -> dict[str, set[str]]:
+    """{path template: body field names} for every PATCH operation of the schema."""
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    components = schema["components"]["schemas"]
+    found = {}
+    for path, methods in schema["paths"].items():
+        if "patch" not in methods:
+            continue
+        content = methods["patch"].get("requestBody", {}).get("content", {})
+        ref = content["application/json"]["schema"]["$ref"]
+        body = components[ref.rsplit("/", 1)[1]]
+        found[path] = set(body["properties"]) - CONTROL_FIELDS
+    return found
+
+
+def test_every_patch_field_has_a_case(db):
+    assert patch_operations() == {path: set(fields) for path, fields in CASES.items()}
+
+
+@pytest.fixture
+def world(alice, bob):
+    """One object per PATCH operation, every field set to something a PATCH could lose."""
+    model = registry.create_model(alice, name="iris", team="botany", tags=["flowers"],
+                                  description="Iris classifier.")  # fmt: skip
+    version = register_iris_version(alice, model, tags=["baseline"], description="First.")
+    target = registry.create_target(
+        bob, name="iris-production", environment="production", auto_rollback=False,
+        verification_window_seconds=45, description="Prod.",
+    )  # fmt: skip
+    check = checks.create_check(
+        bob, name="iris health", url="http://127.0.0.1:9/health", target=target,
+        interval_seconds=45, expected_statuses=[200], latency_threshold_ms=900.0,
+    )  # fmt: skip
+    parent = docs.create_page(alice, title="Runbooks")
+    page = docs.create_page(
+        alice, title="Iris runbook", body="Restart it.", tags=["runbook"], parent=parent,
+        linked_models=[model], linked_targets=[target],
+    )  # fmt: skip
+    return {
+        "/api/v1/models/{name}/": f"/api/v1/models/{model.name}/",
+        "/api/v1/models/{model_name}/versions/{version}/": (
+            f"/api/v1/models/{model.name}/versions/{version.number}/"
+        ),
+        "/api/v1/targets/{name}/": f"/api/v1/targets/{target.name}/",
+        "/api/v1/checks/{id}/": f"/api/v1/checks/{check.pk}/",
+        "/api/v1/pages/{slug}/": f"/api/v1/pages/{page.slug}/",
+    }
+
+
+@pytest.mark.parametrize(
+    "template, field",
+    [(template, field) for template, fields in CASES.items() for field in fields],
+)
+def test_a_patch_of_one_field_changes_that_field_only(
+    template, field, world, admin_user, api_client_for
+):
+    api = api_client_for(admin_user)
+    url = world[template]
+    before = api.get(url).json()
+    body = {field: CASES[template][field]}
+    if "revision_number" in before:
+        body["base_revision"] = before["revision_number"]
+    response = api.patch(url, body, format="json")
+    assert response.status_code == 200, response.content
+    after = api.get(url).json()
+    assert response.json() == after
+    unchanged = {name for name in before if name not in VOLATILE | {field}}
+    assert {name: after[name] for name in unchanged} == {name: before[name] for name in unchanged}
+    if field in before:
+        assert after[field] != before[field], f"{field} was sent but did not change"
