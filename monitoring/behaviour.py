@@ -7,6 +7,8 @@ from datetime import timedelta
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
+from deployments.choices import WAS_LIVE_STATES, DeploymentState
+from deployments.models import DeploymentEvent
 from monitoring.choices import Resolution
 from monitoring.models import Incident, ProbeRollup
 
@@ -23,9 +25,6 @@ class LiveStats:
 
 def live_windows(version):
     """(deployment, start, end) for each time `version` was live on a production target."""
-    from deployments.choices import WAS_LIVE_STATES, DeploymentState
-    from deployments.models import DeploymentEvent
-
     deployments = list(
         version.deployments.filter(state__in=WAS_LIVE_STATES, target__environment="production")
         .select_related("target")

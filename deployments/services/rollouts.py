@@ -262,7 +262,7 @@ def complete_deployment(deployment, endpoint, log=None) -> str:
             deployment, State.SUCCEEDED, None, f"Serving at {endpoint or 'the CD system'}.",
             endpoint=endpoint, finished_at=timezone.now(), lease_expires_at=None,
         )  # fmt: skip
-        _start_next_on_commit(deployment.target)
+        _start_next_waiting(deployment.target)
     log(f"Live: {deployment.version} now serves {deployment.target}.")
     steps.reached("went_live")
     if replaced is not None:
@@ -305,7 +305,7 @@ def fail_deployment(deployment, reason: str) -> str:
             deployment, State.FAILED, None, reason, failure_reason=reason,
             finished_at=timezone.now(), lease_expires_at=None, stop_pending=True,
         )  # fmt: skip
-        _start_next_on_commit(deployment.target)
+        _start_next_waiting(deployment.target)
     return State.FAILED
 
 
@@ -373,7 +373,7 @@ def _await_callback(deployment, timeout_seconds: int) -> None:
     )
 
 
-def _start_next_on_commit(target) -> None:
+def _start_next_waiting(target) -> None:
     """When a target frees up, start the deployment waiting next on it (its job is written
     in this transaction and sent when it commits)."""
     from deployments.tasks import run_deployment_task
@@ -397,12 +397,18 @@ def next_waiting(target) -> int | None:
     return waiting.values_list("pk", flat=True).first()
 
 
-def _queued_after(deployment):
-    """Deployments of the same target approved (queued) after `deployment`."""
-    later = Q(queued_at__gt=deployment.queued_at) | Q(
+def _queued_later_than(deployment) -> Q:
+    """Approved (queued) after `deployment`: later `queued_at`, ties broken by id."""
+    return Q(queued_at__gt=deployment.queued_at) | Q(
         queued_at=deployment.queued_at, pk__gt=deployment.pk
     )
-    return Deployment.objects.filter(target_id=deployment.target_id).filter(later)
+
+
+def _queued_after(deployment):
+    """Deployments of the same target approved (queued) after `deployment`."""
+    return Deployment.objects.filter(target_id=deployment.target_id).filter(
+        _queued_later_than(deployment)
+    )
 
 
 def _supersede_older(newest) -> int:
@@ -411,11 +417,13 @@ def _supersede_older(newest) -> int:
     a worker claimed meanwhile runs on (its Conflict is skipped)."""
     if newest.target.queue_policy != QueuePolicy.SUPERSEDE:
         return 0
-    older = Deployment.objects.filter(target_id=newest.target_id, state=State.QUEUED).exclude(
-        pk__in=_queued_after(newest).values("pk")
+    older = (
+        Deployment.objects.filter(target_id=newest.target_id, state=State.QUEUED)
+        .exclude(_queued_later_than(newest))
+        .exclude(pk=newest.pk)
     )
     superseded = 0
-    for waiting in older.exclude(pk=newest.pk).order_by("queued_at", "pk"):
+    for waiting in older.order_by("queued_at", "pk"):
         try:
             with transaction.atomic():
                 _supersede(waiting, newest)

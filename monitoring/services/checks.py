@@ -10,6 +10,9 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from deployments.choices import WAS_LIVE_STATES
+from deployments.models import Deployment
+from deployments.services.rollouts import auto_rollback
 from mlops_portal.core import events
 from mlops_portal.core.policy import require
 from monitoring.choices import (
@@ -406,8 +409,6 @@ def _recovery_reason(check, before, incident) -> str:
 
 def _went_live_since(check, since):
     """The live deployment of the check's target, if it went live after `since`."""
-    from deployments.models import Deployment
-
     if check.target_id is None:
         return None
     return (
@@ -423,9 +424,6 @@ def likely_cause(check):
     failing."""
     if check.target_id is None:
         return None
-    from deployments.choices import WAS_LIVE_STATES
-    from deployments.models import Deployment
-
     return (
         Deployment.objects.filter(
             target_id=check.target_id,
@@ -468,8 +466,6 @@ def _maybe_roll_back(incident) -> None:
     window = timedelta(seconds=deployment.target.verification_window_seconds)
     if incident.opened_at > deployment.finished_at + window:
         return
-    from deployments.services.rollouts import auto_rollback
-
     rollback = auto_rollback(deployment, f"Incident #{incident.pk}: {incident.title}")
     if rollback is not None:
         incidents.add_note(None, incident, f"Auto-rollback requested as deployment #{rollback.pk}.")
