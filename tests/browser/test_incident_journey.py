@@ -49,7 +49,8 @@ def test_an_outage_opens_an_incident_that_an_engineer_runs_to_resolution(
     probe_now(check)
     probe_now(check)
     assert HealthCheck.objects.get(pk=check.pk).state == "down"
-    incident = Incident.objects.get(health_check=check)
+    # The worker stores the probe's state first and opens the incident just after.
+    incident = wait_until(Incident.objects.filter(health_check=check).first, timeout=10)
 
     log_in(bob)
     page.get_by_role("link", name="Incidents", exact=True).click()
