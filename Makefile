@@ -23,6 +23,14 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PIP_INSTALL) -r requirements-dev.txt
 	touch $@
 
+# The real `mlflow server` the tests and the benchmark compare the portal with, in its own
+# virtualenv: mlflow pins gunicorn<27, the portal runs gunicorn 27.
+MLFLOW_VENV := .venv-mlflow
+$(MLFLOW_VENV)/.installed: requirements-mlflow-peer.txt
+	test -x $(MLFLOW_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/pip install -q --disable-pip-version-check -r requirements-mlflow-peer.txt
+	touch $@
+
 # Mermaid (diagrams in docs) comes from the npm registry into a git-ignored folder; only
 # its self-contained browser bundle is kept and served by the app.
 $(MERMAID_JS):
@@ -40,10 +48,10 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports  # the layers: contracts in pyproject.toml [tool.importlinter]
 
-test: lint $(MERMAID_JS)
+test: lint $(MERMAID_JS) $(MLFLOW_VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.dev
+bench: $(VENV)/.dev $(MLFLOW_VENV)/.installed
 	$(PY) bench/run.py
 	$(PY) bench/deploy_latency.py
 	$(PY) bench/monitoring.py
@@ -54,4 +62,4 @@ chaos: $(VENV)/.dev
 	$(PY) scripts/chaos.py $(CHAOS_ARGS)
 
 clean:
-	rm -rf $(VENV) var test-artifacts vendor-static
+	rm -rf $(VENV) $(MLFLOW_VENV) var test-artifacts vendor-static
