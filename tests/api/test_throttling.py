@@ -1,5 +1,6 @@
 """Request rates per API token and per user: 429 with Retry-After past the limit."""
 
+import redis
 from rest_framework.test import APIClient
 
 from mlops_portal.core import tokens
@@ -52,6 +53,10 @@ def test_the_rates_are_counted_in_the_shared_redis_cache(settings, alice):
     caches["default"].clear()
     api = token_client(alice, "redis")
     assert [api.get("/api/v1/models/").status_code for _ in range(3)] == [200, 200, 429]
+    # Atomic increments in Redis itself (one pipelined round trip), with the window's expiry.
+    raw = redis.Redis.from_url(settings.REDIS_URL)
+    (key,) = raw.keys("throttle-test:*throttle:token:*")
+    assert (raw.get(key), 0 < raw.ttl(key) <= 61) == (b"3", True)
     caches["default"].clear()
 
 
