@@ -86,3 +86,35 @@ def test_without_retries_left_a_dropped_connection_exits_1(mlops, alice, iris):
     outcome = mlops("models", "create", "churn", url="http://127.0.0.1:9")
     assert outcome.code == 1
     assert "No answer from http://127.0.0.1:9/api/v1/" in outcome.stderr
+
+
+def test_concurrent_retries_with_one_key_make_one_version(live_server, alice, iris, token_of):
+    """Eight copies of one registration at the same moment: the first reserves the key in
+    its transaction, the others wait on the key's unique index and then replay its answer."""
+    import httpx
+
+    headers = {"Authorization": f"Token {token_of(alice)}", "Idempotency-Key": "nightly-42"}
+    body = {"artifact_uri": "http://127.0.0.1:9/model.joblib", "sample_input": [[1.0, 2.0]]}
+    start = threading.Barrier(8)
+    answers = []
+
+    def register():
+        start.wait()
+        answers.append(
+            httpx.post(
+                f"{live_server.url}/api/v1/models/iris/versions/",
+                json=body,
+                headers=headers,
+                timeout=30,
+            )
+        )
+
+    threads = [threading.Thread(target=register) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(answer.status_code for answer in answers) == [201] * 8
+    assert {answer.json()["version"] for answer in answers} == {1}
+    assert sum("Idempotent-Replayed" in answer.headers for answer in answers) == 7
+    assert ModelVersion.objects.count() == 1
