@@ -1,6 +1,7 @@
 """Safe retries: the CLI sends one Idempotency-Key per create and reuses it when it tries
 again, so an answer lost on the way back never makes a second version."""
 
+import contextlib
 import json
 import socket
 import threading
@@ -52,6 +53,9 @@ class DroppingProxy:
         except OSError:
             pass
         for end in (source, sink):
+            # shutdown, not only close: it wakes the other pipe's recv and sends the FIN.
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
             end.close()
 
     def close(self):
