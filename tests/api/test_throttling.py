@@ -1,9 +1,12 @@
 """Request rates per API token and per user: 429 with Retry-After past the limit."""
 
+import pytest
 import redis
+from django.core.exceptions import ImproperlyConfigured
 from rest_framework.test import APIClient
 
 from mlops_portal.core import tokens
+from mlops_portal.env import env_rate
 
 
 def token_client(user, name) -> APIClient:
@@ -71,3 +74,17 @@ def test_the_rate_limit_fails_open_when_the_cache_is_down(settings, alice):
     settings.API_THROTTLE_TOKEN_RATE = "1/minute"
     api = token_client(alice, "down")
     assert [api.get("/api/v1/models/").status_code for _ in range(2)] == [200, 200]
+
+
+@pytest.mark.parametrize("value", ["600", "10/fortnight", "0/minute", "many/minute"])
+def test_a_bad_rate_stops_start_up_naming_the_variable(monkeypatch, value):
+    monkeypatch.setenv("API_THROTTLE_TOKEN_RATE", value)
+    with pytest.raises(ImproperlyConfigured, match="API_THROTTLE_TOKEN_RATE must be a rate"):
+        env_rate("API_THROTTLE_TOKEN_RATE", "600/minute")
+
+
+def test_off_lifts_a_limit(monkeypatch):
+    monkeypatch.setenv("API_THROTTLE_USER_RATE", "off")
+    assert env_rate("API_THROTTLE_USER_RATE", "1200/minute") is None
+    monkeypatch.setenv("API_THROTTLE_USER_RATE", "50/Hour")
+    assert env_rate("API_THROTTLE_USER_RATE", "1200/minute") == "50/Hour"
