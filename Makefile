@@ -40,7 +40,15 @@ $(MERMAID_JS):
 	cp vendor-static/npm/node_modules/mermaid/dist/mermaid.min.js $@
 	rm -rf vendor-static/npm
 
-run: $(VENV)/.runtime $(MERMAID_JS)
+# The `mlops` command line (mlops_cli/, which needs only click and httpx from the runtime
+# requirements): a launcher in the virtualenv that runs this checkout's package from anywhere.
+# -P: the caller's folder never shadows the package.
+$(VENV)/bin/mlops: $(VENV)/.runtime Makefile
+	printf '#!/bin/sh\nPYTHONPATH="%s$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s" -P -m mlops_cli "$$@"\n' \
+		"$(CURDIR)" "$(abspath $(PY))" > $@
+	chmod +x $@
+
+run: $(VENV)/.runtime $(VENV)/bin/mlops $(MERMAID_JS)
 	./scripts/run.sh
 
 lint: $(VENV)/.dev
@@ -48,7 +56,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports  # the layers: contracts in pyproject.toml [tool.importlinter]
 
-test: lint $(MERMAID_JS) $(MLFLOW_VENV)/.installed
+test: lint $(VENV)/bin/mlops $(MERMAID_JS) $(MLFLOW_VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev $(MLFLOW_VENV)/.installed

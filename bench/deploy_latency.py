@@ -1,9 +1,13 @@
-"""Time from an engineer's approval to a serving endpoint on the local backend.
+"""Time from an engineer's approval to a serving endpoint on the local backend, and from
+`mlops deploy --wait` to its exit once the new version serves.
 
 Part of `make bench`. A real Celery worker (queue `deploy`) on Redis runs each deploy job
 against a fresh PostgreSQL database `mlops_bench_deploy`; each run requests a deployment,
 approves it, and stops the clock when the new model server's /health answers. Runs
-alternate two versions, so every run after the first is a blue/green switch.
+alternate two versions, so every run after the first is a blue/green switch. Then the CLI
+runs against gunicorn on the same database: `mlops deploy … --target <staging, no approval>
+--wait` as a pipeline runs it (polling every second, its default), timed from the command's
+start to its exit (0: the new endpoint answers /health).
 """
 
 import argparse
@@ -21,8 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.run import RESULTS_DIR, VENV_BIN  # noqa: E402
 
-DB = "mlops_bench_deploy"
-BROKER_URL = "redis://127.0.0.1:6379/13"
+# Overridable so two benchmarks on one machine do not share (and drop) each other's.
+DB = os.environ.get("BENCH_DEPLOY_DB", "mlops_bench_deploy")
+BROKER_URL = os.environ.get("BENCH_DEPLOY_BROKER_URL", "redis://127.0.0.1:6379/13")
 ENV = {
     "DJANGO_SETTINGS_MODULE": "mlops_portal.settings",
     "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
@@ -112,6 +117,73 @@ def one_run(alice, bob, version, target) -> float:
         time.sleep(0.02)
 
 
+def start_web(var_dir: str) -> tuple[subprocess.Popen, str]:
+    """gunicorn (1 worker) on a free port of 127.0.0.1, on the bench database."""
+    import httpx
+
+    from bench.run import free_port
+
+    port = free_port()
+    env = os.environ | ENV | WEB_ENV | {"VAR_DIR": var_dir}
+    with open(RESULTS_DIR / "deploy-web.log", "w") as log:
+        web = subprocess.Popen(
+            [VENV_BIN / "gunicorn", "mlops_portal.wsgi", "--workers", "1",
+             "--bind", f"127.0.0.1:{port}", "--no-control-socket"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return web, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    sys.exit(f"gunicorn did not start; see {RESULTS_DIR / 'deploy-web.log'}")
+
+
+WEB_ENV = {
+    "SECURE_SSL_REDIRECT": "false",
+    "SECURE_HSTS_SECONDS": "0",
+    "STATICFILES_STORAGE": "django.contrib.staticfiles.storage.StaticFilesStorage",
+}
+
+
+def one_cli_run(url: str, secret: str, version, target) -> float:
+    """Seconds from starting `mlops deploy --wait` to its exit, checked serving."""
+    import httpx
+
+    started = time.perf_counter()
+    done = subprocess.run(
+        [VENV_BIN / "python", "-P", "-m", "mlops_cli", "deploy", version.model.name,
+         str(version.number), "--target", target.name, "--reason", "bench", "--wait", "--json"],
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "MLOPS_URL": url,
+             "MLOPS_TOKEN": secret},
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"mlops deploy exited {done.returncode}:\n{done.stderr[-2000:]}")
+    endpoint = json.loads(done.stdout)["endpoint"]
+    if httpx.get(f"{endpoint}/health", timeout=2).status_code != 200:
+        sys.exit(f"mlops deploy exited 0 but {endpoint} does not serve")
+    return elapsed
+
+
+def cli_runs(var_dir, alice, bob, versions, runs) -> list[float]:
+    from deployments import services
+    from mlops_portal.core import tokens
+
+    staging = services.create_target(bob, name="iris-staging", environment="staging")
+    _, secret = tokens.create_token(alice, "bench-cli")
+    web, url = start_web(var_dir)
+    try:
+        return [one_cli_run(url, secret, versions[i % 2], staging) for i in range(runs)]
+    finally:
+        os.killpg(web.pid, signal.SIGTERM)
+        web.wait(timeout=20)
+
+
 def stop_everything(worker) -> None:
     from deployments.backends.local import is_model_server, terminate
     from deployments.models import Deployment
@@ -133,7 +205,9 @@ def stop_everything(worker) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
-    runs = parser.parse_args().runs
+    parser.add_argument("--cli-runs", type=int, default=5, help="`mlops deploy --wait` runs")
+    options = parser.parse_args()
+    runs = options.runs
     RESULTS_DIR.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="mlops-bench-deploy-") as var_dir:
         prepare(var_dir)
@@ -141,14 +215,29 @@ def main() -> int:
         worker = start_worker(RESULTS_DIR / "deploy-worker.log")
         try:
             seconds = [one_run(alice, bob, versions[i % 2], target) for i in range(runs)]
+            cli_seconds = cli_runs(var_dir, alice, bob, versions, options.cli_runs)
         finally:
             stop_everything(worker)
     median = statistics.median(seconds)
     print(f"\napproval → serving endpoint (local backend), {runs} runs:")
     print("  " + "  ".join(f"{s:.2f}s" for s in seconds))
     print(f"  median {median:.2f} s, min {min(seconds):.2f} s, max {max(seconds):.2f} s")
+    cli_median = statistics.median(cli_seconds)
+    print(f"`mlops deploy --wait` → exit 0, serving (local backend), {len(cli_seconds)} runs:")
+    print("  " + "  ".join(f"{s:.2f}s" for s in cli_seconds))
+    print(
+        f"  median {cli_median:.2f} s, min {min(cli_seconds):.2f} s, max {max(cli_seconds):.2f} s"
+    )
     (RESULTS_DIR / "deploy.json").write_text(
-        json.dumps({"runs": seconds, "median_s": median}, indent=1)
+        json.dumps(
+            {
+                "runs": seconds,
+                "median_s": median,
+                "cli_deploy_wait_runs": cli_seconds,
+                "cli_deploy_wait_median_s": cli_median,
+            },
+            indent=1,
+        )
     )
     return 0
 

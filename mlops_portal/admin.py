@@ -5,7 +5,9 @@ from mlops_portal.models import ApiToken, OutboxMessage
 
 @admin.register(ApiToken)
 class ApiTokenAdmin(admin.ModelAdmin):
-    list_display = ["name", "user", "prefix", "created_at", "last_used_at", "revoked_at"]
+    list_display = [
+        "name", "user", "prefix", "scope", "created_at", "expires_at", "last_used_at", "revoked_at",
+    ]  # fmt: skip
     readonly_fields = ["digest", "prefix"]
 
 

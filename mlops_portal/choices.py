@@ -3,6 +3,13 @@ from django.db import models
 from mlops_portal.core.roles import Role
 
 
+class TokenScope(models.TextChoices):
+    """What an API token may do: everything its user may, or only read."""
+
+    WRITE = "write", "Read and write"
+    READ = "read", "Read only"
+
+
 class NotificationEvent(models.TextChoices):
     DEPLOYMENT_NEEDS_APPROVAL = "deployment.needs_approval", "A deployment needs my approval"
     DEPLOYMENT_SUCCEEDED = "deployment.succeeded", "My deployment succeeded"

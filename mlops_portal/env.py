@@ -47,6 +47,23 @@ def env_time(name: str, default: str) -> time:
         raise ImproperlyConfigured(f"{name} must be a time of day as HH:MM, not {raw!r}") from None
 
 
+RATE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def env_rate(name: str, default: str) -> str | None:
+    """A request rate as DRF writes it, `<count>/<second|minute|hour|day>` (only the unit's
+    first letter counts); `off` or empty: no limit (None)."""
+    raw = os.environ.get(name, default).strip()
+    if raw.lower() in ("", "off"):
+        return None
+    count, _, unit = raw.partition("/")
+    if not count.isdigit() or int(count) < 1 or unit[:1].lower() not in RATE_UNITS:
+        raise ImproperlyConfigured(
+            f"{name} must be a rate like 600/minute (second, minute, hour, day) or off, not {raw!r}"
+        )
+    return raw
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None:

@@ -4,8 +4,9 @@ import secrets
 from django.conf import settings
 from django.core.validators import URLValidator
 from django.db import models
+from django.utils import timezone
 
-from mlops_portal.choices import ChannelKind, DeliveryStatus, Medium, NotificationEvent
+from mlops_portal.choices import ChannelKind, DeliveryStatus, Medium, NotificationEvent, TokenScope
 
 TOKEN_PREFIX = "mlp_"
 
@@ -16,7 +17,9 @@ def hash_token_secret(secret: str) -> str:
 
 class ApiTokenQuerySet(models.QuerySet):
     def active(self):
-        return self.filter(revoked_at__isnull=True)
+        """Neither revoked nor expired."""
+        live = models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=timezone.now())
+        return self.filter(live, revoked_at__isnull=True)
 
 
 class ApiToken(models.Model):
@@ -33,6 +36,10 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # None: never expires. An expired token answers 401, like a revoked one.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # A read-only token's writes answer 403 (mlops_portal.core.api.permissions.TokenScope).
+    scope = models.CharField(max_length=5, choices=TokenScope.choices, default=TokenScope.WRITE)
 
     objects = ApiTokenQuerySet.as_manager()
 
@@ -48,7 +55,11 @@ class ApiToken(models.Model):
 
     @property
     def is_active(self) -> bool:
-        return self.revoked_at is None
+        return self.revoked_at is None and not self.is_expired
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
 
 
 class Profile(models.Model):
@@ -200,3 +211,31 @@ class OutboxMessage(models.Model):
 
     def __str__(self):
         return f"{self.task}{tuple(self.args)}"
+
+
+class IdempotencyKey(models.Model):
+    """A client's `Idempotency-Key` for one create request and the response it got, so a
+    retry of that request gets the same response instead of making a second object
+    (`mlops_portal.core.api.idempotency`). Written in the transaction of the create, so a key
+    never exists without its object. Kept IDEMPOTENCY_KEY_RETENTION_HOURS."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    # SHA-256 of the method, path and body: the same key with another request is refused.
+    fingerprint = models.CharField(max_length=64)
+    status_code = models.PositiveSmallIntegerField()
+    response = models.JSONField(null=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            # The reservation: a concurrent retry waits on this index until the first commits.
+            models.UniqueConstraint(fields=["user", "key"], name="idempotency_key_per_user"),
+        ]
+        indexes = [
+            # Pruning: DELETE … WHERE created_at < now - retention.
+            models.Index(fields=["created_at"], name="idempotency_created_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.key} ({self.status_code})"

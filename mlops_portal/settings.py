@@ -15,7 +15,15 @@ from celery.schedules import crontab
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
-from mlops_portal.env import env_bool, env_int, env_list, env_secret, env_str, env_time
+from mlops_portal.env import (
+    env_bool,
+    env_int,
+    env_list,
+    env_rate,
+    env_secret,
+    env_str,
+    env_time,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
@@ -237,6 +245,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "mlops_portal.tasks.sweep_deliveries_task",
         "schedule": 60.0,
     },
+    "prune-idempotency-keys": {
+        "task": "mlops_portal.tasks.prune_idempotency_keys_task",
+        "schedule": 3600.0,
+    },
     "daily-digest": {
         "task": "mlops_portal.tasks.send_daily_digests_task",
         "schedule": crontab(hour=DIGEST_TIME.hour, minute=DIGEST_TIME.minute),
@@ -263,7 +275,10 @@ REST_FRAMEWORK = {
         "mlops_portal.core.api.authentication.ApiTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "mlops_portal.core.api.permissions.TokenScope",  # a read-only token's write is 403
+    ],
     "DEFAULT_RENDERER_CLASSES": [
         "mlops_portal.core.api.renderers.FastJSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
@@ -274,6 +289,9 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
+    # Requests per API token and per user (API_THROTTLE_TOKEN_RATE, API_THROTTLE_USER_RATE):
+    # over the rate, 429 with Retry-After (mlops_portal.core.api.throttling).
+    "DEFAULT_THROTTLE_CLASSES": ["mlops_portal.core.api.throttling.ApiRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "mlops_portal.core.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -351,6 +369,12 @@ AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]
 # API_TOKEN_FAILURE_WINDOW_SECONDS, token requests from it get 429 until the window ends.
 API_TOKEN_FAILURE_LIMIT = env_int("API_TOKEN_FAILURE_LIMIT", 20)
 API_TOKEN_FAILURE_WINDOW_SECONDS = env_int("API_TOKEN_FAILURE_WINDOW_SECONDS", 300)
+# API rates, counted in the shared cache in fixed windows: per token, and per user (all of
+# the user's tokens and their browser session together). `off` lifts a limit.
+API_THROTTLE_TOKEN_RATE = env_rate("API_THROTTLE_TOKEN_RATE", "600/minute")
+API_THROTTLE_USER_RATE = env_rate("API_THROTTLE_USER_RATE", "1200/minute")
+# An Idempotency-Key and the response it answered are kept this long (then a key is new again).
+IDEMPOTENCY_KEY_RETENTION_HOURS = env_int("IDEMPOTENCY_KEY_RETENTION_HOURS", 24)
 
 # Content-Security-Policy (django-csp) on every response; attachments send a stricter one.
 # Scripts only from our own static files: no inline script, no eval. Styles allow

@@ -23,6 +23,9 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 # One process's memory, emptied before each test (tests/conftest.py); the Redis cache that
 # production uses is exercised by tests/test_login_protection.py.
 os.environ.setdefault("CACHE_URL", "locmem://")
+# No test runs into the API rate limits by accident; tests/test_api_throttling.py lowers them.
+os.environ.setdefault("API_THROTTLE_TOKEN_RATE", "100000/minute")
+os.environ.setdefault("API_THROTTLE_USER_RATE", "100000/minute")
 
 from mlops_portal.settings import *  # noqa: F403
 

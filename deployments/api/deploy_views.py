@@ -24,6 +24,7 @@ from deployments.backends.webhook import SIGNATURE_HEADER, CallbackRefused
 from deployments.choices import Backend, DeploymentEventKind, DeploymentState
 from deployments.filters import DeploymentFilter
 from deployments.models import Deployment, ModelVersion, Target
+from mlops_portal.core.api.idempotency import idempotent
 from mlops_portal.core.api.viewsets import ServiceBackedViewSet
 
 LOG_PAGE_SIZE = 500
@@ -85,6 +86,7 @@ class DeploymentViewSet(ServiceBackedViewSet):
     }
 
     @extend_schema(request=DeploymentRequestSerializer, responses={201: DeploymentSerializer})
+    @idempotent
     def create(self, request):
         data = self.parse_input()
         version = get_object_or_404(
@@ -129,6 +131,7 @@ class DeploymentViewSet(ServiceBackedViewSet):
         return self.respond_with(deployment)
 
     @extend_schema(request=ReasonSerializer, responses={201: DeploymentSerializer})
+    @idempotent  # above @action, which would replace the header's schema
     @action(detail=True, methods=["post"])
     def rollback(self, request, pk=None):
         reason = self.parse_input()["reason"]

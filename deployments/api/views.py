@@ -15,6 +15,7 @@ from deployments.api.serializers import (
 )
 from deployments.filters import ModelVersionFilter, RegisteredModelFilter
 from deployments.models import ModelVersion, RegisteredModel
+from mlops_portal.core.api.idempotency import idempotent
 from mlops_portal.core.api.parsers import SafeJSONParser
 from mlops_portal.core.api.viewsets import ServiceBackedViewSet
 
@@ -36,6 +37,7 @@ class RegisteredModelViewSet(ServiceBackedViewSet):
     @extend_schema(
         request=RegisteredModelCreateSerializer, responses={201: RegisteredModelSerializer}
     )
+    @idempotent
     def create(self, request):
         model = services.create_model(request.user, **self.parse_input())
         return self.respond_with(model, status.HTTP_201_CREATED)
@@ -83,6 +85,7 @@ class ModelVersionViewSet(ServiceBackedViewSet):
         return response
 
     @extend_schema(request=ModelVersionCreateSerializer, responses={201: ModelVersionSerializer})
+    @idempotent
     def create(self, request, model_name=None):
         # The service reads the model's row as it hands out the number: no lookup first.
         try:

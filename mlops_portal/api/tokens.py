@@ -2,6 +2,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.response import Response
 
+from mlops_portal.choices import TokenScope
 from mlops_portal.core import tokens
 from mlops_portal.models import ApiToken
 
@@ -11,12 +12,33 @@ class ApiTokenSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ApiToken
-        fields = ["id", "name", "prefix", "created_at", "last_used_at", "revoked_at", "is_active"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "scope",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "revoked_at",
+            "is_active",
+        ]
         read_only_fields = fields
 
 
 class ApiTokenCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
+    scope = serializers.ChoiceField(
+        choices=TokenScope.choices,
+        default=TokenScope.WRITE,
+        help_text="`read`: the token may only read; its writes answer 403.",
+    )
+    expires_at = serializers.DateTimeField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="When the token stops working (401 after); null or absent: never.",
+    )
 
 
 class ApiTokenCreatedSerializer(ApiTokenSerializer):
@@ -45,7 +67,7 @@ class ApiTokenViewSet(
     def create(self, request):
         payload = ApiTokenCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        token, secret = tokens.create_token(request.user, payload.validated_data["name"])
+        token, secret = tokens.create_token(request.user, **payload.validated_data)
         token.secret = secret
         return Response(ApiTokenCreatedSerializer(token).data, status=status.HTTP_201_CREATED)
 

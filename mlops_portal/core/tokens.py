@@ -10,6 +10,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from mlops_portal.choices import TokenScope
 from mlops_portal.core import audit
 from mlops_portal.core.policy import require
 from mlops_portal.models import ApiToken, hash_token_secret
@@ -18,8 +19,11 @@ from mlops_portal.models import ApiToken, hash_token_secret
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
-def create_token(user, name: str) -> tuple[ApiToken, str]:
-    """Create a token for `user`; return it with its secret, which is never stored."""
+def create_token(
+    user, name: str, *, scope: str = TokenScope.WRITE, expires_at=None
+) -> tuple[ApiToken, str]:
+    """Create a token for `user`, read-only when `scope` is "read" and working until
+    `expires_at` (None: until revoked); return it with its secret, which is never stored."""
     require(user, "token.create")
     name = name.strip()
     if not name:
@@ -28,9 +32,18 @@ def create_token(user, name: str) -> tuple[ApiToken, str]:
         raise ValidationError({"name": ["Use at most 100 characters."]})
     if user.api_tokens.active().filter(name=name).exists():
         raise ValidationError({"name": [f"You already have an active token named {name!r}."]})
+    if scope not in TokenScope.values:
+        raise ValidationError({"scope": [f"Choose one of: {', '.join(TokenScope.values)}."]})
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError({"expires_at": ["Choose a moment in the future."]})
     secret = ApiToken.new_secret()
     token = ApiToken.objects.create(
-        user=user, name=name, prefix=secret[:12], digest=hash_token_secret(secret)
+        user=user,
+        name=name,
+        prefix=secret[:12],
+        digest=hash_token_secret(secret),
+        scope=scope,
+        expires_at=expires_at,
     )
     return token, secret
 
@@ -54,6 +67,7 @@ def revoke_token(user, token: ApiToken) -> ApiToken:
 # CPU than the rest of a small API response.
 TOKEN_USER_SQL = """
     SELECT u.*, t.id AS token_id, t.last_used_at AS token_last_used_at,
+        t.scope AS token_scope, t.expires_at AS token_expires_at,
         (SELECT {concat} FROM {membership_table} m JOIN {group_table} g ON g.id = m.group_id
          WHERE m.user_id = u.id) AS role_names
     FROM {user_table} u JOIN {token_table} t ON t.user_id = u.id
@@ -73,21 +87,33 @@ def _token_user_sql(user_model) -> str:
     )
 
 
+class TokenExpired(Exception):
+    """The token was valid until its `expires_at`."""
+
+
 def authenticate_token(secret: str):
-    """Return the active user whose token this is, recording the token's use (at most once
-    a minute); None for an unknown, revoked or inactive one."""
+    """Return the active user whose token this is, with `token_id`, `token_scope` and
+    `token_expires_at` set, recording the token's use (at most once a minute); None for an
+    unknown, revoked or inactive one. Raise TokenExpired for an expired one."""
     user_model = get_user_model()
     found = list(user_model.objects.raw(_token_user_sql(user_model), [hash_token_secret(secret)]))
     if not found:
         return None
     user = found[0]
-    user._portal_roles = frozenset(filter(None, (user.role_names or "").split(",")))
     now = timezone.now()
-    last_used = user.token_last_used_at
-    if isinstance(last_used, str):  # SQLite returns raw() timestamps as text...
-        last_used = parse_datetime(last_used)
-    if last_used is not None and timezone.is_naive(last_used):  # ...or naive, in UTC
-        last_used = last_used.replace(tzinfo=UTC)
+    user.token_expires_at = _aware(user.token_expires_at)
+    if user.token_expires_at is not None and user.token_expires_at <= now:
+        raise TokenExpired(user.token_expires_at)
+    user._portal_roles = frozenset(filter(None, (user.role_names or "").split(",")))
+    last_used = _aware(user.token_last_used_at)
     if last_used is None or now - last_used > LAST_USED_RESOLUTION:
         ApiToken.objects.filter(pk=user.token_id).update(last_used_at=now)
     return user
+
+
+def _aware(moment):
+    if isinstance(moment, str):  # SQLite returns raw() timestamps as text...
+        moment = parse_datetime(moment)
+    if moment is not None and timezone.is_naive(moment):  # ...or naive, in UTC
+        moment = moment.replace(tzinfo=UTC)
+    return moment

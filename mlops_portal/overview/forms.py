@@ -1,8 +1,9 @@
 from datetime import timedelta
 
 from django import forms
+from django.utils import timezone
 
-from mlops_portal.choices import CHANNEL_EVENTS, ChannelKind, NotificationEvent
+from mlops_portal.choices import CHANNEL_EVENTS, ChannelKind, NotificationEvent, TokenScope
 from mlops_portal.overview.dashboards import Scope, midnight
 
 
@@ -11,6 +12,35 @@ class ApiTokenForm(forms.Form):
         max_length=100,
         help_text="What uses it, e.g. 'training-pipeline' or 'laptop CLI'.",
     )
+    scope = forms.ChoiceField(
+        choices=TokenScope.choices,
+        initial=TokenScope.WRITE,
+        required=False,  # read and write, as before the choice existed
+        help_text="A read-only token can read everything you can, and change nothing.",
+    )
+    expires_in_days = forms.TypedChoiceField(
+        label="Expires",
+        choices=[
+            ("", "Never"),
+            (7, "In 7 days"),
+            (30, "In 30 days"),
+            (90, "In 90 days"),
+            (365, "In a year"),
+        ],
+        coerce=int,
+        empty_value=None,
+        required=False,
+    )
+
+    def service_arguments(self) -> dict:
+        """What tokens.create_token takes: name, scope and the expiry moment."""
+        days = self.cleaned_data["expires_in_days"]
+        expires_at = timezone.now() + timedelta(days=days) if days else None
+        return {
+            "name": self.cleaned_data["name"],
+            "scope": self.cleaned_data["scope"] or TokenScope.WRITE,
+            "expires_at": expires_at,
+        }
 
 
 class EmailEventsForm(forms.Form):

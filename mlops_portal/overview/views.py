@@ -62,7 +62,7 @@ def token_list(request):
     new_secret = None
     if request.method == "POST" and form.is_valid():
         with service_errors_on(form):
-            token, new_secret = api_tokens.create_token(request.user, form.cleaned_data["name"])
+            token, new_secret = api_tokens.create_token(request.user, **form.service_arguments())
             form = ApiTokenForm()
             messages.success(request, f"Token {token.name!r} created. Copy its secret now.")
     tokens = ApiToken.objects.filter(user=request.user)

@@ -1,13 +1,15 @@
 import logging
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
 from redis import RedisError
 from rest_framework import authentication, exceptions
 
+from mlops_portal.choices import TokenScope
 from mlops_portal.core import security_log
-from mlops_portal.core.tokens import authenticate_token
+from mlops_portal.core.tokens import TokenExpired, authenticate_token
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,18 @@ class TokenFailureThrottle:
             logger.warning("Token failure not counted: the cache does not answer", exc_info=True)
 
 
+@dataclass(frozen=True)
+class TokenCredential:
+    """`request.auth` of a token request: which token, and what it may do."""
+
+    id: int
+    scope: str
+
+    @property
+    def read_only(self) -> bool:
+        return self.scope == TokenScope.READ
+
+
 class ApiTokenAuthentication(authentication.BaseAuthentication):
     """`Authorization: Token <secret>` or `Authorization: Bearer <secret>`."""
 
@@ -67,11 +81,17 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed(
                 "Malformed Authorization header: use 'Token <secret>'."
             )
-        user = authenticate_token(header[1])
+        try:
+            user = authenticate_token(header[1])
+        except TokenExpired as expired:
+            self._failed(request, throttle, "expired")
+            raise exceptions.AuthenticationFailed(
+                f"This token expired at {expired.args[0]:%Y-%m-%d %H:%M} UTC; create a new one."
+            ) from None
         if user is None:
             self._failed(request, throttle, "invalid")
             raise exceptions.AuthenticationFailed("Invalid or revoked token.")
-        return user, user.token_id
+        return user, TokenCredential(user.token_id, user.token_scope)
 
     def _failed(self, request, throttle, reason: str) -> None:
         throttle.record_failure()

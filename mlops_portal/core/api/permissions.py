@@ -28,3 +28,16 @@ class ActionPolicy(BasePermission):
             self.message = str(refused)
             return False
         return True
+
+
+class TokenScope(BasePermission):
+    """A read-only API token may read (GET, HEAD, OPTIONS) and nothing else, whatever its
+    user's role allows."""
+
+    message = (
+        "This API token is read-only: it may read, not change anything. Use a read-write token."
+    )
+
+    def has_permission(self, request, view):
+        credential = request.auth
+        return request.method in SAFE_METHODS or not getattr(credential, "read_only", False)

@@ -5,7 +5,7 @@ from rest_framework.serializers import FileField
 
 from mlops_portal.core import uploads
 from mlops_portal.core.api.exceptions import UploadTooLarge
-from mlops_portal.core.api.permissions import ActionPolicy
+from mlops_portal.core.api.permissions import ActionPolicy, TokenScope
 
 
 class ServiceBackedViewSet(
@@ -17,7 +17,7 @@ class ServiceBackedViewSet(
     input_serializers: dict = {}
     action_policy: dict = {}
     filterset_class = None
-    permission_classes = [IsAuthenticated, ActionPolicy]
+    permission_classes = [IsAuthenticated, TokenScope, ActionPolicy]
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def parse_input(self, partial=False) -> dict:
