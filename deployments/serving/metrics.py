@@ -34,10 +34,12 @@ class Metrics:
     def __init__(self, model: str, version: int, buckets: tuple[float, ...] = LATENCY_BUCKETS):
         self.registry = CollectorRegistry(auto_describe=True)
         started = time.monotonic()
-        Gauge("model_server_info", "The model this server serves; always 1.",
-              ["model", "version"], registry=self.registry).labels(model, str(version)).set(1)  # fmt: skip
-        Gauge("model_server_uptime_seconds", "Seconds since the server started serving.",
-              registry=self.registry).set_function(lambda: time.monotonic() - started)  # fmt: skip
+        info = Gauge("model_server_info", "The model this server serves; always 1.",
+                     ["model", "version"], registry=self.registry)  # fmt: skip
+        info.labels(model, str(version)).set(1)
+        uptime = Gauge("model_server_uptime_seconds", "Seconds since the server started serving.",
+                       registry=self.registry)  # fmt: skip
+        uptime.set_function(lambda: time.monotonic() - started)
         self.requests = Counter(
             "model_server_requests", "HTTP requests answered, by path and status.",
             ["path", "status"], registry=self.registry,
