@@ -177,6 +177,12 @@ HEALTHCHECK_ALLOWED_NETWORKS = env_list(
 HEALTHCHECK_RESULT_RETENTION_DAYS = env_int("HEALTHCHECK_RESULT_RETENTION_DAYS", 7)
 HEALTHCHECK_CONCURRENCY = env_int("HEALTHCHECK_CONCURRENCY", 200)
 INCIDENT_QUIET_PERIOD_SECONDS = env_int("INCIDENT_QUIET_PERIOD_SECONDS", 300)
+# Serving metrics: every live model server's /metrics is read each
+# SERVING_SCRAPE_INTERVAL_SECONDS, at most SERVING_SCRAPE_CONCURRENCY at once, each given
+# SERVING_SCRAPE_TIMEOUT_SECONDS to answer.
+SERVING_SCRAPE_INTERVAL_SECONDS = env_int("SERVING_SCRAPE_INTERVAL_SECONDS", 60)
+SERVING_SCRAPE_TIMEOUT_SECONDS = env_int("SERVING_SCRAPE_TIMEOUT_SECONDS", 5)
+SERVING_SCRAPE_CONCURRENCY = env_int("SERVING_SCRAPE_CONCURRENCY", 100)
 
 # Celery: Redis by default; "filesystem://" is the no-install fallback that `make run`
 # picks when Redis does not answer (see scripts/run.sh).
@@ -212,6 +218,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "deployments.tasks.run_deployment_task": {"queue": "deploy"},
     "monitoring.tasks.dispatch_probes": {"queue": "probes"},
+    "monitoring.tasks.scrape_serving_metrics": {"queue": "probes"},
     # Sends wait on mail servers and webhooks; they never hold up validations or deploys.
     "mlops_portal.tasks.deliver_notification_task": {"queue": "notifications"},
 }
@@ -229,6 +236,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "dispatch-probes": {"task": "monitoring.tasks.dispatch_probes", "schedule": 5.0},
     "roll-up-probe-results": {"task": "monitoring.tasks.roll_up_and_prune", "schedule": 60.0},
+    "scrape-serving-metrics": {
+        "task": "monitoring.tasks.scrape_serving_metrics",
+        "schedule": float(SERVING_SCRAPE_INTERVAL_SECONDS),
+    },
     "resolve-quiet-incidents": {
         "task": "monitoring.tasks.resolve_quiet_incidents",
         "schedule": 60.0,

@@ -268,3 +268,73 @@ class IncidentEvent(TimelineEvent):
 
     def __str__(self):
         return f"#{self.incident_id} {self.kind}: {self.message[:60]}"
+
+
+class ServingScrapeState(models.Model):
+    """The last scrape of a live deployment's /metrics: the cumulative counters it read,
+    which the next scrape turns into deltas, and whether it worked."""
+
+    deployment = models.OneToOneField(
+        "deployments.Deployment", on_delete=models.CASCADE, primary_key=True,
+        related_name="scrape_state",
+    )  # fmt: skip
+    scraped_at = models.DateTimeField(null=True, blank=True)
+    counters = models.JSONField(default=dict, blank=True)  # {} until a scrape succeeds
+    last_ok = models.BooleanField(null=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    consecutive_errors = models.PositiveIntegerField(default=0)
+
+    def __str__(self):
+        return f"deployment {self.deployment_id}: {'ok' if self.last_ok else self.last_error}"
+
+
+class ServingRollup(models.Model):
+    """Per deployment and minute (or hour): /predict requests, errors, latency and
+    predictions per class, from the deltas of the server's counters. The latency histogram
+    is kept (counts per bucket bound) so hours and ranges merge exactly; p50/p95/p99 are
+    estimated from it as Prometheus' histogram_quantile does."""
+
+    id = models.BigAutoField(primary_key=True)
+    deployment = models.ForeignKey(
+        "deployments.Deployment", on_delete=models.CASCADE, related_name="serving_rollups"
+    )
+    version = models.ForeignKey(
+        "deployments.ModelVersion", on_delete=models.CASCADE, related_name="serving_rollups"
+    )  # the deployment's, copied so the version page needs no join
+    resolution = models.CharField(max_length=6, choices=Resolution.choices)
+    bucket_start = models.DateTimeField()
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)  # 5xx: the model or server failed
+    client_errors = models.PositiveIntegerField(default=0)  # 4xx: malformed input
+    latency_buckets = models.JSONField(default=dict)  # {"0.005": n, …, "+Inf": n}, per bucket
+    latency_p50 = models.FloatField(null=True)  # milliseconds
+    latency_p95 = models.FloatField(null=True)
+    latency_p99 = models.FloatField(null=True)
+    predictions = models.JSONField(default=dict)  # {"class label": n}
+    scrapes = models.PositiveIntegerField(default=0)
+    scrape_errors = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["bucket_start"]
+        constraints = [
+            # Also the index of the deployment page: one deployment's buckets in a range.
+            models.UniqueConstraint(
+                fields=["deployment", "resolution", "bucket_start"],
+                name="serving_rollup_unique_bucket",
+            )
+        ]
+        indexes = [
+            # The version page: all its deployments' buckets in a range, summed per bucket.
+            models.Index(
+                fields=["version", "resolution", "bucket_start"], name="serving_version_idx"
+            ),
+            # Pruning old minute buckets.
+            models.Index(fields=["resolution", "bucket_start"], name="serving_prune_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.deployment_id} {self.resolution} {self.bucket_start}"
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
