@@ -222,3 +222,32 @@ def test_quantiles_interpolate_inside_the_bucket_like_prometheus():
     assert p99 == pytest.approx(100 + 900 * 4 / 5)
     assert serving.quantiles({}) == (None, None, None)
     assert serving.quantiles({"0.01": 1, "+Inf": 3})[1] == 10.0  # past the last bound
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_the_beat_task_on_a_real_worker_rolls_up_a_real_model_server(
+    celery_worker_process, alice, iris, bob, tmp_path
+):
+    from monitoring.tasks import scrape_serving_metrics
+    from tests.conftest import wait_until
+
+    version = validated(register_iris_version(alice, iris))
+    target = deploy.create_target(bob, name="iris-live", environment="staging")
+    process, url = start_server(write_iris(tmp_path), tmp_path / "server.log")
+    try:
+        live = go_live(alice, version, target, url)
+        for _ in range(3):
+            httpx.post(f"{url}/predict", json={"instances": iris_artifact()[3]}, timeout=10)
+
+        scrape_serving_metrics.delay()
+
+        hour = wait_until(
+            lambda: ServingRollup.objects.filter(
+                deployment=live, resolution=Resolution.HOUR, requests=3
+            ).first(),
+            timeout=30,
+        )
+    finally:
+        stop_server(process)
+    assert hour.scrape_errors == 0 and sum(hour.predictions.values()) == 3 * len(iris_artifact()[3])
