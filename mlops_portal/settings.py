@@ -183,6 +183,12 @@ INCIDENT_QUIET_PERIOD_SECONDS = env_int("INCIDENT_QUIET_PERIOD_SECONDS", 300)
 SERVING_SCRAPE_INTERVAL_SECONDS = env_int("SERVING_SCRAPE_INTERVAL_SECONDS", 60)
 SERVING_SCRAPE_TIMEOUT_SECONDS = env_int("SERVING_SCRAPE_TIMEOUT_SECONDS", 5)
 SERVING_SCRAPE_CONCURRENCY = env_int("SERVING_SCRAPE_CONCURRENCY", 100)
+# Heartbeat pings (/ping/<uuid>, no login: the uuid is the secret): bodies over
+# HEARTBEAT_BODY_MAX bytes are refused (413), the last HEARTBEAT_BODY_KEEP bytes are kept;
+# more than HEARTBEAT_PINGS_PER_MINUTE pings of one key in a minute get 429.
+HEARTBEAT_BODY_MAX = env_int("HEARTBEAT_BODY_MAX", 100_000)
+HEARTBEAT_BODY_KEEP = env_int("HEARTBEAT_BODY_KEEP", 10_000)
+HEARTBEAT_PINGS_PER_MINUTE = env_int("HEARTBEAT_PINGS_PER_MINUTE", 60)
 
 # Celery: Redis by default; "filesystem://" is the no-install fallback that `make run`
 # picks when Redis does not answer (see scripts/run.sh).
@@ -236,6 +242,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "dispatch-probes": {"task": "monitoring.tasks.dispatch_probes", "schedule": 5.0},
     "roll-up-probe-results": {"task": "monitoring.tasks.roll_up_and_prune", "schedule": 60.0},
+    "mark-overdue-heartbeats": {
+        "task": "monitoring.tasks.mark_overdue_heartbeats",
+        "schedule": 10.0,
+    },
     "scrape-serving-metrics": {
         "task": "monitoring.tasks.scrape_serving_metrics",
         "schedule": float(SERVING_SCRAPE_INTERVAL_SECONDS),

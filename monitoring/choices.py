@@ -8,6 +8,17 @@ class CheckState(models.TextChoices):
     PAUSED = "paused", "Paused"
 
 
+class CheckKind(models.TextChoices):
+    HTTP = "http", "HTTP probe"
+    HEARTBEAT = "heartbeat", "Heartbeat (the job pings)"
+
+
+class PingKind(models.TextChoices):
+    SUCCESS = "success", "Success"
+    START = "start", "Start"
+    FAIL = "fail", "Failure"
+
+
 class HttpMethod(models.TextChoices):
     GET = "GET", "GET"
     HEAD = "HEAD", "HEAD"

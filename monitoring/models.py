@@ -5,21 +5,25 @@ from django.urls import reverse
 from mlops_portal.core.timeline import TimelineEvent
 from monitoring.choices import (
     UNRESOLVED_STATES,
+    CheckKind,
     CheckState,
     HttpMethod,
     IncidentEventKind,
     IncidentSource,
     IncidentState,
+    PingKind,
     Resolution,
     Severity,
 )
 
 
 class HealthCheck(models.Model):
-    """An HTTP endpoint probed on a schedule. A check that follows a target probes the
-    target's live endpoint and moves with each new deployment."""
+    """An HTTP endpoint probed on a schedule, or a heartbeat: a batch job that pings the
+    portal and is down when no ping came within its period plus grace. A check that follows
+    a target probes the target's live endpoint and moves with each new deployment."""
 
     name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=10, choices=CheckKind.choices, default=CheckKind.HTTP)
     target = models.ForeignKey(
         "deployments.Target", on_delete=models.CASCADE, null=True, blank=True,
         related_name="checks",
@@ -46,6 +50,13 @@ class HealthCheck(models.Model):
     claim_token = models.CharField(max_length=32, blank=True)  # the dispatcher run probing it
     snoozed_until = models.DateTimeField(null=True, blank=True)
     snooze_reason = models.CharField(max_length=300, blank=True)
+    # Heartbeats: the job pings /ping/<ping_key>; the key is the only credential.
+    ping_key = models.UUIDField(null=True, blank=True, unique=True, editable=False)
+    period_seconds = models.PositiveIntegerField(null=True, blank=True)
+    grace_seconds = models.PositiveIntegerField(null=True, blank=True)
+    last_ping_at = models.DateTimeField(null=True, blank=True)
+    last_start_at = models.DateTimeField(null=True, blank=True)  # a run begun, not yet ended
+    ping_deadline = models.DateTimeField(null=True, blank=True)  # down if no ping by then
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
         related_name="+",
@@ -66,6 +77,12 @@ class HealthCheck(models.Model):
         indexes = [
             # The dispatcher: enabled checks whose next_due_at has passed.
             models.Index(fields=["enabled", "next_due_at"], name="check_due_idx"),
+            # The heartbeat job: enabled heartbeats whose ping deadline has passed.
+            models.Index(
+                fields=["ping_deadline"],
+                condition=models.Q(kind="heartbeat", enabled=True),
+                name="heartbeat_due_idx",
+            ),
         ]
 
     def __str__(self):
@@ -129,6 +146,32 @@ class ProbeResult(models.Model):
 
     def __str__(self):
         return f"{self.health_check_id} at {self.at}: {'ok' if self.ok else self.error}"
+
+
+class Ping(models.Model):
+    """One ping of a heartbeat check: a run's start, success or failure, with its exit
+    status, its duration (since the run's start ping) and the tail of its log."""
+
+    id = models.BigAutoField(primary_key=True)
+    health_check = models.ForeignKey(HealthCheck, on_delete=models.CASCADE, related_name="pings")
+    at = models.DateTimeField()
+    kind = models.CharField(max_length=7, choices=PingKind.choices)
+    exit_status = models.SmallIntegerField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    body = models.TextField(blank=True)  # the last HEARTBEAT_BODY_KEEP bytes sent
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [
+            # The check page's runs and the incident's evidence: one check's latest pings.
+            models.Index(fields=["health_check", "-at"], name="ping_check_at_idx"),
+            # Pruning.
+            models.Index(fields=["at"], name="ping_at_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.health_check_id} {self.kind} at {self.at}"
 
 
 class ProbeRollup(models.Model):

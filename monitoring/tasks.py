@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from monitoring.services import checks, rollups, serving
+from monitoring.services import checks, heartbeats, rollups, serving
 
 
 @shared_task(ignore_result=True)
@@ -25,3 +25,9 @@ def resolve_quiet_incidents() -> int:
 def scrape_serving_metrics() -> dict:
     """Beat, every SERVING_SCRAPE_INTERVAL_SECONDS: read every live model server's /metrics."""
     return serving.scrape_live_deployments()
+
+
+@shared_task(ignore_result=True)
+def mark_overdue_heartbeats() -> int:
+    """Beat, every 10 s: heartbeats whose job has not pinged within period + grace go down."""
+    return heartbeats.mark_overdue()

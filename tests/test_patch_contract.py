@@ -15,6 +15,8 @@ from tests.factories import register_iris_version
 CONTROL_FIELDS = {"base_revision"}
 # Representation fields that every write moves on.
 VOLATILE = {"updated_at", "updated_by", "revision_number"}
+# Fields computed from the one sent: a heartbeat's deadline moves with its period and grace.
+DERIVED = {"period_seconds": {"ping_deadline"}, "grace_seconds": {"ping_deadline"}}
 
 # path template -> {field: a valid value that differs from the object built by `world`}.
 CASES = {
@@ -48,6 +50,12 @@ CASES = {
         "latency_threshold_ms": 250.0,
         "failures_before_down": 5,
     },
+    # Period and grace belong to heartbeat checks only: a second object on the same path.
+    "/api/v1/checks/{id}/#heartbeat": {
+        "name": "nightly training (renamed)",
+        "period_seconds": 7200,
+        "grace_seconds": 900,
+    },
     "/api/v1/pages/{slug}/": {
         "title": "Iris runbook v2",
         "body": "Restart it, then check the logs.",
@@ -76,7 +84,10 @@ def patch_operations() -> dict[str, set[str]]:
 
 
 def test_every_patch_field_has_a_case(db):
-    assert patch_operations() == {path: set(fields) for path, fields in CASES.items()}
+    cases = {}
+    for template, fields in CASES.items():  # "path#variant" adds to the path's cases
+        cases.setdefault(template.split("#")[0], set()).update(fields)
+    assert patch_operations() == cases
 
 
 @pytest.fixture
@@ -93,6 +104,9 @@ def world(alice, bob):
         bob, name="iris health", url="http://127.0.0.1:9/health", target=target,
         interval_seconds=45, expected_statuses=[200], latency_threshold_ms=900.0,
     )  # fmt: skip
+    heartbeat = checks.create_check(
+        bob, name="nightly training", kind="heartbeat", period_seconds=86400, grace_seconds=600,
+    )  # fmt: skip
     parent = docs.create_page(alice, title="Runbooks")
     page = docs.create_page(
         alice, title="Iris runbook", body="Restart it.", tags=["runbook"], parent=parent,
@@ -105,6 +119,7 @@ def world(alice, bob):
         ),
         "/api/v1/targets/{name}/": f"/api/v1/targets/{target.name}/",
         "/api/v1/checks/{id}/": f"/api/v1/checks/{check.pk}/",
+        "/api/v1/checks/{id}/#heartbeat": f"/api/v1/checks/{heartbeat.pk}/",
         "/api/v1/pages/{slug}/": f"/api/v1/pages/{page.slug}/",
     }
 
@@ -126,7 +141,8 @@ def test_a_patch_of_one_field_changes_that_field_only(
     assert response.status_code == 200, response.content
     after = api.get(url).json()
     assert response.json() == after
-    unchanged = {name for name in before if name not in VOLATILE | {field}}
+    moved = VOLATILE | {field} | DERIVED.get(field, set())
+    unchanged = {name for name in before if name not in moved}
     assert {name: after[name] for name in unchanged} == {name: before[name] for name in unchanged}
     if field in before:
         assert after[field] != before[field], f"{field} was sent but did not change"

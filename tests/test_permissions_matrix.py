@@ -376,7 +376,8 @@ READ_ONLY_PAGES = {
     "api-schema": "/api/schema/", "api-docs": "/api/docs/",
 }  # fmt: skip
 # Not the portal's forms: Django's own login, logout and admin.
-OUTSIDE = {"login", "logout"}
+# Heartbeat pings need no login: the uuid in the URL is the secret (README).
+OUTSIDE = {"login", "logout", "ping", "ping-start", "ping-fail", "ping-exit"}
 
 
 # --- the matrix ------------------------------------------------------------------------------

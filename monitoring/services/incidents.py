@@ -12,6 +12,7 @@ from mlops_portal.core.errors import Conflict
 from mlops_portal.core.policy import require
 from monitoring.choices import (
     INCIDENT_TRANSITIONS,
+    CheckKind,
     IncidentEventKind,
     IncidentSource,
     IncidentState,
@@ -80,7 +81,7 @@ def open_check_incident(check, *, severity, deployment, evidence) -> Incident | 
                 else ""
             )
             event = _event(incident, None, "", IncidentState.OPEN, f"{title}.{cause}")
-            add_evidence(incident, evidence)
+            add_evidence(incident, evidence, _evidence_noun(check))
             _announce(incident, event)
     except IntegrityError:
         return None
@@ -139,12 +140,17 @@ def change_severity(actor, incident, severity, reason=""):
     return incident
 
 
-def add_evidence(incident, probes: list[dict]) -> IncidentEvent:
+def add_evidence(incident, probes: list[dict], noun="failing probe(s)") -> IncidentEvent:
+    """Attach what went wrong: dicts with at least an "error" ("" when fine)."""
     summary = "; ".join(p["error"] or "ok" for p in probes[-3:])
     return IncidentEvent.objects.create(
         incident=incident, kind=IncidentEventKind.EVIDENCE,
-        message=f"{len(probes)} failing probe(s): {summary}", data={"probes": probes},
+        message=f"{len(probes)} {noun}: {summary}", data={"probes": probes},
     )  # fmt: skip
+
+
+def _evidence_noun(check) -> str:
+    return "recent ping(s)" if check.kind == CheckKind.HEARTBEAT else "failing probe(s)"
 
 
 def system_transition(incident, to_state, message):
