@@ -7,12 +7,15 @@ from monitoring.choices import (
     UNRESOLVED_STATES,
     CheckKind,
     CheckState,
+    Comparison,
     HttpMethod,
     IncidentEventKind,
     IncidentSource,
     IncidentState,
     PingKind,
     Resolution,
+    RuleMetric,
+    RuleState,
     Severity,
 )
 
@@ -225,6 +228,10 @@ class Incident(models.Model):
     health_check = models.ForeignKey(
         HealthCheck, on_delete=models.SET_NULL, null=True, blank=True, related_name="incidents"
     )
+    alert_rule = models.ForeignKey(
+        "monitoring.AlertRule", on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="incidents",
+    )  # fmt: skip
     target = models.ForeignKey(
         "deployments.Target", on_delete=models.SET_NULL, null=True, blank=True,
         related_name="incidents",
@@ -261,6 +268,12 @@ class Incident(models.Model):
                 fields=["health_check"],
                 condition=models.Q(source="check", state__in=list(UNRESOLVED_STATES)),
                 name="incident_one_open_per_check",
+            ),
+            # … nor for one alert rule.
+            models.UniqueConstraint(
+                fields=["alert_rule"],
+                condition=models.Q(source="rule", state__in=list(UNRESOLVED_STATES)),
+                name="incident_one_open_per_rule",
             ),
         ]
         indexes = [
@@ -381,3 +394,54 @@ class ServingRollup(models.Model):
     @property
     def error_rate(self) -> float | None:
         return self.errors / self.requests if self.requests else None
+
+
+class AlertRule(models.Model):
+    """A condition on the serving metrics of a model's (or a target's) live deployments:
+    `metric comparison threshold` over the last `for_minutes` minutes. Firing opens one
+    incident through the incident machinery; quiet again, it mitigates and then resolves."""
+
+    name = models.CharField(max_length=200)
+    model = models.ForeignKey(
+        "deployments.RegisteredModel", on_delete=models.CASCADE, null=True, blank=True,
+        related_name="alert_rules",
+    )  # fmt: skip
+    target = models.ForeignKey(
+        "deployments.Target", on_delete=models.CASCADE, null=True, blank=True,
+        related_name="alert_rules",
+    )  # fmt: skip
+    metric = models.CharField(max_length=20, choices=RuleMetric.choices)
+    comparison = models.CharField(max_length=2, choices=Comparison.choices, default=Comparison.GT)
+    threshold = models.FloatField()
+    for_minutes = models.PositiveIntegerField(default=5)
+    severity = models.CharField(max_length=4, choices=Severity.choices, default=Severity.SEV3)
+    enabled = models.BooleanField(default=True)
+    muted = models.BooleanField(default=False)
+    mute_reason = models.CharField(max_length=300, blank=True)
+    state = models.CharField(max_length=6, choices=RuleState.choices, default=RuleState.OK)
+    firing_since = models.DateTimeField(null=True, blank=True)
+    last_evaluated_at = models.DateTimeField(null=True, blank=True)
+    last_value = models.FloatField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )  # fmt: skip
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(model__isnull=False, target__isnull=True)
+                | models.Q(model__isnull=True, target__isnull=False),
+                name="alert_rule_model_or_target",
+            )
+        ]
+        # The evaluation job reads every enabled rule: a handful, no index needed.
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def condition(self) -> str:
+        return f"{self.metric} {self.comparison} {self.threshold:g} for {self.for_minutes} min"

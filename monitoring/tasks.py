@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from monitoring.services import checks, heartbeats, rollups, serving
+from monitoring.services import alerts, checks, heartbeats, rollups, serving
 
 
 @shared_task(ignore_result=True)
@@ -23,8 +23,10 @@ def resolve_quiet_incidents() -> int:
 
 @shared_task(ignore_result=True)
 def scrape_serving_metrics() -> dict:
-    """Beat, every SERVING_SCRAPE_INTERVAL_SECONDS: read every live model server's /metrics."""
-    return serving.scrape_live_deployments()
+    """Beat, every SERVING_SCRAPE_INTERVAL_SECONDS: read every live model server's /metrics,
+    then evaluate the alert rules on what it read."""
+    scraped = serving.scrape_live_deployments()
+    return {**scraped, **alerts.evaluate_rules()}
 
 
 @shared_task(ignore_result=True)

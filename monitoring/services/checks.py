@@ -20,7 +20,9 @@ from monitoring.choices import (
     CheckKind,
     CheckState,
     HttpMethod,
+    IncidentSource,
     IncidentState,
+    RuleState,
     Severity,
 )
 from monitoring.models import HealthCheck, Incident, MaintenanceWindow, ProbeResult
@@ -449,7 +451,7 @@ def automate_incident(check, before, evidence=None) -> None:
         evidence=_failing_probes(check) if evidence is None else evidence,
     )
     if incident is not None:
-        _maybe_roll_back(incident)
+        maybe_roll_back(incident)
 
 
 def _recovery_reason(check, before, incident) -> str:
@@ -515,7 +517,7 @@ def _failing_probes(check) -> list[dict]:
     ]
 
 
-def _maybe_roll_back(incident) -> None:
+def maybe_roll_back(incident) -> None:
     """Auto-rollback: the target asks for it and the failure began inside the likely cause's
     verification window."""
     deployment = incident.deployment
@@ -530,18 +532,21 @@ def _maybe_roll_back(incident) -> None:
 
 
 def resolve_quiet_incidents(now=None) -> int:
-    """Resolve mitigated automatic incidents whose check stayed up for the quiet period."""
+    """Resolve mitigated automatic incidents whose check stayed up (or whose alert rule
+    stayed quiet) for the quiet period."""
     now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.INCIDENT_QUIET_PERIOD_SECONDS)
+    quiet_for = settings.INCIDENT_QUIET_PERIOD_SECONDS
+    cutoff = now - timedelta(seconds=quiet_for)
     quiet = Incident.objects.filter(
-        source="check", state=IncidentState.MITIGATED, mitigated_at__lte=cutoff,
-        health_check__state=CheckState.UP,
+        Q(source=IncidentSource.CHECK, health_check__state=CheckState.UP)
+        | Q(source=IncidentSource.RULE, alert_rule__state=RuleState.OK),
+        state=IncidentState.MITIGATED, mitigated_at__lte=cutoff,
     )  # fmt: skip
     resolved = 0
     for incident in quiet:
+        how = "Up" if incident.source == IncidentSource.CHECK else "Quiet"
         incidents.system_transition(
-            incident, IncidentState.RESOLVED,
-            f"Up for {settings.INCIDENT_QUIET_PERIOD_SECONDS} s: resolved automatically.",
-        )  # fmt: skip
+            incident, IncidentState.RESOLVED, f"{how} for {quiet_for} s: resolved automatically."
+        )
         resolved += 1
     return resolved
