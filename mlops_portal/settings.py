@@ -313,6 +313,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a `kind`: name the health check's so the schema says which.
+    "ENUM_NAME_OVERRIDES": {"CheckKindEnum": "monitoring.choices.CheckKind"},
 }
 
 # Notifications (mlops_portal.overview.notifications): a failed send is retried after

@@ -8,15 +8,19 @@ from drf_spectacular.generators import SchemaGenerator
 
 from deployments import services as registry
 from docs_app import services as docs
-from monitoring.services import checks
+from monitoring.services import alerts, checks
 from tests.factories import register_iris_version
 
 # Fields of a PATCH that are not the object's data: the optimistic lock of pages.
 CONTROL_FIELDS = {"base_revision"}
 # Representation fields that every write moves on.
 VOLATILE = {"updated_at", "updated_by", "revision_number"}
-# Fields computed from the one sent: a heartbeat's deadline moves with its period and grace.
-DERIVED = {"period_seconds": {"ping_deadline"}, "grace_seconds": {"ping_deadline"}}
+# Fields computed from the one sent: a heartbeat's deadline moves with its period and grace,
+# an alert rule's condition (its one-line summary) with its parts.
+DERIVED = {
+    "period_seconds": {"ping_deadline"}, "grace_seconds": {"ping_deadline"},
+    **{key: {"condition"} for key in ("metric", "comparison", "threshold", "for_minutes")},
+}  # fmt: skip
 
 # path template -> {field: a valid value that differs from the object built by `world`}.
 CASES = {
@@ -55,6 +59,15 @@ CASES = {
         "name": "nightly training (renamed)",
         "period_seconds": 7200,
         "grace_seconds": 900,
+    },
+    "/api/v1/alert-rules/{id}/": {
+        "name": "iris latency (renamed)",
+        "metric": "error_rate",
+        "comparison": "<",
+        "threshold": 750.0,
+        "for_minutes": 15,
+        "severity": "sev1",
+        "enabled": False,
     },
     "/api/v1/pages/{slug}/": {
         "title": "Iris runbook v2",
@@ -107,6 +120,10 @@ def world(alice, bob):
     heartbeat = checks.create_check(
         bob, name="nightly training", kind="heartbeat", period_seconds=86400, grace_seconds=600,
     )  # fmt: skip
+    rule = alerts.create_rule(
+        bob, name="iris latency", model=model, metric="latency_p95", threshold=500.0,
+        for_minutes=5, severity="sev3",
+    )  # fmt: skip
     parent = docs.create_page(alice, title="Runbooks")
     page = docs.create_page(
         alice, title="Iris runbook", body="Restart it.", tags=["runbook"], parent=parent,
@@ -120,6 +137,7 @@ def world(alice, bob):
         "/api/v1/targets/{name}/": f"/api/v1/targets/{target.name}/",
         "/api/v1/checks/{id}/": f"/api/v1/checks/{check.pk}/",
         "/api/v1/checks/{id}/#heartbeat": f"/api/v1/checks/{heartbeat.pk}/",
+        "/api/v1/alert-rules/{id}/": f"/api/v1/alert-rules/{rule.pk}/",
         "/api/v1/pages/{slug}/": f"/api/v1/pages/{page.slug}/",
     }
 

@@ -2,8 +2,8 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from mlops_portal.core.policy import can
-from monitoring.choices import CheckKind, HttpMethod, Severity
-from monitoring.models import HealthCheck, Incident, IncidentEvent
+from monitoring.choices import CheckKind, Comparison, HttpMethod, RuleMetric, Severity
+from monitoring.models import AlertRule, HealthCheck, Incident, IncidentEvent
 
 
 class HealthCheckSerializer(serializers.ModelSerializer):
@@ -132,3 +132,48 @@ class IncidentEventSerializer(serializers.ModelSerializer):
         model = IncidentEvent
         fields = ["id", "kind", "from_state", "to_state", "actor", "message", "data", "created_at"]
         read_only_fields = fields
+
+
+class AlertRuleSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name", read_only=True, default=None)
+    target = serializers.CharField(source="target.name", read_only=True, default=None)
+
+    class Meta:
+        model = AlertRule
+        fields = [
+            "id", "name", "model", "target", "metric", "comparison", "threshold", "for_minutes",
+            "severity", "enabled", "muted", "mute_reason", "condition", "state",
+            "firing_since", "last_evaluated_at", "last_value", "created_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class AlertRuleWriteSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    model = serializers.CharField(
+        required=False, allow_null=True, default=None,
+        help_text="The registered model's name (or give a target).",
+    )  # fmt: skip
+    target = serializers.CharField(
+        required=False, allow_null=True, default=None, help_text="The target's name (or a model)."
+    )
+    metric = serializers.ChoiceField(choices=RuleMetric.choices)
+    comparison = serializers.ChoiceField(choices=Comparison.choices, default=Comparison.GT)
+    threshold = serializers.FloatField(help_text="% for error rate and drop, ms for latency.")
+    for_minutes = serializers.IntegerField(default=5)
+    severity = serializers.ChoiceField(choices=Severity.choices, default=Severity.SEV3)
+    enabled = serializers.BooleanField(default=True)
+
+
+class AlertRuleUpdateSerializer(AlertRuleWriteSerializer):
+    def get_fields(self):
+        fields = super().get_fields()
+        fields.pop("model")
+        fields.pop("target")
+        for field in fields.values():
+            field.required = False
+        return fields
+
+
+class MuteSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=300)
