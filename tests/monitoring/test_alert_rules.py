@@ -131,3 +131,70 @@ def test_rules_are_validated(bob, iris):
         alerts.create_rule(bob, name="", metric="accuracy", threshold=-1, for_minutes=0)
     assert set(error.value.message_dict) == {"name", "model", "metric", "threshold",
                                              "for_minutes"}  # fmt: skip
+
+
+def test_a_firing_rule_rolls_back_a_deployment_inside_its_verification_window(
+    flaky_server, alice, bob, iris
+):
+    from deployments.choices import DeploymentState
+    from deployments.models import Deployment
+
+    target = deploy.create_target(bob, name="iris-auto", environment="staging",
+                                  auto_rollback=True, verification_window_seconds=600)  # fmt: skip
+    v1 = validated(register_iris_version(alice, iris))
+    v2 = validated(register_iris_version(alice, iris))
+    go_live(alice, v1, target, "http://127.0.0.1:9")
+    bad = go_live(alice, v2, target, flaky_server)
+    alerts.create_rule(bob, name="auto errors", target=target, metric="error_rate",
+                       threshold=10, for_minutes=5)  # fmt: skip
+
+    send(flaky_server, good=1, bad=3)
+    serving.scrape_live_deployments()
+    alerts.evaluate_rules()
+
+    rollback = Deployment.objects.get(rollback_of=bad)
+    assert rollback.version == v1 and rollback.state == DeploymentState.QUEUED
+    incident = Incident.objects.get(source=IncidentSource.RULE)
+    assert incident.deployment == bad
+    assert incident.events.filter(message__contains=f"#{rollback.pk}").exists()
+
+
+def test_outside_the_verification_window_a_rule_opens_an_incident_but_rolls_nothing_back(
+    flaky_server, alice, bob, iris
+):
+    from deployments.models import Deployment
+
+    target = deploy.create_target(bob, name="iris-late", environment="staging",
+                                  auto_rollback=True, verification_window_seconds=60)  # fmt: skip
+    go_live(alice, validated(register_iris_version(alice, iris)), target, "http://127.0.0.1:9")
+    bad = go_live(alice, validated(register_iris_version(alice, iris)), target, flaky_server)
+    Deployment.objects.filter(pk=bad.pk).update(finished_at=timezone.now() - timedelta(hours=2))
+    alerts.create_rule(bob, name="late errors", target=target, metric="error_rate",
+                       threshold=10, for_minutes=5)  # fmt: skip
+
+    send(flaky_server, bad=2)
+    serving.scrape_live_deployments()
+    alerts.evaluate_rules()
+
+    assert Incident.objects.get(source=IncidentSource.RULE).deployment == bad
+    assert not Deployment.objects.filter(rollback_of=bad).exists()
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_the_scrape_task_on_a_real_worker_fires_the_rule(
+    celery_worker_process, flaky_server, alice, bob, iris
+):
+    from monitoring.tasks import scrape_serving_metrics
+    from tests.conftest import wait_until
+
+    target = deploy.create_target(bob, name="iris-worker", environment="production")
+    live = go_live(alice, validated(register_iris_version(alice, iris)), target, flaky_server)
+    alerts.create_rule(bob, name="worker errors", model=iris, metric="error_rate",
+                       threshold=20, for_minutes=5, severity="sev2")  # fmt: skip
+    send(flaky_server, good=2, bad=2)
+
+    scrape_serving_metrics.delay()
+
+    incident = wait_until(lambda: Incident.objects.filter(source="rule").first(), timeout=30)
+    assert incident.deployment_id == live.pk and incident.severity == "sev2"

@@ -206,3 +206,22 @@ def test_the_readme_curl_line_pings(live_server, heartbeat):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert Ping.objects.get(health_check=check).body == "trained in 42 min"
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_the_overdue_task_on_a_real_worker_opens_the_incident(
+    celery_worker_process, live_server, heartbeat
+):
+    from monitoring.tasks import mark_overdue_heartbeats
+    from tests.conftest import wait_until
+
+    check = heartbeat(period=1, grace=0, name="feature pipeline")
+    ping(live_server.url, check)
+    time.sleep(1.2)
+
+    mark_overdue_heartbeats.delay()
+
+    incident = wait_until(lambda: Incident.objects.filter(health_check=check).first(), timeout=30)
+    assert incident.title == "feature pipeline is down"
+    assert state(check) == CheckState.DOWN
