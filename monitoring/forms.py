@@ -25,6 +25,12 @@ class CheckForm(forms.Form):
     period_seconds = forms.IntegerField(
         required=False, min_value=1, help_text="Heartbeats: how often the job runs (seconds)."
     )
+    cron_expression = forms.CharField(
+        required=False, max_length=100,
+        help_text="Heartbeats, instead of a period: when the job runs, e.g. 0 2 * * *.",
+    )  # fmt: skip
+    cron_timezone = forms.CharField(required=False, max_length=64, initial="UTC",
+                                    help_text="The cron expression's time zone.")  # fmt: skip
     grace_seconds = forms.IntegerField(
         required=False, min_value=0, help_text="Heartbeats: how late a ping may be (seconds)."
     )

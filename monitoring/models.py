@@ -55,7 +55,9 @@ class HealthCheck(models.Model):
     snooze_reason = models.CharField(max_length=300, blank=True)
     # Heartbeats: the job pings /ping/<ping_key>; the key is the only credential.
     ping_key = models.UUIDField(null=True, blank=True, unique=True, editable=False)
-    period_seconds = models.PositiveIntegerField(null=True, blank=True)
+    period_seconds = models.PositiveIntegerField(null=True, blank=True)  # … or a cron schedule
+    cron_expression = models.CharField(max_length=100, blank=True)
+    cron_timezone = models.CharField(max_length=64, blank=True, default="UTC")
     grace_seconds = models.PositiveIntegerField(null=True, blank=True)
     last_ping_at = models.DateTimeField(null=True, blank=True)
     last_start_at = models.DateTimeField(null=True, blank=True)  # a run begun, not yet ended

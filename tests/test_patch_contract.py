@@ -18,7 +18,8 @@ VOLATILE = {"updated_at", "updated_by", "revision_number"}
 # Fields computed from the one sent: a heartbeat's deadline moves with its period and grace,
 # an alert rule's condition (its one-line summary) with its parts.
 DERIVED = {
-    "period_seconds": {"ping_deadline"}, "grace_seconds": {"ping_deadline"},
+    **{key: {"ping_deadline"} for key in ("period_seconds", "grace_seconds",
+                                          "cron_expression", "cron_timezone")},
     **{key: {"condition"} for key in ("metric", "comparison", "threshold", "for_minutes")},
 }  # fmt: skip
 
@@ -60,6 +61,7 @@ CASES = {
         "period_seconds": 7200,
         "grace_seconds": 900,
     },
+    "/api/v1/checks/{id}/#cron": {"cron_expression": "30 3 * * *", "cron_timezone": "Asia/Tokyo"},
     "/api/v1/alert-rules/{id}/": {
         "name": "iris latency (renamed)",
         "metric": "error_rate",
@@ -124,6 +126,10 @@ def world(alice, bob):
         bob, name="iris latency", model=model, metric="latency_p95", threshold=500.0,
         for_minutes=5, severity="sev3",
     )  # fmt: skip
+    scheduled = checks.create_check(
+        bob, name="nightly scoring", kind="heartbeat", cron_expression="0 2 * * *",
+        cron_timezone="Europe/Paris", grace_seconds=600,
+    )  # fmt: skip
     parent = docs.create_page(alice, title="Runbooks")
     page = docs.create_page(
         alice, title="Iris runbook", body="Restart it.", tags=["runbook"], parent=parent,
@@ -137,6 +143,7 @@ def world(alice, bob):
         "/api/v1/targets/{name}/": f"/api/v1/targets/{target.name}/",
         "/api/v1/checks/{id}/": f"/api/v1/checks/{check.pk}/",
         "/api/v1/checks/{id}/#heartbeat": f"/api/v1/checks/{heartbeat.pk}/",
+        "/api/v1/checks/{id}/#cron": f"/api/v1/checks/{scheduled.pk}/",
         "/api/v1/alert-rules/{id}/": f"/api/v1/alert-rules/{rule.pk}/",
         "/api/v1/pages/{slug}/": f"/api/v1/pages/{page.slug}/",
     }

@@ -17,7 +17,8 @@ class HealthCheckSerializer(serializers.ModelSerializer):
         fields = [
             "id", "name", "kind", "target", "follows_target", "url", "method",
             "interval_seconds", "timeout_seconds", "expected_statuses", "latency_threshold_ms",
-            "failures_before_down", "period_seconds", "grace_seconds", "ping_url", "enabled",
+            "failures_before_down", "period_seconds", "cron_expression", "cron_timezone",
+            "grace_seconds", "ping_url", "enabled",
             "state", "consecutive_failures", "last_probe_at", "last_ok", "last_latency_ms",
             "last_error", "last_ping_at", "ping_deadline", "snoozed_until", "snooze_reason",
             "created_at",
@@ -43,6 +44,11 @@ class HealthCheckWriteSerializer(serializers.Serializer):
     latency_threshold_ms = serializers.FloatField(required=False, allow_null=True, default=None)
     failures_before_down = serializers.IntegerField(default=3)
     period_seconds = serializers.IntegerField(required=False, allow_null=True, default=None)
+    cron_expression = serializers.CharField(
+        max_length=100, required=False, default="", allow_blank=True,
+        help_text="Heartbeats, instead of a period: five cron fields, e.g. '0 2 * * *'.",
+    )  # fmt: skip
+    cron_timezone = serializers.CharField(max_length=64, required=False, default="UTC")
     grace_seconds = serializers.IntegerField(required=False, allow_null=True, default=None)
 
 

@@ -15,6 +15,7 @@ from deployments.models import Deployment
 from deployments.services.rollouts import auto_rollback
 from mlops_portal.core import events
 from mlops_portal.core.policy import require
+from monitoring import cron
 from monitoring.choices import (
     UNRESOLVED_STATES,
     CheckKind,
@@ -33,8 +34,9 @@ from monitoring.services import incidents
 EDITABLE = (
     "name", "url", "method", "interval_seconds", "timeout_seconds", "expected_statuses",
     "latency_threshold_ms", "failures_before_down", "period_seconds", "grace_seconds",
+    "cron_expression", "cron_timezone",
 )  # fmt: skip
-HEARTBEAT_FIELDS = ("period_seconds", "grace_seconds")
+SCHEDULE_FIELDS = ("period_seconds", "grace_seconds", "cron_expression", "cron_timezone")
 MAX_PERIOD_SECONDS = 90 * 86400
 # Severity of an automatic incident, from the target's environment.
 SEVERITY_BY_ENVIRONMENT = {"production": Severity.SEV2, "staging": Severity.SEV3}
@@ -77,26 +79,21 @@ def update_check(actor, check, **changes) -> HealthCheck:
         raise ValidationError({name: ["This field cannot be changed."] for name in unknown})
     if check.follows_target and "url" in changes:
         raise ValidationError({"url": ["This check follows its target's live endpoint."]})
-    waiting_since = _waiting_since(check)
     _apply(check, changes)
     _validate(check)
-    if waiting_since and {"period_seconds", "grace_seconds"} & set(changes):
-        check.ping_deadline = heartbeat_deadline(check, waiting_since)
+    if check.kind == CheckKind.HEARTBEAT and check.enabled and set(SCHEDULE_FIELDS) & set(changes):
+        check.ping_deadline = heartbeat_deadline(check, check.last_ping_at or timezone.now())
     check.save()
     return check
 
 
-def _waiting_since(check):
-    """When an enabled heartbeat began waiting for its next ping (its last ping, creation
-    or resume); None for other checks."""
-    if check.kind != CheckKind.HEARTBEAT or check.ping_deadline is None:
-        return None
-    return check.ping_deadline - timedelta(seconds=check.period_seconds + check.grace_seconds)
-
-
 def heartbeat_deadline(check, since):
-    """When a heartbeat that last pinged (or was created, or resumed) at `since` is late."""
-    return since + timedelta(seconds=check.period_seconds + check.grace_seconds)
+    """When a heartbeat that last pinged (or was created, or resumed) at `since` is late:
+    a period after it, or the schedule's next run after it, plus the grace time."""
+    grace = timedelta(seconds=check.grace_seconds)
+    if check.cron_expression:
+        return cron.next_run(check.cron_expression, check.cron_timezone, since) + grace
+    return since + timedelta(seconds=check.period_seconds) + grace
 
 
 def delete_check(actor, check) -> None:
@@ -159,10 +156,19 @@ def _validate(check) -> None:
 
 def _heartbeat_errors(check) -> dict:
     errors = {}
-    if not isinstance(check.period_seconds, int) or not (
+    check.cron_expression = (check.cron_expression or "").strip()
+    check.cron_timezone = (check.cron_timezone or "UTC").strip()
+    if check.cron_expression:
+        if check.period_seconds is not None:
+            errors["period_seconds"] = ["Give a period or a cron expression, not both."]
+        errors.update({k: [v] for k, v in cron.problem(check.cron_expression,
+                                                       check.cron_timezone).items()})  # fmt: skip
+    elif not isinstance(check.period_seconds, int) or not (
         1 <= check.period_seconds <= MAX_PERIOD_SECONDS
     ):
-        errors["period_seconds"] = ["How often the job runs: 1 second to 90 days."]
+        errors["period_seconds"] = [
+            "How often the job runs: 1 second to 90 days (or give a cron expression)."
+        ]
     if not isinstance(check.grace_seconds, int) or not 0 <= check.grace_seconds <= 7 * 86400:
         errors["grace_seconds"] = ["How late it may be: 0 seconds to 7 days."]
     return errors
@@ -170,9 +176,9 @@ def _heartbeat_errors(check) -> dict:
 
 def _http_errors(check) -> dict:
     errors = {}
-    for name in HEARTBEAT_FIELDS:
-        if getattr(check, name) is not None:
-            errors[name] = ["Only heartbeat checks have a period and a grace time."]
+    for name in ("period_seconds", "grace_seconds", "cron_expression"):
+        if getattr(check, name):
+            errors[name] = ["Only heartbeat checks have a schedule and a grace time."]
     problem = net_policy().check_url(check.url)
     if problem:
         errors["url"] = [problem]

@@ -75,9 +75,13 @@ def mark_overdue(now=None) -> int:
             check = overdue.select_for_update().filter(pk=pk).first()
             if check is None:
                 continue
-            late = timedelta(seconds=check.period_seconds + check.grace_seconds)
             since = f"since {check.last_ping_at:%Y-%m-%d %H:%M:%S}" if check.last_ping_at else "yet"
-            reason = f"no ping for {_seconds(late)} (period + grace); none {since}"
+            if check.cron_expression:
+                due = f"by {check.ping_deadline:%Y-%m-%d %H:%M:%S} UTC (schedule + grace)"
+            else:
+                late = timedelta(seconds=check.period_seconds + check.grace_seconds)
+                due = f"for {_seconds(late)} (period + grace)"
+            reason = f"no ping {due}; none {since}"
             set_heartbeat_state(
                 check, up=False, at=check.ping_deadline, reason=reason, pinged=False
             )

@@ -225,3 +225,54 @@ def test_the_overdue_task_on_a_real_worker_opens_the_incident(
     incident = wait_until(lambda: Incident.objects.filter(health_check=check).first(), timeout=30)
     assert incident.title == "feature pipeline is down"
     assert state(check) == CheckState.DOWN
+
+
+@pytest.mark.parametrize(
+    ("expression", "zone", "after", "expected"),
+    [
+        ("0 2 * * *", "UTC", "2026-12-01T01:59:00+00:00", "2026-12-01T02:00:00+00:00"),
+        ("0 2 * * *", "UTC", "2026-12-01T02:00:00+00:00", "2026-12-02T02:00:00+00:00"),
+        # 02:00 in Paris is 01:00 UTC in winter.
+        ("0 2 * * *", "Europe/Paris", "2026-12-01T00:30:00+00:00", "2026-12-01T01:00:00+00:00"),
+        ("*/15 9-17 * * mon-fri", "UTC", "2026-12-04T17:50:00+00:00",
+         "2026-12-07T09:00:00+00:00"),  # Friday evening → Monday 09:00
+        ("30 6 1 * *", "UTC", "2026-12-01T07:00:00+00:00", "2027-01-01T06:30:00+00:00"),
+    ],
+    ids=["later-today", "tomorrow", "time-zone", "weekdays", "monthly"],
+)  # fmt: skip
+def test_a_cron_schedule_says_when_the_job_is_next_due(expression, zone, after, expected):
+    from datetime import datetime
+
+    from monitoring import cron
+
+    assert cron.next_run(expression, zone, datetime.fromisoformat(after)) == (
+        datetime.fromisoformat(expected)
+    )
+
+
+def test_a_cron_heartbeat_is_due_at_its_next_run_plus_grace(api_client_for, bob):
+    from datetime import timedelta
+
+    from monitoring import cron
+
+    api = api_client_for(bob)
+    created = api.post(
+        "/api/v1/checks/",
+        {"name": "nightly", "kind": "heartbeat", "cron_expression": "0 2 * * *",
+         "cron_timezone": "Europe/Paris", "grace_seconds": 1800},
+        format="json",
+    )  # fmt: skip
+    bad = api.post(
+        "/api/v1/checks/",
+        {"name": "x", "kind": "heartbeat", "cron_expression": "0 25 * * *",
+         "cron_timezone": "Mars/Olympus", "grace_seconds": 60},
+        format="json",
+    )  # fmt: skip
+
+    assert created.status_code == 201, created.json()
+    check = HealthCheck.objects.get(pk=created.json()["id"])
+    expected = cron.next_run("0 2 * * *", "Europe/Paris", check.created_at)
+    assert abs(check.ping_deadline - expected - timedelta(seconds=1800)) < timedelta(seconds=5)
+    assert bad.status_code == 400
+    assert set(bad.json()) == {"cron_expression", "cron_timezone"}
+    assert "hour field" in bad.json()["cron_expression"][0]
