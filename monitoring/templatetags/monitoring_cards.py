@@ -5,6 +5,7 @@ from django import template
 from monitoring import serving_series
 from monitoring.behaviour import production_stats
 from monitoring.charts import serving_chart
+from monitoring.models import AlertRule
 
 register = template.Library()
 
@@ -27,6 +28,12 @@ def deployment_serving(deployment) -> dict:
         "rows": comparison_rows(comparison) if comparison else [],
         "deployment": deployment,
     }
+
+
+@register.inclusion_tag("monitoring/_alert_rules.html")
+def model_alert_rules(model) -> dict:
+    """The model page: the alert rules on its live deployments' serving metrics."""
+    return {"rules": list(AlertRule.objects.filter(model=model).order_by("name"))}
 
 
 @register.inclusion_tag("monitoring/_serving_panel.html")

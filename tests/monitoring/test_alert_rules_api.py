@@ -72,3 +72,16 @@ def test_the_rule_list_takes_the_same_queries_for_more_rules(api, iris):
     for i in range(10):
         AlertRule.objects.create(name=f"r{i}", model=iris, metric="latency_p95", threshold=100)
     assert count() == few
+
+
+def test_the_model_page_lists_its_rules_with_their_state(client, bob, iris):
+    AlertRule.objects.create(name="iris errors", model=iris, metric="error_rate", threshold=5,
+                             state="firing", last_value=12.5, muted=True,
+                             mute_reason="known bad batch")  # fmt: skip
+    client.force_login(bob)
+
+    page = client.get(f"/models/{iris.name}/").content.decode()
+
+    rules = page.split('data-testid="alert-rules"', 1)[1].split("</table>", 1)[0]
+    assert "iris errors" in rules and "error_rate &gt; 5 for 5 min" in rules
+    assert "Firing" in rules and "muted: known bad batch" in rules and "12.50" in rules
