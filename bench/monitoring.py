@@ -3,9 +3,12 @@
 1. the probe engine end to end (claim due checks, probe them concurrently, write all
    results and states): N = 1,000 and 5,000 checks against local servers on loopback;
 2. a 30-day chart for a check with one result every 10 s (259,200 raw results), read from
-   hour roll-ups and rendered with Plotly.
+   hour roll-ups and rendered with Plotly;
+3. the serving-metrics scrape job over 200 live deployments (local stand-ins serving a
+   model server's metrics text): worker CPU per round (one round a minute).
 
-Targets: at least 2,000 probes/s per worker process, and the 30-day chart under 150 ms.
+Targets: at least 2,000 probes/s per worker process, the 30-day chart under 150 ms, and a
+scrape round under 10 s of worker CPU (`--only scrape` runs just that one).
 Runs on a fresh PostgreSQL database `mlops_bench_monitor`; results in
 bench-results/monitoring.json.
 """
@@ -24,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from bench.probe_servers import start_probe_servers  # noqa: E402
 from bench.run import RESULTS_DIR, VENV_BIN  # noqa: E402
 
-DB = "mlops_bench_monitor"
+DB = os.environ.get("BENCH_MONITOR_DB", "mlops_bench_monitor")
 ENV = {
     "DJANGO_SETTINGS_MODULE": "mlops_portal.settings",
     "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
@@ -35,6 +38,8 @@ ENV = {
 PROBE_TARGET_PER_S = 2000
 CHART_TARGET_MS = 150
 THIRTY_DAYS_OF_RESULTS = 30 * 24 * 360
+SCRAPE_SERVERS = 200
+SCRAPE_CPU_TARGET_S = 10.0
 
 
 def prepare() -> None:
@@ -123,14 +128,74 @@ def thirty_day_chart() -> dict:
             "passed": median < CHART_TARGET_MS}  # fmt: skip
 
 
+def live_deployments(base_urls: list[str]) -> None:
+    """One live deployment per stand-in server (rows only: nothing is deployed)."""
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from deployments.models import Deployment, ModelVersion, RegisteredModel, Target
+
+    user, _ = get_user_model().objects.get_or_create(username="bench-scrape")
+    model = RegisteredModel.objects.create(name="bench-scrape", owner=user)
+    now = timezone.now()
+    versions = ModelVersion.objects.bulk_create(
+        ModelVersion(model=model, number=i + 1, status="ready", registered_by=user,
+                     artifact_uri="s3://bench/model.joblib")
+        for i in range(len(base_urls))
+    )  # fmt: skip
+    targets = Target.objects.bulk_create(
+        Target(name=f"bench-scrape-{i}", environment="staging", created_by=user)
+        for i in range(len(base_urls))
+    )  # fmt: skip
+    Deployment.objects.bulk_create(
+        Deployment(target=target, version=version, state="succeeded", requested_by=user,
+                   endpoint=url, finished_at=now)
+        for target, version, url in zip(targets, versions, base_urls, strict=True)
+    )  # fmt: skip
+
+
+def scrape_rounds(base_urls: list[str], rounds: int = 3) -> dict:
+    """Time `rounds` scrape rounds over every live deployment: wall time and the CPU of
+    this process (the worker's share; PostgreSQL's own CPU is not in it)."""
+    from monitoring.models import ServingRollup
+    from monitoring.services import serving
+
+    live_deployments(base_urls)
+    runs = []
+    for _ in range(rounds):
+        started, cpu = time.perf_counter(), time.process_time()
+        result = serving.scrape_live_deployments()
+        runs.append({**result, "seconds": round(time.perf_counter() - started, 3),
+                     "cpu_seconds": round(time.process_time() - cpu, 3)})  # fmt: skip
+    worst = max(r["cpu_seconds"] for r in runs)
+    passed = worst < SCRAPE_CPU_TARGET_S and all(not r["failed"] for r in runs)
+    return {"deployments": len(base_urls), "runs": runs, "worst_cpu_seconds": worst,
+            "rollups": ServingRollup.objects.count(), "passed": passed}  # fmt: skip
+
+
+def print_scrape(scrape: dict) -> None:
+    verdict = "PASS" if scrape["passed"] else "FAIL"
+    runs = ", ".join(f"{r['cpu_seconds']} s CPU / {r['seconds']} s" for r in scrape["runs"])
+    print(f"scrape job, {scrape['deployments']} live servers: worst round "
+          f"{scrape['worst_cpu_seconds']} s of worker CPU (rounds: {runs}; failed: "
+          f"{[r['failed'] for r in scrape['runs']]}), target < {SCRAPE_CPU_TARGET_S} s a "
+          f"minute: {verdict}")  # fmt: skip
+
+
 def main() -> int:
     RESULTS_DIR.mkdir(exist_ok=True)
+    only_scrape = sys.argv[1:] == ["--only", "scrape"]
     prepare()
-    base_urls, stop = start_probe_servers(count=4)
+    base_urls, stop = start_probe_servers(count=SCRAPE_SERVERS)
     try:
-        probes = [probe_throughput(base_urls, n) for n in (1000, 5000)]
+        scrape = scrape_rounds(base_urls)
+        probes = [] if only_scrape else [probe_throughput(base_urls[:4], n) for n in (1000, 5000)]
     finally:
         stop()
+    print_scrape(scrape)
+    if only_scrape:
+        (RESULTS_DIR / "monitoring-scrape.json").write_text(json.dumps(scrape, indent=1))
+        return 0
     chart = thirty_day_chart()
     print("\nprobe engine, end to end (claim, probe, write results and states), one process:")
     for result in probes:
@@ -143,7 +208,7 @@ def main() -> int:
           f" {'PASS' if chart['passed'] else 'FAIL'} (roll-up of 30 days took"
           f" {chart['rollup_seconds']} s)")  # fmt: skip
     (RESULTS_DIR / "monitoring.json").write_text(
-        json.dumps({"probes": probes, "chart": chart}, indent=1)
+        json.dumps({"probes": probes, "chart": chart, "scrape": scrape}, indent=1)
     )
     return 0
 

@@ -3,7 +3,8 @@
 `start_probe_servers(count)` runs `count` aiohttp servers on 127.0.0.1 (one port each) in a
 *subprocess*, so the process that probes keeps a core to itself and the figure is the
 prober's, not the servers'. Every server answers GET/HEAD /health (any query string) with a
-small 200 over keep-alive, like a model server's health route.
+small 200 over keep-alive, like a model server's health route, and GET /metrics with a
+model server's metrics text (fixed, as after 1,000 predictions).
 
 Run from the repository root: `.venv/bin/python bench/probe_servers.py [--servers 4]
 [--sizes 1000 5000]` prints probes/s of `probe_all` alone (no database) for each size.
@@ -21,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from deployments.serving.metrics import CONTENT_TYPE, Metrics  # noqa: E402
 from monitoring.netpolicy import DEFAULT_ALLOWED, NetPolicy  # noqa: E402
 from monitoring.probing import ProbeSpec, probe_all  # noqa: E402
 
@@ -73,13 +75,18 @@ def serve(count: int) -> None:
     from aiohttp import web
 
     body = b'{"status": "ok"}'
+    metrics = metrics_text()
 
     async def health(request: web.Request) -> web.Response:
         return web.Response(body=body, content_type="application/json")
 
+    async def scrape(request: web.Request) -> web.Response:
+        return web.Response(body=metrics, headers={"Content-Type": CONTENT_TYPE})
+
     async def main() -> None:
         app = web.Application()
         app.router.add_get("/health", health)  # also answers HEAD
+        app.router.add_get("/metrics", scrape)
         runner = web.AppRunner(app, access_log=None, handle_signals=True)
         await runner.setup()
         for _ in range(count):
@@ -95,6 +102,17 @@ def serve(count: int) -> None:
         asyncio.run(main())
     except KeyboardInterrupt:
         pass
+
+
+def metrics_text() -> bytes:
+    """What a busy model server's /metrics says: the real server's metrics after 1,000
+    predictions (2 % failing) over three classes."""
+    metrics = Metrics("bench", 1)
+    for i in range(1000):
+        metrics.observe("/predict", 500 if i % 50 == 0 else 200, 0.001 + (i % 40) / 1000)
+        metrics.observe("/health", 200, 0.0002)
+    metrics.count_predictions([i % 3 for i in range(1000)])
+    return metrics.render()
 
 
 def specs_for(base_urls: list[str], n: int) -> list[ProbeSpec]:

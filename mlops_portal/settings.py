@@ -185,6 +185,18 @@ HEALTHCHECK_ALLOWED_NETWORKS = env_list(
 HEALTHCHECK_RESULT_RETENTION_DAYS = env_int("HEALTHCHECK_RESULT_RETENTION_DAYS", 7)
 HEALTHCHECK_CONCURRENCY = env_int("HEALTHCHECK_CONCURRENCY", 200)
 INCIDENT_QUIET_PERIOD_SECONDS = env_int("INCIDENT_QUIET_PERIOD_SECONDS", 300)
+# Serving metrics: every live model server's /metrics is read each
+# SERVING_SCRAPE_INTERVAL_SECONDS, at most SERVING_SCRAPE_CONCURRENCY at once, each given
+# SERVING_SCRAPE_TIMEOUT_SECONDS to answer.
+SERVING_SCRAPE_INTERVAL_SECONDS = env_int("SERVING_SCRAPE_INTERVAL_SECONDS", 60)
+SERVING_SCRAPE_TIMEOUT_SECONDS = env_int("SERVING_SCRAPE_TIMEOUT_SECONDS", 5)
+SERVING_SCRAPE_CONCURRENCY = env_int("SERVING_SCRAPE_CONCURRENCY", 100)
+# Heartbeat pings (/ping/<uuid>, no login: the uuid is the secret): bodies over
+# HEARTBEAT_BODY_MAX bytes are refused (413), the last HEARTBEAT_BODY_KEEP bytes are kept;
+# more than HEARTBEAT_PINGS_PER_MINUTE pings of one key in a minute get 429.
+HEARTBEAT_BODY_MAX = env_int("HEARTBEAT_BODY_MAX", 100_000)
+HEARTBEAT_BODY_KEEP = env_int("HEARTBEAT_BODY_KEEP", 10_000)
+HEARTBEAT_PINGS_PER_MINUTE = env_int("HEARTBEAT_PINGS_PER_MINUTE", 60)
 
 # Celery: Redis by default; "filesystem://" is the no-install fallback that `make run`
 # picks when Redis does not answer (see scripts/run.sh).
@@ -220,6 +232,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "deployments.tasks.run_deployment_task": {"queue": "deploy"},
     "monitoring.tasks.dispatch_probes": {"queue": "probes"},
+    "monitoring.tasks.scrape_serving_metrics": {"queue": "probes"},
     # Sends wait on mail servers and webhooks; they never hold up validations or deploys.
     "mlops_portal.tasks.deliver_notification_task": {"queue": "notifications"},
 }
@@ -237,6 +250,14 @@ CELERY_BEAT_SCHEDULE = {
     },
     "dispatch-probes": {"task": "monitoring.tasks.dispatch_probes", "schedule": 5.0},
     "roll-up-probe-results": {"task": "monitoring.tasks.roll_up_and_prune", "schedule": 60.0},
+    "mark-overdue-heartbeats": {
+        "task": "monitoring.tasks.mark_overdue_heartbeats",
+        "schedule": 10.0,
+    },
+    "scrape-serving-metrics": {
+        "task": "monitoring.tasks.scrape_serving_metrics",
+        "schedule": float(SERVING_SCRAPE_INTERVAL_SECONDS),
+    },
     "resolve-quiet-incidents": {
         "task": "monitoring.tasks.resolve_quiet_incidents",
         "schedule": 60.0,
@@ -310,6 +331,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Several models have a `kind`: name the health check's so the schema says which.
+    "ENUM_NAME_OVERRIDES": {"CheckKindEnum": "monitoring.choices.CheckKind"},
 }
 
 # Notifications (mlops_portal.overview.notifications): a failed send is retried after

@@ -42,3 +42,40 @@ def sparkline_points(values, width=120, height=24) -> str:
         f"{i * step:.1f},{height - (v or 0) / top * (height - 2) - 1:.1f}"
         for i, v in enumerate(values)
     )
+
+
+def serving_chart(points, title: str) -> str:
+    """Traffic, error rate, latency p50/p95/p99 and the share of each predicted class over
+    time, one row each on a shared time axis; '' without data."""
+    if not points:
+        return ""
+    times = [p.t for p in points]
+    figure = make_subplots(rows=4, cols=1, shared_xaxes=True, vertical_spacing=0.05,
+                           row_heights=[0.22, 0.2, 0.3, 0.28])  # fmt: skip
+    figure.add_trace(go.Bar(x=times, y=[p.requests for p in points], name="requests",
+                            marker_color="#0d6efd"), row=1, col=1)  # fmt: skip
+    rates = [None if p.error_rate is None else p.error_rate * 100 for p in points]
+    figure.add_trace(go.Scatter(x=times, y=rates, name="error rate (%)", mode="lines",
+                                line={"color": "#dc3545"}), row=2, col=1)  # fmt: skip
+    for name, values, dash in (("p50", [p.p50 for p in points], None),
+                               ("p95", [p.p95 for p in points], "dot"),
+                               ("p99", [p.p99 for p in points], "dash")):  # fmt: skip
+        figure.add_trace(go.Scatter(x=times, y=values, name=f"latency {name} (ms)", mode="lines",
+                                    line={"width": 1.5, "dash": dash}), row=3, col=1)  # fmt: skip
+    labels = sorted({label for p in points for label in p.predictions})
+    for label in labels:
+        shares = [_share(p.predictions, label) for p in points]
+        figure.add_trace(go.Bar(x=times, y=shares, name=f"class {label}"), row=4, col=1)
+    figure.update_yaxes(title_text="requests", row=1, col=1, rangemode="tozero")
+    figure.update_yaxes(title_text="% errors", row=2, col=1, rangemode="tozero")
+    figure.update_yaxes(title_text="ms", row=3, col=1, rangemode="tozero")
+    figure.update_yaxes(title_text="% of predictions", row=4, col=1, range=[0, 100])
+    figure.update_layout(height=640, margin={"l": 60, "r": 10, "t": 30, "b": 30},
+                         title={"text": title, "font": {"size": 14}}, barmode="stack",
+                         legend={"orientation": "h", "y": -0.08}, bargap=0)  # fmt: skip
+    return figure_html(figure, {"displaylogo": False})
+
+
+def _share(predictions: dict, label: str) -> float | None:
+    total = sum(predictions.values())
+    return predictions.get(label, 0) / total * 100 if total else None

@@ -8,6 +8,17 @@ class CheckState(models.TextChoices):
     PAUSED = "paused", "Paused"
 
 
+class CheckKind(models.TextChoices):
+    HTTP = "http", "HTTP probe"
+    HEARTBEAT = "heartbeat", "Heartbeat (the job pings)"
+
+
+class PingKind(models.TextChoices):
+    SUCCESS = "success", "Success"
+    START = "start", "Start"
+    FAIL = "fail", "Failure"
+
+
 class HttpMethod(models.TextChoices):
     GET = "GET", "GET"
     HEAD = "HEAD", "HEAD"
@@ -47,6 +58,7 @@ UNRESOLVED_STATES = (IncidentState.OPEN, IncidentState.ACKNOWLEDGED, IncidentSta
 
 class IncidentSource(models.TextChoices):
     CHECK = "check", "Health check"
+    RULE = "rule", "Alert rule"
     MANUAL = "manual", "Manual"
     API = "api", "API"
 
@@ -56,3 +68,21 @@ class IncidentEventKind(models.TextChoices):
     NOTE = "note", "Note"
     EVIDENCE = "evidence", "Probe evidence"
     SEVERITY = "severity", "Severity change"
+
+
+class RuleMetric(models.TextChoices):
+    ERROR_RATE = "error_rate", "Error rate (% of /predict requests answered 5xx)"
+    LATENCY_P95 = "latency_p95", "Latency p95 (ms)"
+    REQUEST_RATE_DROP = "request_rate_drop", "Request-rate drop (% below the hour before)"
+
+
+class Comparison(models.TextChoices):
+    GT = ">", ">"
+    GE = ">=", "≥"
+    LT = "<", "<"
+    LE = "<=", "≤"
+
+
+class RuleState(models.TextChoices):
+    OK = "ok", "OK"
+    FIRING = "firing", "Firing"

@@ -2,14 +2,15 @@ from django import forms
 
 from deployments.forms import JSONTextField
 from deployments.models import Target
-from monitoring.choices import HttpMethod, Severity
+from monitoring.choices import CheckKind, HttpMethod, Severity
 
 
 class CheckForm(forms.Form):
     name = forms.CharField(max_length=200)
+    kind = forms.ChoiceField(choices=CheckKind.choices, initial=CheckKind.HTTP, required=False)
     url = forms.CharField(
-        max_length=500, label="URL",
-        help_text="http(s) only, inside HEALTHCHECK_ALLOWED_NETWORKS (internal addresses).",
+        max_length=500, label="URL", required=False,
+        help_text="HTTP probes: http(s) only, inside HEALTHCHECK_ALLOWED_NETWORKS.",
     )  # fmt: skip
     target = forms.ModelChoiceField(
         queryset=Target.objects.order_by("name"), required=False,
@@ -21,6 +22,21 @@ class CheckForm(forms.Form):
     expected_statuses = JSONTextField(empty=[200], required=False, initial="[200]")
     latency_threshold_ms = forms.FloatField(required=False, help_text="Slower counts as failed.")
     failures_before_down = forms.IntegerField(initial=3, min_value=1)
+    period_seconds = forms.IntegerField(
+        required=False, min_value=1, help_text="Heartbeats: how often the job runs (seconds)."
+    )
+    cron_expression = forms.CharField(
+        required=False, max_length=100,
+        help_text="Heartbeats, instead of a period: when the job runs, e.g. 0 2 * * *.",
+    )  # fmt: skip
+    cron_timezone = forms.CharField(required=False, max_length=64, initial="UTC",
+                                    help_text="The cron expression's time zone.")  # fmt: skip
+    grace_seconds = forms.IntegerField(
+        required=False, min_value=0, help_text="Heartbeats: how late a ping may be (seconds)."
+    )
+
+    def clean_kind(self):
+        return self.cleaned_data.get("kind") or CheckKind.HTTP
 
 
 class SnoozeForm(forms.Form):

@@ -5,21 +5,28 @@ from django.urls import reverse
 from mlops_portal.core.timeline import TimelineEvent
 from monitoring.choices import (
     UNRESOLVED_STATES,
+    CheckKind,
     CheckState,
+    Comparison,
     HttpMethod,
     IncidentEventKind,
     IncidentSource,
     IncidentState,
+    PingKind,
     Resolution,
+    RuleMetric,
+    RuleState,
     Severity,
 )
 
 
 class HealthCheck(models.Model):
-    """An HTTP endpoint probed on a schedule. A check that follows a target probes the
-    target's live endpoint and moves with each new deployment."""
+    """An HTTP endpoint probed on a schedule, or a heartbeat: a batch job that pings the
+    portal and is down when no ping came within its period plus grace. A check that follows
+    a target probes the target's live endpoint and moves with each new deployment."""
 
     name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=10, choices=CheckKind.choices, default=CheckKind.HTTP)
     target = models.ForeignKey(
         "deployments.Target", on_delete=models.CASCADE, null=True, blank=True,
         related_name="checks",
@@ -46,6 +53,15 @@ class HealthCheck(models.Model):
     claim_token = models.CharField(max_length=32, blank=True)  # the dispatcher run probing it
     snoozed_until = models.DateTimeField(null=True, blank=True)
     snooze_reason = models.CharField(max_length=300, blank=True)
+    # Heartbeats: the job pings /ping/<ping_key>; the key is the only credential.
+    ping_key = models.UUIDField(null=True, blank=True, unique=True, editable=False)
+    period_seconds = models.PositiveIntegerField(null=True, blank=True)  # … or a cron schedule
+    cron_expression = models.CharField(max_length=100, blank=True)
+    cron_timezone = models.CharField(max_length=64, blank=True, default="UTC")
+    grace_seconds = models.PositiveIntegerField(null=True, blank=True)
+    last_ping_at = models.DateTimeField(null=True, blank=True)
+    last_start_at = models.DateTimeField(null=True, blank=True)  # a run begun, not yet ended
+    ping_deadline = models.DateTimeField(null=True, blank=True)  # down if no ping by then
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
         related_name="+",
@@ -66,6 +82,12 @@ class HealthCheck(models.Model):
         indexes = [
             # The dispatcher: enabled checks whose next_due_at has passed.
             models.Index(fields=["enabled", "next_due_at"], name="check_due_idx"),
+            # The heartbeat job: enabled heartbeats whose ping deadline has passed.
+            models.Index(
+                fields=["ping_deadline"],
+                condition=models.Q(kind="heartbeat", enabled=True),
+                name="heartbeat_due_idx",
+            ),
         ]
 
     def __str__(self):
@@ -131,6 +153,32 @@ class ProbeResult(models.Model):
         return f"{self.health_check_id} at {self.at}: {'ok' if self.ok else self.error}"
 
 
+class Ping(models.Model):
+    """One ping of a heartbeat check: a run's start, success or failure, with its exit
+    status, its duration (since the run's start ping) and the tail of its log."""
+
+    id = models.BigAutoField(primary_key=True)
+    health_check = models.ForeignKey(HealthCheck, on_delete=models.CASCADE, related_name="pings")
+    at = models.DateTimeField()
+    kind = models.CharField(max_length=7, choices=PingKind.choices)
+    exit_status = models.SmallIntegerField(null=True, blank=True)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    body = models.TextField(blank=True)  # the last HEARTBEAT_BODY_KEEP bytes sent
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-pk"]
+        indexes = [
+            # The check page's runs and the incident's evidence: one check's latest pings.
+            models.Index(fields=["health_check", "-at"], name="ping_check_at_idx"),
+            # Pruning.
+            models.Index(fields=["at"], name="ping_at_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.health_check_id} {self.kind} at {self.at}"
+
+
 class ProbeRollup(models.Model):
     """Per check and minute (or hour): count, failures and latency p50/p95/max, so
     long-range charts never scan raw results."""
@@ -182,6 +230,10 @@ class Incident(models.Model):
     health_check = models.ForeignKey(
         HealthCheck, on_delete=models.SET_NULL, null=True, blank=True, related_name="incidents"
     )
+    alert_rule = models.ForeignKey(
+        "monitoring.AlertRule", on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="incidents",
+    )  # fmt: skip
     target = models.ForeignKey(
         "deployments.Target", on_delete=models.SET_NULL, null=True, blank=True,
         related_name="incidents",
@@ -218,6 +270,12 @@ class Incident(models.Model):
                 fields=["health_check"],
                 condition=models.Q(source="check", state__in=list(UNRESOLVED_STATES)),
                 name="incident_one_open_per_check",
+            ),
+            # … nor for one alert rule.
+            models.UniqueConstraint(
+                fields=["alert_rule"],
+                condition=models.Q(source="rule", state__in=list(UNRESOLVED_STATES)),
+                name="incident_one_open_per_rule",
             ),
         ]
         indexes = [
@@ -268,3 +326,124 @@ class IncidentEvent(TimelineEvent):
 
     def __str__(self):
         return f"#{self.incident_id} {self.kind}: {self.message[:60]}"
+
+
+class ServingScrapeState(models.Model):
+    """The last scrape of a live deployment's /metrics: the cumulative counters it read,
+    which the next scrape turns into deltas, and whether it worked."""
+
+    deployment = models.OneToOneField(
+        "deployments.Deployment", on_delete=models.CASCADE, primary_key=True,
+        related_name="scrape_state",
+    )  # fmt: skip
+    scraped_at = models.DateTimeField(null=True, blank=True)
+    counters = models.JSONField(default=dict, blank=True)  # {} until a scrape succeeds
+    last_ok = models.BooleanField(null=True)
+    last_error = models.CharField(max_length=300, blank=True)
+    consecutive_errors = models.PositiveIntegerField(default=0)
+
+    def __str__(self):
+        return f"deployment {self.deployment_id}: {'ok' if self.last_ok else self.last_error}"
+
+
+class ServingRollup(models.Model):
+    """Per deployment and minute (or hour): /predict requests, errors, latency and
+    predictions per class, from the deltas of the server's counters. The latency histogram
+    is kept (counts per bucket bound) so hours and ranges merge exactly; p50/p95/p99 are
+    estimated from it as Prometheus' histogram_quantile does."""
+
+    id = models.BigAutoField(primary_key=True)
+    deployment = models.ForeignKey(
+        "deployments.Deployment", on_delete=models.CASCADE, related_name="serving_rollups"
+    )
+    version = models.ForeignKey(
+        "deployments.ModelVersion", on_delete=models.CASCADE, related_name="serving_rollups"
+    )  # the deployment's, copied so the version page needs no join
+    resolution = models.CharField(max_length=6, choices=Resolution.choices)
+    bucket_start = models.DateTimeField()
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)  # 5xx: the model or server failed
+    client_errors = models.PositiveIntegerField(default=0)  # 4xx: malformed input
+    latency_buckets = models.JSONField(default=dict)  # {"0.005": n, …, "+Inf": n}, per bucket
+    latency_p50 = models.FloatField(null=True)  # milliseconds
+    latency_p95 = models.FloatField(null=True)
+    latency_p99 = models.FloatField(null=True)
+    predictions = models.JSONField(default=dict)  # {"class label": n}
+    scrapes = models.PositiveIntegerField(default=0)
+    scrape_errors = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["bucket_start"]
+        constraints = [
+            # Also the index of the deployment page: one deployment's buckets in a range.
+            models.UniqueConstraint(
+                fields=["deployment", "resolution", "bucket_start"],
+                name="serving_rollup_unique_bucket",
+            )
+        ]
+        indexes = [
+            # The version page: all its deployments' buckets in a range, summed per bucket.
+            models.Index(
+                fields=["version", "resolution", "bucket_start"], name="serving_version_idx"
+            ),
+            # Pruning old minute buckets.
+            models.Index(fields=["resolution", "bucket_start"], name="serving_prune_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.deployment_id} {self.resolution} {self.bucket_start}"
+
+    @property
+    def error_rate(self) -> float | None:
+        return self.errors / self.requests if self.requests else None
+
+
+class AlertRule(models.Model):
+    """A condition on the serving metrics of a model's (or a target's) live deployments:
+    `metric comparison threshold` over the last `for_minutes` minutes. Firing opens one
+    incident through the incident machinery; quiet again, it mitigates and then resolves."""
+
+    name = models.CharField(max_length=200)
+    model = models.ForeignKey(
+        "deployments.RegisteredModel", on_delete=models.CASCADE, null=True, blank=True,
+        related_name="alert_rules",
+    )  # fmt: skip
+    target = models.ForeignKey(
+        "deployments.Target", on_delete=models.CASCADE, null=True, blank=True,
+        related_name="alert_rules",
+    )  # fmt: skip
+    metric = models.CharField(max_length=20, choices=RuleMetric.choices)
+    comparison = models.CharField(max_length=2, choices=Comparison.choices, default=Comparison.GT)
+    threshold = models.FloatField()
+    for_minutes = models.PositiveIntegerField(default=5)
+    severity = models.CharField(max_length=4, choices=Severity.choices, default=Severity.SEV3)
+    enabled = models.BooleanField(default=True)
+    muted = models.BooleanField(default=False)
+    mute_reason = models.CharField(max_length=300, blank=True)
+    state = models.CharField(max_length=6, choices=RuleState.choices, default=RuleState.OK)
+    firing_since = models.DateTimeField(null=True, blank=True)
+    last_evaluated_at = models.DateTimeField(null=True, blank=True)
+    last_value = models.FloatField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )  # fmt: skip
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(model__isnull=False, target__isnull=True)
+                | models.Q(model__isnull=True, target__isnull=False),
+                name="alert_rule_model_or_target",
+            )
+        ]
+        # The evaluation job reads every enabled rule: a handful, no index needed.
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def condition(self) -> str:
+        return f"{self.metric} {self.comparison} {self.threshold:g} for {self.for_minutes} min"

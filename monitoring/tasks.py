@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from monitoring.services import checks, rollups
+from monitoring.services import alerts, checks, heartbeats, rollups, serving
 
 
 @shared_task(ignore_result=True)
@@ -19,3 +19,17 @@ def roll_up_and_prune() -> dict:
 @shared_task
 def resolve_quiet_incidents() -> int:
     return checks.resolve_quiet_incidents()
+
+
+@shared_task(ignore_result=True)
+def scrape_serving_metrics() -> dict:
+    """Beat, every SERVING_SCRAPE_INTERVAL_SECONDS: read every live model server's /metrics,
+    then evaluate the alert rules on what it read."""
+    scraped = serving.scrape_live_deployments()
+    return {**scraped, **alerts.evaluate_rules()}
+
+
+@shared_task(ignore_result=True)
+def mark_overdue_heartbeats() -> int:
+    """Beat, every 10 s: heartbeats whose job has not pinged within period + grace go down."""
+    return heartbeats.mark_overdue()

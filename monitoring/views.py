@@ -1,30 +1,38 @@
 """Monitoring pages: checks with charts, incidents with their timeline. Every change is a
 service call; views fetch, call and render."""
 
+import time
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth.decorators import login_not_required
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Avg, Count
 from django.db.models.functions import TruncWeek
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_POST
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods, require_POST
 
 from deployments.models import Deployment
 from mlops_portal.core.errors import Conflict
 from mlops_portal.core.policy import can, require
 from mlops_portal.core.utils import service_errors_on
 from monitoring import charts, series
-from monitoring.choices import CheckState, IncidentState, Severity
+from monitoring.choices import CheckKind, CheckState, IncidentState, PingKind, Severity
 from monitoring.filters import HealthCheckFilter, IncidentFilter
 from monitoring.forms import CheckForm, IncidentForm, NoteForm, SnoozeForm
 from monitoring.models import MTTA, MTTR, HealthCheck, Incident
-from monitoring.services import checks, incidents
+from monitoring.services import checks, heartbeats, incidents
 
 PER_PAGE = 50
+RUNS_SHOWN = 50
 
 
 def _get_check(pk) -> HealthCheck:
@@ -60,19 +68,27 @@ def check_detail(request, pk):
         chosen = "24h"
     until = timezone.now()
     since = until - series.RANGES[chosen]
-    points = series.points(check.pk, since, until)
+    heartbeat = check.kind == CheckKind.HEARTBEAT
+    points = [] if heartbeat else series.points(check.pk, since, until)
+    can_manage = can(request.user, "check.manage", check)
     return render(
         request,
         "monitoring/check_detail.html",
         {
             "check": check,
+            "heartbeat": heartbeat,
+            "runs": check.pings.all()[:RUNS_SHOWN] if heartbeat else [],
+            # The ping URL is the job's credential: shown to those who manage checks.
+            "ping_url": request.build_absolute_uri(reverse("ping", args=[check.ping_key]))
+            if heartbeat and can_manage
+            else "",
             "chart": charts.check_chart(points, f"{check.name}, last {chosen}"),
             "ranges": list(series.RANGES),
             "chosen": chosen,
             "uptime": series.uptime([check.pk], since, until)[check.pk],
             "recent": check.results.order_by("-at")[:20],
             "incidents": check.incidents.order_by("-opened_at")[:10],
-            "can_manage": can(request.user, "check.manage", check),
+            "can_manage": can_manage,
             "snooze_form": SnoozeForm(),
             "snoozed": check.snoozed_until and check.snoozed_until > timezone.now(),
         },
@@ -85,8 +101,10 @@ def check_form(request, pk=None):
     initial = {}
     if check:
         initial = {name: getattr(check, name) for name in checks.EDITABLE}
-        initial["target"] = check.target
+        initial["target"], initial["kind"] = check.target, check.kind
     form = CheckForm(request.POST or None, initial=initial)
+    if check:
+        form.fields["kind"].disabled = True
     if check and check.follows_target:
         form.fields["url"].disabled = True
     if request.method == "POST" and form.is_valid():
@@ -94,13 +112,18 @@ def check_form(request, pk=None):
         target = data.pop("target")
         with service_errors_on(form):
             if check:
+                data.pop("kind")
                 if check.follows_target:
                     data.pop("url")
                 check = checks.update_check(request.user, check, **data)
             else:
                 check = checks.create_check(request.user, target=target, **data)
-            messages.success(request, f"Check {check.name} saved; it is probed every "
-                                      f"{check.interval_seconds} s.")  # fmt: skip
+            how = (
+                "its job pings the URL on this page"
+                if check.kind == CheckKind.HEARTBEAT
+                else f"it is probed every {check.interval_seconds} s"
+            )
+            messages.success(request, f"Check {check.name} saved; {how}.")
             return redirect(check)
     return render(request, "monitoring/check_form.html", {"form": form, "check": check})
 
@@ -227,3 +250,44 @@ def incident_action(request, pk, verb):
     except (ValidationError, Conflict, PermissionDenied) as exc:
         messages.error(request, " ".join(getattr(exc, "messages", [str(exc)])))
     return redirect(incident)
+
+
+# --- heartbeat pings ---------------------------------------------------------------------
+
+
+@login_not_required  # the one unauthenticated write: the key in the URL is the secret
+@csrf_exempt
+@never_cache
+@require_http_methods(["GET", "POST", "HEAD"])
+def ping(request, key, signal="", exit_status=None):
+    """A batch job's ping: /ping/<key>[/start|/fail|/<exit status>], an optional log tail
+    as the body. Plain-text answers for curl: OK, or what is wrong."""
+    if exit_status is not None and exit_status > 255:
+        return _plain(400, "The exit status must be 0 to 255.")
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    if not length.isdigit() or int(length) > settings.HEARTBEAT_BODY_MAX:
+        return _plain(413, f"Send at most {settings.HEARTBEAT_BODY_MAX} bytes of log.")
+    if _over_rate(key):
+        return _plain(429, f"More than {settings.HEARTBEAT_PINGS_PER_MINUTE} pings a minute.")
+    kind = {"start": PingKind.START, "fail": PingKind.FAIL}.get(signal, PingKind.SUCCESS)
+    recorded = heartbeats.record_ping(
+        key, kind, exit_status=exit_status, body=request.read(settings.HEARTBEAT_BODY_MAX),
+        remote_addr=request.META.get("REMOTE_ADDR"),
+    )  # fmt: skip
+    if recorded is None:
+        return _plain(404, "No heartbeat check has this key.")
+    return _plain(200, "OK")
+
+
+def _over_rate(key) -> bool:
+    """Count this minute's pings of `key` in the cache; a cache that fails lets pings in."""
+    name = f"ping-rate:{key}:{int(time.time() // 60)}"
+    try:
+        cache.add(name, 0, timeout=120)
+        return cache.incr(name) > settings.HEARTBEAT_PINGS_PER_MINUTE
+    except Exception:
+        return False
+
+
+def _plain(status: int, text: str) -> HttpResponse:
+    return HttpResponse(f"{text}\n", status=status, content_type="text/plain; charset=utf-8")

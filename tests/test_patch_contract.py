@@ -8,13 +8,20 @@ from drf_spectacular.generators import SchemaGenerator
 
 from deployments import services as registry
 from docs_app import services as docs
-from monitoring.services import checks
+from monitoring.services import alerts, checks
 from tests.factories import register_iris_version
 
 # Fields of a PATCH that are not the object's data: the optimistic lock of pages.
 CONTROL_FIELDS = {"base_revision"}
 # Representation fields that every write moves on.
 VOLATILE = {"updated_at", "updated_by", "revision_number"}
+# Fields computed from the one sent: a heartbeat's deadline moves with its period and grace,
+# an alert rule's condition (its one-line summary) with its parts.
+DERIVED = {
+    **{key: {"ping_deadline"} for key in ("period_seconds", "grace_seconds",
+                                          "cron_expression", "cron_timezone")},
+    **{key: {"condition"} for key in ("metric", "comparison", "threshold", "for_minutes")},
+}  # fmt: skip
 
 # path template -> {field: a valid value that differs from the object built by `world`}.
 CASES = {
@@ -48,6 +55,22 @@ CASES = {
         "latency_threshold_ms": 250.0,
         "failures_before_down": 5,
     },
+    # Period and grace belong to heartbeat checks only: a second object on the same path.
+    "/api/v1/checks/{id}/#heartbeat": {
+        "name": "nightly training (renamed)",
+        "period_seconds": 7200,
+        "grace_seconds": 900,
+    },
+    "/api/v1/checks/{id}/#cron": {"cron_expression": "30 3 * * *", "cron_timezone": "Asia/Tokyo"},
+    "/api/v1/alert-rules/{id}/": {
+        "name": "iris latency (renamed)",
+        "metric": "error_rate",
+        "comparison": "<",
+        "threshold": 750.0,
+        "for_minutes": 15,
+        "severity": "sev1",
+        "enabled": False,
+    },
     "/api/v1/pages/{slug}/": {
         "title": "Iris runbook v2",
         "body": "Restart it, then check the logs.",
@@ -76,7 +99,10 @@ def patch_operations() -> dict[str, set[str]]:
 
 
 def test_every_patch_field_has_a_case(db):
-    assert patch_operations() == {path: set(fields) for path, fields in CASES.items()}
+    cases = {}
+    for template, fields in CASES.items():  # "path#variant" adds to the path's cases
+        cases.setdefault(template.split("#")[0], set()).update(fields)
+    assert patch_operations() == cases
 
 
 @pytest.fixture
@@ -93,6 +119,17 @@ def world(alice, bob):
         bob, name="iris health", url="http://127.0.0.1:9/health", target=target,
         interval_seconds=45, expected_statuses=[200], latency_threshold_ms=900.0,
     )  # fmt: skip
+    heartbeat = checks.create_check(
+        bob, name="nightly training", kind="heartbeat", period_seconds=86400, grace_seconds=600,
+    )  # fmt: skip
+    rule = alerts.create_rule(
+        bob, name="iris latency", model=model, metric="latency_p95", threshold=500.0,
+        for_minutes=5, severity="sev3",
+    )  # fmt: skip
+    scheduled = checks.create_check(
+        bob, name="nightly scoring", kind="heartbeat", cron_expression="0 2 * * *",
+        cron_timezone="Europe/Paris", grace_seconds=600,
+    )  # fmt: skip
     parent = docs.create_page(alice, title="Runbooks")
     page = docs.create_page(
         alice, title="Iris runbook", body="Restart it.", tags=["runbook"], parent=parent,
@@ -105,6 +142,9 @@ def world(alice, bob):
         ),
         "/api/v1/targets/{name}/": f"/api/v1/targets/{target.name}/",
         "/api/v1/checks/{id}/": f"/api/v1/checks/{check.pk}/",
+        "/api/v1/checks/{id}/#heartbeat": f"/api/v1/checks/{heartbeat.pk}/",
+        "/api/v1/checks/{id}/#cron": f"/api/v1/checks/{scheduled.pk}/",
+        "/api/v1/alert-rules/{id}/": f"/api/v1/alert-rules/{rule.pk}/",
         "/api/v1/pages/{slug}/": f"/api/v1/pages/{page.slug}/",
     }
 
@@ -126,7 +166,8 @@ def test_a_patch_of_one_field_changes_that_field_only(
     assert response.status_code == 200, response.content
     after = api.get(url).json()
     assert response.json() == after
-    unchanged = {name for name in before if name not in VOLATILE | {field}}
+    moved = VOLATILE | {field} | DERIVED.get(field, set())
+    unchanged = {name for name in before if name not in moved}
     assert {name: after[name] for name in unchanged} == {name: before[name] for name in unchanged}
     if field in before:
         assert after[field] != before[field], f"{field} was sent but did not change"

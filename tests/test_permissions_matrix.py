@@ -30,7 +30,7 @@ from docs_app.models import Page
 from mlops_portal.core import tokens as accounts
 from mlops_portal.core.roles import Role
 from mlops_portal.models import ApiToken, NotificationChannel
-from monitoring.models import HealthCheck, Incident
+from monitoring.models import AlertRule, HealthCheck, Incident
 from tests.factories import UserFactory
 
 OK, LOGIN, MSG = "ok", "login", "msg"
@@ -143,6 +143,9 @@ def build_world():
     incident = Incident.objects.create(
         title="churn answers 500s", source="manual", opened_at=now, target=staging
     )
+    rule = AlertRule.objects.create(name="churn errors", model=model, metric="error_rate",
+                                    threshold=5, created_by=bob, muted=True,
+                                    mute_reason="maintenance")  # fmt: skip
     page_ = docs.create_page(alice, title="Runbook", slug="runbook", body="one")
     docs.save_page(alice, page_, base_revision=1, title="Runbook", body="two")
     channel = NotificationChannel.objects.create(
@@ -153,7 +156,7 @@ def build_world():
     return {
         "users": users, "model": model, "v1": v1, "staging": staging, "live": live,
         "pending": pending, "hook": running_hook, "check": check, "incident": incident,
-        "page": page_, "channel": channel, "tokens": tokens,
+        "page": page_, "channel": channel, "tokens": tokens, "rule": rule,
     }  # fmt: skip
 
 
@@ -187,6 +190,7 @@ def _persona_of(w, user):
 
 
 D, INC, C = "/api/v1/deployments/", "/api/v1/incidents/", "/api/v1/checks/"
+RULES = "/api/v1/alert-rules/"
 VERSION = {"artifact_uri": "http://127.0.0.1:9/v3.joblib", "sample_input": [[1.0]]}
 PAGE = {"title": "Runbook", "body": "three", "base_revision": 2}
 TARGET_FORM = {"environment": "staging", "backend_settings": "{}", "queue_policy": "queue",
@@ -247,6 +251,17 @@ API_ROWS = [
         api(operators=True)),
     Row("api:incident-list", "post", lambda w, u: INC, {"title": "slow"}, count(Incident),
         api(authors=True)),
+    Row("api:alert-rule-list", "post", lambda w, u: RULES,
+        {"name": "slow", "model": "churn", "metric": "latency_p95", "threshold": 300},
+        count(AlertRule), api(operators=True)),
+    Row("api:alert-rule-detail", "patch", lambda w, u: f"{RULES}{w['rule'].pk}/",
+        {"threshold": 9}, lambda w: fresh(w["rule"]).threshold, api(operators=True)),
+    Row("api:alert-rule-detail", "delete", lambda w, u: f"{RULES}{w['rule'].pk}/", None,
+        count(AlertRule), api(operators=True)),
+    Row("api:alert-rule-mute", "post", lambda w, u: f"{RULES}{w['rule'].pk}/mute/",
+        {"reason": "load test"}, lambda w: fresh(w["rule"]).mute_reason, api(operators=True)),
+    Row("api:alert-rule-unmute", "post", lambda w, u: f"{RULES}{w['rule'].pk}/unmute/", None,
+        lambda w: fresh(w["rule"]).muted, api(operators=True)),
     Row("api:incident-acknowledge", "post", lambda w, u: f"{INC}{w['incident'].pk}/acknowledge/",
         {"note": ""}, state_of("incident"), api(operators=True)),
     Row("api:incident-mitigate", "post", lambda w, u: f"{INC}{w['incident'].pk}/mitigate/",
@@ -376,7 +391,8 @@ READ_ONLY_PAGES = {
     "api-schema": "/api/schema/", "api-docs": "/api/docs/",
 }  # fmt: skip
 # Not the portal's forms: Django's own login, logout and admin.
-OUTSIDE = {"login", "logout"}
+# Heartbeat pings need no login: the uuid in the URL is the secret (README).
+OUTSIDE = {"login", "logout", "ping", "ping-start", "ping-fail", "ping-exit"}
 
 
 # --- the matrix ------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ are wrong), 3 when it cannot listen on the address; the reason is printed on std
 """
 
 import argparse
-import bisect
 import json
 import os
 import signal
@@ -35,16 +34,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from deployments.serving.loading import ArtifactError, InputError, load_model, predict
+from deployments.serving.metrics import CONTENT_TYPE, Metrics
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
-# Seconds; Prometheus' default buckets plus finer ones, since small models answer in ~1 ms.
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Each keep-alive connection holds a thread; close connections idle for this long.
 IDLE_TIMEOUT_SECONDS = 60
 EXIT_ARTIFACT = 2
 EXIT_LISTEN = 3
 JSON = "application/json"
-PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @dataclass(frozen=True)
@@ -71,85 +68,6 @@ def json_response(status: int, payload, headers: tuple[tuple[str, str], ...] = (
     return Response(status, body, JSON, headers)
 
 
-class Metrics:
-    """Thread-safe request counters and a latency histogram, rendered for Prometheus.
-
-    `model_server_requests_total` counts every answered request by path and status, including
-    /health and /metrics themselves (a scrape is counted after its own body is rendered, so it
-    never includes itself); unknown paths share the label path="other" so that scanners cannot
-    grow the series without bound. `model_server_errors_total` counts responses with status
-    >= 400. The histogram `model_server_request_duration_seconds` times requests to /predict
-    only, whatever their status: that is the latency users care about, and health checks would
-    drown it.
-    """
-
-    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS):
-        self._lock = threading.Lock()
-        self._buckets = buckets
-        self._requests: dict[tuple[str, int], int] = {}
-        self._errors = 0
-        self._bucket_hits = [0] * len(buckets)  # per bucket; made cumulative when rendered
-        self._duration_sum = 0.0
-        self._duration_count = 0
-
-    def observe(self, path: str, status: int, seconds: float) -> None:
-        with self._lock:
-            key = (path, status)
-            self._requests[key] = self._requests.get(key, 0) + 1
-            if status >= 400:
-                self._errors += 1
-            if path == "/predict":
-                index = bisect.bisect_left(self._buckets, seconds)
-                if index < len(self._buckets):
-                    self._bucket_hits[index] += 1
-                self._duration_sum += seconds
-                self._duration_count += 1
-
-    def render(self, model: str, version: int, uptime: float) -> str:
-        with self._lock:
-            requests = sorted(self._requests.items())
-            errors, hits = self._errors, list(self._bucket_hits)
-            total, count = self._duration_sum, self._duration_count
-        lines = [
-            "# HELP model_server_info The model this server serves; always 1.",
-            "# TYPE model_server_info gauge",
-            f'model_server_info{{model="{_label(model)}",version="{version}"}} 1',
-            "# HELP model_server_uptime_seconds Seconds since the server started serving.",
-            "# TYPE model_server_uptime_seconds gauge",
-            f"model_server_uptime_seconds {uptime:.3f}",
-            "# HELP model_server_requests_total HTTP requests answered, by path and status.",
-            "# TYPE model_server_requests_total counter",
-        ]
-        lines += [
-            f'model_server_requests_total{{path="{path}",status="{status}"}} {n}'
-            for (path, status), n in requests
-        ]
-        lines += [
-            "# HELP model_server_errors_total HTTP responses with a status of 400 or more.",
-            "# TYPE model_server_errors_total counter",
-            f"model_server_errors_total {errors}",
-            "# HELP model_server_request_duration_seconds Time to answer POST /predict.",
-            "# TYPE model_server_request_duration_seconds histogram",
-        ]
-        cumulative = 0
-        for bound, hit in zip(self._buckets, hits, strict=True):
-            cumulative += hit
-            lines.append(
-                f'model_server_request_duration_seconds_bucket{{le="{bound}"}} {cumulative}'
-            )
-        lines += [
-            f'model_server_request_duration_seconds_bucket{{le="+Inf"}} {count}',
-            f"model_server_request_duration_seconds_sum {total!r}",
-            f"model_server_request_duration_seconds_count {count}",
-        ]
-        return "\n".join(lines) + "\n"
-
-
-def _label(value: str) -> str:
-    """Escape a Prometheus label value."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
 class ModelServer(ThreadingHTTPServer):
     """An HTTP server holding one loaded model, its identity and its metrics."""
 
@@ -162,7 +80,7 @@ class ModelServer(ThreadingHTTPServer):
         self.model_name = name
         self.model_version = version
         self.access_log = access_log
-        self.metrics = Metrics()
+        self.metrics = Metrics(name, version)  # see deployments.serving.metrics
         super().__init__(address, ModelRequestHandler)
         self.started = time.monotonic()
 
@@ -231,9 +149,7 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
         )
 
     def _metrics(self) -> Response:
-        server = self.server
-        text = server.metrics.render(server.model_name, server.model_version, server.uptime())
-        return Response(200, text.encode(), PROMETHEUS_TEXT)
+        return Response(200, self.server.metrics.render(), CONTENT_TYPE)
 
     def _predict(self) -> Response:
         payload = self._read_json()
@@ -247,6 +163,7 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
             raise HTTPError(400, str(exc)) from exc
         except ArtifactError as exc:
             raise HTTPError(500, str(exc)) from exc
+        self.server.metrics.count_predictions(predictions)
         result = {
             "predictions": predictions,
             "model": self.server.model_name,

@@ -8,7 +8,7 @@ from mlops_portal.api.tokens import ApiTokenViewSet
 from mlops_portal.overview.api.changes import ChangeViewSet
 from mlops_portal.overview.api.metrics import MetricsView
 from mlops_portal.overview.api.search import SearchView
-from monitoring.api.views import HealthCheckViewSet, IncidentViewSet
+from monitoring.api.views import AlertRuleViewSet, HealthCheckViewSet, IncidentViewSet
 
 
 class PortalRouter(DefaultRouter):
@@ -24,6 +24,7 @@ router.register("targets", TargetViewSet, basename="target")
 router.register("deployments", DeploymentViewSet, basename="deployment")
 router.register("checks", HealthCheckViewSet, basename="check")
 router.register("incidents", IncidentViewSet, basename="incident")
+router.register("alert-rules", AlertRuleViewSet, basename="alert-rule")
 router.register("pages", PageViewSet, basename="page")
 router.register("changes", ChangeViewSet, basename="change")
 

@@ -41,9 +41,17 @@ REGISTRY = {
             "last_error",
             "next_due_at",
             "claim_token",
+            "last_ping_at",
+            "last_start_at",
+            "ping_deadline",
         ]
     },
     "monitoring.Incident": {"exclude_fields": ["updated_at"]},
+    # Alert rules: their condition, severity and mutes (with the reason); not what each
+    # evaluation finds.
+    "monitoring.AlertRule": {
+        "exclude_fields": ["state", "firing_since", "last_evaluated_at", "last_value"]
+    },
     "docs_app.Page": {
         "exclude_fields": ["updated_at", "body"],
         "m2m_fields": ["linked_models", "linked_targets"],

@@ -1,27 +1,41 @@
+from django.urls import reverse
 from rest_framework import serializers
 
-from monitoring.choices import HttpMethod, Severity
-from monitoring.models import HealthCheck, Incident, IncidentEvent
+from mlops_portal.core.policy import can
+from monitoring.choices import CheckKind, Comparison, HttpMethod, RuleMetric, Severity
+from monitoring.models import AlertRule, HealthCheck, Incident, IncidentEvent
 
 
 class HealthCheckSerializer(serializers.ModelSerializer):
     target = serializers.CharField(source="target.name", read_only=True, default=None)
+    ping_url = serializers.SerializerMethodField(
+        help_text="Heartbeats: the URL the job pings; only for those who manage checks."
+    )
 
     class Meta:
         model = HealthCheck
         fields = [
-            "id", "name", "target", "follows_target", "url", "method", "interval_seconds",
-            "timeout_seconds", "expected_statuses", "latency_threshold_ms",
-            "failures_before_down", "enabled", "state", "consecutive_failures",
-            "last_probe_at", "last_ok", "last_latency_ms", "last_error", "snoozed_until",
-            "snooze_reason", "created_at",
+            "id", "name", "kind", "target", "follows_target", "url", "method",
+            "interval_seconds", "timeout_seconds", "expected_statuses", "latency_threshold_ms",
+            "failures_before_down", "period_seconds", "cron_expression", "cron_timezone",
+            "grace_seconds", "ping_url", "enabled",
+            "state", "consecutive_failures", "last_probe_at", "last_ok", "last_latency_ms",
+            "last_error", "last_ping_at", "ping_deadline", "snoozed_until", "snooze_reason",
+            "created_at",
         ]  # fmt: skip
         read_only_fields = fields
+
+    def get_ping_url(self, check) -> str | None:
+        request = self.context.get("request")
+        if check.ping_key is None or request is None or not can(request.user, "check.manage"):
+            return None
+        return request.build_absolute_uri(reverse("ping", args=[check.ping_key]))
 
 
 class HealthCheckWriteSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    url = serializers.CharField(max_length=500)
+    kind = serializers.ChoiceField(choices=CheckKind.choices, default=CheckKind.HTTP)
+    url = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
     target = serializers.CharField(required=False, allow_null=True, default=None)
     method = serializers.ChoiceField(choices=HttpMethod.choices, default=HttpMethod.GET)
     interval_seconds = serializers.IntegerField(default=30)
@@ -29,12 +43,20 @@ class HealthCheckWriteSerializer(serializers.Serializer):
     expected_statuses = serializers.ListField(child=serializers.IntegerField(), default=[200])
     latency_threshold_ms = serializers.FloatField(required=False, allow_null=True, default=None)
     failures_before_down = serializers.IntegerField(default=3)
+    period_seconds = serializers.IntegerField(required=False, allow_null=True, default=None)
+    cron_expression = serializers.CharField(
+        max_length=100, required=False, default="", allow_blank=True,
+        help_text="Heartbeats, instead of a period: five cron fields, e.g. '0 2 * * *'.",
+    )  # fmt: skip
+    cron_timezone = serializers.CharField(max_length=64, required=False, default="UTC")
+    grace_seconds = serializers.IntegerField(required=False, allow_null=True, default=None)
 
 
 class HealthCheckUpdateSerializer(HealthCheckWriteSerializer):
     def get_fields(self):
         fields = super().get_fields()
         fields.pop("target")
+        fields.pop("kind")
         for field in fields.values():
             field.required = False
         return fields
@@ -116,3 +138,48 @@ class IncidentEventSerializer(serializers.ModelSerializer):
         model = IncidentEvent
         fields = ["id", "kind", "from_state", "to_state", "actor", "message", "data", "created_at"]
         read_only_fields = fields
+
+
+class AlertRuleSerializer(serializers.ModelSerializer):
+    model = serializers.CharField(source="model.name", read_only=True, default=None)
+    target = serializers.CharField(source="target.name", read_only=True, default=None)
+
+    class Meta:
+        model = AlertRule
+        fields = [
+            "id", "name", "model", "target", "metric", "comparison", "threshold", "for_minutes",
+            "severity", "enabled", "muted", "mute_reason", "condition", "state",
+            "firing_since", "last_evaluated_at", "last_value", "created_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class AlertRuleWriteSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    model = serializers.CharField(
+        required=False, allow_null=True, default=None,
+        help_text="The registered model's name (or give a target).",
+    )  # fmt: skip
+    target = serializers.CharField(
+        required=False, allow_null=True, default=None, help_text="The target's name (or a model)."
+    )
+    metric = serializers.ChoiceField(choices=RuleMetric.choices)
+    comparison = serializers.ChoiceField(choices=Comparison.choices, default=Comparison.GT)
+    threshold = serializers.FloatField(help_text="% for error rate and drop, ms for latency.")
+    for_minutes = serializers.IntegerField(default=5)
+    severity = serializers.ChoiceField(choices=Severity.choices, default=Severity.SEV3)
+    enabled = serializers.BooleanField(default=True)
+
+
+class AlertRuleUpdateSerializer(AlertRuleWriteSerializer):
+    def get_fields(self):
+        fields = super().get_fields()
+        fields.pop("model")
+        fields.pop("target")
+        for field in fields.values():
+            field.required = False
+        return fields
+
+
+class MuteSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=300)

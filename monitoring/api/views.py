@@ -8,17 +8,21 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from deployments.models import Deployment, Target
+from deployments.models import Deployment, RegisteredModel, Target
 from mlops_portal.core.api.viewsets import ServiceBackedViewSet
 from mlops_portal.core.validation import parse_utc_datetime
 from monitoring import series
 from monitoring.api.serializers import (
+    AlertRuleSerializer,
+    AlertRuleUpdateSerializer,
+    AlertRuleWriteSerializer,
     HealthCheckSerializer,
     HealthCheckUpdateSerializer,
     HealthCheckWriteSerializer,
     IncidentCreateSerializer,
     IncidentEventSerializer,
     IncidentSerializer,
+    MuteSerializer,
     NoteSerializer,
     ResultsSerializer,
     SeveritySerializer,
@@ -26,8 +30,8 @@ from monitoring.api.serializers import (
 )
 from monitoring.choices import IncidentSource
 from monitoring.filters import HealthCheckFilter, IncidentFilter
-from monitoring.models import HealthCheck, Incident
-from monitoring.services import checks, incidents
+from monitoring.models import AlertRule, HealthCheck, Incident
+from monitoring.services import alerts, checks, incidents
 
 
 class HealthCheckViewSet(ServiceBackedViewSet):
@@ -113,6 +117,51 @@ class HealthCheckViewSet(ServiceBackedViewSet):
             "uptime": series.uptime([check.pk], since, until)[check.pk], "points": points,
         }  # fmt: skip
         return Response(ResultsSerializer(body).data)
+
+
+class AlertRuleViewSet(ServiceBackedViewSet):
+    """Alert rules on serving metrics; mute and unmute as POST sub-resources."""
+
+    queryset = AlertRule.objects.select_related("model", "target")
+    serializer_class = AlertRuleSerializer
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    input_serializers = {
+        "create": AlertRuleWriteSerializer,
+        "partial_update": AlertRuleUpdateSerializer,
+        "mute": MuteSerializer,
+    }
+    action_policy = dict.fromkeys(
+        ("create", "partial_update", "destroy", "mute", "unmute"), "rule.manage"
+    )
+
+    @extend_schema(request=AlertRuleWriteSerializer, responses={201: AlertRuleSerializer})
+    def create(self, request):
+        data = self.parse_input()
+        model, target = data.pop("model"), data.pop("target")
+        model = get_object_or_404(RegisteredModel, name=model) if model else None
+        target = get_object_or_404(Target, name=target) if target else None
+        rule = alerts.create_rule(request.user, model=model, target=target, **data)
+        return self.respond_with(rule, status.HTTP_201_CREATED)
+
+    @extend_schema(request=AlertRuleUpdateSerializer, responses=AlertRuleSerializer)
+    def partial_update(self, request, pk=None):
+        rule = alerts.update_rule(request.user, self.get_object(), **self.parse_input(True))
+        return self.respond_with(rule)
+
+    def destroy(self, request, pk=None):
+        alerts.delete_rule(request.user, self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=MuteSerializer, responses=AlertRuleSerializer)
+    @action(detail=True, methods=["post"])
+    def mute(self, request, pk=None):
+        reason = self.parse_input()["reason"]
+        return self.respond_with(alerts.set_muted(request.user, self.get_object(), True, reason))
+
+    @extend_schema(request=None, responses=AlertRuleSerializer)
+    @action(detail=True, methods=["post"])
+    def unmute(self, request, pk=None):
+        return self.respond_with(alerts.set_muted(request.user, self.get_object(), False))
 
 
 class IncidentViewSet(ServiceBackedViewSet):

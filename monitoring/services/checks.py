@@ -15,11 +15,15 @@ from deployments.models import Deployment
 from deployments.services.rollouts import auto_rollback
 from mlops_portal.core import events
 from mlops_portal.core.policy import require
+from monitoring import cron
 from monitoring.choices import (
     UNRESOLVED_STATES,
+    CheckKind,
     CheckState,
     HttpMethod,
+    IncidentSource,
     IncidentState,
+    RuleState,
     Severity,
 )
 from monitoring.models import HealthCheck, Incident, MaintenanceWindow, ProbeResult
@@ -29,8 +33,11 @@ from monitoring.services import incidents
 
 EDITABLE = (
     "name", "url", "method", "interval_seconds", "timeout_seconds", "expected_statuses",
-    "latency_threshold_ms", "failures_before_down",
+    "latency_threshold_ms", "failures_before_down", "period_seconds", "grace_seconds",
+    "cron_expression", "cron_timezone",
 )  # fmt: skip
+SCHEDULE_FIELDS = ("period_seconds", "grace_seconds", "cron_expression", "cron_timezone")
+MAX_PERIOD_SECONDS = 90 * 86400
 # Severity of an automatic incident, from the target's environment.
 SEVERITY_BY_ENVIRONMENT = {"production": Severity.SEV2, "staging": Severity.SEV3}
 CLAIM_SECONDS = 60  # a dispatcher that dies mid-run leaves its checks claimed this long
@@ -44,13 +51,23 @@ def net_policy() -> NetPolicy:
 # --- configuration ---------------------------------------------------------------------
 
 
-def create_check(actor, *, name, url, target=None, **options) -> HealthCheck:
+def create_check(
+    actor, *, name, url="", target=None, kind=CheckKind.HTTP, **options
+) -> HealthCheck:
+    """Create an HTTP check (probed from now on) or a heartbeat (down unless its job pings
+    within period + grace of its creation, then of each ping); return it."""
     require(actor, "check.manage")
+    if kind not in CheckKind.values:
+        raise ValidationError({"kind": [f"Choose one of {', '.join(CheckKind.values)}."]})
     check = HealthCheck(name=(name or "").strip(), url=(url or "").strip(), target=target,
-                        created_by=actor)  # fmt: skip
+                        kind=kind, created_by=actor)  # fmt: skip
     _apply(check, options)
     _validate(check)
-    check.next_due_at = timezone.now()
+    if check.kind == CheckKind.HEARTBEAT:
+        check.url, check.ping_key = "", uuid.uuid4()
+        check.ping_deadline = heartbeat_deadline(check, timezone.now())
+    else:
+        check.next_due_at = timezone.now()
     check.save()
     return check
 
@@ -64,8 +81,19 @@ def update_check(actor, check, **changes) -> HealthCheck:
         raise ValidationError({"url": ["This check follows its target's live endpoint."]})
     _apply(check, changes)
     _validate(check)
+    if check.kind == CheckKind.HEARTBEAT and check.enabled and set(SCHEDULE_FIELDS) & set(changes):
+        check.ping_deadline = heartbeat_deadline(check, check.last_ping_at or timezone.now())
     check.save()
     return check
+
+
+def heartbeat_deadline(check, since):
+    """When a heartbeat that last pinged (or was created, or resumed) at `since` is late:
+    a period after it, or the schedule's next run after it, plus the grace time."""
+    grace = timedelta(seconds=check.grace_seconds)
+    if check.cron_expression:
+        return cron.next_run(check.cron_expression, check.cron_timezone, since) + grace
+    return since + timedelta(seconds=check.period_seconds) + grace
 
 
 def delete_check(actor, check) -> None:
@@ -80,9 +108,12 @@ def set_paused(actor, check, paused: bool) -> HealthCheck:
     check.state = CheckState.PAUSED if paused else CheckState.UNKNOWN
     check.consecutive_failures = 0
     check.first_failure_at = None
-    check.next_due_at = None if paused else timezone.now()
+    if check.kind == CheckKind.HEARTBEAT:
+        check.ping_deadline = None if paused else heartbeat_deadline(check, timezone.now())
+    else:
+        check.next_due_at = None if paused else timezone.now()
     check.save(update_fields=["enabled", "state", "consecutive_failures", "first_failure_at",
-                              "next_due_at", "updated_at"])  # fmt: skip
+                              "next_due_at", "ping_deadline", "updated_at"])  # fmt: skip
     return check
 
 
@@ -115,6 +146,39 @@ def _validate(check) -> None:
     errors = {}
     if not check.name:
         errors["name"] = ["Name the check."]
+    if check.kind == CheckKind.HEARTBEAT:
+        errors.update(_heartbeat_errors(check))
+    else:
+        errors.update(_http_errors(check))
+    if errors:
+        raise ValidationError(errors)
+
+
+def _heartbeat_errors(check) -> dict:
+    errors = {}
+    check.cron_expression = (check.cron_expression or "").strip()
+    check.cron_timezone = (check.cron_timezone or "UTC").strip()
+    if check.cron_expression:
+        if check.period_seconds is not None:
+            errors["period_seconds"] = ["Give a period or a cron expression, not both."]
+        errors.update({k: [v] for k, v in cron.problem(check.cron_expression,
+                                                       check.cron_timezone).items()})  # fmt: skip
+    elif not isinstance(check.period_seconds, int) or not (
+        1 <= check.period_seconds <= MAX_PERIOD_SECONDS
+    ):
+        errors["period_seconds"] = [
+            "How often the job runs: 1 second to 90 days (or give a cron expression)."
+        ]
+    if not isinstance(check.grace_seconds, int) or not 0 <= check.grace_seconds <= 7 * 86400:
+        errors["grace_seconds"] = ["How late it may be: 0 seconds to 7 days."]
+    return errors
+
+
+def _http_errors(check) -> dict:
+    errors = {}
+    for name in ("period_seconds", "grace_seconds", "cron_expression"):
+        if getattr(check, name):
+            errors[name] = ["Only heartbeat checks have a schedule and a grace time."]
     problem = net_policy().check_url(check.url)
     if problem:
         errors["url"] = [problem]
@@ -135,8 +199,7 @@ def _validate(check) -> None:
         errors["failures_before_down"] = ["Between 1 and 100."]
     if check.latency_threshold_ms is not None and check.latency_threshold_ms <= 0:
         errors["latency_threshold_ms"] = ["A positive number of milliseconds, or empty."]
-    if errors:
-        raise ValidationError(errors)
+    return errors
 
 
 # --- deployments' hooks -------------------------------------------------------------
@@ -202,7 +265,7 @@ def in_maintenance(check, at) -> bool:
 
 CLAIM_SQL_POSTGRES = """
 UPDATE {table} SET next_due_at = %s, claim_token = %s
-WHERE id IN (SELECT id FROM {table} WHERE enabled AND next_due_at <= %s
+WHERE id IN (SELECT id FROM {table} WHERE enabled AND kind = 'http' AND next_due_at <= %s
              ORDER BY next_due_at LIMIT %s FOR UPDATE SKIP LOCKED)
 RETURNING *
 """
@@ -220,7 +283,7 @@ def claim_due_checks(now=None, limit=10_000) -> list[HealthCheck]:
         with transaction.atomic():
             return list(HealthCheck.objects.raw(sql, [lease, token, now, limit]))
     due = list(
-        HealthCheck.objects.filter(enabled=True, next_due_at__lte=now)
+        HealthCheck.objects.filter(enabled=True, kind=CheckKind.HTTP, next_due_at__lte=now)
         .order_by("next_due_at")
         .values_list("pk", flat=True)[:limit]
     )
@@ -272,7 +335,7 @@ def record_outcomes(checks, outcomes) -> None:
         if check.state != before and check.state in (CheckState.DOWN, CheckState.UP):
             events.publish(f"check.{check.state}", check=check, before=before)
     for check, before in flipped + _with_unresolved_incident(came_up):
-        _automate_incident(check, before)
+        automate_incident(check, before)
 
 
 def _with_unresolved_incident(came_up):
@@ -363,10 +426,11 @@ def _apply_outcome(check, outcome) -> None:
         check.state = CheckState.DOWN
 
 
-def _automate_incident(check, before) -> None:
+def automate_incident(check, before, evidence=None) -> None:
     """Down: open (or reopen) the check's incident unless maintenance or a snooze covers
     it. Up again (from `down`, or from `unknown` after a deploy reset the check): mitigate
-    it; `resolve_quiet_incidents` resolves it after a quiet period."""
+    it; `resolve_quiet_incidents` resolves it after a quiet period. `evidence`: what the
+    incident shows (default: the check's last failing probes)."""
     open_incident = Incident.objects.filter(
         health_check=check, source="check", state__in=UNRESOLVED_STATES
     ).first()
@@ -390,15 +454,17 @@ def _automate_incident(check, before) -> None:
         check,
         severity=_severity_for(check),
         deployment=likely_cause(check),
-        evidence=_failing_probes(check),
+        evidence=_failing_probes(check) if evidence is None else evidence,
     )
     if incident is not None:
-        _maybe_roll_back(incident)
+        maybe_roll_back(incident)
 
 
 def _recovery_reason(check, before, incident) -> str:
     """What the incident's timeline says when its check answers again: after a deploy or a
     rollback, the deployment that went live since the incident opened."""
+    if check.kind == CheckKind.HEARTBEAT:
+        return f"{check.name} pinged again."
     fix = _went_live_since(check, incident.opened_at) if before == CheckState.UNKNOWN else None
     if fix is None:
         return f"{check.name} answers again."
@@ -457,7 +523,7 @@ def _failing_probes(check) -> list[dict]:
     ]
 
 
-def _maybe_roll_back(incident) -> None:
+def maybe_roll_back(incident) -> None:
     """Auto-rollback: the target asks for it and the failure began inside the likely cause's
     verification window."""
     deployment = incident.deployment
@@ -472,18 +538,21 @@ def _maybe_roll_back(incident) -> None:
 
 
 def resolve_quiet_incidents(now=None) -> int:
-    """Resolve mitigated automatic incidents whose check stayed up for the quiet period."""
+    """Resolve mitigated automatic incidents whose check stayed up (or whose alert rule
+    stayed quiet) for the quiet period."""
     now = now or timezone.now()
-    cutoff = now - timedelta(seconds=settings.INCIDENT_QUIET_PERIOD_SECONDS)
+    quiet_for = settings.INCIDENT_QUIET_PERIOD_SECONDS
+    cutoff = now - timedelta(seconds=quiet_for)
     quiet = Incident.objects.filter(
-        source="check", state=IncidentState.MITIGATED, mitigated_at__lte=cutoff,
-        health_check__state=CheckState.UP,
+        Q(source=IncidentSource.CHECK, health_check__state=CheckState.UP)
+        | Q(source=IncidentSource.RULE, alert_rule__state=RuleState.OK),
+        state=IncidentState.MITIGATED, mitigated_at__lte=cutoff,
     )  # fmt: skip
     resolved = 0
     for incident in quiet:
+        how = "Up" if incident.source == IncidentSource.CHECK else "Quiet"
         incidents.system_transition(
-            incident, IncidentState.RESOLVED,
-            f"Up for {settings.INCIDENT_QUIET_PERIOD_SECONDS} s: resolved automatically.",
-        )  # fmt: skip
+            incident, IncidentState.RESOLVED, f"{how} for {quiet_for} s: resolved automatically."
+        )
         resolved += 1
     return resolved

@@ -12,6 +12,7 @@ from mlops_portal.core.errors import Conflict
 from mlops_portal.core.policy import require
 from monitoring.choices import (
     INCIDENT_TRANSITIONS,
+    CheckKind,
     IncidentEventKind,
     IncidentSource,
     IncidentState,
@@ -65,14 +66,29 @@ def open_check_incident(check, *, severity, deployment, evidence) -> Incident | 
 
     The partial unique constraint makes "never two open auto-incidents for one check" hold
     even when two probe runs race."""
-    title = f"{check.name} is down"
+    return _open_automatic(
+        f"{check.name} is down", evidence, _evidence_noun(check), severity=severity,
+        source=IncidentSource.CHECK, health_check=check, target=check.target,
+        deployment=deployment, opened_at=check.first_failure_at or timezone.now(),
+    )  # fmt: skip
+
+
+def open_rule_incident(rule, *, deployment, evidence) -> Incident | None:
+    """Open the incident of an alert rule that fires on `deployment` (the likely cause);
+    None if the rule's incident is already open (a partial unique constraint)."""
+    return _open_automatic(
+        f"{rule.name}: {rule.condition}", evidence, "measurement(s)", severity=rule.severity,
+        source=IncidentSource.RULE, alert_rule=rule, target=deployment.target,
+        deployment=deployment, opened_at=timezone.now(),
+    )  # fmt: skip
+
+
+def _open_automatic(title, evidence, noun, *, deployment, **fields) -> Incident | None:
     try:
         with transaction.atomic():
             incident = Incident.objects.create(
-                title=title, severity=severity, source=IncidentSource.CHECK,
-                health_check=check, target=check.target, deployment=deployment,
-                version=deployment.version if deployment else None,
-                opened_at=check.first_failure_at or timezone.now(),
+                title=title, deployment=deployment,
+                version=deployment.version if deployment else None, **fields,
             )  # fmt: skip
             cause = (
                 f" Likely cause: deployment #{deployment.pk} ({deployment.version})."
@@ -80,7 +96,7 @@ def open_check_incident(check, *, severity, deployment, evidence) -> Incident | 
                 else ""
             )
             event = _event(incident, None, "", IncidentState.OPEN, f"{title}.{cause}")
-            add_evidence(incident, evidence)
+            add_evidence(incident, evidence, noun)
             _announce(incident, event)
     except IntegrityError:
         return None
@@ -139,12 +155,17 @@ def change_severity(actor, incident, severity, reason=""):
     return incident
 
 
-def add_evidence(incident, probes: list[dict]) -> IncidentEvent:
+def add_evidence(incident, probes: list[dict], noun="failing probe(s)") -> IncidentEvent:
+    """Attach what went wrong: dicts with at least an "error" ("" when fine)."""
     summary = "; ".join(p["error"] or "ok" for p in probes[-3:])
     return IncidentEvent.objects.create(
         incident=incident, kind=IncidentEventKind.EVIDENCE,
-        message=f"{len(probes)} failing probe(s): {summary}", data={"probes": probes},
+        message=f"{len(probes)} {noun}: {summary}", data={"probes": probes},
     )  # fmt: skip
+
+
+def _evidence_noun(check) -> str:
+    return "recent ping(s)" if check.kind == CheckKind.HEARTBEAT else "failing probe(s)"
 
 
 def system_transition(incident, to_state, message):

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from monitoring.choices import Resolution
 from monitoring.models import ProbeResult, ProbeRollup
+from monitoring.services import heartbeats, serving
 
 RECOMPUTE_MINUTES = 5  # late results (a slow probe run) still land in their minute
 MINUTE_ROLLUP_RETENTION_DAYS = 8
@@ -130,7 +131,12 @@ def prune(now) -> dict[str, int]:
     minutes, _ = ProbeRollup.objects.filter(
         resolution=Resolution.MINUTE, bucket_start__lt=minute_cutoff
     ).delete()
-    return {"pruned_results": raw, "pruned_minutes": minutes}
+    return {
+        "pruned_results": raw,
+        "pruned_minutes": minutes,
+        "pruned_serving": serving.prune(now),
+        "pruned_pings": heartbeats.prune(now),
+    }
 
 
 def percentile(sorted_values: list[float], fraction: float) -> float | None:

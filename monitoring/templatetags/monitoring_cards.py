@@ -2,7 +2,10 @@
 
 from django import template
 
+from monitoring import serving_series
 from monitoring.behaviour import production_stats
+from monitoring.charts import serving_chart
+from monitoring.models import AlertRule
 
 register = template.Library()
 
@@ -11,3 +14,50 @@ register = template.Library()
 def production_scorecard(version) -> dict:
     """How `version` behaved while live on production targets (the version page)."""
     return {"production": production_stats(version)}
+
+
+@register.inclusion_tag("monitoring/_serving_panel.html")
+def deployment_serving(deployment) -> dict:
+    """The deployment page: its serving metrics over the last day, and its first hour
+    beside the previous version's last day."""
+    points = serving_series.deployment_points(deployment.pk)
+    comparison = serving_series.before_after(deployment)
+    return {
+        "chart": serving_chart(points, "Serving metrics, last 24 h (per minute)"),
+        "comparison": comparison,
+        "rows": comparison_rows(comparison) if comparison else [],
+        "deployment": deployment,
+    }
+
+
+@register.inclusion_tag("monitoring/_alert_rules.html")
+def model_alert_rules(model) -> dict:
+    """The model page: the alert rules on its live deployments' serving metrics."""
+    return {"rules": list(AlertRule.objects.filter(model=model).order_by("name"))}
+
+
+@register.inclusion_tag("monitoring/_serving_panel.html")
+def version_serving(version) -> dict:
+    """The version page: its serving metrics over the last week, all deployments summed."""
+    points = serving_series.version_points(version.pk)
+    return {"chart": serving_chart(points, "Serving metrics, last 7 days (per hour)")}
+
+
+def comparison_rows(comparison) -> list[tuple[str, str, str]]:
+    """(what, before, after) as text, for the before / after table."""
+    before, after = comparison["before"] or {}, comparison["after"]
+
+    def both(key, show):
+        return tuple(show(side.get(key)) if side.get(key) is not None else "—"
+                     for side in (before, after))  # fmt: skip
+
+    rows = [("Requests / min", *both("per_minute", lambda v: f"{v:.1f}")),
+            ("Error rate", *both("error_rate", lambda v: f"{v * 100:.2f} %"))]  # fmt: skip
+    rows += [(f"Latency {q}", *both(q, lambda v: f"{v:.1f} ms")) for q in ("p50", "p95", "p99")]
+    for label in comparison["labels"]:
+        shares = tuple(
+            f"{side['shares'][label] * 100:.1f} %" if label in side.get("shares", {}) else "—"
+            for side in (before, after)
+        )
+        rows.append((f"Class {label}", *shares))
+    return rows

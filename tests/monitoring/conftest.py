@@ -73,3 +73,16 @@ def iris(alice):
     from deployments import services
 
     return services.create_model(alice, name="iris", team="botany")
+
+
+def go_live(alice, version, target, endpoint_url):
+    """Make `version` live on `target` at `endpoint_url`, as a finished deploy job does."""
+    from deployments import services
+    from deployments.choices import DeploymentState
+    from deployments.models import Deployment
+
+    deployment = services.request_deployment(alice, version=version, target=target, reason="x")
+    Deployment.objects.filter(pk=deployment.pk).update(state=DeploymentState.RUNNING)
+    deployment.refresh_from_db()
+    services.complete_deployment(deployment, endpoint_url)
+    return deployment

@@ -19,6 +19,7 @@ from monitoring.choices import CheckState, IncidentState
 from monitoring.models import HealthCheck, Incident, MaintenanceWindow, ProbeResult
 from monitoring.services import checks
 from tests.factories import register_iris_version, validated
+from tests.monitoring.conftest import go_live
 
 _later = itertools.count(1)
 
@@ -185,14 +186,6 @@ def test_two_dispatchers_at_once_never_probe_a_check_twice(make_check, endpoint)
 
 
 # --- with deployments -------------------------------------------------------------------
-
-
-def go_live(alice, version, target, endpoint_url):
-    deployment = deploy.request_deployment(alice, version=version, target=target, reason="x")
-    Deployment.objects.filter(pk=deployment.pk).update(state=DeploymentState.RUNNING)
-    deployment.refresh_from_db()
-    deploy.complete_deployment(deployment, endpoint_url)
-    return deployment
 
 
 def test_a_live_deployment_gets_a_check_that_names_it_as_the_likely_cause(

@@ -291,3 +291,27 @@ def test_sigterm_stops_it_with_exit_code_0(tmp_path):
     finally:
         stop_server(process)
     assert "stopped" in (tmp_path / "server.log").read_text()
+
+
+def test_metrics_count_predictions_per_class_with_prometheus_text(client):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def per_class():
+        text = client.get("/metrics").text
+        families = {f.name: f for f in text_string_to_metric_families(text)}
+        return {
+            s.labels["label"]: s.value
+            for s in families["model_server_predictions"].samples
+            if s.name == "model_server_predictions_total"
+        }
+
+    artifact, _, _, sample = iris_artifact()
+    predicted = joblib.load(io.BytesIO(artifact)).predict(numpy.asarray(sample)).tolist()
+    before = per_class()
+
+    client.post("/predict", json={"instances": sample})
+    after = per_class()
+
+    for label in {str(p) for p in predicted}:
+        expected = sum(1 for p in predicted if str(p) == label)
+        assert after[label] - before.get(label, 0) == expected

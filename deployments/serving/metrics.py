@@ -1,0 +1,96 @@
+"""The model server's Prometheus metrics, kept with prometheus-client in a registry of
+their own (never the process-wide default one), rendered in the 0.0.4 text format.
+
+    model_server_info{model, version}                  1
+    model_server_uptime_seconds                        seconds since the server started
+    model_server_requests_total{path, status}          every answered request
+    model_server_errors_total                          responses with status >= 400
+    model_server_request_duration_seconds{le}          histogram of POST /predict times
+    model_server_predictions_total{label}              predictions made, per class label
+
+Unknown paths share path="other" (scanners cannot grow the series); the histogram times
+/predict only, whatever its status, since health checks would drown the latency users see.
+Prediction labels are the class a classifier returned; past MAX_LABELS distinct labels, or
+for a regression's non-integer numbers, they are counted as label="other".
+
+The portal's scrape job reads these (monitoring.services.serving); it imports no Django.
+"""
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+# Seconds; Prometheus' default buckets plus finer ones, since small models answer in ~1 ms.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+MAX_LABELS = 50
+OTHER = "other"
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+
+
+class Metrics:
+    """The metrics of one server. Thread-safe: prometheus-client locks each value."""
+
+    def __init__(self, model: str, version: int, buckets: tuple[float, ...] = LATENCY_BUCKETS):
+        self.registry = CollectorRegistry(auto_describe=True)
+        started = time.monotonic()
+        info = Gauge("model_server_info", "The model this server serves; always 1.",
+                     ["model", "version"], registry=self.registry)  # fmt: skip
+        info.labels(model, str(version)).set(1)
+        uptime = Gauge("model_server_uptime_seconds", "Seconds since the server started serving.",
+                       registry=self.registry)  # fmt: skip
+        uptime.set_function(lambda: time.monotonic() - started)
+        self.requests = Counter(
+            "model_server_requests", "HTTP requests answered, by path and status.",
+            ["path", "status"], registry=self.registry,
+        )  # fmt: skip
+        self.errors = Counter(
+            "model_server_errors", "HTTP responses with a status of 400 or more.",
+            registry=self.registry,
+        )  # fmt: skip
+        self.duration = Histogram(
+            "model_server_request_duration_seconds", "Time to answer POST /predict.",
+            buckets=buckets, registry=self.registry,
+        )  # fmt: skip
+        self.predictions = Counter(
+            "model_server_predictions", "Predictions made, by class label.",
+            ["label"], registry=self.registry,
+        )  # fmt: skip
+        self._labels: set[str] = set()
+
+    def observe(self, path: str, status: int, seconds: float) -> None:
+        """Count one answered request; time it when it was a prediction."""
+        self.requests.labels(path, str(status)).inc()
+        if status >= 400:
+            self.errors.inc()
+        if path == "/predict":
+            self.duration.observe(seconds)
+
+    def count_predictions(self, predictions) -> None:
+        """Count a response's predictions by label (a flat list of classes or numbers)."""
+        counts: dict[str, int] = {}
+        for prediction in predictions:
+            label = self._label_of(prediction)
+            counts[label] = counts.get(label, 0) + 1
+        for label, n in counts.items():
+            self.predictions.labels(label).inc(n)
+
+    def _label_of(self, prediction) -> str:
+        if isinstance(prediction, bool):
+            label = str(prediction).lower()
+        elif isinstance(prediction, int) or (
+            isinstance(prediction, float) and prediction.is_integer()
+        ):
+            label = str(int(prediction))
+        elif isinstance(prediction, str):
+            label = prediction[:64]
+        else:  # a regression's value, a list of probabilities: not a class
+            return OTHER
+        if label not in self._labels:
+            if len(self._labels) >= MAX_LABELS:
+                return OTHER
+            self._labels.add(label)
+        return label
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
