@@ -145,6 +145,11 @@ def dump(model) -> bytes:
     return buffer.getvalue()
 
 
+def artifact_filename(artifact: bytes) -> str:
+    """The upload name of a trainer's artifact: a zip is an MLflow model folder."""
+    return "model.zip" if artifact.startswith(b"PK\x03\x04") else "model.joblib"
+
+
 # name, team, tags, description, trainer, one kwargs dict per version
 DEMO_MODELS = [
     (
@@ -170,5 +175,14 @@ DEMO_MODELS = [
         "Predicts disease progression one year after baseline (regression).",
         train_diabetes,
         [{"alpha": 10.0}, {"alpha": 0.1}],
+    ),
+    (
+        "churn-lightgbm",
+        "growth",
+        ["tabular", "classification", "mlflow"],
+        "Predicts customer churn with LightGBM, saved with `mlflow.lightgbm` (an MLflow "
+        "model: signature, input example and pinned requirements). Synthetic data.",
+        train_churn_lightgbm,
+        [{"num_leaves": 7, "rounds": 20}],
     ),
 ]
