@@ -5,10 +5,11 @@ Sources (the URIs the MLflow client produces, plus plain URLs):
 - `s3://bucket/key`: an object, or every object under the prefix (an MLflow model folder),
   through boto3 with ARTIFACT_S3_ENDPOINT_URL / _REGION / _ACCESS_KEY_ID / _SECRET_ACCESS_KEY,
   so MinIO or any S3-compatible store works;
-- `mlflow-artifacts:/path` and `runs:/<run_id>/<path>`: through the MLflow tracking server
-  ARTIFACT_MLFLOW_TRACKING_URI ("our tracking server for runs, the portal as registry");
-  a run's path that holds no artifacts is looked up among the run's logged models (MLflow 3
-  keeps `log_model` output there);
+- `mlflow-artifacts:/path`, `runs:/<run_id>/<path>` and `models:/<model_id>` (a logged
+  model, what MLflow 3's `register_model` sends as the source): through the MLflow tracking
+  server ARTIFACT_MLFLOW_TRACKING_URI ("our tracking server for runs, the portal as
+  registry"); a run's path that holds no artifacts is looked up among the run's logged
+  models (MLflow 3 keeps `log_model` output there);
 - `file:///…`: only under ARTIFACT_FILE_ROOTS (empty by default: no local files).
 
 Every remote fetch goes only where ARTIFACT_ALLOWED_NETWORKS allows (link-local never), stops
@@ -17,6 +18,7 @@ all; the caller records the SHA-256 of what arrived (`loading.path_digest`). A f
 into a new folder that takes its name only when complete: never half-written.
 """
 
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -30,8 +32,9 @@ from deployments import archives, artifacts
 from deployments.serving import mlflow_model
 from deployments.serving.loading import path_digest
 
-SCHEMES = ("http", "https", "s3", "runs", "mlflow-artifacts", "file")
-MLFLOW_SCHEMES = ("s3", "runs", "mlflow-artifacts", "file")
+SCHEMES = ("http", "https", "s3", "runs", "mlflow-artifacts", "models", "file")
+MLFLOW_SCHEMES = ("s3", "runs", "mlflow-artifacts", "models", "file")
+LOGGED_MODEL_ID = re.compile(r"^m-[0-9a-zA-Z]{1,64}$")
 CHUNK = 1024 * 1024
 
 
@@ -47,7 +50,7 @@ def check_uri(uri: str) -> str | None:
     parsed = urlparse(uri)
     if parsed.scheme not in SCHEMES:
         return (
-            "Give an http(s)://, s3://, runs:/, mlflow-artifacts:/ or file:// URI "
+            "Give an http(s)://, s3://, runs:/, models:/, mlflow-artifacts:/ or file:// URI "
             "the workers can fetch the artifact from."
         )
     if parsed.scheme in ("http", "https"):
@@ -58,9 +61,14 @@ def check_uri(uri: str) -> str | None:
         if not parsed.netloc:
             return "Give the bucket and key: s3://bucket/path/to/model."
         return _check_s3_endpoint(resolve=False)
-    if parsed.scheme in ("runs", "mlflow-artifacts"):
+    if parsed.scheme in ("runs", "mlflow-artifacts", "models"):
         if parsed.scheme == "runs" and len(_run_parts(parsed)[0]) == 0:
             return "Give the run and the artifact path: runs:/<run_id>/model."
+        if parsed.scheme == "models" and not LOGGED_MODEL_ID.match(_logged_model_id(parsed)):
+            return (
+                "Give a logged model's ID: models:/m-<id> (a registered version, "
+                "models:/<name>/<version>, is not an artifact source)."
+            )
         return _check_tracking_server(parsed, resolve=False)
     return _check_file(parsed)[1]
 
@@ -116,6 +124,10 @@ def _check_file(parsed) -> tuple[Path | None, str | None]:
     if not any(path.is_relative_to(root) for root in roots):
         return None, f"{path} is outside ARTIFACT_FILE_ROOTS."
     return path, None
+
+
+def _logged_model_id(parsed) -> str:
+    return (parsed.netloc + parsed.path).strip("/")
 
 
 def _run_parts(parsed) -> tuple[str, str]:
@@ -350,6 +362,8 @@ class MlflowArtifacts:
             self.http.headers.update(headers)
             if parsed.scheme == "runs":
                 location = self.run_location(*_run_parts(parsed))
+            elif parsed.scheme == "models":
+                location = self.logged_model_location(_logged_model_id(parsed))
             else:
                 location = (parsed.path or "").strip("/")
             self.download_tree(location, target, budget)
@@ -370,6 +384,11 @@ class MlflowArtifacts:
         if not models:
             raise SourceError(f"Run {run_id} has no artifact or logged model named {path!r}.")
         return self.artifacts_path(models[0]["info"]["artifact_uri"])
+
+    def logged_model_location(self, model_id: str) -> str:
+        """The mlflow-artifacts path of the logged model `model_id`."""
+        answer = self.get_json(f"/api/2.0/mlflow/logged-models/{quote(model_id)}", params={})
+        return self.artifacts_path(answer["model"]["info"]["artifact_uri"])
 
     def artifacts_path(self, uri: str) -> str:
         parsed = urlparse(uri)

@@ -31,7 +31,8 @@ def s3(s3_server, settings):
 def logged_run(mlflow_tracking_server, tmp_path_factory):
     """A run on the real tracking server with a LightGBM model logged by the mlflow client
     (MLflow 3 keeps it as a logged model of the run) and the same folder logged as plain run
-    artifacts under "exported". Returns (run_id, the exported folder's mlflow-artifacts URI)."""
+    artifacts under "exported". Returns (run_id, the exported folder's mlflow-artifacts URI,
+    the logged model's ID)."""
     import lightgbm
     from mlflow.models import infer_signature
 
@@ -45,7 +46,7 @@ def logged_run(mlflow_tracking_server, tmp_path_factory):
     mlflow.set_tracking_uri(mlflow_tracking_server)
     try:
         with mlflow.start_run() as run:
-            mlflow.lightgbm.log_model(
+            logged = mlflow.lightgbm.log_model(
                 booster,
                 name="model",
                 signature=infer_signature(frame, booster.predict(frame)),
@@ -54,7 +55,7 @@ def logged_run(mlflow_tracking_server, tmp_path_factory):
             mlflow.log_artifacts(str(folder), artifact_path="exported")
     finally:
         mlflow.set_tracking_uri(previous or "")
-    return run.info.run_id, f"{run.info.artifact_uri}/exported"
+    return run.info.run_id, f"{run.info.artifact_uri}/exported", logged.model_id
 
 
 def register_uri(alice, model, uri, **fields):
@@ -155,18 +156,22 @@ def tracking(mlflow_tracking_server, settings):
 
 
 def test_a_runs_uri_resolves_to_the_runs_logged_model(alice, churn, tracking, logged_run):
-    run_id, _ = logged_run
-    version = validated(register_uri(alice, churn, f"runs:/{run_id}/model"))
-    assert version.status == VersionStatus.READY, version.status_detail
-    assert version.flavor == Flavor.MLFLOW
-    assert version.mlflow_flavors == ["lightgbm", "python_function"]
-    assert len(version.signature["inputs"]) == 4
+    run_id, _, model_id = logged_run
+    by_run = validated(register_uri(alice, churn, f"runs:/{run_id}/model"))
+    assert by_run.status == VersionStatus.READY, by_run.status_detail
+    assert by_run.flavor == Flavor.MLFLOW
+    assert by_run.mlflow_flavors == ["lightgbm", "python_function"]
+    assert len(by_run.signature["inputs"]) == 4
+    # What MLflow 3's register_model sends as the source: the logged model's ID.
+    by_id = validated(register_uri(alice, churn, f"models:/{model_id}"))
+    assert by_id.status == VersionStatus.READY, by_id.status_detail
+    assert by_id.artifact_sha256 == by_run.artifact_sha256
 
 
 def test_a_runs_uri_to_plain_run_artifacts_and_an_mlflow_artifacts_uri(
     alice, churn, tracking, logged_run
 ):
-    run_id, exported = logged_run
+    run_id, exported, _ = logged_run
     assert exported.startswith("mlflow-artifacts:/")
     for uri in (f"runs:/{run_id}/exported", exported):
         version = validated(register_uri(alice, churn, uri))
@@ -180,6 +185,13 @@ def test_an_unknown_run_is_invalid_with_the_servers_reason(alice, churn, trackin
     assert version.status_detail == (
         "The MLflow tracking server answered HTTP 404: Run with id=0123456789abcdef not found"
     )
+
+
+def test_a_registered_version_is_not_an_artifact_source(alice, churn, tracking):
+    with pytest.raises(ValidationError) as excinfo:
+        register_uri(alice, churn, "models:/churn/3")
+    [message] = excinfo.value.message_dict["artifact_uri"]
+    assert message.startswith("Give a logged model's ID: models:/m-<id>")
 
 
 def test_a_tracking_server_outside_the_allowlist_is_refused(alice, churn, settings):
