@@ -180,3 +180,18 @@ def test_a_joblib_pickle_needs_a_sample_input_still(alice, churn):
     with pytest.raises(ValidationError) as excinfo:
         register(alice, churn, iris_artifact()[0], "model.joblib")
     assert "sample_input" in excinfo.value.message_dict
+
+
+def test_the_form_takes_a_zipped_mlflow_model_without_a_sample_input(client, alice, churn):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(alice)
+    form = client.get("/models/churn/versions/new/").content.decode()
+    assert "Detect from the artifact" in form
+    response = client.post(
+        "/models/churn/versions/new/",
+        {"artifact": SimpleUploadedFile("churn.zip", lightgbm_zip()), "flavor": ""},
+    )
+    assert response.status_code == 302, response.context["form"].errors
+    version = churn.versions.get()
+    assert (version.flavor, version.sample_input) == (Flavor.MLFLOW, [])
