@@ -23,6 +23,7 @@ from deployments.serving.loading import (
     ArtifactError,
     InputError,
     check_instances,
+    check_rows,
     load_model,
     predict,
 )
@@ -115,7 +116,7 @@ def register_version(
     if flavor not in Flavor.values:
         errors.setdefault("flavor", []).append(f"Choose one of: {', '.join(Flavor.values)}.")
     if flavor != Flavor.MLFLOW or sample_input not in (None, []):
-        _check_sample_input(sample_input, errors)
+        _check_sample_input(sample_input, flavor, errors)
     if source_url and len(source_url) > 500:
         errors.setdefault("source_url", []).append("Use at most 500 characters.")
     tag_names = clean_tags(tags, errors)
@@ -409,9 +410,11 @@ def _check_json_object(field, value, errors) -> None:
         errors.setdefault(field, []).append('Give a JSON object, e.g. {"max_depth": 4}.')
 
 
-def _check_sample_input(sample_input, errors) -> None:
+def _check_sample_input(sample_input, flavor, errors) -> None:
+    """Rows of numbers; an MLflow model (typed columns) also takes text values or records."""
+    check = check_rows if flavor == Flavor.MLFLOW else check_instances
     try:
-        check_instances(sample_input)
+        check(sample_input)
     except InputError as exc:
         errors.setdefault("sample_input", []).append(
             f"Give a few example rows the model can predict on: {exc}"

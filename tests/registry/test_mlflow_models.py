@@ -195,3 +195,11 @@ def test_the_form_takes_a_zipped_mlflow_model_without_a_sample_input(client, ali
     assert response.status_code == 302, response.context["form"].errors
     version = churn.versions.get()
     assert (version.flavor, version.sample_input) == (Flavor.MLFLOW, [])
+
+
+def test_an_mlflow_sample_input_may_be_records_by_column_name(alice, churn):
+    _, _, _, sample = lightgbm_model_folder()
+    records = [dict(zip(FEATURES, row, strict=True)) for row in sample]
+    version = validated(register(alice, churn, lightgbm_zip(), sample_input=records))
+    assert version.status == VersionStatus.READY, version.status_detail
+    assert version.status_detail.startswith("Loaded and predicted 3 sample rows")
