@@ -256,3 +256,20 @@ def test_the_local_backend_lays_out_an_s3_model_for_its_server_and_checks_the_di
     s3.client().put_object(Bucket="models", Key="deployed/MLmodel", Body=b"changed")
     with pytest.raises(DeployError, match="The artifact's SHA-256 changed since validation"):
         backend.artifact_path(deployment, log=lambda line: None)
+
+
+def test_the_api_answers_a_refused_source_with_a_400_on_artifact_uri(
+    api_client_for, alice, churn, settings
+):
+    settings.ARTIFACT_MLFLOW_TRACKING_URI = "http://0.0.0.0:5000"
+    answer = api_client_for(alice).post(
+        "/api/v1/models/churn/versions/",
+        {"artifact_uri": "runs:/0123abc/model"},
+        format="json",
+    )
+    assert answer.status_code == 400
+    [message] = answer.json()["artifact_uri"]
+    assert message.startswith("0.0.0.0 is") and "artifact downloads never go there" in message
+    assert churn.versions.count() == 0
+    churn.refresh_from_db()
+    assert churn.latest_version_number == 0  # no number burnt
