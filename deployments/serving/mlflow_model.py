@@ -14,6 +14,8 @@ from pathlib import Path
 MLMODEL = "MLmodel"
 # Packages installed under another distribution name than the one a model pins.
 ALTERNATIVE_DISTRIBUTIONS = {"mlflow": ("mlflow", "mlflow-skinny")}
+# MLflow column types that numbers from JSON are cast to before predicting.
+NUMERIC_COLUMN_TYPES = {"double": "float64", "float": "float32"}
 
 
 class MlflowModelError(Exception):
@@ -245,10 +247,20 @@ class MlflowModel:
         import pandas
 
         if isinstance(rows[0], dict):
-            return self.predict(pandas.DataFrame.from_records(rows))
+            return self.predict(self.typed(pandas.DataFrame.from_records(rows)))
         if self.input_names and len(rows[0]) == len(self.input_names):
-            return self.predict(pandas.DataFrame(rows, columns=self.input_names))
+            return self.predict(self.typed(pandas.DataFrame(rows, columns=self.input_names)))
         return self.predict(_as_array(rows))
+
+    def typed(self, frame):
+        """`frame` with numeric columns cast to the signature's types: JSON has no int/float
+        distinction, and mlflow refuses 1 (int64) for a double column."""
+        for column in self.facts.signature.get("inputs", []):
+            dtype = NUMERIC_COLUMN_TYPES.get(column["type"])
+            name = column["name"]
+            if dtype and name in frame.columns and frame[name].dtype.kind in "iuf":
+                frame[name] = frame[name].astype(dtype)
+        return frame
 
     def predict(self, data):
         from mlflow.exceptions import MlflowException

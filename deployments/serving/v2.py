@@ -238,13 +238,13 @@ def _predict(model, tensors: list):
     if isinstance(model, MlflowModel):
         columns = model.input_names
         if columns and all(name in columns for name, _ in tensors) and len(tensors) > 1:
-            return model.predict(pandas.DataFrame(_columns(tensors))[columns])
+            return model.predict(model.typed(pandas.DataFrame(_columns(tensors))[columns]))
         if len(tensors) == 1:
             name, array = tensors[0]
             if columns and array.ndim == 2 and array.shape[1] == len(columns):
-                return model.predict(pandas.DataFrame(array, columns=columns))
+                return model.predict(model.typed(pandas.DataFrame(array, columns=columns)))
             if columns == [name]:
-                return model.predict(pandas.DataFrame({name: array.reshape(-1)}))
+                return model.predict(model.typed(pandas.DataFrame({name: array.reshape(-1)})))
             return model.predict(array)
         if columns:
             expected = ", ".join(columns)

@@ -138,3 +138,15 @@ def test_a_joblib_model_speaks_v2_as_well(sklearn_url):
     predicted = httpx.post(f"{sklearn_url}/predict", json={"instances": sample}).json()
     assert result["outputs"][0]["data"] == predicted["predictions"]
     assert result["outputs"][0]["datatype"] == "INT64"
+
+
+def test_whole_numbers_fit_double_columns(mlflow_url):
+    """JSON has no int/float distinction: 12 is a double where the signature says so."""
+    rows = [[12, 70, 3, 1]]
+    predicted = httpx.post(f"{mlflow_url}/predict", json={"instances": rows})
+    assert predicted.status_code == 200, predicted.text
+    assert numpy.allclose(predicted.json()["predictions"], expected_lightgbm(rows))
+    body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "INT64", "data": rows}]}
+    answer = infer(mlflow_url, body)
+    assert answer.status_code == 200, answer.text
+    assert numpy.allclose(answer.json()["outputs"][0]["data"], expected_lightgbm(rows))
