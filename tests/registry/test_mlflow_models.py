@@ -203,3 +203,18 @@ def test_an_mlflow_sample_input_may_be_records_by_column_name(alice, churn):
     version = validated(register(alice, churn, lightgbm_zip(), sample_input=records))
     assert version.status == VersionStatus.READY, version.status_detail
     assert version.status_detail.startswith("Loaded and predicted 3 sample rows")
+
+
+def test_a_model_that_does_not_load_names_its_missing_requirements(alice, churn):
+    files = folder_files(lightgbm_model_folder()[0])
+    spec = yaml.safe_load(files["MLmodel"])
+    spec["flavors"]["python_function"]["loader_module"] = "catboost_flavor_not_here"
+    files["MLmodel"] = yaml.safe_dump(spec).encode()
+    files["requirements.txt"] = b"mlflow\ncatboost-flavor-not-here==1.2\n"
+    version = validated(register(alice, churn, zipped(files)))
+    assert version.status == VersionStatus.INVALID
+    assert version.status_detail.startswith("mlflow.pyfunc could not load the model: ")
+    assert version.status_detail.endswith(
+        "Missing requirements: catboost-flavor-not-here==1.2 (not installed)."
+    )
+    assert version.missing_requirements == ["catboost-flavor-not-here==1.2 (not installed)"]
