@@ -10,6 +10,7 @@ class VersionStatus(models.TextChoices):
 
 class Flavor(models.TextChoices):
     SKLEARN = "sklearn", "scikit-learn (joblib)"
+    MLFLOW = "mlflow", "MLflow model (pyfunc)"
 
 
 class VersionEventKind(models.TextChoices):

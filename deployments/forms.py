@@ -73,21 +73,27 @@ class ModelEditForm(forms.Form):
 class VersionRegisterForm(forms.Form):
     artifact = forms.FileField(
         required=False,
-        help_text="A scikit-learn model saved with joblib (.joblib, .pkl). "
+        help_text="A scikit-learn model saved with joblib (.joblib, .pkl), or an MLflow "
+        "model folder as a .zip or .tar.gz. "
         f"At most {settings.ARTIFACT_MAX_BYTES // (1024 * 1024)} MB.",
     )
     artifact_uri = forms.CharField(
         required=False,
         label="…or artifact URL",
-        help_text="An http(s) URL the workers can download instead of an upload.",
+        help_text="Instead of an upload: an http(s)://, s3://, runs:/ or mlflow-artifacts:/ "
+        "URI the workers can fetch.",
     )
     artifact_sha256 = forms.CharField(
         required=False, label="Expected SHA-256", help_text="Optional; checked on validation."
     )
-    flavor = forms.ChoiceField(choices=Flavor.choices, initial=Flavor.SKLEARN)
+    flavor = forms.ChoiceField(
+        choices=[("", "Detect from the artifact"), *Flavor.choices], required=False
+    )
     sample_input = JSONTextField(
         empty=None,
-        help_text="A few rows the model can predict on, as JSON: [[5.1, 3.5, 1.4, 0.2]].",
+        required=False,
+        help_text="A few rows the model can predict on, as JSON: [[5.1, 3.5, 1.4, 0.2]]. "
+        "An MLflow model saved with an input_example may leave it empty.",
     )
     metrics = JSONTextField(
         empty={}, required=False, help_text='Offline metrics as JSON: {"accuracy": 0.95}.'

@@ -101,7 +101,15 @@ class ModelVersion(models.Model):
     artifact_uri = models.CharField(max_length=1000, blank=True)
     artifact_size = models.BigIntegerField(null=True, blank=True)
     artifact_sha256 = models.CharField(max_length=64, blank=True)
+    # The artifact's format: how the validation job and the model server load it.
     flavor = models.CharField(max_length=20, choices=Flavor.choices, default=Flavor.SKLEARN)
+    # An MLflow model's facts, read from its MLmodel by the validation job: its flavors
+    # ("lightgbm", "python_function"), signature {"inputs": [{name, type}], "outputs": …},
+    # pinned pip requirements, and those this environment does not satisfy.
+    mlflow_flavors = models.JSONField(default=list, blank=True)
+    signature = models.JSONField(default=dict, blank=True)
+    requirements = models.JSONField(default=list, blank=True)
+    missing_requirements = models.JSONField(default=list, blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     params = models.JSONField(default=dict, blank=True)
     source_url = models.CharField(max_length=500, blank=True)

@@ -156,6 +156,25 @@ ARTIFACT_ALLOWED_NETWORKS = env_list(
     "ARTIFACT_ALLOWED_NETWORKS",
     ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
 )
+# A model folder (an unpacked archive, an s3:// prefix, a run's model) holds at most this
+# many files, and an archive unpacks to at most ARTIFACT_MAX_EXTRACTED_BYTES (zip bombs).
+ARTIFACT_MAX_FILES = env_int("ARTIFACT_MAX_FILES", 10_000)
+ARTIFACT_MAX_EXTRACTED_BYTES = env_int("ARTIFACT_MAX_EXTRACTED_BYTES", 1024 * 1024 * 1024)
+# s3:// artifacts (deployments.sources): any S3-compatible store. Empty keys fall back to
+# boto3's environment and ~/.aws (never an instance metadata service).
+ARTIFACT_S3_ENDPOINT_URL = env_str("ARTIFACT_S3_ENDPOINT_URL")
+ARTIFACT_S3_REGION = env_str("ARTIFACT_S3_REGION")
+ARTIFACT_S3_ACCESS_KEY_ID = env_str("ARTIFACT_S3_ACCESS_KEY_ID")
+ARTIFACT_S3_SECRET_ACCESS_KEY = env_secret(
+    "ARTIFACT_S3_SECRET_ACCESS_KEY", required=False, fallback=""
+)
+# runs:/ and mlflow-artifacts:/ artifacts are fetched through this MLflow tracking server.
+ARTIFACT_MLFLOW_TRACKING_URI = env_str("ARTIFACT_MLFLOW_TRACKING_URI")
+ARTIFACT_MLFLOW_TRACKING_TOKEN = env_secret(
+    "ARTIFACT_MLFLOW_TRACKING_TOKEN", required=False, fallback=""
+)
+# file:// artifacts only under these folders; none by default.
+ARTIFACT_FILE_ROOTS = env_list("ARTIFACT_FILE_ROOTS", [])
 FILE_UPLOAD_PERMISSIONS = 0o640
 # An upload over ARTIFACT_MAX_BYTES is refused while it arrives (mlops_portal.core.uploads), before
 # Django's handlers keep it in memory or in FILE_UPLOAD_TEMP_DIR.

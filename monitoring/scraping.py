@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from deployments.serving.metrics import PREDICTION_PATHS
 from monitoring.netpolicy import NetPolicy
 from monitoring.probing import USER_AGENT, PolicyResolver, ProbeSpec, describe
 
@@ -100,7 +101,8 @@ async def _get(session, url, deadline) -> tuple[str | None, str]:
 def read_counters(text: str) -> dict:
     """The cumulative counters of a model server's metrics text:
 
-    {"requests", "errors" (5xx), "client_errors" (4xx): of POST /predict,
+    {"requests", "errors" (5xx), "client_errors" (4xx): of predictions
+     (/predict and V2 infer),
      "buckets": {le: cumulative count}, "count", "uptime", "predictions": {label: n}}
     """
     counters = {"requests": 0.0, "errors": 0.0, "client_errors": 0.0, "buckets": {},
@@ -124,7 +126,7 @@ def _read_sample(counters: dict, sample) -> None:
         not math.isfinite(value) or value < 0
     ):
         raise MetricsError(f"{name} has the value {value}")
-    if name == REQUESTS and labels.get("path") == "/predict":
+    if name == REQUESTS and labels.get("path") in PREDICTION_PATHS:
         status = int(labels.get("status", "0") or 0)
         counters["requests"] += value
         if status >= 500:

@@ -4,12 +4,15 @@ subprocess and the browser set-up that every journey test reuses."""
 import contextlib
 import itertools
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
 
+import httpx
 import psycopg
 import pytest
 import redis
@@ -378,6 +381,109 @@ def stop_model_servers():
 def no_model_server_outlives_the_session():
     yield
     stop_model_servers()
+
+
+# --- artifact stores: a local S3 and a real MLflow tracking server ----------------------
+
+
+class S3Server(NamedTuple):
+    """A running S3-compatible server (moto) and the settings that reach it."""
+
+    endpoint_url: str
+    region: str = "us-east-1"
+    access_key_id: str = "portal-tests"
+    secret_access_key: str = "portal-tests-secret"
+
+    def client(self):
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+        )
+
+    def upload_folder(self, folder: Path, bucket: str, prefix: str) -> str:
+        """Upload every file of `folder` under s3://bucket/prefix/; return that URI."""
+        client = self.client()
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+            client.create_bucket(Bucket=bucket)
+        for file in sorted(p for p in folder.rglob("*") if p.is_file()):
+            client.upload_file(str(file), bucket, f"{prefix}/{file.relative_to(folder)}")
+        return f"s3://{bucket}/{prefix}"
+
+    def settings(self) -> dict:
+        """The portal's ARTIFACT_S3_* settings for this server."""
+        return {
+            "ARTIFACT_S3_ENDPOINT_URL": self.endpoint_url,
+            "ARTIFACT_S3_REGION": self.region,
+            "ARTIFACT_S3_ACCESS_KEY_ID": self.access_key_id,
+            "ARTIFACT_S3_SECRET_ACCESS_KEY": self.secret_access_key,
+        }
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A local S3-compatible server (moto in server mode) on a free 127.0.0.1 port, for the
+    session; its buckets live in its memory and vanish with it."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield S3Server(f"http://{host}:{port}")
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_tracking_server(tmp_path_factory):
+    """A real `mlflow server` (its own virtualenv, .venv-mlflow) on a free 127.0.0.1 port,
+    with a SQLite store and artifacts proxied under a temporary folder; yields its URL.
+    Log to it with the mlflow client: `mlflow.set_tracking_uri(url)`."""
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    command = [
+        str(ROOT / ".venv-mlflow" / "bin" / "mlflow"), "server",
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+        "--artifacts-destination", str(folder / "artifacts"),
+    ]  # fmt: skip
+    log_path = folder / "server.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            command, cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy():
+        if process.poll() is not None:
+            raise AssertionError(f"mlflow server exited:\n{log_path.read_text()}")
+        try:
+            return httpx.get(f"{url}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_until(healthy, timeout=120, interval=0.5)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)  # the server and its uvicorn worker
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 # --- browser: Debian's Chromium, never a downloaded one --------------------------------

@@ -77,3 +77,27 @@ def validated(version):
         time.sleep(0.1)
         outcome = type(version).objects.get(pk=version.pk)
     return outcome
+
+
+_LIGHTGBM: dict = {}
+
+
+def lightgbm_model_folder():
+    """A real LightGBM MLflow model folder (mlflow.lightgbm.save_model), made once per
+    session: (Path of the folder, metrics, params, sample rows)."""
+    if "folder" not in _LIGHTGBM:
+        import tempfile
+        from pathlib import Path
+
+        from deployments.demo import save_lightgbm_model
+
+        folder = Path(tempfile.mkdtemp(prefix="tests-lightgbm-")) / "model"
+        _LIGHTGBM["folder"] = (folder, *save_lightgbm_model(folder))
+    return _LIGHTGBM["folder"]
+
+
+def lightgbm_zip() -> bytes:
+    """The LightGBM MLflow model folder as a zip archive."""
+    from deployments.demo import zip_folder
+
+    return zip_folder(lightgbm_model_folder()[0])

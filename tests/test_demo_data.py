@@ -13,9 +13,14 @@ def test_the_demo_data_command_is_repeatable_and_sets_up_a_demo():
 
     call_command("load_demo_data", stdout=open("/dev/null", "w"))
     call_command("load_demo_data", stdout=open("/dev/null", "w"))
-    assert RegisteredModel.objects.count() == 3
-    assert ModelVersion.objects.count() == 7
+    assert RegisteredModel.objects.count() == 4
+    assert ModelVersion.objects.count() == 8
     assert set(ModelVersion.objects.values_list("status", flat=True)) == {"ready"}
+    lightgbm = ModelVersion.objects.get(model__name="churn-lightgbm")
+    assert (lightgbm.flavor, lightgbm.mlflow_flavors) == ("mlflow", ["lightgbm", "python_function"])
+    assert [column["name"] for column in lightgbm.signature["inputs"]] == [
+        "tenure_months", "monthly_spend", "support_tickets", "logins_per_week"
+    ]  # fmt: skip
     today = Deployment.objects.filter(reason__startswith="Demo:")
     states = dict(today.values_list("target__name", "state"))
     assert states == {"iris-staging": "queued", "iris-production": "requested"}

@@ -54,6 +54,10 @@ class ModelVersionSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=VersionStatus.choices, read_only=True)
     status_detail = serializers.CharField(read_only=True)
     flavor = serializers.ChoiceField(choices=Flavor.choices, read_only=True)
+    mlflow_flavors = serializers.ListField(child=serializers.CharField(), read_only=True)
+    signature = serializers.JSONField(read_only=True)
+    requirements = serializers.ListField(child=serializers.CharField(), read_only=True)
+    missing_requirements = serializers.ListField(child=serializers.CharField(), read_only=True)
     artifact = serializers.CharField(source="artifact.name", read_only=True)
     artifact_uri = serializers.CharField(read_only=True)
     artifact_size = serializers.IntegerField(read_only=True, allow_null=True)
@@ -72,7 +76,8 @@ class ModelVersionSerializer(serializers.Serializer):
     # The columns a response shows, read with `.values()` for lists: building 25 model
     # instances (and a FieldFile each) cost more than everything else in the response.
     ROW_FIELDS = (
-        "model_name", "number", "status", "status_detail", "flavor", "artifact",
+        "model_name", "number", "status", "status_detail", "flavor", "mlflow_flavors",
+        "signature", "requirements", "missing_requirements", "artifact",
         "artifact_uri", "artifact_size", "artifact_sha256", "metrics", "params", "source_url",
         "description", "sample_input", "tags", "archived", "registered_by_name", "created_at",
         "validated_at",
@@ -100,6 +105,10 @@ class ModelVersionSerializer(serializers.Serializer):
             "status": values["status"],
             "status_detail": values["status_detail"],
             "flavor": values["flavor"],
+            "mlflow_flavors": values["mlflow_flavors"],
+            "signature": values["signature"],
+            "requirements": values["requirements"],
+            "missing_requirements": values["missing_requirements"],
             "artifact": values["artifact"] or None,
             "artifact_uri": values["artifact_uri"],
             "artifact_size": values["artifact_size"],
@@ -146,12 +155,23 @@ class ModelVersionCreateSerializer(serializers.Serializer):
     artifact_sha256 = serializers.CharField(
         required=False, allow_blank=True, max_length=64, default=""
     )
-    flavor = serializers.ChoiceField(choices=Flavor.choices, default=Flavor.SKLEARN)
+    flavor = serializers.ChoiceField(
+        choices=Flavor.choices,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Empty: detected from the artifact (an archive or an MLflow URI is mlflow).",
+    )
     metrics = JSONInputField(required=False, default=dict)
     params = JSONInputField(required=False, default=dict)
     source_url = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
     description = serializers.CharField(required=False, allow_blank=True, default="")
-    sample_input = JSONInputField(help_text="Rows the model can predict on, e.g. [[5.1, 3.5]].")
+    sample_input = JSONInputField(
+        required=False,
+        default=None,
+        help_text="Rows the model can predict on, e.g. [[5.1, 3.5]]; an MLflow model may "
+        "leave it out to be checked on its own input_example.",
+    )
     tags = TagListField(required=False, default=list)
 
 

@@ -6,6 +6,7 @@ The process is started in its own session, so it keeps serving when the worker o
 portal restarts; its pid and port live in `Deployment.backend_state`."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 import httpx
 from django.conf import settings
 
-from deployments import artifacts, steps
+from deployments import artifacts, sources, steps
 from deployments.backends import DeployBackend, DeployError, Outcome, SettingSpec
 from deployments.serving.loading import file_digest
 
@@ -42,11 +43,11 @@ class LocalBackend(DeployBackend):
 
     def deploy(self, deployment, log) -> Outcome:
         version = deployment.version
-        artifact = self.artifact_path(version, log)
+        artifact, flavor = self.artifact_path(deployment, log)
         port = free_port()
         log_file = serving_dir() / f"deployment-{deployment.pk}.log"
         log(f"Starting the model server for {version} on port {port}.")
-        process = self.start_process(deployment, artifact, port, log_file)
+        process = self.start_process(deployment, artifact, port, log_file, flavor)
         if not record_process(deployment, pid=process.pid, port=port, log_file=str(log_file)):
             terminate(process.pid)
             raise DeployError("The deployment ended while its model server started.")
@@ -56,7 +57,31 @@ class LocalBackend(DeployBackend):
         log(f"Model server pid {process.pid} answers /health at {endpoint}.")
         return Outcome(endpoint=endpoint)
 
-    def artifact_path(self, version, log) -> str:
+    def artifact_path(self, deployment, log) -> tuple[str, str]:
+        """The path the model server loads and its flavor. A joblib pickle is used where it
+        lies (or downloaded once per version); an MLflow model is laid out afresh in the
+        deployment's own folder, checked against the SHA-256 measured on validation."""
+        version = deployment.version
+        over_http = version.artifact_uri.startswith(("http://", "https://"))
+        if version.flavor != "mlflow" and (version.artifact or over_http):
+            return self.joblib_path(version, log), version.flavor
+        return self.model_folder(deployment, log)
+
+    def model_folder(self, deployment, log) -> tuple[str, str]:
+        version = deployment.version
+        folder = deployment_folder(deployment)
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        log(f"Laying out {version.artifact_location} in {folder}.")
+        try:
+            local = sources.local_copy(version, folder)
+        except (sources.SourceError, artifacts.Refused, httpx.HTTPError) as exc:
+            raise DeployError(f"Could not fetch {version.artifact_location}: {exc}") from exc
+        if version.artifact_sha256 and local.sha256 != version.artifact_sha256:
+            raise DeployError(f"The artifact's SHA-256 changed since validation ({local.sha256}).")
+        return str(local.path), local.flavor
+
+    def joblib_path(self, version, log) -> str:
         if version.artifact:
             log(f"Using the uploaded artifact {version.artifact.name}.")
             return version.artifact.path
@@ -70,11 +95,11 @@ class LocalBackend(DeployBackend):
             raise DeployError(f"The artifact's SHA-256 changed since validation ({digest}).")
         return str(cached)
 
-    def start_process(self, deployment, artifact, port, log_file) -> subprocess.Popen:
+    def start_process(self, deployment, artifact, port, log_file, flavor) -> subprocess.Popen:
         version = deployment.version
         command = [
             sys.executable, "-m", SERVER_MODULE,
-            "--artifact", artifact, "--flavor", version.flavor,
+            "--artifact", artifact, "--flavor", flavor,
             "--model", version.model.name, "--version", str(version.number),
             "--host", self.settings["host"], "--port", str(port),
         ]  # fmt: skip
@@ -112,6 +137,7 @@ class LocalBackend(DeployBackend):
         pid = (deployment.backend_state or {}).get("pid")
         if pid and is_model_server(pid):
             terminate(pid)
+            shutil.rmtree(deployment_folder(deployment), ignore_errors=True)
             return f"Model server stopped (pid {pid})."
         return None
 
@@ -126,6 +152,11 @@ def serving_dir() -> Path:
     path = Path(settings.SERVING_DIR)
     (path / "artifacts").mkdir(parents=True, exist_ok=True)
     return path
+
+
+def deployment_folder(deployment) -> Path:
+    """Where an MLflow model is laid out for one deployment's server (removed on stop)."""
+    return serving_dir() / "artifacts" / f"deployment-{deployment.pk}"
 
 
 def free_port() -> int:

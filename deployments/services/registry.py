@@ -4,11 +4,9 @@ each checks permission, validates, writes its event row and enqueues work on com
 import hashlib
 import math
 import re
-import shutil
 import tempfile
-from contextlib import contextmanager
 from datetime import timedelta
-from urllib.parse import urlparse
+from pathlib import Path
 
 import httpx
 from django.conf import settings
@@ -17,14 +15,15 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from deployments import artifacts
+from deployments import archives, artifacts, sources
 from deployments.choices import Flavor, VersionEventKind, VersionStatus
 from deployments.models import ModelVersion, RegisteredModel, VersionEvent
+from deployments.serving import mlflow_model
 from deployments.serving.loading import (
     ArtifactError,
     InputError,
     check_instances,
-    file_digest,
+    check_rows,
     load_model,
     predict,
 )
@@ -32,8 +31,7 @@ from mlops_portal.core import audit, events, outbox
 from mlops_portal.core.policy import require
 from mlops_portal.core.validation import clean_tags, field_errors
 
-ARTIFACT_EXTENSIONS = (".joblib", ".pkl", ".pickle")
-URI_SCHEMES = ("http", "https")
+ARTIFACT_EXTENSIONS = (".joblib", ".pkl", ".pickle", *archives.ARCHIVE_SUFFIXES)
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 RESERVED_MODEL_NAMES = {"new"}  # /models/new/ is the create page
 
@@ -88,7 +86,7 @@ def register_version(
     artifact=None,
     artifact_uri="",
     artifact_sha256="",
-    flavor=Flavor.SKLEARN,
+    flavor="",
     metrics=None,
     params=None,
     source_url="",
@@ -100,16 +98,25 @@ def register_version(
     return the version. Raises RegisteredModel.DoesNotExist when no model has that name.
 
     The number comes from an UPDATE on the model row that also reads the row, so two
-    concurrent registrations never share a number (the unique constraint backs this up)."""
+    concurrent registrations never share a number (the unique constraint backs this up).
+
+    `flavor` empty: detected from the artifact (an archive or an MLflow URI is an MLflow
+    model); validation settles it from the files. An MLflow model needs no `sample_input`:
+    validation then predicts on the model's own input example."""
     require(actor, "version.register")
     artifact_sha256 = (artifact_sha256 or "").strip().lower()
     errors: dict[str, list[str]] = {}
     _check_artifact(artifact, artifact_uri, artifact_sha256, errors)
     _check_metrics(metrics or {}, errors)
     _check_json_object("params", params or {}, errors)
-    _check_sample_input(sample_input, errors)
+    if not flavor:
+        filename = artifact.name if artifact is not None else ""
+        is_mlflow = sources.looks_like_mlflow_model((artifact_uri or "").strip(), filename)
+        flavor = Flavor.MLFLOW if is_mlflow else Flavor.SKLEARN
     if flavor not in Flavor.values:
         errors.setdefault("flavor", []).append(f"Choose one of: {', '.join(Flavor.values)}.")
+    if flavor != Flavor.MLFLOW or sample_input not in (None, []):
+        _check_sample_input(sample_input, flavor, errors)
     if source_url and len(source_url) > 500:
         errors.setdefault("source_url", []).append("Use at most 500 characters.")
     tag_names = clean_tags(tags, errors)
@@ -130,7 +137,7 @@ def register_version(
             params=params or {},
             source_url=source_url.strip(),
             description=description,
-            sample_input=sample_input,
+            sample_input=sample_input or [],
             tags=tag_names,
             registered_by=actor,
         )
@@ -289,57 +296,67 @@ def _finish_validation(version, attempt, status, detail) -> ModelVersion:
 
 def _run_validation(version: ModelVersion) -> str:
     """Check the artifact end to end; return a one-line summary or raise ArtifactError."""
-    with _local_artifact(version) as path:
-        digest, size = file_digest(path)
-        if version.artifact_sha256 and digest != version.artifact_sha256:
+    with tempfile.TemporaryDirectory(prefix="mlops-validate-") as folder:
+        local = _local_artifact(version, Path(folder))
+        if version.artifact_sha256 and local.sha256 != version.artifact_sha256:
             raise ArtifactError(
-                f"Checksum mismatch: the artifact's SHA-256 is {digest}, "
+                f"Checksum mismatch: the artifact's SHA-256 is {local.sha256}, "
                 f"registered {version.artifact_sha256}."
             )
-        ModelVersion.objects.filter(pk=version.pk).update(
-            artifact_sha256=digest, artifact_size=size
-        )
-        model = load_model(path, version.flavor)
-        predictions = predict(model, version.sample_input)
-    if len(predictions) != len(version.sample_input):
+        facts = _record_facts(version, local)
+        model = load_model(local.path, local.flavor)
+        sample = version.sample_input or (facts.input_example if facts else None)
+        if not sample:
+            raise ArtifactError(
+                "No sample input to predict on: register the version with sample_input, "
+                "or save the model with an input_example."
+            )
+        predictions = predict(model, sample)
+    if len(predictions) != len(sample):
         raise ArtifactError(
-            f"predict() returned {len(predictions)} predictions for "
-            f"{len(version.sample_input)} sample rows."
+            f"predict() returned {len(predictions)} predictions for {len(sample)} sample rows."
         )
     preview = ", ".join(str(p) for p in predictions[:5])
-    return f"Loaded and predicted {len(predictions)} sample rows: [{preview}]."
+    summary = f"Loaded and predicted {len(predictions)} sample rows: [{preview}]."
+    if facts and not version.sample_input:
+        summary += " (the model's input_example)"
+    missing = facts and mlflow_model.missing_requirements(facts.requirements)
+    if missing:
+        summary += f" Pinned requirements not installed here: {', '.join(missing)}."
+    return summary
 
 
-@contextmanager
-def _local_artifact(version: ModelVersion):
-    """Yield a local file path holding the version's artifact (downloaded if it is a URI)."""
-    if version.artifact:
+def _record_facts(version: ModelVersion, local) -> mlflow_model.Facts | None:
+    """Store what the artifact is: its digest and size, its format, and an MLflow model's
+    flavors, signature and requirements (written before loading, so an invalid version
+    shows them too). Returns the MLflow facts, or None for a joblib pickle."""
+    fields = {"artifact_sha256": local.sha256, "artifact_size": local.size}
+    facts = None
+    fields["flavor"] = local.flavor
+    if local.flavor == Flavor.MLFLOW:
         try:
-            yield version.artifact.path
-        except NotImplementedError:  # remote storage: copy it locally first
-            with tempfile.NamedTemporaryFile(suffix=".artifact") as handle:
-                with version.artifact.open("rb") as source:
-                    shutil.copyfileobj(source, handle)
-                handle.flush()
-                yield handle.name
-        return
-    with tempfile.NamedTemporaryFile(suffix=".artifact") as handle:
-        _download(version.artifact_uri, handle)
-        yield handle.name
-
-
-def _download(uri: str, handle) -> None:
-    try:
-        artifacts.download(
-            uri,
-            handle,
-            limit=settings.ARTIFACT_MAX_BYTES,
-            timeout=settings.ARTIFACT_DOWNLOAD_TIMEOUT,
+            facts = mlflow_model.read_facts(local.path)
+        except mlflow_model.MlflowModelError as exc:
+            ModelVersion.objects.filter(pk=version.pk).update(**fields)
+            raise ArtifactError(str(exc)) from exc
+        fields.update(
+            mlflow_flavors=facts.flavors,
+            signature=facts.signature,
+            requirements=facts.requirements,
+            missing_requirements=mlflow_model.missing_requirements(facts.requirements),
         )
-    except (artifacts.Refused, ValueError) as exc:
+    ModelVersion.objects.filter(pk=version.pk).update(**fields)
+    return facts
+
+
+def _local_artifact(version: ModelVersion, folder: Path) -> sources.LocalArtifact:
+    """The version's artifact laid out under `folder` (uploaded, or fetched from its URI)."""
+    try:
+        return sources.local_copy(version, folder)
+    except (sources.SourceError, artifacts.Refused) as exc:
         raise ArtifactError(str(exc)) from exc
     except httpx.HTTPError as exc:
-        raise ArtifactError(f"Could not download {uri}: {exc}") from exc
+        raise ArtifactError(f"Could not download {version.artifact_uri}: {exc}") from exc
 
 
 # --- input checks -------------------------------------------------------------------------
@@ -354,7 +371,8 @@ def _check_artifact(artifact, uri, sha256, errors) -> None:
     if artifact is not None:
         if not artifact.name.lower().endswith(ARTIFACT_EXTENSIONS):
             errors.setdefault("artifact", []).append(
-                f"Upload a scikit-learn model saved with joblib ({', '.join(ARTIFACT_EXTENSIONS)})."
+                "Upload a scikit-learn model saved with joblib (.joblib, .pkl) or an MLflow "
+                "model folder as an archive (.zip, .tar.gz)."
             )
         if artifact.size == 0:
             errors.setdefault("artifact", []).append("The uploaded file is empty.")
@@ -364,14 +382,9 @@ def _check_artifact(artifact, uri, sha256, errors) -> None:
                 f"{settings.ARTIFACT_MAX_BYTES} bytes (ARTIFACT_MAX_BYTES)."
             )
     else:
-        parsed = urlparse(uri.strip())
-        if parsed.scheme not in URI_SCHEMES or not parsed.netloc:
-            errors.setdefault("artifact_uri", []).append(
-                "Give an http:// or https:// URL the workers can download the artifact from."
-            )
-        elif len(uri) > 1000:
+        if len(uri) > 1000:
             errors.setdefault("artifact_uri", []).append("Use at most 1000 characters.")
-        elif refused := artifacts.check_uri(uri.strip()):
+        elif refused := sources.check_uri(uri.strip()):
             errors.setdefault("artifact_uri", []).append(refused)
     if sha256 and not SHA256_PATTERN.match(sha256):
         errors.setdefault("artifact_sha256", []).append("Give 64 hexadecimal characters.")
@@ -397,9 +410,11 @@ def _check_json_object(field, value, errors) -> None:
         errors.setdefault(field, []).append('Give a JSON object, e.g. {"max_depth": 4}.')
 
 
-def _check_sample_input(sample_input, errors) -> None:
+def _check_sample_input(sample_input, flavor, errors) -> None:
+    """Rows of numbers; an MLflow model (typed columns) also takes text values or records."""
+    check = check_rows if flavor == Flavor.MLFLOW else check_instances
     try:
-        check_instances(sample_input)
+        check(sample_input)
     except InputError as exc:
         errors.setdefault("sample_input", []).append(
             f"Give a few example rows the model can predict on: {exc}"

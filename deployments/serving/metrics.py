@@ -5,11 +5,13 @@ their own (never the process-wide default one), rendered in the 0.0.4 text forma
     model_server_uptime_seconds                        seconds since the server started
     model_server_requests_total{path, status}          every answered request
     model_server_errors_total                          responses with status >= 400
-    model_server_request_duration_seconds{le}          histogram of POST /predict times
+    model_server_request_duration_seconds{le}          histogram of prediction times
     model_server_predictions_total{label}              predictions made, per class label
 
-Unknown paths share path="other" (scanners cannot grow the series); the histogram times
-/predict only, whatever its status, since health checks would drown the latency users see.
+Unknown paths share path="other" (scanners cannot grow the series); V2 infer requests, whatever
+the model name in their path, share path="/v2/infer". The histogram times predictions only
+(/predict and V2 infer), whatever their status, since health checks would drown the latency
+users see.
 Prediction labels are the class a classifier returned; past MAX_LABELS distinct labels, or
 for a regression's non-integer numbers, they are counted as label="other".
 
@@ -25,6 +27,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 MAX_LABELS = 50
 OTHER = "other"
+PREDICTION_PATHS = ("/predict", "/v2/infer")
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 
@@ -63,7 +66,7 @@ class Metrics:
         self.requests.labels(path, str(status)).inc()
         if status >= 400:
             self.errors.inc()
-        if path == "/predict":
+        if path in PREDICTION_PATHS:
             self.duration.observe(seconds)
 
     def count_predictions(self, predictions) -> None:

@@ -1,13 +1,15 @@
 """The model server that the "local" deploy backend starts, one process per deployment.
 
-    python -m deployments.serving.server --artifact PATH --flavor sklearn \\
+    python -m deployments.serving.server --artifact PATH --flavor sklearn|mlflow \\
         --model NAME --version N --port PORT [--host 127.0.0.1] [--access-log]
 
-It loads the artifact once, then answers over HTTP (JSON unless said otherwise):
+It loads the artifact once (a joblib pickle, or an MLflow model folder with mlflow.pyfunc),
+then answers over HTTP (JSON unless said otherwise):
 
     GET  /health   {"status": "ok", "model", "version", "uptime_seconds", "pid"}
     POST /predict  {"instances": [[...], ...]} -> {"predictions": [...], "model", "version"}
     GET  /metrics  Prometheus text exposition format
+    /v2/...        the Open Inference Protocol (V2): health, model metadata, infer (v2.py)
 
 Errors are JSON {"error": "..."}: 400 for malformed input, 404/405 for unknown paths and
 methods, 411/413 for bodies without a length or over MAX_BODY_BYTES, 500 when the model fails.
@@ -33,6 +35,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from deployments.serving import v2
 from deployments.serving.loading import ArtifactError, InputError, load_model, predict
 from deployments.serving.metrics import CONTENT_TYPE, Metrics
 
@@ -120,7 +123,7 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
         except Exception:
             traceback.print_exc()  # a bug in the server: report it and keep serving
             response = json_response(500, {"error": "Internal server error; see the server log."})
-        label = path if path in self.ROUTES else "other"
+        label = "/v2/infer" if v2.is_infer(path) else path if path in self.ROUTES else "other"
         # Counted before sending, so a client that sees the response also sees it counted.
         self.server.metrics.observe(label, response.status, time.perf_counter() - started)
         self._send(response)
@@ -128,6 +131,8 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
     def _route(self, path: str) -> Response:
+        if path == "/v2" or path.startswith("/v2/"):
+            return self._v2(path)
         if path not in self.ROUTES:
             known = ", ".join(f"{method} {route}" for route, (method, _) in self.ROUTES.items())
             raise HTTPError(404, f"No such path {path!r}; this server answers {known}.")
@@ -175,6 +180,19 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
             raise HTTPError(
                 500, "The model returned NaN or infinity, which JSON cannot carry."
             ) from exc
+
+    def _v2(self, path: str) -> Response:
+        server = self.server
+        try:
+            payload = v2.handle(
+                self.command, path, server.model, server.model_name, server.model_version,
+                self._read_json,
+            )  # fmt: skip
+            if v2.is_infer(path):
+                self.server.metrics.count_predictions(payload["outputs"][0]["data"])
+            return json_response(200, payload)
+        except v2.V2Error as exc:
+            raise HTTPError(exc.status, exc.message, exc.headers) from exc
 
     def _read_json(self):
         body = self._read_body()
@@ -246,7 +264,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         description="Serve one model artifact over HTTP (/health, /predict, /metrics).",
     )
     parser.add_argument("--artifact", required=True, help="path of the model artifact")
-    parser.add_argument("--flavor", required=True, help="how to load it, e.g. sklearn")
+    parser.add_argument("--flavor", required=True, help="how to load it: sklearn or mlflow")
     parser.add_argument("--model", required=True, help="registered model name, for reports")
     parser.add_argument("--version", required=True, type=int, help="model version number")
     parser.add_argument("--port", required=True, type=int, help="TCP port; 0 picks a free one")

@@ -6,7 +6,6 @@ attempt is recorded (and any outside loopback fails the test) before it is made.
 
 import http.server
 import re
-import socket
 import threading
 
 import pytest
@@ -23,31 +22,6 @@ METADATA_REFUSED = (
     "resolves to 169.254.169.254, which is link-local (cloud metadata); "
     "artifact downloads never go there."
 )
-
-
-@pytest.fixture
-def dns(monkeypatch):
-    """A stubbed resolver: names in the dict answer their address, others resolve as usual.
-    Returns the dict and the list of addresses a socket tried to connect to."""
-    answers: dict[str, str] = {}
-    connected: list = []
-    real_getaddrinfo = socket.getaddrinfo
-    real_connect = socket.socket.connect
-
-    def getaddrinfo(host, port, *args, **kwargs):
-        if host in answers:
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[host], port or 80))]
-        return real_getaddrinfo(host, port, *args, **kwargs)
-
-    def connect(sock, address):
-        connected.append(address[0])
-        if address[0] not in ("127.0.0.1", "::1"):
-            raise AssertionError(f"a connection to {address[0]} was attempted")
-        return real_connect(sock, address)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setattr(socket.socket, "connect", connect)
-    return answers, connected
 
 
 @pytest.fixture

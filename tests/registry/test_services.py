@@ -146,10 +146,19 @@ def test_it_refuses_an_oversized_upload(alice, churn):
     assert "the limit is 100 bytes" in errors_of(excinfo)["artifact"][0]
 
 
-def test_it_refuses_artifact_uris_the_workers_cannot_fetch(alice, churn):
+@pytest.mark.parametrize(
+    "uri, reason",
+    [
+        ("file:///etc/passwd", "file:// artifacts are off: ARTIFACT_FILE_ROOTS lists no folder."),
+        ("ftp://models.internal/m.joblib", "Give an http(s)://, s3://, runs:/"),
+        ("runs:/0123abc/model", "set ARTIFACT_MLFLOW_TRACKING_URI"),
+        ("s3:///no-bucket", "Give the bucket and key"),
+    ],
+)
+def test_it_refuses_artifact_uris_the_workers_cannot_fetch(alice, churn, uri, reason):
     with pytest.raises(ValidationError) as excinfo:
-        register_iris_version(alice, churn, artifact=None, artifact_uri="file:///etc/passwd")
-    assert "http:// or https://" in errors_of(excinfo)["artifact_uri"][0]
+        register_iris_version(alice, churn, artifact=None, artifact_uri=uri)
+    assert reason in errors_of(excinfo)["artifact_uri"][0]
 
 
 def test_a_version_is_immutable_except_description_tags_and_archived(alice, churn):

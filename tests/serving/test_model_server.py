@@ -54,11 +54,13 @@ def write_iris(directory: Path) -> Path:
     return path
 
 
-def start_server(artifact: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
+def start_server(
+    artifact: Path, log_path: Path, flavor: str = "sklearn"
+) -> tuple[subprocess.Popen, str]:
     """Start the server and wait until /health answers; return the process and its URL."""
     port = free_port()
     with open(log_path, "w") as log:
-        process = subprocess.Popen(server_command(artifact, port), cwd=ROOT, stderr=log)
+        process = subprocess.Popen(server_command(artifact, port, flavor), cwd=ROOT, stderr=log)
     url = f"http://127.0.0.1:{port}"
 
     def healthy():

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from deployments import services
-from deployments.demo import DEMO_MODELS
+from deployments.demo import DEMO_MODELS, artifact_filename
 from deployments.models import RegisteredModel, Target
 from mlops_portal.core.audit import acting_as
 from mlops_portal.core.roles import Role
@@ -21,7 +21,10 @@ DEMO_USERS = [
 
 
 class Command(BaseCommand):
-    help = "Create demo users and register small scikit-learn models (safe to run again)."
+    help = (
+        "Create demo users and register small scikit-learn models and a LightGBM MLflow "
+        "model (safe to run again)."
+    )
 
     def handle(self, *args, **options):
         users = {
@@ -91,10 +94,10 @@ class Command(BaseCommand):
         )
         for kwargs in versions:
             artifact, metrics, params, sample = trainer(**kwargs)
-            version = services.register_version(
+            version = register_demo_version(
                 owner,
                 model.name,
-                artifact=ContentFile(artifact, name="model.joblib"),
+                artifact=ContentFile(artifact, name=artifact_filename(artifact)),
                 metrics=metrics,
                 params=params,
                 sample_input=sample,
@@ -104,3 +107,11 @@ class Command(BaseCommand):
             # Validate now (the worker's job, same service) so the demo can deploy at once;
             # the queued validation task then finds nothing left to do.
             services.validate_version(version.pk)
+
+
+def register_demo_version(owner, model_name, **fields):
+    """Register one demo version: the one place the demo does it. Today through the
+    registry service; once the MLflow-compatible API (/api/2.0/mlflow/) is in, the MLflow
+    model can go through `MlflowClient.create_model_version` against the running portal
+    instead, as teams will do."""
+    return services.register_version(owner, model_name, **fields)
