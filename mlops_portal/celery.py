@@ -1,9 +1,12 @@
 """The Celery app: configured from Django settings (`CELERY_*`), tasks found per app."""
 
 import os
+import time
 
 from celery import Celery
-from celery.signals import task_prerun
+from celery.signals import before_task_publish, task_postrun, task_prerun
+
+from mlops_portal.core import metrics
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlops_portal.settings")
 
@@ -36,3 +39,29 @@ def forget_cached_content_types(**kwargs):
     from django.contrib.contenttypes.models import ContentType
 
     ContentType.objects.clear_cache()
+
+
+@before_task_publish.connect
+def stamp_sent_at(headers=None, **kwargs):
+    """The publish time rides in the message, so /metrics can tell how long the oldest job
+    of a queue has waited."""
+    if headers is not None:
+        headers[metrics.SENT_AT_HEADER] = time.time()
+
+
+_started: dict[str, float] = {}  # task id -> monotonic start, in the process running it
+
+
+@task_prerun.connect
+def note_start(task_id=None, **kwargs):
+    _started[task_id] = time.monotonic()
+
+
+@task_postrun.connect
+def count_job(task_id=None, task=None, state=None, **kwargs):
+    """Count every finished job by task and outcome (success, failure, retry…) with its
+    duration, for /metrics (mlops_portal.core.metrics)."""
+    started = _started.pop(task_id, None)
+    if task is None or started is None:
+        return
+    metrics.record_job(task.name, (state or "unknown").lower(), time.monotonic() - started)
