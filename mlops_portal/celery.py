@@ -4,9 +4,9 @@ import os
 import time
 
 from celery import Celery
-from celery.signals import before_task_publish, task_postrun, task_prerun
+from celery.signals import before_task_publish, setup_logging, task_postrun, task_prerun
 
-from mlops_portal.core import metrics
+from mlops_portal.core import logs, metrics
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlops_portal.settings")
 
@@ -41,27 +41,50 @@ def forget_cached_content_types(**kwargs):
     ContentType.objects.clear_cache()
 
 
+@setup_logging.connect
+def use_django_logging(loglevel=None, **kwargs):
+    """Workers and beat log through Django's LOGGING (mlops_portal.core.logs: JSON or
+    readable lines, request ids, redaction) instead of Celery's own format; the command
+    line's --loglevel still sets the level."""
+    import logging.config
+
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+    if loglevel:
+        logging.getLogger().setLevel(loglevel)
+
+
 @before_task_publish.connect
-def stamp_sent_at(headers=None, **kwargs):
-    """The publish time rides in the message, so /metrics can tell how long the oldest job
-    of a queue has waited."""
-    if headers is not None:
-        headers[metrics.SENT_AT_HEADER] = time.time()
+def stamp_message(headers=None, **kwargs):
+    """Every message carries the request id it was sent for (the caller's, or one made here
+    for jobs nobody asked for by a request, such as beat's) and its publish time, so
+    /metrics can tell how long the oldest job of a queue has waited."""
+    if headers is None:
+        return
+    headers[metrics.SENT_AT_HEADER] = time.time()
+    if not headers.get(logs.JOB_REQUEST_ID_HEADER):
+        headers[logs.JOB_REQUEST_ID_HEADER] = logs.current_request_id() or logs.new_request_id()
 
 
-_started: dict[str, float] = {}  # task id -> monotonic start, in the process running it
+_running: dict[str, tuple[float, object]] = {}  # task id -> (start, request id token)
 
 
 @task_prerun.connect
-def note_start(task_id=None, **kwargs):
-    _started[task_id] = time.monotonic()
+def start_job(task_id=None, task=None, **kwargs):
+    """Bind the job's request id for its log lines (and the jobs it sends), note its start."""
+    request_id = getattr(task.request, logs.JOB_REQUEST_ID_HEADER, None) if task else None
+    token = logs.bind_request_id(request_id or task_id)
+    _running[task_id] = (time.monotonic(), token)
 
 
 @task_postrun.connect
-def count_job(task_id=None, task=None, state=None, **kwargs):
+def end_job(task_id=None, task=None, state=None, **kwargs):
     """Count every finished job by task and outcome (success, failure, retry…) with its
-    duration, for /metrics (mlops_portal.core.metrics)."""
-    started = _started.pop(task_id, None)
+    duration, for /metrics (mlops_portal.core.metrics); unbind its request id."""
+    started, token = _running.pop(task_id, (None, None))
+    if token is not None:
+        logs.reset_request_id(token)
     if task is None or started is None:
         return
     metrics.record_job(task.name, (state or "unknown").lower(), time.monotonic() - started)

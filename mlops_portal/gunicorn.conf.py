@@ -32,6 +32,14 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _metrics_dir.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)  # inherited by the workers
 
+# The master's own lines (start, workers booting and exiting) in the portal's format; the
+# workers configure Django's LOGGING, the same.
+from mlops_portal.core.logs import gunicorn_logconfig  # noqa: E402  (after the folder above)
+
+logconfig_dict = gunicorn_logconfig(
+    os.environ.get("LOG_FORMAT", "console"), os.environ.get("LOG_LEVEL", "INFO")
+)
+
 
 def child_exit(server, worker):
     """A worker's live gauges leave with it (its counters stay summed, as they should)."""

@@ -184,6 +184,9 @@ class OutboxMessage(models.Model):
     published_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)  # failed publishes
     last_error = models.TextField(blank=True)
+    # The request that asked for the job, so the worker's log lines carry its id even when
+    # the relay, another process, publishes it (mlops_portal.core.logs).
+    request_id = models.CharField(max_length=128, blank=True)
 
     class Meta:
         ordering = ["pk"]

@@ -15,6 +15,7 @@ from celery.schedules import crontab
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
+from mlops_portal.core.logs import logging_config
 from mlops_portal.env import env_bool, env_int, env_list, env_secret, env_str, env_time
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -51,7 +52,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First: counts and times every request, whatever a later middleware answers.
+    # First: the request id for every line and job of the request; then the metrics, which
+    # count and time every request, whatever a later middleware answers.
+    "mlops_portal.core.logs.RequestIdMiddleware",
     "mlops_portal.core.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -410,12 +413,11 @@ CACHES = {
     )
 }
 
+# Logs (mlops_portal.core.logs): JSON lines with LOG_FORMAT=json, readable lines by default;
+# every line of a request or of a job it enqueued carries its request id; secrets redacted.
+LOG_FORMAT = env_str("LOG_FORMAT", "console")
 LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    **logging_config(LOG_FORMAT, env_str("LOG_LEVEL", "INFO")),
     "filters": {"one_line_forbidden": {"()": "mlops_portal.core.security_log.OneLineForbidden"}},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
@@ -423,5 +425,11 @@ LOGGING = {
         "django.request": {"filters": ["one_line_forbidden"]},
         # mlops_portal.security writes the one line per failed login; axes would add two.
         "axes": {"level": "ERROR"},
+        # gunicorn's own lines through the same formatter (its access log is ours: one line
+        # per request with its request id, mlops_portal.request).
+        "gunicorn.error": {"level": "INFO", "propagate": True},
     },
 }
+# Celery workers and beat log through LOGGING too (mlops_portal.celery connects
+# setup_logging), not through Celery's own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
