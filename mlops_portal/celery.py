@@ -1,10 +1,17 @@
 """The Celery app: configured from Django settings (`CELERY_*`), tasks found per app."""
 
+import logging
 import os
 import time
 
 from celery import Celery
-from celery.signals import before_task_publish, setup_logging, task_postrun, task_prerun
+from celery.signals import (
+    beat_init,
+    before_task_publish,
+    setup_logging,
+    task_postrun,
+    task_prerun,
+)
 
 from mlops_portal.core import logs, metrics
 
@@ -65,6 +72,37 @@ def stamp_message(headers=None, **kwargs):
     headers[metrics.SENT_AT_HEADER] = time.time()
     if not headers.get(logs.JOB_REQUEST_ID_HEADER):
         headers[logs.JOB_REQUEST_ID_HEADER] = logs.current_request_id() or logs.new_request_id()
+    if _beat["running"]:
+        beat_heartbeat()
+
+
+_beat = {"running": False, "written": 0.0}
+BEAT_HEARTBEAT_EVERY = 5.0  # seconds between two writes of beat's heartbeat row
+
+
+@beat_init.connect
+def note_beat(**kwargs):
+    """This process is beat: its sends are its heartbeat (/readyz, "when beat last ran")."""
+    _beat["running"] = True
+
+
+def beat_heartbeat() -> None:
+    """Stamp beat's Heartbeat row, at most every few seconds; never fails a send."""
+    import socket
+
+    from django.utils import timezone
+
+    from mlops_portal.models import Heartbeat
+
+    if time.monotonic() - _beat["written"] < BEAT_HEARTBEAT_EVERY:
+        return
+    try:
+        Heartbeat.objects.update_or_create(
+            name="beat", defaults={"at": timezone.now(), "host": socket.gethostname()}
+        )
+        _beat["written"] = time.monotonic()
+    except Exception as exc:  # the database is away: /readyz will say beat is late
+        logging.getLogger(__name__).warning("beat heartbeat not written: %s", exc)
 
 
 _running: dict[str, tuple[float, object]] = {}  # task id -> (start, request id token)

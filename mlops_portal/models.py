@@ -203,3 +203,16 @@ class OutboxMessage(models.Model):
 
     def __str__(self):
         return f"{self.task}{tuple(self.args)}"
+
+
+class Heartbeat(models.Model):
+    """When a process that serves no HTTP last showed a sign of life: `beat` writes its row
+    each time it sends a scheduled job (mlops_portal.celery), so /readyz can say when beat
+    last ran."""
+
+    name = models.CharField(max_length=50, unique=True)
+    at = models.DateTimeField()
+    host = models.CharField(max_length=255, blank=True)
+
+    def __str__(self):
+        return f"{self.name} at {self.at:%Y-%m-%d %H:%M:%S}"

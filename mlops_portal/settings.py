@@ -265,6 +265,11 @@ VALIDATION_STALE_AFTER_SECONDS = env_int("VALIDATION_STALE_AFTER_SECONDS", 600)
 # METRICS_ALLOWED_NETWORKS (CIDRs); with neither set, /metrics refuses everyone.
 METRICS_TOKEN = env_str("METRICS_TOKEN")
 METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", [])
+# /readyz (same access as /metrics): how long workers have to answer "which queues do you
+# consume", and when beat or the outbox count as late.
+READYZ_WORKER_TIMEOUT_MS = env_int("READYZ_WORKER_TIMEOUT_MS", 500)
+READYZ_BEAT_MAX_AGE_SECONDS = env_int("READYZ_BEAT_MAX_AGE_SECONDS", 60)
+READYZ_OUTBOX_MAX_AGE_SECONDS = env_int("READYZ_OUTBOX_MAX_AGE_SECONDS", 60)
 
 # Change records (django-auditlog): who changed what, old → new; see mlops_portal.core.audit.
 

@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/v1/", include(("mlops_portal.api.urls", "api"), namespace="api")),
     path("", views.today, name="today"),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
     path("metrics", views.metrics, name="metrics"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -21,6 +21,7 @@ from deployments.choices import DeploymentState
 from deployments.models import Deployment
 from mlops_portal.core import metrics
 from mlops_portal.core.security_log import client_ip
+from mlops_portal.health import queue_names
 from mlops_portal.models import OutboxMessage
 from monitoring.choices import UNRESOLVED_STATES, Severity
 from monitoring.models import HealthCheck, Incident
@@ -130,11 +131,6 @@ class QueueCollector:
             log.warning("metrics: cannot read the queues: %s", exc)
         yield depth
         yield oldest
-
-
-def queue_names() -> list[str]:
-    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
-    return sorted(routed | {settings.CELERY_TASK_DEFAULT_QUEUE})
 
 
 def queue_state() -> dict[str, tuple[int, float]]:

@@ -19,7 +19,7 @@ from mlops_portal.core import security_log
 from mlops_portal.core import tokens as api_tokens
 from mlops_portal.core.roles import roles_of
 from mlops_portal.core.utils import add_service_errors, service_errors_on
-from mlops_portal.health import broker_kind, broker_status, database_status
+from mlops_portal.health import broker_kind, broker_status, database_status, readiness
 from mlops_portal.models import ApiToken, NotificationChannel, Profile
 from mlops_portal.overview import charts, dashboards, notifications, portal_metrics
 from mlops_portal.overview.changes import ChangeFilter, describe, feed
@@ -63,19 +63,39 @@ def healthz(request):
 def metrics(request):
     """The portal's own metrics in Prometheus text format, for a scraper with the token or
     from an allowed network (METRICS_TOKEN, METRICS_ALLOWED_NETWORKS)."""
-    allowed = portal_metrics.allowed(request)
-    if not allowed:
-        status = 401 if allowed is False else 403
-        response = HttpResponse(
-            "Scraping needs Authorization: Bearer <METRICS_TOKEN> or an address in "
-            "METRICS_ALLOWED_NETWORKS.\n",
-            status=status,
-            content_type="text/plain",
-        )
-        if status == 401:
-            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
-        return response
+    if (refusal := _scraper_refusal(request)) is not None:
+        return refusal
     return HttpResponse(portal_metrics.render(), content_type=CONTENT_TYPE_LATEST)
+
+
+@login_not_required
+@never_cache
+@require_GET
+def readyz(request):
+    """Readiness of every component (JSON): 200 when all are green, else 503. Same access
+    as /metrics."""
+    if (refusal := _scraper_refusal(request)) is not None:
+        return refusal
+    ready, checks = readiness()
+    body = {"status": "ok" if ready else "failing", "checks": checks}
+    return JsonResponse(body, status=200 if ready else 503)
+
+
+def _scraper_refusal(request):
+    """None when the caller may read /metrics and /readyz, else the 401 or 403 to answer."""
+    allowed = portal_metrics.allowed(request)
+    if allowed:
+        return None
+    status = 401 if allowed is False else 403
+    response = HttpResponse(
+        "This needs Authorization: Bearer <METRICS_TOKEN> or an address in "
+        "METRICS_ALLOWED_NETWORKS.\n",
+        status=status,
+        content_type="text/plain",
+    )
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+    return response
 
 
 def token_list(request):
