@@ -106,6 +106,10 @@ class Notification(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
+        indexes = [
+            # Retention: WHERE created_at < now - NOTIFICATION_RETENTION_DAYS.
+            models.Index(fields=["created_at"], name="notification_created_idx"),
+        ]
 
     def __str__(self):
         return self.title

@@ -242,6 +242,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "mlops_portal.tasks.sweep_deliveries_task",
         "schedule": 60.0,
     },
+    "prune-old-records": {"task": "mlops_portal.tasks.prune_old_records_task", "schedule": 3600.0},
     "daily-digest": {
         "task": "mlops_portal.tasks.send_daily_digests_task",
         "schedule": crontab(hour=DIGEST_TIME.hour, minute=DIGEST_TIME.minute),
@@ -272,6 +273,12 @@ READYZ_BEAT_MAX_AGE_SECONDS = env_int("READYZ_BEAT_MAX_AGE_SECONDS", 60)
 READYZ_OUTBOX_MAX_AGE_SECONDS = env_int("READYZ_OUTBOX_MAX_AGE_SECONDS", 60)
 
 # Change records (django-auditlog): who changed what, old → new; see mlops_portal.core.audit.
+
+# Retention (mlops_portal.overview.retention, beat hourly), in days; 0 keeps rows forever.
+# Probe results have theirs above (HEALTHCHECK_RESULT_RETENTION_DAYS).
+JOB_LOG_RETENTION_DAYS = env_int("JOB_LOG_RETENTION_DAYS", 90)
+NOTIFICATION_RETENTION_DAYS = env_int("NOTIFICATION_RETENTION_DAYS", 90)
+CHANGE_RECORD_RETENTION_DAYS = env_int("CHANGE_RECORD_RETENTION_DAYS", 730)
 
 # REST API.
 REST_FRAMEWORK = {
