@@ -1,14 +1,18 @@
 """Reachability of the services the portal needs, for /healthz and start-up checks, and the
 state of every component for /readyz."""
 
+import functools
+import json
 import time
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.db.models import Count, Min
 from django.utils import timezone
 
 from mlops_portal.celery import app as celery_app
+from mlops_portal.core.metrics import SENT_AT_HEADER
 
 
 def database_status() -> str:
@@ -136,3 +140,82 @@ def outbox_status() -> dict:
         "pending": pending["n"],
         "lag_seconds": round(lag, 1),
     }
+
+
+def queue_state() -> dict[str, tuple[int, float]]:
+    """{queue: (waiting jobs, seconds the oldest has waited)}; {} without a Redis broker.
+
+    Kombu's Redis transport keeps a queue as a list, pushed on the left and popped on the
+    right, so the oldest message is the last element."""
+    if not settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+        return {}
+    names = queue_names()
+    pipe = _broker_redis(settings.CELERY_BROKER_URL).pipeline(transaction=False)
+    for name in names:
+        pipe.llen(name)
+        pipe.lindex(name, -1)
+    answers = pipe.execute()
+    now = time.time()
+    state = {}
+    for index, name in enumerate(names):
+        length, last = answers[2 * index], answers[2 * index + 1]
+        state[name] = (length, max(0.0, now - sent_at(last)) if last else 0.0)
+    return state
+
+
+@functools.cache
+def _broker_redis(url):
+    import redis
+
+    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+
+
+def sent_at(raw: bytes) -> float:
+    try:
+        return float(json.loads(raw)["headers"][SENT_AT_HEADER])
+    except (ValueError, KeyError, TypeError):
+        return time.time()  # published by something else: age unknown, counted as new
+
+
+# --- the banner engineers see (mlops_portal.context_processors.operations) ----------------
+
+WARNINGS_CACHE_KEY = "ops:warnings"
+WARNINGS_CACHE_SECONDS = 15
+
+
+def operations_warnings() -> list[str]:
+    """What an engineer should know at once: beat is late, or jobs wait in a queue that no
+    worker takes (the usual reason a deploy waits forever). Cheap enough for every page (a
+    query and one Redis round trip) and cached for WARNINGS_CACHE_SECONDS besides."""
+    warnings = cache.get(WARNINGS_CACHE_KEY)
+    if warnings is None:
+        warnings = _beat_warnings() + _queue_warnings()
+        cache.set(WARNINGS_CACHE_KEY, warnings, WARNINGS_CACHE_SECONDS)
+    return warnings
+
+
+def _beat_warnings() -> list[str]:
+    beat = beat_status()
+    if beat["status"] == OK:
+        return []
+    if beat["last_ran_at"] is None:
+        return ["Beat has never run: probes, reconciliation and digests are not scheduled."]
+    minutes = int(beat["age_seconds"] // 60)
+    return [
+        f"Beat last ran {minutes} min ago: probes, reconciliation and digests are not "
+        "scheduled. Is the beat process running?"
+    ]
+
+
+def _queue_warnings() -> list[str]:
+    try:
+        state = queue_state()
+    except Exception as exc:  # the broker is down: /healthz and the outbox say so too
+        return [f"The broker does not answer ({exc.__class__.__name__}): jobs wait in the outbox."]
+    limit = settings.OPS_QUEUE_WAIT_WARNING_SECONDS
+    return [
+        f"{length} job(s) in queue {name!r} have waited {int(waited)} s and no worker has "
+        f"taken them: is a worker consuming {name!r} running?"
+        for name, (length, waited) in state.items()
+        if length and waited > limit
+    ]

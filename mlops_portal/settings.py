@@ -86,6 +86,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "mlops_portal.context_processors.roles",
+                "mlops_portal.context_processors.operations",
             ],
         },
     },
@@ -271,6 +272,9 @@ METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", [])
 READYZ_WORKER_TIMEOUT_MS = env_int("READYZ_WORKER_TIMEOUT_MS", 500)
 READYZ_BEAT_MAX_AGE_SECONDS = env_int("READYZ_BEAT_MAX_AGE_SECONDS", 60)
 READYZ_OUTBOX_MAX_AGE_SECONDS = env_int("READYZ_OUTBOX_MAX_AGE_SECONDS", 60)
+# Engineers see a banner when beat is late (READYZ_BEAT_MAX_AGE_SECONDS) or a queue's oldest
+# job has waited this long (mlops_portal.health.operations_warnings).
+OPS_QUEUE_WAIT_WARNING_SECONDS = env_int("OPS_QUEUE_WAIT_WARNING_SECONDS", 120)
 
 # Change records (django-auditlog): who changed what, old → new; see mlops_portal.core.audit.
 

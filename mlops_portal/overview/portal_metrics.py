@@ -7,9 +7,7 @@ queries, jobs, probes) come from `mlops_portal.core.metrics`.
 """
 
 import ipaddress
-import json
 import logging
-import time
 
 from django.conf import settings
 from django.db.models import Count, Min
@@ -21,7 +19,7 @@ from deployments.choices import DeploymentState
 from deployments.models import Deployment
 from mlops_portal.core import metrics
 from mlops_portal.core.security_log import client_ip
-from mlops_portal.health import queue_names
+from mlops_portal.health import queue_state
 from mlops_portal.models import OutboxMessage
 from monitoring.choices import UNRESOLVED_STATES, Severity
 from monitoring.models import HealthCheck, Incident
@@ -131,39 +129,6 @@ class QueueCollector:
             log.warning("metrics: cannot read the queues: %s", exc)
         yield depth
         yield oldest
-
-
-def queue_state() -> dict[str, tuple[int, float]]:
-    """{queue: (waiting jobs, seconds the oldest has waited)}; {} without a Redis broker.
-
-    Kombu's Redis transport keeps a queue as a list, pushed on the left and popped on the
-    right, so the oldest message is the last element."""
-    if not settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-        return {}
-    import redis
-
-    client = redis.Redis.from_url(
-        settings.CELERY_BROKER_URL, socket_connect_timeout=1, socket_timeout=1
-    )
-    names = queue_names()
-    pipe = client.pipeline(transaction=False)
-    for name in names:
-        pipe.llen(name)
-        pipe.lindex(name, -1)
-    answers = pipe.execute()
-    now = time.time()
-    state = {}
-    for index, name in enumerate(names):
-        length, last = answers[2 * index], answers[2 * index + 1]
-        state[name] = (length, max(0.0, now - sent_at(last)) if last else 0.0)
-    return state
-
-
-def sent_at(raw: bytes) -> float:
-    try:
-        return float(json.loads(raw)["headers"][metrics.SENT_AT_HEADER])
-    except (ValueError, KeyError, TypeError):
-        return time.time()  # published by something else: age unknown, counted as new
 
 
 def age(now, moment) -> float:

@@ -17,9 +17,16 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from mlops_portal import services
 from mlops_portal.core import security_log
 from mlops_portal.core import tokens as api_tokens
+from mlops_portal.core.policy import can, require
 from mlops_portal.core.roles import roles_of
 from mlops_portal.core.utils import add_service_errors, service_errors_on
-from mlops_portal.health import broker_kind, broker_status, database_status, readiness
+from mlops_portal.health import (
+    broker_kind,
+    broker_status,
+    database_status,
+    operations_warnings,
+    readiness,
+)
 from mlops_portal.models import ApiToken, NotificationChannel, Profile
 from mlops_portal.overview import charts, dashboards, notifications, portal_metrics
 from mlops_portal.overview.changes import ChangeFilter, describe, feed
@@ -81,10 +88,20 @@ def readyz(request):
     return JsonResponse(body, status=200 if ready else 503)
 
 
+@never_cache
+@require_GET
+def ops_banner(request):
+    """The engineers' banner (an htmx partial, polled by every page): beat is late, or jobs
+    wait in a queue that no worker takes."""
+    require(request.user, "ops.view")
+    return render(request, "mlops_portal/_ops_banner.html", {"warnings": operations_warnings()})
+
+
 def _scraper_refusal(request):
-    """None when the caller may read /metrics and /readyz, else the 401 or 403 to answer."""
+    """None when the caller may read /metrics and /readyz, else the 401 or 403 to answer.
+    Engineers logged in to the portal may read them too (the banner links to /readyz)."""
     allowed = portal_metrics.allowed(request)
-    if allowed:
+    if allowed or can(request.user, "ops.view"):
         return None
     status = 401 if allowed is False else 403
     response = HttpResponse(
