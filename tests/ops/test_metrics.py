@@ -54,6 +54,12 @@ def samples(family, suffix="", **labels) -> list[float]:
     ]
 
 
+def counted(before, after, family, suffix, **labels) -> float:
+    """How much a counter grew between two scrapes."""
+    old = samples(before[family], suffix, **labels) if family in before else []
+    return samples(after[family], suffix, **labels)[0] - (old[0] if old else 0.0)
+
+
 @pytest.fixture
 def no_job_counts():
     """Job and probe counts live in Redis across runs: start from none."""
@@ -68,6 +74,7 @@ def test_a_scrape_after_a_real_deploy_shows_every_family(
     celery_worker_process, no_job_counts, scrape, api_client_for, alice, bob, ready_version,
     staging,
 ):  # fmt: skip
+    before = scrape()  # in-process counters keep what earlier tests counted
     response = api_client_for(alice).post(
         "/api/v1/deployments/",
         {"model": "iris", "version": 1, "target": "iris-staging", "reason": "Try it"},
@@ -94,15 +101,15 @@ def test_a_scrape_after_a_real_deploy_shows_every_family(
     assert samples(families["portal_deployments"], state="failed") == [0.0]
     assert samples(families["portal_incidents_open"], severity="sev2") == [1.0]
     assert samples(families["portal_incidents_open"], severity="sev1") == [0.0]
-    created = samples(
-        families["portal_http_requests"], "_total",
-        view="api:deployment-list", method="POST", status="201",
+    created = {"view": "api:deployment-list", "method": "POST", "status": "201"}
+    assert counted(before, families, "portal_http_requests", "_total", **created) == 1
+    queries = counted(before, families, "portal_db_queries", "_total", view="api:deployment-list")
+    assert queries > 3
+    timed = counted(
+        before, families, "portal_http_request_duration_seconds", "_count",
+        view="api:deployment-list",
     )  # fmt: skip
-    assert created == [1.0]
-    assert samples(families["portal_db_queries"], "_total", view="api:deployment-list")[0] > 3
-    assert samples(
-        families["portal_http_request_duration_seconds"], "_count", view="api:deployment-list"
-    ) == [1.0]
+    assert timed == 1
     deploys = samples(
         families["portal_celery_jobs"], "_total",
         task="deployments.tasks.run_deployment_task", outcome="success",
