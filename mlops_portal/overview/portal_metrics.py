@@ -1,11 +1,13 @@
 """What `/metrics` reads when Prometheus scrapes: the portal's state, from its honest source.
 
 Deployments by state, open incidents by severity, the outbox backlog and the probe engine's
-lag are SQL aggregations (one query each, over existing indexes); queue depths and the
-oldest waiting job per queue come from the broker. Counts that processes keep (requests,
-queries, jobs, probes) come from `mlops_portal.core.metrics`.
+lag are SQL aggregations (one query each; the outbox and probe ones use the partial and due
+indexes their relay and dispatcher use, the other two count tables of hundreds or thousands
+of rows); queue depths and the oldest waiting job per queue come from the broker. Counts
+that processes keep (requests, queries, jobs, probes) come from `mlops_portal.core.metrics`.
 """
 
+import hmac
 import ipaddress
 import logging
 
@@ -39,8 +41,6 @@ def allowed(request) -> bool | None:
     """True when the caller may scrape: the right `Authorization: Bearer METRICS_TOKEN`, or
     an address in METRICS_ALLOWED_NETWORKS. False for a wrong or missing token when a token
     is set (401); None when neither is configured or the address is not allowed (403)."""
-    import hmac
-
     token = settings.METRICS_TOKEN
     header = request.META.get("HTTP_AUTHORIZATION", "")
     if token and header.startswith("Bearer "):
