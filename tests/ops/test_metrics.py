@@ -188,3 +188,23 @@ def test_only_a_scraper_with_the_token_or_from_an_allowed_network_reads_it(
         assert b"portal_deployments" in response.content
     else:
         assert b"portal_" not in response.content
+
+
+@pytest.mark.django_db
+def test_without_redis_job_counts_stay_in_the_processes(scrape, settings):
+    """`make run`'s filesystem broker: no Redis, the counts are prometheus-client instruments
+    (shared between processes through PROMETHEUS_MULTIPROC_DIR there)."""
+    settings.CELERY_BROKER_URL = "filesystem://"
+    metrics.metrics_redis.cache_clear()
+    try:
+        metrics.record_job("tests.no_redis", "failure", 0.3)
+        metrics.record_probes(4)
+        families = scrape()
+    finally:
+        metrics.metrics_redis.cache_clear()
+    jobs = samples(
+        families["portal_celery_jobs"], "_total", task="tests.no_redis", outcome="failure"
+    )
+    assert jobs == [1.0]
+    assert samples(families["portal_probes"], "_total")[0] >= 4
+    assert samples(families["portal_celery_queue_length"]) == []  # no broker lists to read
