@@ -349,6 +349,10 @@ class DeploymentLogLine(models.Model):
 
     class Meta:
         ordering = ["pk"]  # the live log page asks for lines after the last pk it has
+        indexes = [
+            # Retention: DELETE … WHERE created_at < now - JOB_LOG_RETENTION_DAYS.
+            models.Index(fields=["created_at"], name="deploy_log_created_idx"),
+        ]
 
     def __str__(self):
         return self.message

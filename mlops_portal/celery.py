@@ -1,9 +1,19 @@
 """The Celery app: configured from Django settings (`CELERY_*`), tasks found per app."""
 
+import logging
 import os
+import time
 
 from celery import Celery
-from celery.signals import task_prerun
+from celery.signals import (
+    beat_init,
+    before_task_publish,
+    setup_logging,
+    task_postrun,
+    task_prerun,
+)
+
+from mlops_portal.core import logs, metrics
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mlops_portal.settings")
 
@@ -36,3 +46,83 @@ def forget_cached_content_types(**kwargs):
     from django.contrib.contenttypes.models import ContentType
 
     ContentType.objects.clear_cache()
+
+
+@setup_logging.connect
+def use_django_logging(loglevel=None, **kwargs):
+    """Workers and beat log through Django's LOGGING (mlops_portal.core.logs: JSON or
+    readable lines, request ids, redaction) instead of Celery's own format; the command
+    line's --loglevel still sets the level."""
+    import logging.config
+
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+    if loglevel:
+        logging.getLogger().setLevel(loglevel)
+
+
+@before_task_publish.connect
+def stamp_message(headers=None, **kwargs):
+    """Every message carries the request id it was sent for (the caller's, or one made here
+    for jobs nobody asked for by a request, such as beat's) and its publish time, so
+    /metrics can tell how long the oldest job of a queue has waited."""
+    if headers is None:
+        return
+    headers[metrics.SENT_AT_HEADER] = time.time()
+    if not headers.get(logs.JOB_REQUEST_ID_HEADER):
+        headers[logs.JOB_REQUEST_ID_HEADER] = logs.current_request_id() or logs.new_request_id()
+    if _beat["running"]:
+        beat_heartbeat()
+
+
+_beat = {"running": False, "written": 0.0}
+BEAT_HEARTBEAT_EVERY = 5.0  # seconds between two writes of beat's heartbeat row
+
+
+@beat_init.connect
+def note_beat(**kwargs):
+    """This process is beat: its sends are its heartbeat (/readyz, "when beat last ran")."""
+    _beat["running"] = True
+
+
+def beat_heartbeat() -> None:
+    """Stamp beat's Heartbeat row, at most every few seconds; never fails a send."""
+    import socket
+
+    from django.utils import timezone
+
+    from mlops_portal.models import Heartbeat
+
+    if time.monotonic() - _beat["written"] < BEAT_HEARTBEAT_EVERY:
+        return
+    try:
+        Heartbeat.objects.update_or_create(
+            name="beat", defaults={"at": timezone.now(), "host": socket.gethostname()}
+        )
+        _beat["written"] = time.monotonic()
+    except Exception as exc:  # the database is away: /readyz will say beat is late
+        logging.getLogger(__name__).warning("beat heartbeat not written: %s", exc)
+
+
+_running: dict[str, tuple[float, object]] = {}  # task id -> (start, request id token)
+
+
+@task_prerun.connect
+def start_job(task_id=None, task=None, **kwargs):
+    """Bind the job's request id for its log lines (and the jobs it sends), note its start."""
+    request_id = getattr(task.request, logs.JOB_REQUEST_ID_HEADER, None) if task else None
+    token = logs.bind_request_id(request_id or task_id)
+    _running[task_id] = (time.monotonic(), token)
+
+
+@task_postrun.connect
+def end_job(task_id=None, task=None, state=None, **kwargs):
+    """Count every finished job by task and outcome (success, failure, retry…) with its
+    duration, for /metrics (mlops_portal.core.metrics); unbind its request id."""
+    started, token = _running.pop(task_id, (None, None))
+    if token is not None:
+        logs.reset_request_id(token)
+    if task is None or started is None:
+        return
+    metrics.record_job(task.name, (state or "unknown").lower(), time.monotonic() - started)

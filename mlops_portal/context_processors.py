@@ -1,3 +1,4 @@
+from mlops_portal.core.policy import can
 from mlops_portal.core.roles import role_label
 
 
@@ -10,3 +11,11 @@ def roles(request):
     return {
         "user_role": role_label(user),
     }
+
+
+def operations(request):
+    """Whether the page carries the operations banner, which engineers see when beat is late
+    or jobs wait in a queue nobody consumes. The banner loads with its own request (htmx,
+    `ops_banner`), so no page pays for its queries."""
+    user = getattr(request, "user", None)
+    return {"shows_ops_banner": user is not None and can(user, "ops.view")}

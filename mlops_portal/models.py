@@ -117,6 +117,10 @@ class Notification(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
+        indexes = [
+            # Retention: WHERE created_at < now - NOTIFICATION_RETENTION_DAYS.
+            models.Index(fields=["created_at"], name="notification_created_idx"),
+        ]
 
     def __str__(self):
         return self.title
@@ -195,6 +199,9 @@ class OutboxMessage(models.Model):
     published_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)  # failed publishes
     last_error = models.TextField(blank=True)
+    # The request that asked for the job, so the worker's log lines carry its id even when
+    # the relay, another process, publishes it (mlops_portal.core.logs).
+    request_id = models.CharField(max_length=128, blank=True)
 
     class Meta:
         ordering = ["pk"]
@@ -239,3 +246,16 @@ class IdempotencyKey(models.Model):
 
     def __str__(self):
         return f"{self.key} ({self.status_code})"
+
+
+class Heartbeat(models.Model):
+    """When a process that serves no HTTP last showed a sign of life: `beat` writes its row
+    each time it sends a scheduled job (mlops_portal.celery), so /readyz can say when beat
+    last ran."""
+
+    name = models.CharField(max_length=50, unique=True)
+    at = models.DateTimeField()
+    host = models.CharField(max_length=255, blank=True)
+
+    def __str__(self):
+        return f"{self.name} at {self.at:%Y-%m-%d %H:%M:%S}"

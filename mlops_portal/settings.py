@@ -15,6 +15,7 @@ from celery.schedules import crontab
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
+from mlops_portal.core.logs import logging_config
 from mlops_portal.env import (
     env_bool,
     env_int,
@@ -59,6 +60,10 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: the request id for every line and job of the request; then the metrics, which
+    # count and time every request, whatever a later middleware answers.
+    "mlops_portal.core.logs.RequestIdMiddleware",
+    "mlops_portal.core.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -89,6 +94,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "mlops_portal.context_processors.roles",
+                "mlops_portal.context_processors.operations",
             ],
         },
     },
@@ -289,6 +295,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "mlops_portal.tasks.prune_idempotency_keys_task",
         "schedule": 3600.0,
     },
+    "prune-old-records": {"task": "mlops_portal.tasks.prune_old_records_task", "schedule": 3600.0},
     "daily-digest": {
         "task": "mlops_portal.tasks.send_daily_digests_task",
         "schedule": crontab(hour=DIGEST_TIME.hour, minute=DIGEST_TIME.minute),
@@ -307,7 +314,27 @@ OUTBOX_RETENTION_HOURS = env_int("OUTBOX_RETENTION_HOURS", 24)
 # A version stuck in `validating` this long (worker killed) is validated again.
 VALIDATION_STALE_AFTER_SECONDS = env_int("VALIDATION_STALE_AFTER_SECONDS", 600)
 
+# The portal's own metrics (`/metrics`, Prometheus text; see README, "Operating the portal").
+# A scraper sends `Authorization: Bearer METRICS_TOKEN`, or scrapes from an address in
+# METRICS_ALLOWED_NETWORKS (CIDRs); with neither set, /metrics refuses everyone.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", [])
+# /readyz (same access as /metrics): how long workers have to answer "which queues do you
+# consume", and when beat or the outbox count as late.
+READYZ_WORKER_TIMEOUT_MS = env_int("READYZ_WORKER_TIMEOUT_MS", 500)
+READYZ_BEAT_MAX_AGE_SECONDS = env_int("READYZ_BEAT_MAX_AGE_SECONDS", 60)
+READYZ_OUTBOX_MAX_AGE_SECONDS = env_int("READYZ_OUTBOX_MAX_AGE_SECONDS", 60)
+# Engineers see a banner when beat is late (READYZ_BEAT_MAX_AGE_SECONDS) or a queue's oldest
+# job has waited this long (mlops_portal.health.operations_warnings).
+OPS_QUEUE_WAIT_WARNING_SECONDS = env_int("OPS_QUEUE_WAIT_WARNING_SECONDS", 120)
+
 # Change records (django-auditlog): who changed what, old → new; see mlops_portal.core.audit.
+
+# Retention (mlops_portal.overview.retention, beat hourly), in days; 0 keeps rows forever.
+# Probe results have theirs above (HEALTHCHECK_RESULT_RETENTION_DAYS).
+JOB_LOG_RETENTION_DAYS = env_int("JOB_LOG_RETENTION_DAYS", 90)
+NOTIFICATION_RETENTION_DAYS = env_int("NOTIFICATION_RETENTION_DAYS", 90)
+CHANGE_RECORD_RETENTION_DAYS = env_int("CHANGE_RECORD_RETENTION_DAYS", 730)
 
 # REST API.
 REST_FRAMEWORK = {
@@ -386,7 +413,7 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not 
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
 if env_bool("SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 X_FRAME_OPTIONS = "DENY"
 # Behind N reverse proxies, the client is the X-Forwarded-For entry the outermost proxy
 # added; 0 (default) trusts no header and uses the connection's address. Used by the
@@ -468,12 +495,11 @@ CACHES = {
     )
 }
 
+# Logs (mlops_portal.core.logs): JSON lines with LOG_FORMAT=json, readable lines by default;
+# every line of a request or of a job it enqueued carries its request id; secrets redacted.
+LOG_FORMAT = env_str("LOG_FORMAT", "console")
 LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    **logging_config(LOG_FORMAT, env_str("LOG_LEVEL", "INFO")),
     "filters": {"one_line_forbidden": {"()": "mlops_portal.core.security_log.OneLineForbidden"}},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
@@ -481,5 +507,11 @@ LOGGING = {
         "django.request": {"filters": ["one_line_forbidden"]},
         # mlops_portal.security writes the one line per failed login; axes would add two.
         "axes": {"level": "ERROR"},
+        # gunicorn's own lines through the same formatter (its access log is ours: one line
+        # per request with its request id, mlops_portal.request).
+        "gunicorn.error": {"level": "INFO", "propagate": True},
     },
 }
+# Celery workers and beat log through LOGGING too (mlops_portal.celery connects
+# setup_logging), not through Celery's own format.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -6,6 +6,7 @@ from celery import shared_task
 from mlops_portal.core.api import idempotency
 from mlops_portal.overview.tasks import (  # noqa: F401
     deliver_notification_task,
+    prune_old_records_task,
     send_daily_digests_task,
     sweep_deliveries_task,
 )

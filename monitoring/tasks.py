@@ -2,13 +2,16 @@
 
 from celery import shared_task
 
+from mlops_portal.core import metrics
 from monitoring.services import alerts, checks, heartbeats, rollups, serving
 
 
 @shared_task(ignore_result=True)
 def dispatch_probes() -> int:
     """Beat, every few seconds: probe every due check in one concurrent run."""
-    return checks.run_probes()
+    probed = checks.run_probes()
+    metrics.record_probes(probed)  # /metrics: probes per second
+    return probed
 
 
 @shared_task

@@ -20,6 +20,13 @@ export SECURE_HSTS_SECONDS="${SECURE_HSTS_SECONDS:-0}"
 CELERY_BROKER_URL="$("$PY" manage.py choose_broker)"
 export CELERY_BROKER_URL
 
+# /metrics and /readyz answer curl on this machine (production sets a token or its network).
+export METRICS_ALLOWED_NETWORKS="${METRICS_ALLOWED_NETWORKS:-127.0.0.1/32,::1/128}"
+# One folder for the prometheus-client counts of every process here (mlops_portal.core.metrics),
+# emptied at each start: /metrics sums the files.
+export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/prometheus/run}"
+rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+
 "$PY" manage.py migrate --noinput -v 0
 "$PY" manage.py collectstatic --noinput -v 0
 "$PY" manage.py load_demo_data

@@ -378,6 +378,7 @@ PAGE_ROWS = [
 # Pages that accept no form: a POST to them (as a superuser) must change nothing.
 READ_ONLY_PAGES = {
     "today": "/", "healthz": "/healthz", "search": "/search/?q=churn",
+    "readyz": "/readyz", "metrics": "/metrics", "ops-banner": "/ops/banner/",
     "changes": "/changes/", "dashboard": "/dashboards/", "model-list": "/models/",
     "model-detail": "/models/churn/", "version-compare": "/models/churn/compare/",
     "version-detail": "/models/churn/versions/1/", "target-list": "/targets/",

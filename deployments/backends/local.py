@@ -20,6 +20,7 @@ from django.conf import settings
 from deployments import artifacts, sources, steps
 from deployments.backends import DeployBackend, DeployError, Outcome, SettingSpec
 from deployments.serving.loading import file_digest
+from mlops_portal.core import logs
 
 SERVER_MODULE = "deployments.serving.server"
 
@@ -110,6 +111,8 @@ class LocalBackend(DeployBackend):
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                # Its log lines carry the id of the request that asked for the deployment.
+                env={**os.environ, logs.REQUEST_ID_ENV: logs.current_request_id() or ""},
                 start_new_session=True,  # survives the worker; stopped only by `stop`
             )
 

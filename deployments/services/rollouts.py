@@ -470,6 +470,8 @@ class JobLog:
         self.deployment = deployment
 
     def __call__(self, message: str) -> None:
+        # The worker's own log gets the line too, with the request id of the deployment.
+        logger.info(message, extra={"deployment": self.deployment.pk})
         DeploymentLogLine.objects.create(deployment=self.deployment, message=message)
         Deployment.objects.filter(pk=self.deployment.pk, state=State.RUNNING).exclude(
             backend_state__has_key="awaiting_callback"

@@ -29,15 +29,16 @@ import socketserver
 import sys
 import threading
 import time
-import traceback
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from deployments.serving import v2
+from deployments.serving import logs, v2
 from deployments.serving.loading import ArtifactError, InputError, load_model, predict
 from deployments.serving.metrics import CONTENT_TYPE, Metrics
+
+log = logs.configure()
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 # Each keep-alive connection holds a thread; close connections idle for this long.
@@ -121,7 +122,7 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
         except HTTPError as exc:
             response = json_response(exc.status, {"error": exc.message}, exc.headers)
         except Exception:
-            traceback.print_exc()  # a bug in the server: report it and keep serving
+            log.exception("model server: error answering a request")  # report, keep serving
             response = json_response(500, {"error": "Internal server error; see the server log."})
         label = "/v2/infer" if v2.is_infer(path) else path if path in self.ROUTES else "other"
         # Counted before sending, so a client that sees the response also sees it counted.
@@ -247,7 +248,13 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
 
     def log_request(self, code="-", size="-"):
         if self.server.access_log:
-            super().log_request(code, size)
+            caller_id = self.headers.get("X-Request-ID") if self.headers else None
+            line = log.bind(request_id=caller_id) if caller_id else log
+            line.info(
+                f"{self.command} {self.path} {code}",
+                client=self.address_string(),
+                status=int(code) if str(code).isdigit() else code,
+            )
 
     def log_error(self, format, *args):
         # Mostly idle keep-alive connections timing out: noise unless asked for.
@@ -255,7 +262,7 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
             super().log_error(format, *args)
 
     def log_message(self, format, *args):
-        sys.stderr.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {format % args}\n")
+        log.warning(format % args, client=self.address_string())
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -291,28 +298,29 @@ def main(argv=None) -> int:
     try:
         model = load_model(args.artifact, args.flavor)
     except ArtifactError as exc:
-        print(f"model server: cannot load {args.artifact}: {exc}", file=sys.stderr)
+        log.error(f"model server: cannot load {args.artifact}: {exc}")
         return EXIT_ARTIFACT
     try:
         server = ModelServer(
             (args.host, args.port), model, args.model, args.version, args.access_log
         )
     except OSError as exc:
-        print(f"model server: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        log.error(f"model server: cannot listen on {args.host}:{args.port}: {exc}")
         return EXIT_LISTEN
     stop_on_signals(server)
-    print(
+    log.info(
         f"model server: serving {args.model} v{args.version} on "
         f"http://{args.host}:{server.server_port} (pid {os.getpid()})",
-        file=sys.stderr,
-        flush=True,
+        model=args.model,
+        version=args.version,
+        port=server.server_port,
     )
     try:
         # shutdown() is noticed only between polls; 0.1 s (not 0.5) makes a redeploy quicker.
         server.serve_forever(poll_interval=0.1)
     finally:
         server.server_close()
-    print("model server: stopped", file=sys.stderr)
+    log.info("model server: stopped")
     return 0
 
 

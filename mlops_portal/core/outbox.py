@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from mlops_portal.core import logs
 from mlops_portal.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -47,9 +48,11 @@ def enqueue(task, *args, queue=None, countdown=None) -> OutboxMessage:
 def enqueue_many(task, args_list, *, queue=None, countdown=None) -> list[OutboxMessage]:
     """`enqueue` for several jobs of one task: one INSERT, one publish after commit."""
     now = timezone.now()
+    request_id = logs.current_request_id() or ""
     rows = [
         OutboxMessage(
             task=getattr(task, "name", task),
+            request_id=request_id,
             args=list(args),
             queue=queue or "",
             available_at=now + timedelta(seconds=countdown or 0),
@@ -136,6 +139,8 @@ def publish(message: OutboxMessage, app=None) -> None:
         from mlops_portal.celery import app
     countdown = (message.available_at - timezone.now()).total_seconds()
     options = {"queue": message.queue} if message.queue else {}
+    if message.request_id:
+        options["headers"] = {logs.JOB_REQUEST_ID_HEADER: message.request_id}
     if countdown > 0:
         options["countdown"] = countdown
     app.send_task(message.task, args=list(message.args), retry=False, **options)

@@ -135,6 +135,9 @@ rule("incident.resolve", OPERATORS, "resolve incidents")
 rule("incident.severity", OPERATORS, "change incident severity")
 rule("incident.note", AUTHORS, "add notes to incidents")
 
+# Operations: the banner when beat is late or a queue has no consumer, and /readyz in a browser.
+rule("ops.view", OPERATORS, "see the portal's operations warnings")
+
 # Documentation: writing, editing, deleting, restoring, attaching, postmortems.
 rule("docs.write", AUTHORS, "write documentation")
 

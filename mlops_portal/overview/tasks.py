@@ -7,7 +7,7 @@ autodiscovery registers them."""
 from celery import shared_task
 
 from mlops_portal.core import outbox
-from mlops_portal.overview import notifications
+from mlops_portal.overview import notifications, retention
 
 
 @shared_task(name="mlops_portal.tasks.deliver_notification_task", soft_time_limit=60)
@@ -30,3 +30,9 @@ def sweep_deliveries_task() -> dict:
 def send_daily_digests_task() -> int:
     """Beat, daily at NOTIFICATIONS_DIGEST_TIME: one digest per user with something to read."""
     return notifications.send_daily_digests()
+
+
+@shared_task(name="mlops_portal.tasks.prune_old_records_task")
+def prune_old_records_task() -> dict:
+    """Beat, hourly: delete job logs, notifications and change records past their retention."""
+    return retention.prune_old_records()

@@ -5,22 +5,30 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponseServerError, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseServerError, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template import loader
 from django.utils import timezone
 from django.views import defaults
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from mlops_portal import services
 from mlops_portal.core import security_log
 from mlops_portal.core import tokens as api_tokens
+from mlops_portal.core.policy import can, require
 from mlops_portal.core.roles import roles_of
 from mlops_portal.core.utils import add_service_errors, service_errors_on
-from mlops_portal.health import broker_kind, broker_status, database_status
+from mlops_portal.health import (
+    broker_kind,
+    broker_status,
+    database_status,
+    operations_warnings,
+    readiness,
+)
 from mlops_portal.models import ApiToken, NotificationChannel, Profile
-from mlops_portal.overview import charts, dashboards, notifications
+from mlops_portal.overview import charts, dashboards, notifications, portal_metrics
 from mlops_portal.overview.changes import ChangeFilter, describe, feed
 from mlops_portal.overview.forms import ApiTokenForm, ChannelForm, DashboardForm, EmailEventsForm
 from mlops_portal.overview.notifications import events_for
@@ -54,6 +62,57 @@ def healthz(request):
         "broker": broker_kind(settings.CELERY_BROKER_URL),
     }
     return JsonResponse(body, status=200 if healthy else 503)
+
+
+@login_not_required
+@never_cache
+@require_GET
+def metrics(request):
+    """The portal's own metrics in Prometheus text format, for a scraper with the token or
+    from an allowed network (METRICS_TOKEN, METRICS_ALLOWED_NETWORKS)."""
+    if (refusal := _scraper_refusal(request)) is not None:
+        return refusal
+    return HttpResponse(portal_metrics.render(), content_type=CONTENT_TYPE_LATEST)
+
+
+@login_not_required
+@never_cache
+@require_GET
+def readyz(request):
+    """Readiness of every component (JSON): 200 when all are green, else 503. Same access
+    as /metrics."""
+    if (refusal := _scraper_refusal(request)) is not None:
+        return refusal
+    ready, checks = readiness()
+    body = {"status": "ok" if ready else "failing", "checks": checks}
+    return JsonResponse(body, status=200 if ready else 503)
+
+
+@never_cache
+@require_GET
+def ops_banner(request):
+    """The engineers' banner (an htmx partial, polled by every page): beat is late, or jobs
+    wait in a queue that no worker takes."""
+    require(request.user, "ops.view")
+    return render(request, "mlops_portal/_ops_banner.html", {"warnings": operations_warnings()})
+
+
+def _scraper_refusal(request):
+    """None when the caller may read /metrics and /readyz, else the 401 or 403 to answer.
+    Engineers logged in to the portal may read them too (the banner links to /readyz)."""
+    allowed = portal_metrics.allowed(request)
+    if allowed or can(request.user, "ops.view"):
+        return None
+    status = 401 if allowed is False else 403
+    response = HttpResponse(
+        "This needs Authorization: Bearer <METRICS_TOKEN> or an address in "
+        "METRICS_ALLOWED_NETWORKS.\n",
+        status=status,
+        content_type="text/plain",
+    )
+    if status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+    return response
 
 
 def token_list(request):
