@@ -48,6 +48,15 @@ $(VENV)/bin/mlops: $(VENV)/.runtime Makefile
 		"$(CURDIR)" "$(abspath $(PY))" > $@
 	chmod +x $@
 
+# promtool checks docs/ops/alerts.yml in the tests: only that binary, unpacked from Debian's
+# prometheus package into the virtualenv (no Prometheus daemon is installed or started).
+PROMTOOL := $(VENV)/bin/promtool
+$(PROMTOOL): | $(VENV)/.runtime
+	rm -rf $(VENV)/prometheus-deb && mkdir -p $(VENV)/prometheus-deb
+	cd $(VENV)/prometheus-deb && (apt-get download -qq prometheus || (apt-get update -qq && apt-get download -qq prometheus)) && dpkg-deb -x prometheus_*.deb root
+	install -m 0755 $(VENV)/prometheus-deb/root/usr/bin/promtool $@
+	rm -rf $(VENV)/prometheus-deb
+
 run: $(VENV)/.runtime $(VENV)/bin/mlops $(MERMAID_JS)
 	./scripts/run.sh
 
@@ -56,7 +65,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports  # the layers: contracts in pyproject.toml [tool.importlinter]
 
-test: lint $(VENV)/bin/mlops $(MERMAID_JS) $(MLFLOW_VENV)/.installed
+test: lint $(VENV)/bin/mlops $(PROMTOOL) $(MERMAID_JS) $(MLFLOW_VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev $(MLFLOW_VENV)/.installed
