@@ -36,18 +36,23 @@ ARTIFACT_EXTENSIONS = (".joblib", ".pkl", ".pickle")
 URI_SCHEMES = ("http", "https")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 RESERVED_MODEL_NAMES = {"new"}  # /models/new/ is the create page
+# MLflow's tag keys: letters, digits, _ - . : / and spaces, never a path going up or rooted.
+TAG_KEY_PATTERN = re.compile(r"^(?!/)(?!.*(?:^|/)\.\.?(?:/|$))[/\w.\- :]+$")
 
 
 # --- models -------------------------------------------------------------------------------
 
 
-def create_model(actor, *, name, description="", team="", tags=()) -> RegisteredModel:
+def create_model(
+    actor, *, name, description="", team="", tags=(), mlflow_tags=None
+) -> RegisteredModel:
     """Register a new model name owned by `actor`; return it."""
     require(actor, "model.create")
     name = (name or "").strip().lower()
     model = RegisteredModel(name=name, description=description, owner=actor, team=team.strip())
     errors = field_errors(model, exclude=["owner", "latest_version_number", "tags"])
     model.tags = clean_tags(tags, errors)
+    model.mlflow_tags = clean_key_values(mlflow_tags or {}, errors)
     if name in RESERVED_MODEL_NAMES:
         errors.setdefault("name", []).append(f"{name!r} is reserved by the portal's pages.")
     elif RegisteredModel.objects.filter(name=name).exists():
@@ -78,6 +83,86 @@ def update_model(actor, model: RegisteredModel, *, description=None, team=None, 
     return model
 
 
+def rename_model(actor, model: RegisteredModel, new_name: str) -> RegisteredModel:
+    """Give `model` a new name (its versions, aliases and deployments follow); return it."""
+    require(actor, "model.edit", model)
+    new_name = (new_name or "").strip()
+    model.name = new_name
+    errors = field_errors(model, exclude=["owner", "latest_version_number", "tags"])
+    if new_name in RESERVED_MODEL_NAMES:
+        errors.setdefault("name", []).append(f"{new_name!r} is reserved by the portal's pages.")
+    if errors:
+        model.refresh_from_db(fields=["name"])
+        raise ValidationError(errors)
+    try:
+        with transaction.atomic():
+            model.save(update_fields=["name", "updated_at"])
+    except IntegrityError:
+        model.refresh_from_db(fields=["name"])
+        raise ValidationError({"name": [f"A model named {new_name!r} already exists."]}) from None
+    return model
+
+
+def delete_model(actor, model: RegisteredModel) -> None:
+    """Delete `model` with its versions and aliases. Refused (ValidationError) when a
+    version was ever deployed: deployment history stays whole."""
+    require(actor, "model.delete", model)
+    if model.versions.filter(deployments__isnull=False).exists():
+        raise ValidationError(
+            {"name": [f"Versions of {model.name!r} have deployments; archive them instead."]}
+        )
+    with transaction.atomic():
+        model.delete()
+
+
+def set_key_value_tag(actor, obj, key: str, value: str, *, remove=False):
+    """Set (or with `remove`, delete) MLflow key/value tag `key` on a model or a version;
+    return the object. Deleting a tag that is not there changes nothing."""
+    if isinstance(obj, ModelVersion):
+        require(actor, "version.edit", obj)
+    else:
+        require(actor, "model.edit", obj)
+    errors: dict[str, list[str]] = {}
+    tags = dict(obj.mlflow_tags)
+    if remove:
+        tags.pop(key, None)
+    else:
+        tags.update(clean_key_values({key: value}, errors))
+    if errors:
+        raise ValidationError(errors)
+    if tags == obj.mlflow_tags:
+        return obj
+    obj.mlflow_tags = tags
+    with transaction.atomic():
+        obj.save(update_fields=["mlflow_tags", "updated_at"])
+        if isinstance(obj, ModelVersion):
+            _record(
+                obj,
+                VersionEventKind.EDITED,
+                actor,
+                f"Tag {key!r} {'removed' if remove else 'set'}.",
+            )
+    return obj
+
+
+def clean_key_values(tags, errors) -> dict[str, str]:
+    """MLflow tags as a dict of str to str; note an error for keys MLflow would refuse."""
+    if not isinstance(tags, dict):
+        errors.setdefault("tags", []).append('Give an object of keys to texts: {"team": "x"}.')
+        return {}
+    cleaned = {}
+    for key, value in tags.items():
+        if not isinstance(key, str) or not TAG_KEY_PATTERN.match(key) or len(key) > 250:
+            errors.setdefault("tags", []).append(
+                f"Invalid tag key {key!r}: use at most 250 letters, digits, _ - . : / or spaces."
+            )
+        elif not isinstance(value, str) or len(value) > 5000:
+            errors.setdefault("tags", []).append(f"Tag {key!r} needs a text of at most 5000.")
+        else:
+            cleaned[key] = value
+    return cleaned
+
+
 # --- versions -----------------------------------------------------------------------------
 
 
@@ -95,19 +180,26 @@ def register_version(
     description="",
     sample_input=None,
     tags=(),
+    mlflow_tags=None,
+    run_id="",
 ) -> ModelVersion:
     """Register the next version of the model named `model_name` and queue its validation;
     return the version. Raises RegisteredModel.DoesNotExist when no model has that name.
 
     The number comes from an UPDATE on the model row that also reads the row, so two
-    concurrent registrations never share a number (the unique constraint backs this up)."""
+    concurrent registrations never share a number (the unique constraint backs this up).
+    Without `sample_input` (MLflow clients send none) validation loads the model only."""
     require(actor, "version.register")
     artifact_sha256 = (artifact_sha256 or "").strip().lower()
     errors: dict[str, list[str]] = {}
     _check_artifact(artifact, artifact_uri, artifact_sha256, errors)
     _check_metrics(metrics or {}, errors)
     _check_json_object("params", params or {}, errors)
-    _check_sample_input(sample_input, errors)
+    if sample_input:
+        _check_sample_input(sample_input, errors)
+    if len(run_id or "") > 100:
+        errors.setdefault("run_id", []).append("Use at most 100 characters.")
+    key_values = clean_key_values(mlflow_tags or {}, errors)
     if flavor not in Flavor.values:
         errors.setdefault("flavor", []).append(f"Choose one of: {', '.join(Flavor.values)}.")
     if source_url and len(source_url) > 500:
@@ -130,8 +222,10 @@ def register_version(
             params=params or {},
             source_url=source_url.strip(),
             description=description,
-            sample_input=sample_input,
+            sample_input=sample_input or [],
             tags=tag_names,
+            mlflow_tags=key_values,
+            run_id=(run_id or "").strip(),
             registered_by=actor,
         )
         if artifact is not None:
@@ -158,6 +252,18 @@ def update_version(actor, version: ModelVersion, *, description=None, tags=None)
         version.save(update_fields=["description", "tags", "updated_at"])
         _record(version, VersionEventKind.EDITED, actor, "Description or tags edited.")
     return version
+
+
+def delete_version(actor, version: ModelVersion) -> None:
+    """Delete `version` and its aliases. Refused (ValidationError) once it was deployed.
+    Its number is never handed out again (the model's counter only goes up)."""
+    require(actor, "version.delete", version)
+    if version.deployments.exists():
+        raise ValidationError(
+            {"version": [f"{version} has deployments; archive it instead of deleting it."]}
+        )
+    with transaction.atomic():
+        version.delete()
 
 
 def set_version_archived(actor, version: ModelVersion, archived: bool, reason="") -> ModelVersion:
@@ -300,6 +406,8 @@ def _run_validation(version: ModelVersion) -> str:
             artifact_sha256=digest, artifact_size=size
         )
         model = load_model(path, version.flavor)
+        if not version.sample_input:
+            return "Loaded; no sample input was given to predict on."
         predictions = predict(model, version.sample_input)
     if len(predictions) != len(version.sample_input):
         raise ArtifactError(

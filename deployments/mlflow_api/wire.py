@@ -1,0 +1,137 @@
+"""The registry's rows as MLflow's JSON: `version` a string, times in epoch milliseconds,
+empty fields left out where an MLflow server leaves them out."""
+
+from django.db.models import Case, CharField, F, Value, When, Window
+from django.db.models.functions import RowNumber
+
+from deployments.choices import Stage, VersionStatus
+from deployments.models import ModelAlias, ModelVersion
+
+STATUS = {
+    VersionStatus.REGISTERED: "PENDING_REGISTRATION",
+    VersionStatus.VALIDATING: "PENDING_REGISTRATION",
+    VersionStatus.READY: "READY",
+    VersionStatus.INVALID: "FAILED_REGISTRATION",
+}
+STAGE_LABELS = {value: label for value, label in Stage.choices}
+ARCHIVED_LABEL = "Archived"
+# MLflow's stage names, any case, to ours ("archived" is the `archived` flag).
+STAGES_BY_NAME = {label.lower(): value for value, label in Stage.choices} | {"archived": "archived"}
+
+
+def millis(moment) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def current_stage(version) -> str:
+    return ARCHIVED_LABEL if version.archived else STAGE_LABELS[version.stage]
+
+
+def effective_stage():
+    """SQL for the stage MLflow shows: "archived" when archived, else the stored stage."""
+    return Case(
+        When(archived=True, then=Value("archived")), default=F("stage"), output_field=CharField()
+    )
+
+
+def model_version(version: ModelVersion, request, aliases=None) -> dict:
+    """One version; `aliases` are its alias names (none for the latest_versions lists,
+    as MLflow sends them)."""
+    body = {
+        "name": version.model.name,
+        "version": str(version.number),
+        "creation_timestamp": millis(version.created_at),
+        "last_updated_timestamp": millis(version.updated_at),
+        "user_id": version.registered_by.username,
+        "current_stage": current_stage(version),
+        "description": version.description,
+        "source": source(version, request),
+        "run_id": version.run_id,
+        "status": STATUS[version.status],
+    }
+    if version.status == VersionStatus.INVALID:
+        body["status_message"] = version.status_detail
+    if version.mlflow_tags:
+        body["tags"] = _pairs(version.mlflow_tags)
+    body["run_link"] = version.source_url
+    if aliases:
+        body["aliases"] = aliases
+    return body
+
+
+def registered_model(model, request, latest=(), aliases=()) -> dict:
+    """One model; `latest` its latest version per stage, `aliases` (alias, number) pairs."""
+    body = {
+        "name": model.name,
+        "creation_timestamp": millis(model.created_at),
+        "last_updated_timestamp": millis(model.updated_at),
+        "user_id": model.owner.username,
+    }
+    if model.description:
+        body["description"] = model.description
+    if latest:
+        body["latest_versions"] = [model_version(version, request) for version in latest]
+    if model.mlflow_tags:
+        body["tags"] = _pairs(model.mlflow_tags)
+    if aliases:
+        body["aliases"] = [{"alias": alias, "version": str(number)} for alias, number in aliases]
+    return body
+
+
+def source(version: ModelVersion, request) -> str:
+    """The URI the version's artifact was registered from; an uploaded file's media URL."""
+    if version.artifact_uri:
+        return version.artifact_uri
+    return request.build_absolute_uri(version.artifact.url) if version.artifact else ""
+
+
+def _pairs(tags: dict) -> list[dict]:
+    return [{"key": key, "value": value} for key, value in tags.items()]
+
+
+# --- what a page of models or versions needs, in a fixed number of queries -------------------
+
+
+def latest_versions(model_ids, stages=None) -> dict[int, list[ModelVersion]]:
+    """The newest version in each stage of each model (MLflow's `latest_versions`), in one
+    query; `stages` (our values) narrows it."""
+    rows = (
+        ModelVersion.objects.filter(model_id__in=model_ids)
+        .select_related("model", "registered_by")
+        .annotate(
+            effective=effective_stage(),
+            rank=Window(
+                RowNumber(),
+                partition_by=[F("model_id"), effective_stage()],
+                order_by=F("number").desc(),
+            ),
+        )
+        .filter(rank=1)
+        .order_by("model_id", "number")
+    )
+    if stages is not None:
+        rows = rows.filter(effective__in=stages)
+    found: dict[int, list[ModelVersion]] = {}
+    for version in rows:
+        found.setdefault(version.model_id, []).append(version)
+    return found
+
+
+def aliases_of_models(model_ids) -> dict[int, list[tuple[str, int]]]:
+    """(alias, version number) pairs per model, in one query."""
+    rows = ModelAlias.objects.filter(model_id__in=model_ids).values_list(
+        "model_id", "alias", "version__number"
+    )
+    found: dict[int, list[tuple[str, int]]] = {}
+    for model_id, alias, number in rows.order_by("model_id", "alias"):
+        found.setdefault(model_id, []).append((alias, number))
+    return found
+
+
+def aliases_of_versions(version_ids) -> dict[int, list[str]]:
+    """Alias names per version, in one query."""
+    rows = ModelAlias.objects.filter(version_id__in=version_ids).values_list("version_id", "alias")
+    found: dict[int, list[str]] = {}
+    for version_id, alias in rows.order_by("version_id", "alias"):
+        found.setdefault(version_id, []).append(alias)
+    return found
