@@ -261,13 +261,8 @@ def search_model_versions(request, params):
         .filter(condition)
         .order_by(*order)[offset : offset + max_results + 1]
     )
-    page = rows[:max_results]
-    names = wire.aliases_of_versions([version.pk for version in page])
-    body = {
-        "model_versions": [
-            wire.model_version(version, request, names.get(version.pk)) for version in page
-        ]
-    }
+    # Without aliases: an MLflow server leaves them out of search results too.
+    body = {"model_versions": [wire.model_version(v, request) for v in rows[:max_results]]}
     if len(rows) > max_results:
         body["next_page_token"] = grammar.page_token(offset + max_results)
     return body

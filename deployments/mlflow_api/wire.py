@@ -107,7 +107,7 @@ def latest_versions(model_ids, stages=None) -> dict[int, list[ModelVersion]]:
             ),
         )
         .filter(rank=1)
-        .order_by("model_id", "number")
+        .order_by("model_id", "effective")  # as MLflow lists them: by stage name
     )
     if stages is not None:
         rows = rows.filter(effective__in=stages)
