@@ -328,7 +328,7 @@ ROUTES = {
 @csrf_exempt
 def endpoint(request, path: str):
     """Answer one MLflow call: authenticate, refuse a role that may not write at all,
-    run the handler in one transaction, and turn every refusal into MLflow's error body."""
+    run a write's handler in one transaction, and turn every refusal into MLflow's error body."""
     try:
         route = ROUTES.get((path.rstrip("/"), request.method))
         if route is None:
@@ -340,7 +340,9 @@ def endpoint(request, path: str):
         if action is not None:
             require(request.user, action)
         params = Params(request)
-        with transaction.atomic():
+        if action is None:  # a read: no transaction, no BEGIN/COMMIT round trips
+            return JsonResponse(handler(request, params))
+        with transaction.atomic():  # a write: all of it or nothing
             return JsonResponse(handler(request, params))
     except MlflowError as refused:
         return refused.response()
