@@ -68,6 +68,7 @@ class ModelVersionSerializer(serializers.Serializer):
     registered_by = serializers.CharField(source="registered_by.username", read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
     validated_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    aliases = serializers.ListField(child=serializers.CharField(), read_only=True)
 
     # The columns a response shows, read with `.values()` for lists: building 25 model
     # instances (and a FieldFile each) cost more than everything else in the response.
@@ -75,7 +76,7 @@ class ModelVersionSerializer(serializers.Serializer):
         "model_name", "number", "status", "status_detail", "flavor", "artifact",
         "artifact_uri", "artifact_size", "artifact_sha256", "metrics", "params", "source_url",
         "description", "sample_input", "tags", "archived", "registered_by_name", "created_at",
-        "validated_at",
+        "validated_at", "id",
     )  # fmt: skip
 
     def to_representation(self, version):
@@ -89,6 +90,7 @@ class ModelVersionSerializer(serializers.Serializer):
                 "registered_by_name": joined(
                     version, "registered_by_name", "registered_by.username"
                 ),
+                "aliases": alias_names(version),
             }
         )
 
@@ -114,7 +116,17 @@ class ModelVersionSerializer(serializers.Serializer):
             "registered_by": values["registered_by_name"],
             "created_at": iso(values["created_at"]),
             "validated_at": iso(values["validated_at"]),
+            "aliases": values.get("aliases", []),
         }
+
+
+def alias_names(version) -> list[str]:
+    """The version's aliases; a view that knows them (none, for a new version) sets
+    `alias_names` and saves the query."""
+    known = getattr(version, "alias_names", None)
+    if known is not None:
+        return known
+    return sorted(version.aliases.values_list("alias", flat=True))
 
 
 def joined(instance, annotation: str, path: str):
@@ -153,6 +165,13 @@ class ModelVersionCreateSerializer(serializers.Serializer):
     description = serializers.CharField(required=False, allow_blank=True, default="")
     sample_input = JSONInputField(help_text="Rows the model can predict on, e.g. [[5.1, 3.5]].")
     tags = TagListField(required=False, default=list)
+
+
+class ModelAliasSerializer(serializers.Serializer):
+    """Point `alias` at `version` of the model (POST models/{name}/aliases/)."""
+
+    alias = serializers.CharField(max_length=255)
+    version = serializers.IntegerField(min_value=1, max_value=2_147_483_647)
 
 
 class ModelVersionUpdateSerializer(serializers.Serializer):
