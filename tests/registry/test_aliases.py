@@ -78,3 +78,22 @@ def test_the_versions_list_reads_aliases_in_one_query(
     aliases.set_alias(alice, churn, "challenger", 2)
     with django_assert_max_num_queries(4):  # token, count, rows, aliases
         api.get("/api/v1/models/churn/versions/")
+
+
+def test_a_deploy_request_may_name_the_version_by_alias(churn, alice, bob, api_client_for):
+    from deployments import services
+    from deployments.models import Deployment
+    from tests.factories import validated
+
+    versions = [validated(register_iris_version(alice, churn)) for _ in range(2)]
+    services.create_target(bob, name="staging", environment="staging")
+    aliases.set_alias(alice, churn, "champion", 1)
+    api = api_client_for(alice)
+    body = {"model": "churn", "alias": "champion", "target": "staging", "reason": "try"}
+    response = api.post("/api/v1/deployments/", body, format="json")
+    assert response.status_code == 201, response.json()
+    assert Deployment.objects.get().version == versions[0]
+    unknown = api.post("/api/v1/deployments/", {**body, "alias": "nope"}, format="json")
+    assert unknown.status_code == 404
+    both = api.post("/api/v1/deployments/", {**body, "version": 2}, format="json")
+    assert both.status_code == 400 and "version" in both.json()
