@@ -47,21 +47,20 @@ def set_alias(actor, model: RegisteredModel, alias: str, number: int) -> ModelAl
     check_alias_name(alias)
     version = model.versions.get(number=number)
     with transaction.atomic():
-        current = ModelAlias.objects.select_for_update().filter(model=model, alias=alias).first()
+        found = ModelAlias.objects.select_for_update().select_related("version")
+        current = found.filter(model=model, alias=alias).first()
         if current is not None and current.version_id == version.pk:
             return current
-        moved_from = current.version if current else None
+        was = f" (was v{current.version.number})" if current else ""
+        current = current or ModelAlias(model=model, alias=alias)
+        current.version, current.updated_by = version, actor
         try:
             with transaction.atomic():
-                if current is None:
-                    current = ModelAlias(model=model, alias=alias)
-                current.version, current.updated_by = version, actor
                 current.save()
-        except IntegrityError:  # set by someone else a moment ago: theirs stands, ours wins
-            current = ModelAlias.objects.get(model=model, alias=alias)
+        except IntegrityError:  # a concurrent call created it after our SELECT: move theirs
+            current = found.get(model=model, alias=alias)
             current.version, current.updated_by = version, actor
             current.save()
-        was = f" (was v{moved_from.number})" if moved_from else ""
         _record(version, VersionEventKind.ALIAS_SET, actor, f"Alias @{alias} set{was}.")
     return current
 
