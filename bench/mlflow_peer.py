@@ -103,7 +103,7 @@ def start_mlflow(port: int) -> subprocess.Popen:
     env = {**os.environ, "MLFLOW_ALLOWED_HOST_ADDRESSED_ARTIFACT_SCHEMES": "http"}
     command = [
         *(str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"),
-        *("--backend-store-uri", f"postgresql://postgres@127.0.0.1:5432/{MLFLOW_DB}"),
+        *("--backend-store-uri", f"postgresql+psycopg2://postgres@127.0.0.1:5432/{MLFLOW_DB}"),
         *("--default-artifact-root", str(run.RESULTS_DIR / "mlflow-artifacts")),
         *("--gunicorn-opts", "--worker-class sync --no-control-socket"),
     ]

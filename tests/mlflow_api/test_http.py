@@ -117,3 +117,22 @@ def test_searches_cost_the_same_queries_for_any_page_size(
     with django_assert_num_queries(2):  # token, versions
         versions = client.get(f"{API}/model-versions/search", {"max_results": 20})
     assert len(versions.json()["model_versions"]) == 20
+
+
+@pytest.mark.django_db
+def test_a_deployed_version_is_not_deleted(alice, bob, artifact_server):
+    from deployments.models import Deployment, ModelVersion, Target
+
+    model = services.create_model(alice, name="churn")
+    version = services.register_version(alice, "churn", artifact_uri=f"{artifact_server}/m.joblib")
+    target = Target.objects.create(name="staging", environment="staging", created_by=bob)
+    Deployment.objects.create(target=target, version=version, reason="x", requested_by=alice)
+    client = token_client(alice)
+    for path, body in (
+        ("model-versions/delete", {"name": "churn", "version": "1"}),
+        ("registered-models/delete", {"name": "churn"}),
+    ):
+        response = client.delete(f"{API}/{path}", json.dumps(body), "application/json")
+        assert response.status_code == 400
+        assert "archive" in response.json()["message"]
+    assert ModelVersion.objects.filter(model=model).exists()
