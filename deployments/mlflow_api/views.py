@@ -4,9 +4,10 @@ request's fields to MLflow's response body. Every change goes through
 
 import logging
 
+import orjson
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.http import JsonResponse
+from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from deployments import services
@@ -30,16 +31,14 @@ STAGE_CHOICES = "None, Staging, Production, Archived"
 
 def _model(name: str) -> RegisteredModel:
     try:
-        return RegisteredModel.objects.select_related("owner").get(name=name)
+        return RegisteredModel.objects.for_api().get(name=name)
     except RegisteredModel.DoesNotExist:
         raise missing(f"Registered Model with name={name} not found") from None
 
 
 def _version(name: str, number: int) -> ModelVersion:
     try:
-        return ModelVersion.objects.select_related("model__owner", "registered_by").get(
-            model__name=name, number=number
-        )
+        return ModelVersion.objects.for_api().get(model__name=name, number=number)
     except ModelVersion.DoesNotExist:
         raise missing(f"Model Version (name={name}, version={number}) not found") from None
 
@@ -120,17 +119,14 @@ def search_registered_models(request, params):
     condition = grammar.models_filter(grammar.parse_filter(params.string("filter")))
     order = grammar.models_order(params.strings("order_by"))
     offset = grammar.page_offset(params.string("page_token"))
-    rows = list(
-        RegisteredModel.objects.select_related("owner")
-        .filter(condition)
-        .order_by(*order)[offset : offset + max_results + 1]
-    )
+    models = RegisteredModel.objects.filter(condition).order_by(*order)
+    rows = wire.model_rows(models, offset, offset + max_results + 1)
     page = rows[:max_results]
-    ids = [model.pk for model in page]
+    ids = [model.id for model in page]
     latest, pairs = wire.latest_versions(ids), wire.aliases_of_models(ids)
     body = {
         "registered_models": [
-            wire.registered_model(model, request, latest.get(model.pk), pairs.get(model.pk))
+            wire.registered_model(model, request, latest.get(model.id), pairs.get(model.id))
             for model in page
         ]
     }
@@ -143,10 +139,10 @@ def get_latest_versions(request, params):
     model = _model(params.string("name", required=True))
     stages = [_stage(name) for name in params.strings("stages")] or None
     versions = wire.latest_versions([model.pk], stages).get(model.pk, [])
-    names = wire.aliases_of_versions([version.pk for version in versions])
+    names = wire.aliases_of_versions([version.id for version in versions])
     return {
         "model_versions": [
-            wire.model_version(version, request, names.get(version.pk)) for version in versions
+            wire.model_version(version, request, names.get(version.id)) for version in versions
         ]
     }
 
@@ -256,11 +252,8 @@ def search_model_versions(request, params):
     condition = grammar.versions_filter(grammar.parse_filter(params.string("filter")))
     order = grammar.versions_order(params.strings("order_by"))
     offset = grammar.page_offset(params.string("page_token"))
-    rows = list(
-        ModelVersion.objects.select_related("model", "registered_by")
-        .filter(condition)
-        .order_by(*order)[offset : offset + max_results + 1]
-    )
+    versions = ModelVersion.objects.filter(condition).order_by(*order)
+    rows = wire.version_rows(versions, offset, offset + max_results + 1)
     # Without aliases: an MLflow server leaves them out of search results too.
     body = {"model_versions": [wire.model_version(v, request) for v in rows[:max_results]]}
     if len(rows) > max_results:
@@ -325,6 +318,10 @@ ROUTES = {
 }
 
 
+def _json(body: dict) -> HttpResponse:
+    return HttpResponse(orjson.dumps(body), content_type="application/json")
+
+
 @csrf_exempt
 def endpoint(request, path: str):
     """Answer one MLflow call: authenticate, refuse a role that may not write at all,
@@ -341,9 +338,9 @@ def endpoint(request, path: str):
             require(request.user, action)
         params = Params(request)
         if action is None:  # a read: no transaction, no BEGIN/COMMIT round trips
-            return JsonResponse(handler(request, params))
+            return _json(handler(request, params))
         with transaction.atomic():  # a write: all of it or nothing
-            return JsonResponse(handler(request, params))
+            return _json(handler(request, params))
     except MlflowError as refused:
         return refused.response()
     except (ValidationError, PermissionDenied) as refused:

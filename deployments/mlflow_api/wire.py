@@ -1,6 +1,13 @@
 """The registry's rows as MLflow's JSON: `version` a string, times in epoch milliseconds,
-empty fields left out where an MLflow server leaves them out."""
+empty fields left out where an MLflow server leaves them out.
 
+The functions read flat attributes: `model_name`, `registered_by_name` and `owner_name`
+(the `for_api()` annotations on instances), so pages of rows are read with `.values()` into
+`Row`s instead of building model instances with their related users."""
+
+from types import SimpleNamespace as Row
+
+from django.core.files.storage import default_storage
 from django.db.models import Case, CharField, F, Value, When, Window
 from django.db.models.functions import RowNumber
 
@@ -38,11 +45,11 @@ def model_version(version: ModelVersion, request, aliases=None) -> dict:
     """One version; `aliases` are its alias names (none for the latest_versions lists,
     as MLflow sends them)."""
     body = {
-        "name": version.model.name,
+        "name": version.model_name,
         "version": str(version.number),
         "creation_timestamp": millis(version.created_at),
         "last_updated_timestamp": millis(version.updated_at),
-        "user_id": version.registered_by.username,
+        "user_id": version.registered_by_name,
         "current_stage": current_stage(version),
         "description": version.description,
         "source": source(version, request),
@@ -65,7 +72,7 @@ def registered_model(model, request, latest=(), aliases=()) -> dict:
         "name": model.name,
         "creation_timestamp": millis(model.created_at),
         "last_updated_timestamp": millis(model.updated_at),
-        "user_id": model.owner.username,
+        "user_id": model.owner_name,
     }
     if model.description:
         body["description"] = model.description
@@ -82,7 +89,8 @@ def source(version: ModelVersion, request) -> str:
     """The URI the version's artifact was registered from; an uploaded file's media URL."""
     if version.artifact_uri:
         return version.artifact_uri
-    return request.build_absolute_uri(version.artifact.url) if version.artifact else ""
+    name = getattr(version.artifact, "name", version.artifact)  # a FieldFile, or its name
+    return request.build_absolute_uri(default_storage.url(name)) if name else ""
 
 
 def _pairs(tags: dict) -> list[dict]:
@@ -92,12 +100,33 @@ def _pairs(tags: dict) -> list[dict]:
 # --- what a page of models or versions needs, in a fixed number of queries -------------------
 
 
-def latest_versions(model_ids, stages=None) -> dict[int, list[ModelVersion]]:
+# What a version's JSON reads, for `.values()`.
+VERSION_COLUMNS = (
+    "id", "model_id", "model_name", "number", "created_at", "updated_at", "registered_by_name",
+    "stage", "archived", "description", "artifact_uri", "artifact", "run_id", "status",
+    "status_detail", "mlflow_tags", "source_url",
+)  # fmt: skip
+MODEL_COLUMNS = (
+    "id", "name", "created_at", "updated_at", "owner_name", "description", "mlflow_tags",
+)  # fmt: skip
+
+
+def version_rows(versions, start=None, stop=None) -> list[Row]:
+    """`versions[start:stop]` (a queryset) as rows with the columns the JSON needs."""
+    values = versions.for_api().values(*VERSION_COLUMNS)[start:stop]
+    return [Row(**row) for row in values]
+
+
+def model_rows(models, start=None, stop=None) -> list[Row]:
+    values = models.for_api().values(*MODEL_COLUMNS)[start:stop]
+    return [Row(**row) for row in values]
+
+
+def latest_versions(model_ids, stages=None) -> dict[int, list[Row]]:
     """The newest version in each stage of each model (MLflow's `latest_versions`), in one
     query; `stages` (our values) narrows it."""
-    rows = (
+    ranked = (
         ModelVersion.objects.filter(model_id__in=model_ids)
-        .select_related("model", "registered_by")
         .annotate(
             effective=effective_stage(),
             rank=Window(
@@ -110,9 +139,9 @@ def latest_versions(model_ids, stages=None) -> dict[int, list[ModelVersion]]:
         .order_by("model_id", "effective")  # as MLflow lists them: by stage name
     )
     if stages is not None:
-        rows = rows.filter(effective__in=stages)
-    found: dict[int, list[ModelVersion]] = {}
-    for version in rows:
+        ranked = ranked.filter(effective__in=stages)
+    found: dict[int, list[Row]] = {}
+    for version in version_rows(ranked):
         found.setdefault(version.model_id, []).append(version)
     return found
 
