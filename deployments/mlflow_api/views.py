@@ -217,7 +217,9 @@ def create_model_version(request, params):
         version = services.register_version(request.user, name, **fields)
     except RegisteredModel.DoesNotExist:
         raise missing(f"Registered Model with name={name} not found") from None
-    return _version_body(request, _version(name, version.number))
+    # The service returned the whole row: answer from it (no re-read; nothing names it yet).
+    version.model_name, version.registered_by_name = name, request.user.username
+    return {"model_version": wire.model_version(version, request)}
 
 
 def get_model_version(request, params):
