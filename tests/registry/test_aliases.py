@@ -97,3 +97,20 @@ def test_a_deploy_request_may_name_the_version_by_alias(churn, alice, bob, api_c
     assert unknown.status_code == 404
     both = api.post("/api/v1/deployments/", {**body, "version": 2}, format="json")
     assert both.status_code == 400 and "version" in both.json()
+
+
+def test_the_version_page_shows_its_aliases_stage_and_mlflow_fields(
+    client, churn, alice, artifact_server
+):
+    from deployments import services
+
+    services.register_version(
+        alice, "churn", artifact_uri=f"{artifact_server}/model.joblib", run_id="run-7",
+        mlflow_tags={"owner_team": "growth"},
+    )  # fmt: skip
+    aliases.set_alias(alice, churn, "champion", 1)
+    aliases.transition_stage(alice, churn.versions.get(), "staging")
+    client.force_login(alice)
+    page = client.get("/models/churn/versions/1/").content.decode()
+    for shown in ("@champion", "Staging", "run-7", "owner_team=growth"):
+        assert shown in page, shown
