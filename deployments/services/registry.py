@@ -195,7 +195,7 @@ def register_version(
     _check_artifact(artifact, artifact_uri, artifact_sha256, errors)
     _check_metrics(metrics or {}, errors)
     _check_json_object("params", params or {}, errors)
-    if sample_input:
+    if sample_input is not None:  # None: nothing given (MLflow clients), load only
         _check_sample_input(sample_input, errors)
     if len(run_id or "") > 100:
         errors.setdefault("run_id", []).append("Use at most 100 characters.")
