@@ -21,6 +21,18 @@ class VersionEventKind(models.TextChoices):
     VALIDATION_STARTED = "validation_started", "Validation started"
     VALIDATED = "validated", "Validated"
     VALIDATION_FAILED = "validation_failed", "Validation failed"
+    ALIAS_SET = "alias_set", "Alias set"
+    ALIAS_REMOVED = "alias_removed", "Alias removed"
+    STAGE_CHANGED = "stage_changed", "Stage changed"
+
+
+class Stage(models.TextChoices):
+    """MLflow's (deprecated) stage of a version; "Archived" is the version's `archived` flag,
+    so it is not stored here (deployments.mlflow_api.wire.current_stage)."""
+
+    NONE = "none", "None"
+    STAGING = "staging", "Staging"
+    PRODUCTION = "production", "Production"
 
 
 class Environment(models.TextChoices):

@@ -12,6 +12,7 @@ from deployments.choices import (
     Environment,
     Flavor,
     QueuePolicy,
+    Stage,
     VersionEventKind,
     VersionStatus,
 )
@@ -49,6 +50,8 @@ class RegisteredModel(models.Model):
     # Sorted tag names. A JSON list, not a join: every list row shows them, and a tag
     # filter is a containment test (deployments.filters.tagged).
     tags = models.JSONField(default=list, blank=True)
+    # MLflow's key/value tags ({"team": "growth"}), set through the MLflow API or the pages.
+    mlflow_tags = models.JSONField(default=dict, blank=True)
     # The last number handed out; bumped with a conditional UPDATE, never read-then-write.
     # Versions are never deleted and a refused registration rolls its number back, so this
     # is also the number of versions.
@@ -116,6 +119,10 @@ class ModelVersion(models.Model):
     description = models.TextField(blank=True)
     sample_input = models.JSONField(default=list, blank=True)
     tags = models.JSONField(default=list, blank=True)
+    # MLflow's key/value tags, its run id (searchable: `run_id = '…'`) and stage.
+    mlflow_tags = models.JSONField(default=dict, blank=True)
+    run_id = models.CharField(max_length=100, blank=True)
+    stage = models.CharField(max_length=20, choices=Stage.choices, default=Stage.NONE)
     status = models.CharField(
         max_length=20, choices=VersionStatus.choices, default=VersionStatus.REGISTERED
     )
@@ -144,6 +151,10 @@ class ModelVersion(models.Model):
         indexes = [
             # The reconciler's "versions stuck in validating" query, and ?status= filters.
             models.Index(fields=["status", "validation_started_at"], name="version_status_idx"),
+            # MLflow's search_model_versions("run_id = '…'").
+            models.Index(
+                fields=["run_id"], condition=~models.Q(run_id=""), name="version_run_id_idx"
+            ),
         ]
 
     def __str__(self):
@@ -159,6 +170,30 @@ class ModelVersion(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in (VersionStatus.READY, VersionStatus.INVALID)
+
+
+class ModelAlias(models.Model):
+    """A name for one version of a model ("champion"), moved from version to version.
+
+    Deploy requests may name a version by its alias; MLflow clients resolve
+    `models:/name@alias` through it. One alias names one version of its model."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="aliases")
+    alias = models.CharField(max_length=255)
+    version = models.ForeignKey(ModelVersion, on_delete=models.CASCADE, related_name="aliases")
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["alias"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "alias"], name="modelalias_unique_alias"),
+        ]
+
+    def __str__(self):
+        return f"{self.model_id}@{self.alias}"
 
 
 class VersionEvent(TimelineEvent):

@@ -7,6 +7,7 @@ urlpatterns = [
     path("models/new/", registry.model_create, name="model-create"),
     path("models/<str:name>/", registry.model_detail, name="model-detail"),
     path("models/<str:name>/edit/", registry.model_edit, name="model-edit"),
+    path("models/<str:name>/aliases/", registry.model_alias, name="model-alias"),
     path("models/<str:name>/compare/", registry.version_compare, name="version-compare"),
     path("models/<str:name>/versions/new/", registry.version_create, name="version-create"),
     path(

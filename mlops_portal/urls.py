@@ -10,6 +10,8 @@ urlpatterns = [
     # First: scripts call the API far more often than people open pages, and URL
     # resolution tries patterns in order.
     path("api/v1/", include(("mlops_portal.api.urls", "api"), namespace="api")),
+    # MLflow's Model Registry REST API over the same registry (deployments.mlflow_api).
+    path("api/2.0/mlflow/", include("deployments.mlflow_api.urls")),
     path("", views.today, name="today"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),

@@ -24,7 +24,7 @@ from rest_framework.test import APIClient
 
 from deployments import services as deployments
 from deployments.choices import DeploymentState, VersionStatus
-from deployments.models import Deployment, ModelVersion, RegisteredModel, Target
+from deployments.models import Deployment, ModelAlias, ModelVersion, RegisteredModel, Target
 from docs_app import services as docs
 from docs_app.models import Page
 from mlops_portal.core import tokens as accounts
@@ -118,6 +118,7 @@ def build_world():
         for number in (1, 2)
     )  # fmt: skip
     RegisteredModel.objects.filter(pk=model.pk).update(latest_version_number=2)
+    ModelAlias.objects.create(model=model, alias="old", version=v1, updated_by=alice)
     staging = deployments.create_target(bob, name="staging", environment="staging")
     production = deployments.create_target(bob, name="production", environment="production")
     hooked = deployments.create_target(
@@ -214,6 +215,10 @@ API_ROWS = [
         VERSION, count(ModelVersion), api(owner=True)),
     Row("api:model-version-detail", "patch", lambda w, u: "/api/v1/models/churn/versions/1/",
         {"description": "edited"}, lambda w: fresh(w["v1"]).description, api(owner=True)),
+    Row("api:model-aliases", "post", lambda w, u: "/api/v1/models/churn/aliases/",
+        {"alias": "champion", "version": 2}, count(ModelAlias), api(owner=True)),
+    Row("api:model-remove-alias", "delete", lambda w, u: "/api/v1/models/churn/aliases/old/",
+        None, count(ModelAlias), api(owner=True)),
     Row("api:target-list", "post", lambda w, u: "/api/v1/targets/",
         {"name": "canary", "environment": "staging"}, count(Target), api(operators=True)),
     Row("api:target-detail", "patch", lambda w, u: "/api/v1/targets/staging/",
@@ -307,6 +312,8 @@ PAGE_ROWS = [
         count(RegisteredModel), page("authors")),
     Row("model-edit", "post", lambda w, u: "/models/churn/edit/", {"description": "edited"},
         lambda w: fresh(w["model"]).description, page("owner")),
+    Row("model-alias", "post", lambda w, u: "/models/churn/aliases/",
+        {"alias": "champion", "version": "2"}, count(ModelAlias), page("owner")),
     Row("version-create", "post", lambda w, u: "/models/churn/versions/new/",
         {"artifact_uri": "http://127.0.0.1:9/v3.joblib", "flavor": "sklearn",
          "sample_input": "[[1.0]]"}, count(ModelVersion), page("owner")),

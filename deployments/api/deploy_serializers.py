@@ -113,13 +113,23 @@ class DeploymentSerializer(serializers.ModelSerializer):
 
 
 class DeploymentRequestSerializer(serializers.Serializer):
+    """The version by number, or by alias (resolved when the request is made)."""
+
     model = serializers.CharField()
-    version = serializers.IntegerField(min_value=1)
+    version = serializers.IntegerField(min_value=1, max_value=2_147_483_647, required=False)
+    alias = serializers.CharField(required=False, max_length=255)
     target = serializers.CharField()
     reason = serializers.CharField()
     change_ticket = serializers.URLField(
         required=False, allow_blank=True, max_length=500, default=""
     )
+
+    def validate(self, attrs):
+        if ("version" in attrs) == ("alias" in attrs):
+            raise serializers.ValidationError(
+                {"version": ["Give the version's number or an alias of it (e.g. champion)."]}
+            )
+        return attrs
 
 
 class DecisionSerializer(serializers.Serializer):

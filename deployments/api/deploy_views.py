@@ -1,4 +1,5 @@
 from django.db.models import OuterRef, Subquery
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -23,7 +24,8 @@ from deployments.api.deploy_serializers import (
 from deployments.backends.webhook import SIGNATURE_HEADER, CallbackRefused
 from deployments.choices import Backend, DeploymentEventKind, DeploymentState
 from deployments.filters import DeploymentFilter
-from deployments.models import Deployment, ModelVersion, Target
+from deployments.models import Deployment, ModelAlias, ModelVersion, Target
+from deployments.services import aliases
 from mlops_portal.core.api.idempotency import idempotent
 from mlops_portal.core.api.viewsets import ServiceBackedViewSet
 
@@ -62,6 +64,20 @@ class TargetViewSet(ServiceBackedViewSet):
         return self.respond_with(target)
 
 
+def requested_version(data) -> ModelVersion:
+    """The version a deploy request names by number or by alias; 404 when none."""
+    if "alias" in data:
+        try:
+            return aliases.version_for_alias(data["model"], data["alias"])
+        except ModelAlias.DoesNotExist:
+            raise Http404(f"{data['model']} has no alias {data['alias']!r}.") from None
+    return get_object_or_404(
+        ModelVersion.objects.select_related("model"),
+        model__name=data["model"],
+        number=data["version"],
+    )
+
+
 class DeploymentViewSet(ServiceBackedViewSet):
     """Deployments: POST requests one; actions approve, reject, cancel and roll back."""
 
@@ -89,11 +105,7 @@ class DeploymentViewSet(ServiceBackedViewSet):
     @idempotent
     def create(self, request):
         data = self.parse_input()
-        version = get_object_or_404(
-            ModelVersion.objects.select_related("model"),
-            model__name=data["model"],
-            number=data["version"],
-        )
+        version = requested_version(data)
         target = get_object_or_404(Target, name=data["target"])
         deployment = services.request_deployment(
             request.user,

@@ -72,6 +72,7 @@ class ModelVersionSerializer(serializers.Serializer):
     registered_by = serializers.CharField(source="registered_by.username", read_only=True)
     created_at = serializers.DateTimeField(read_only=True)
     validated_at = serializers.DateTimeField(read_only=True, allow_null=True)
+    aliases = serializers.ListField(child=serializers.CharField(), read_only=True)
 
     # The columns a response shows, read with `.values()` for lists: building 25 model
     # instances (and a FieldFile each) cost more than everything else in the response.
@@ -80,7 +81,7 @@ class ModelVersionSerializer(serializers.Serializer):
         "signature", "requirements", "missing_requirements", "artifact",
         "artifact_uri", "artifact_size", "artifact_sha256", "metrics", "params", "source_url",
         "description", "sample_input", "tags", "archived", "registered_by_name", "created_at",
-        "validated_at",
+        "validated_at", "id",
     )  # fmt: skip
 
     def to_representation(self, version):
@@ -94,6 +95,7 @@ class ModelVersionSerializer(serializers.Serializer):
                 "registered_by_name": joined(
                     version, "registered_by_name", "registered_by.username"
                 ),
+                "aliases": alias_names(version),
             }
         )
 
@@ -123,7 +125,17 @@ class ModelVersionSerializer(serializers.Serializer):
             "registered_by": values["registered_by_name"],
             "created_at": iso(values["created_at"]),
             "validated_at": iso(values["validated_at"]),
+            "aliases": values.get("aliases", []),
         }
+
+
+def alias_names(version) -> list[str]:
+    """The version's aliases; a view that knows them (none, for a new version) sets
+    `alias_names` and saves the query."""
+    known = getattr(version, "alias_names", None)
+    if known is not None:
+        return known
+    return sorted(version.aliases.values_list("alias", flat=True))
 
 
 def joined(instance, annotation: str, path: str):
@@ -173,6 +185,13 @@ class ModelVersionCreateSerializer(serializers.Serializer):
         "leave it out to be checked on its own input_example.",
     )
     tags = TagListField(required=False, default=list)
+
+
+class ModelAliasSerializer(serializers.Serializer):
+    """Point `alias` at `version` of the model (POST models/{name}/aliases/)."""
+
+    alias = serializers.CharField(max_length=255)
+    version = serializers.IntegerField(min_value=1, max_value=2_147_483_647)
 
 
 class ModelVersionUpdateSerializer(serializers.Serializer):

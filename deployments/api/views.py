@@ -2,10 +2,13 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
+from rest_framework.decorators import action
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
 
 from deployments import services
 from deployments.api.serializers import (
+    ModelAliasSerializer,
     ModelVersionCreateSerializer,
     ModelVersionSerializer,
     ModelVersionUpdateSerializer,
@@ -14,7 +17,8 @@ from deployments.api.serializers import (
     RegisteredModelUpdateSerializer,
 )
 from deployments.filters import ModelVersionFilter, RegisteredModelFilter
-from deployments.models import ModelVersion, RegisteredModel
+from deployments.models import ModelAlias, ModelVersion, RegisteredModel
+from deployments.services import aliases
 from mlops_portal.core.api.idempotency import idempotent
 from mlops_portal.core.api.parsers import SafeJSONParser
 from mlops_portal.core.api.viewsets import ServiceBackedViewSet
@@ -31,8 +35,15 @@ class RegisteredModelViewSet(ServiceBackedViewSet):
     input_serializers = {
         "create": RegisteredModelCreateSerializer,
         "partial_update": RegisteredModelUpdateSerializer,
+        "aliases": ModelAliasSerializer,
     }
-    action_policy = {"create": "model.create", "partial_update": "model.edit"}
+    action_policy = {
+        "create": "model.create",
+        "partial_update": "model.edit",
+        "aliases": "alias.set",
+        "remove_alias": "alias.set",
+    }
+    http_method_names = [*ServiceBackedViewSet.http_method_names, "delete"]
 
     @extend_schema(
         request=RegisteredModelCreateSerializer, responses={201: RegisteredModelSerializer}
@@ -46,6 +57,24 @@ class RegisteredModelViewSet(ServiceBackedViewSet):
     def partial_update(self, request, name=None):
         model = services.update_model(request.user, self.get_object(), **self.parse_input(True))
         return self.respond_with(model)
+
+    @extend_schema(request=ModelAliasSerializer, responses={200: ModelAliasSerializer})
+    @action(detail=True, methods=["post"])
+    def aliases(self, request, name=None):
+        """Point an alias at a version (moving it if it named another); the alias answers."""
+        model, fields = self.get_object(), self.parse_input()
+        try:
+            aliases.set_alias(request.user, model, fields["alias"], fields["version"])
+        except ModelVersion.DoesNotExist:
+            raise Http404(f"{model} has no version {fields['version']}.") from None
+        return Response(fields)
+
+    @extend_schema(request=None, responses={204: None})
+    @action(detail=True, methods=["delete"], url_path="aliases/(?P<alias>[^/]+)")
+    def remove_alias(self, request, name=None, alias=None):
+        """Remove an alias; removing one that is not there is not an error."""
+        aliases.delete_alias(request.user, self.get_object(), alias)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ModelVersionViewSet(ServiceBackedViewSet):
@@ -78,6 +107,19 @@ class ModelVersionViewSet(ServiceBackedViewSet):
             return versions.values(*ModelVersionSerializer.ROW_FIELDS)
         return versions
 
+    def paginate_queryset(self, queryset):
+        """A page of version rows, each with its alias names (one query for the page)."""
+        rows = super().paginate_queryset(queryset)
+        if rows is None or self.action != "list":
+            return rows
+        names = {}
+        found = ModelAlias.objects.filter(version_id__in=[row["id"] for row in rows])
+        for version_id, alias in found.order_by("alias").values_list("version_id", "alias"):
+            names.setdefault(version_id, []).append(alias)
+        for row in rows:
+            row["aliases"] = names.get(row["id"], [])
+        return rows
+
     def list(self, request, *args, **kwargs):
         response = super().list(request, *args, **kwargs)
         if not response.data["results"]:
@@ -92,6 +134,7 @@ class ModelVersionViewSet(ServiceBackedViewSet):
             version = services.register_version(request.user, model_name, **self.parse_input())
         except RegisteredModel.DoesNotExist as missing:
             raise Http404(str(missing)) from None
+        version.alias_names = []  # new: nothing names it yet
         return self.respond_with(version, status.HTTP_201_CREATED, reread=False)
 
     @extend_schema(request=ModelVersionUpdateSerializer, responses=ModelVersionSerializer)

@@ -34,18 +34,23 @@ from mlops_portal.core.validation import clean_tags, field_errors
 ARTIFACT_EXTENSIONS = (".joblib", ".pkl", ".pickle", *archives.ARCHIVE_SUFFIXES)
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 RESERVED_MODEL_NAMES = {"new"}  # /models/new/ is the create page
+# MLflow's tag keys: letters, digits, _ - . : / and spaces, never a path going up or rooted.
+TAG_KEY_PATTERN = re.compile(r"^(?!/)(?!.*(?:^|/)\.\.?(?:/|$))[/\w.\- :]+$")
 
 
 # --- models -------------------------------------------------------------------------------
 
 
-def create_model(actor, *, name, description="", team="", tags=()) -> RegisteredModel:
+def create_model(
+    actor, *, name, description="", team="", tags=(), mlflow_tags=None
+) -> RegisteredModel:
     """Register a new model name owned by `actor`; return it."""
     require(actor, "model.create")
     name = (name or "").strip().lower()
     model = RegisteredModel(name=name, description=description, owner=actor, team=team.strip())
     errors = field_errors(model, exclude=["owner", "latest_version_number", "tags"])
     model.tags = clean_tags(tags, errors)
+    model.mlflow_tags = clean_key_values(mlflow_tags or {}, errors)
     if name in RESERVED_MODEL_NAMES:
         errors.setdefault("name", []).append(f"{name!r} is reserved by the portal's pages.")
     elif RegisteredModel.objects.filter(name=name).exists():
@@ -76,6 +81,86 @@ def update_model(actor, model: RegisteredModel, *, description=None, team=None, 
     return model
 
 
+def rename_model(actor, model: RegisteredModel, new_name: str) -> RegisteredModel:
+    """Give `model` a new name (its versions, aliases and deployments follow); return it."""
+    require(actor, "model.edit", model)
+    new_name = (new_name or "").strip()
+    model.name = new_name
+    errors = field_errors(model, exclude=["owner", "latest_version_number", "tags"])
+    if new_name in RESERVED_MODEL_NAMES:
+        errors.setdefault("name", []).append(f"{new_name!r} is reserved by the portal's pages.")
+    if errors:
+        model.refresh_from_db(fields=["name"])
+        raise ValidationError(errors)
+    try:
+        with transaction.atomic():
+            model.save(update_fields=["name", "updated_at"])
+    except IntegrityError:
+        model.refresh_from_db(fields=["name"])
+        raise ValidationError({"name": [f"A model named {new_name!r} already exists."]}) from None
+    return model
+
+
+def delete_model(actor, model: RegisteredModel) -> None:
+    """Delete `model` with its versions and aliases. Refused (ValidationError) when a
+    version was ever deployed: deployment history stays whole."""
+    require(actor, "model.delete", model)
+    if model.versions.filter(deployments__isnull=False).exists():
+        raise ValidationError(
+            {"name": [f"Versions of {model.name!r} have deployments; archive them instead."]}
+        )
+    with transaction.atomic():
+        model.delete()
+
+
+def set_key_value_tag(actor, obj, key: str, value: str, *, remove=False):
+    """Set (or with `remove`, delete) MLflow key/value tag `key` on a model or a version;
+    return the object. Deleting a tag that is not there changes nothing."""
+    if isinstance(obj, ModelVersion):
+        require(actor, "version.edit", obj)
+    else:
+        require(actor, "model.edit", obj)
+    errors: dict[str, list[str]] = {}
+    tags = dict(obj.mlflow_tags)
+    if remove:
+        tags.pop(key, None)
+    else:
+        tags.update(clean_key_values({key: value}, errors))
+    if errors:
+        raise ValidationError(errors)
+    if tags == obj.mlflow_tags:
+        return obj
+    obj.mlflow_tags = tags
+    with transaction.atomic():
+        obj.save(update_fields=["mlflow_tags", "updated_at"])
+        if isinstance(obj, ModelVersion):
+            _record(
+                obj,
+                VersionEventKind.EDITED,
+                actor,
+                f"Tag {key!r} {'removed' if remove else 'set'}.",
+            )
+    return obj
+
+
+def clean_key_values(tags, errors) -> dict[str, str]:
+    """MLflow tags as a dict of str to str; note an error for keys MLflow would refuse."""
+    if not isinstance(tags, dict):
+        errors.setdefault("tags", []).append('Give an object of keys to texts: {"team": "x"}.')
+        return {}
+    cleaned = {}
+    for key, value in tags.items():
+        if not isinstance(key, str) or not TAG_KEY_PATTERN.match(key) or len(key) > 250:
+            errors.setdefault("tags", []).append(
+                f"Invalid tag key {key!r}: use at most 250 letters, digits, _ - . : / or spaces."
+            )
+        elif not isinstance(value, str) or len(value) > 5000:
+            errors.setdefault("tags", []).append(f"Tag {key!r} needs a text of at most 5000.")
+        else:
+            cleaned[key] = value
+    return cleaned
+
+
 # --- versions -----------------------------------------------------------------------------
 
 
@@ -93,6 +178,8 @@ def register_version(
     description="",
     sample_input=None,
     tags=(),
+    mlflow_tags=None,
+    run_id="",
 ) -> ModelVersion:
     """Register the next version of the model named `model_name` and queue its validation;
     return the version. Raises RegisteredModel.DoesNotExist when no model has that name.
@@ -101,8 +188,9 @@ def register_version(
     concurrent registrations never share a number (the unique constraint backs this up).
 
     `flavor` empty: detected from the artifact (an archive or an MLflow URI is an MLflow
-    model); validation settles it from the files. An MLflow model needs no `sample_input`:
-    validation then predicts on the model's own input example."""
+    model); validation settles it from the files. Without `sample_input` (MLflow clients
+    send none) validation predicts on an MLflow model's own input example, or only loads
+    the model when it has none."""
     require(actor, "version.register")
     artifact_sha256 = (artifact_sha256 or "").strip().lower()
     errors: dict[str, list[str]] = {}
@@ -113,9 +201,14 @@ def register_version(
         filename = artifact.name if artifact is not None else ""
         is_mlflow = sources.looks_like_mlflow_model((artifact_uri or "").strip(), filename)
         flavor = Flavor.MLFLOW if is_mlflow else Flavor.SKLEARN
+    if len(run_id or "") > 100:
+        errors.setdefault("run_id", []).append("Use at most 100 characters.")
+    key_values = clean_key_values(mlflow_tags or {}, errors)
     if flavor not in Flavor.values:
         errors.setdefault("flavor", []).append(f"Choose one of: {', '.join(Flavor.values)}.")
-    if flavor != Flavor.MLFLOW or sample_input not in (None, []):
+    # None: nothing given (MLflow clients); an empty list is an error except for an MLflow
+    # model, whose own input example stands in.
+    if sample_input is not None and (flavor != Flavor.MLFLOW or sample_input != []):
         _check_sample_input(sample_input, flavor, errors)
     if source_url and len(source_url) > 500:
         errors.setdefault("source_url", []).append("Use at most 500 characters.")
@@ -139,6 +232,8 @@ def register_version(
             description=description,
             sample_input=sample_input or [],
             tags=tag_names,
+            mlflow_tags=key_values,
+            run_id=(run_id or "").strip(),
             registered_by=actor,
         )
         if artifact is not None:
@@ -165,6 +260,18 @@ def update_version(actor, version: ModelVersion, *, description=None, tags=None)
         version.save(update_fields=["description", "tags", "updated_at"])
         _record(version, VersionEventKind.EDITED, actor, "Description or tags edited.")
     return version
+
+
+def delete_version(actor, version: ModelVersion) -> None:
+    """Delete `version` and its aliases. Refused (ValidationError) once it was deployed.
+    Its number is never handed out again (the model's counter only goes up)."""
+    require(actor, "version.delete", version)
+    if version.deployments.exists():
+        raise ValidationError(
+            {"version": [f"{version} has deployments; archive it instead of deleting it."]}
+        )
+    with transaction.atomic():
+        version.delete()
 
 
 def set_version_archived(actor, version: ModelVersion, archived: bool, reason="") -> ModelVersion:
@@ -307,10 +414,7 @@ def _run_validation(version: ModelVersion) -> str:
         model = load_model(local.path, local.flavor)
         sample = version.sample_input or (facts.input_example if facts else None)
         if not sample:
-            raise ArtifactError(
-                "No sample input to predict on: register the version with sample_input, "
-                "or save the model with an input_example."
-            )
+            return "Loaded; no sample input or input_example was given to predict on."
         predictions = predict(model, sample)
     if len(predictions) != len(sample):
         raise ArtifactError(

@@ -2,6 +2,7 @@
 a service for any change; services hold the rules, views only translate to HTML."""
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -10,6 +11,7 @@ from deployments import charts, services
 from deployments.filters import RegisteredModelFilter
 from deployments.forms import ModelCreateForm, ModelEditForm, VersionEditForm, VersionRegisterForm
 from deployments.models import ModelVersion, RegisteredModel
+from deployments.services import aliases
 from mlops_portal.core import uploads
 from mlops_portal.core.policy import can, require
 from mlops_portal.core.utils import service_errors_on
@@ -78,6 +80,8 @@ def model_detail(request, name):
             "metric_chart": charts.metric_chart(metric_history, chosen_metric),
             "can_edit": can(request.user, "model.edit", model),
             "can_register": can(request.user, "version.register", model),
+            "aliases": model.aliases.select_related("version").order_by("alias"),
+            "can_set_alias": can(request.user, "alias.set", model),
             "showing_archived": bool(request.GET.get("archived")),
         },
     )
@@ -154,6 +158,26 @@ def version_edit(request, name, number):
 
 
 @require_POST
+@require_POST
+def model_alias(request, name):
+    """Set an alias (alias + version) or, with `remove`, delete one; back to the model."""
+    model = _get_model(name)
+    alias = request.POST.get("alias", "").strip()
+    try:
+        if request.POST.get("remove"):
+            aliases.delete_alias(request.user, model, alias)
+            messages.success(request, f"Alias @{alias} removed.")
+        else:
+            number = _int_or(request.POST.get("version"), 0)
+            aliases.set_alias(request.user, model, alias, number)
+            messages.success(request, f"@{alias} now names v{number}.")
+    except ModelVersion.DoesNotExist:
+        messages.error(request, f"{model} has no version {request.POST.get('version')!r}.")
+    except ValidationError as refused:
+        messages.error(request, " ".join(refused.messages))
+    return redirect(model)
+
+
 def version_archive(request, name, number):
     version = _get_version(name, number)
     archive = request.POST.get("archived") == "1"

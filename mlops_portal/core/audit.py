@@ -22,6 +22,7 @@ REGISTRY = {
     "deployments.ModelVersion": {
         "exclude_fields": ["updated_at", "validation_started_at", "validation_attempts"]
     },
+    "deployments.ModelAlias": {"exclude_fields": ["updated_at"]},
     "deployments.Target": {
         "exclude_fields": ["updated_at", "backend_settings"],
         "m2m_fields": ["followers"],

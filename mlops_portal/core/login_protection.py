@@ -50,7 +50,10 @@ def _ip(request) -> str:
 
 
 def locked_out(request, original_response=None, credentials=None):
-    """AXES_LOCKOUT_CALLABLE: the login page again, status 429, saying when to try again."""
+    """AXES_LOCKOUT_CALLABLE: the login page again, status 429, saying when to try again.
+    An API (the MLflow API's Basic auth) has answered in its own format already: kept."""
+    if original_response is not None and request.path_info.startswith("/api/"):
+        return original_response
     username = get_client_username(request, credentials) or ""
     until = locked_until(request, username)
     form = AuthenticationForm(request, initial={"username": username})

@@ -110,6 +110,11 @@ rule(
     _says("Only the model's owner or an MLOps engineer may register versions of it."),
 )  # fmt: skip
 rule("version.edit", AUTHORS, "change model versions", _owns_version, _says(MODEL_OWNER))
+# Deleting (MLflow API) and aliases: what the owner may change about the model, an
+# engineer too. An alias moves deploy requests that name it, so it is not anyone's.
+rule("model.delete", AUTHORS, "delete models", _owns_model, _says(MODEL_OWNER))
+rule("version.delete", AUTHORS, "delete model versions", _owns_version, _says(MODEL_OWNER))
+rule("alias.set", AUTHORS, "set model aliases", _owns_model, _says(MODEL_OWNER))
 
 # Deployments.
 rule("deployment.request", AUTHORS, "request deployments")

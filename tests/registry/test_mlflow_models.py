@@ -154,14 +154,16 @@ def test_a_failing_predict_makes_the_version_invalid(alice, churn):
     assert "Model is missing inputs" in version.status_detail
 
 
-def test_a_model_without_an_input_example_needs_a_sample_input(alice, churn):
+def test_a_model_without_an_input_example_or_sample_input_is_only_loaded(alice, churn):
     files = folder_files(lightgbm_model_folder()[0])
     spec = yaml.safe_load(files["MLmodel"])
     del spec["saved_input_example_info"]
     files["MLmodel"] = yaml.safe_dump(spec).encode()
     version = validated(register(alice, churn, zipped(files)))
-    assert version.status == VersionStatus.INVALID
-    assert version.status_detail.startswith("No sample input to predict on")
+    assert version.status == VersionStatus.READY
+    assert version.status_detail == (
+        "Loaded; no sample input or input_example was given to predict on."
+    )
 
 
 def test_a_zip_without_mlmodel_is_invalid(alice, churn):
@@ -172,13 +174,16 @@ def test_a_zip_without_mlmodel_is_invalid(alice, churn):
     )
 
 
-def test_a_joblib_pickle_needs_a_sample_input_still(alice, churn):
+def test_a_joblib_pickle_without_a_sample_input_is_only_loaded(alice, churn):
     from django.core.exceptions import ValidationError
 
     from tests.factories import iris_artifact
 
-    with pytest.raises(ValidationError) as excinfo:
-        register(alice, churn, iris_artifact()[0], "model.joblib")
+    version = validated(register(alice, churn, iris_artifact()[0], "model.joblib"))
+    assert version.status == VersionStatus.READY
+    assert version.status_detail.startswith("Loaded; no sample input")
+    with pytest.raises(ValidationError) as excinfo:  # given, it must hold rows
+        register(alice, churn, iris_artifact()[0], "model.joblib", sample_input=[])
     assert "sample_input" in excinfo.value.message_dict
 
 

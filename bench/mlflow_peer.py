@@ -1,0 +1,266 @@
+"""The MLflow peer of the registry benchmark: a real `mlflow server` (gunicorn, 2 sync
+workers, PostgreSQL in its own database) beside the portal (bench/run.py's gunicorn and
+data), the same 200 models x 25 versions in both, measured in alternating rounds.
+
+Run from the repository root: `.venv/bin/python bench/mlflow_peer.py [--rounds 3]`. For
+each workload it prints the server CPU per request of MLflow, of the portal's `/api/v1/`
+and of the portal's MLflow-compatible endpoints, and the ratios (MLflow / portal; above 1
+means the portal is cheaper). CPU is utime + stime of the web workers only (for MLflow:
+the gunicorn workers, not its job consumers), read from /proc around each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import http.client
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import run
+from bench.run import MODELS, VERSIONS_PER_MODEL, Plan, Workload, model_name, version_number
+
+MLFLOW = run.ROOT / ".venv-mlflow" / "bin" / "mlflow"
+MLFLOW_DB = "mlflow_bench"
+# The portal's side in databases of its own, so this never drops `make bench`'s.
+PORTAL_DB = "mlops_bench_mlflow_peer"
+PORTAL_BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13")
+MLFLOW_LOG = run.RESULTS_DIR / "mlflow-server.log"
+SOURCE = "http://127.0.0.1:9/model.joblib"
+API = "/api/2.0/mlflow"
+
+
+def mlflow_workloads() -> dict[str, Workload]:
+    """The four calls, as MLflow's client sends them (the same paths on both servers)."""
+    return {
+        "get one version": Workload(
+            "get one version",
+            "GET",
+            lambda i: f"{API}/model-versions/get?name={model_name(i)}&version={version_number(i)}",
+        ),
+        "25 versions": Workload(
+            "25 versions",
+            "GET",
+            lambda i: (
+                f"{API}/model-versions/search?max_results=25&filter="
+                + quote(f"name = '{model_name(i)}'")
+            ),
+        ),
+        "models page of 100": Workload(
+            "models page of 100",
+            "GET",
+            lambda i: (
+                f"{API}/registered-models/search?max_results=100"
+                + ("" if i % 2 == 0 else "&page_token=" + quote(run_token(100)))
+            ),
+        ),
+        "register": Workload(
+            "register",
+            "POST",
+            lambda i: f"{API}/model-versions/create",
+            body_fn=lambda i: {"name": model_name(i), "source": SOURCE},
+        ),
+    }
+
+
+def run_token(offset: int) -> str:
+    import base64
+
+    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+V1 = {w.name: w for w in run.WORKLOADS}
+PORTAL_V1 = {
+    "get one version": V1["get one version"],
+    "25 versions": V1["25 versions"],
+    "models page of 100": V1["models page of 100"],
+    "register": V1["register by URI"],
+}
+
+
+# --- the MLflow server ------------------------------------------------------------------------
+
+
+def recreate_mlflow_database() -> None:
+    import psycopg
+
+    with psycopg.connect(run.PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {MLFLOW_DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {MLFLOW_DB}")
+
+
+def start_mlflow(port: int) -> subprocess.Popen:
+    env = {**os.environ, "MLFLOW_ALLOWED_HOST_ADDRESSED_ARTIFACT_SCHEMES": "http"}
+    command = [
+        *(str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "2"),
+        *("--backend-store-uri", f"postgresql+psycopg2://postgres@127.0.0.1:5432/{MLFLOW_DB}"),
+        *("--default-artifact-root", str(run.RESULTS_DIR / "mlflow-artifacts")),
+        *("--gunicorn-opts", "--worker-class sync --no-control-socket"),
+    ]
+    run.RESULTS_DIR.mkdir(exist_ok=True)
+    with MLFLOW_LOG.open("wb") as log:
+        server = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            break
+        if len(mlflow_workers(server.pid)) == 2 and run.answers(port, "/health"):
+            return server
+        time.sleep(0.5)
+    run.stop_server(server)
+    raise RuntimeError(f"mlflow server did not start; see {MLFLOW_LOG}:\n{run.tail(MLFLOW_LOG)}")
+
+
+def mlflow_workers(mlflow_pid: int) -> list[int]:
+    """The gunicorn workers: children of the gunicorn master among the server's children."""
+    for child in run.worker_pids(mlflow_pid):
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+        if b"gunicorn" in cmdline:
+            return run.worker_pids(child)
+    return []
+
+
+def seed_mlflow(port: int) -> None:
+    """The same 200 models x 25 versions, through the REST API (8 clients)."""
+
+    def call(path: str, body: dict) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request(
+            "POST", f"{API}/{path}", json.dumps(body), {"Content-Type": "application/json"}
+        )
+        response = conn.getresponse()
+        if response.status != 200:
+            raise RuntimeError(f"seeding MLflow: {path} answered {response.status}")
+        response.read()
+        conn.close()
+
+    def one_model(i: int) -> None:
+        description = f"Benchmark model {i}: **markdown** description."
+        call("registered-models/create", {"name": model_name(i), "description": description})
+        for _ in range(VERSIONS_PER_MODEL):
+            call("model-versions/create", {"name": model_name(i), "source": SOURCE})
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(one_model, range(MODELS)))
+    import psycopg
+
+    # Statistics, as on a live database (bench/run.py does the same for the portal).
+    with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{MLFLOW_DB}") as conn:
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE")
+
+
+# --- measuring ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen
+    port: int
+    secret: str
+    workers: list[int]
+
+
+def cpu_ms(server: Server, workload: Workload, plan: Plan) -> float:
+    """Warm up, then the CPU of the server's web workers per request of one run."""
+    run.drive(workload, server.port, server.secret, plan.clients, plan.warmup_requests, 5)
+    before = run.cpu_seconds(server.workers)
+    result = run.drive(
+        workload, server.port, server.secret, plan.clients, plan.max_requests, plan.duration_s
+    )
+    if result.errors:
+        raise RuntimeError(f"{server.name} {workload.name}: {result.errors[0]}")
+    return (run.cpu_seconds(server.workers) - before) * 1000 / max(result.requests, 1)
+
+
+def rounds(servers: dict[str, Server], plan: Plan, count: int) -> dict[tuple[str, str], list]:
+    """`count` rounds; in each, every workload on each side, the order alternating."""
+    sides = {
+        "mlflow": (servers["mlflow"], mlflow_workloads()),
+        "portal /api/v1": (servers["portal"], PORTAL_V1),
+        "portal MLflow API": (servers["portal"], mlflow_workloads()),
+    }
+    figures: dict[tuple[str, str], list] = {}
+    for index in range(count):
+        order = list(sides) if index % 2 == 0 else list(reversed(sides))
+        for name in PORTAL_V1:
+            for side in order:
+                server, workloads = sides[side]
+                figures.setdefault((side, name), []).append(cpu_ms(server, workloads[name], plan))
+    return figures
+
+
+def report(figures: dict[tuple[str, str], list]) -> None:
+    header = (
+        f"{'workload':<20} {'mlflow':>8} {'/api/v1':>8} {'ratio':>6} "
+        f"{'MLflow API':>10} {'ratio':>6}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name in PORTAL_V1:
+        theirs = statistics.median(figures[("mlflow", name)])
+        v1 = statistics.median(figures[("portal /api/v1", name)])
+        compat = statistics.median(figures[("portal MLflow API", name)])
+        print(
+            f"{name:<20} {theirs:>8.2f} {v1:>8.2f} {theirs / v1:>5.2f}x "
+            f"{compat:>10.2f} {theirs / compat:>5.2f}x"
+        )
+    print("CPU ms per request (median of rounds); ratio = MLflow / portal (higher: portal cheaper)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=400, help="per workload and round")
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per run")
+    args = parser.parse_args()
+    plan = Plan(clients=args.clients, max_requests=args.requests, duration_s=args.duration)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(f"stopped by signal {signum}"))
+    run.BENCH_DB, run.BROKER_URL = PORTAL_DB, PORTAL_BROKER_URL
+    run.DJANGO_ENV["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{PORTAL_DB}"
+    run.DJANGO_ENV["CELERY_BROKER_URL"] = PORTAL_BROKER_URL
+    run.recreate_database()
+    run.setup_django()
+    secret = run.seed()
+    recreate_mlflow_database()
+    portal = mlflow = None
+    try:
+        mlflow = start_mlflow(run.free_port())
+        mlflow_port = int(mlflow.args[mlflow.args.index("--port") + 1])
+        seed_mlflow(mlflow_port)
+        print(f"seeded {MODELS} models x {VERSIONS_PER_MODEL} versions in both")
+        portal_port = run.free_port()
+        portal = run.start_server(portal_port)
+        servers = {
+            "portal": Server("portal", portal, portal_port, secret, run.worker_pids(portal.pid)),
+            "mlflow": Server("mlflow", mlflow, mlflow_port, "", mlflow_workers(mlflow.pid)),
+        }
+        figures = rounds(servers, plan, args.rounds)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for server in (portal, mlflow):
+            if server is not None:
+                run.stop_server(server)
+        run.flush_broker()
+    report(figures)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

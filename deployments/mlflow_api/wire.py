@@ -1,0 +1,166 @@
+"""The registry's rows as MLflow's JSON: `version` a string, times in epoch milliseconds,
+empty fields left out where an MLflow server leaves them out.
+
+The functions read flat attributes: `model_name`, `registered_by_name` and `owner_name`
+(the `for_api()` annotations on instances), so pages of rows are read with `.values()` into
+`Row`s instead of building model instances with their related users."""
+
+from types import SimpleNamespace as Row
+
+from django.core.files.storage import default_storage
+from django.db.models import Case, CharField, F, Value, When, Window
+from django.db.models.functions import RowNumber
+
+from deployments.choices import Stage, VersionStatus
+from deployments.models import ModelAlias, ModelVersion
+
+STATUS = {
+    VersionStatus.REGISTERED: "PENDING_REGISTRATION",
+    VersionStatus.VALIDATING: "PENDING_REGISTRATION",
+    VersionStatus.READY: "READY",
+    VersionStatus.INVALID: "FAILED_REGISTRATION",
+}
+STAGE_LABELS = {value: label for value, label in Stage.choices}
+ARCHIVED_LABEL = "Archived"
+# MLflow's stage names, any case, to ours ("archived" is the `archived` flag).
+STAGES_BY_NAME = {label.lower(): value for value, label in Stage.choices} | {"archived": "archived"}
+
+
+def millis(moment) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def current_stage(version) -> str:
+    return ARCHIVED_LABEL if version.archived else STAGE_LABELS[version.stage]
+
+
+def effective_stage():
+    """SQL for the stage MLflow shows: "archived" when archived, else the stored stage."""
+    return Case(
+        When(archived=True, then=Value("archived")), default=F("stage"), output_field=CharField()
+    )
+
+
+def model_version(version: ModelVersion, request, aliases=None) -> dict:
+    """One version; `aliases` are its alias names (none for the latest_versions lists,
+    as MLflow sends them)."""
+    body = {
+        "name": version.model_name,
+        "version": str(version.number),
+        "creation_timestamp": millis(version.created_at),
+        "last_updated_timestamp": millis(version.updated_at),
+        "user_id": version.registered_by_name,
+        "current_stage": current_stage(version),
+        "description": version.description,
+        "source": source(version, request),
+        "run_id": version.run_id,
+        "status": STATUS[version.status],
+    }
+    if version.status == VersionStatus.INVALID:
+        body["status_message"] = version.status_detail
+    if version.mlflow_tags:
+        body["tags"] = _pairs(version.mlflow_tags)
+    body["run_link"] = version.source_url
+    if aliases:
+        body["aliases"] = aliases
+    return body
+
+
+def registered_model(model, request, latest=(), aliases=()) -> dict:
+    """One model; `latest` its latest version per stage, `aliases` (alias, number) pairs."""
+    body = {
+        "name": model.name,
+        "creation_timestamp": millis(model.created_at),
+        "last_updated_timestamp": millis(model.updated_at),
+        "user_id": model.owner_name,
+    }
+    if model.description:
+        body["description"] = model.description
+    if latest:
+        body["latest_versions"] = [model_version(version, request) for version in latest]
+    if model.mlflow_tags:
+        body["tags"] = _pairs(model.mlflow_tags)
+    if aliases:
+        body["aliases"] = [{"alias": alias, "version": str(number)} for alias, number in aliases]
+    return body
+
+
+def source(version: ModelVersion, request) -> str:
+    """The URI the version's artifact was registered from; an uploaded file's media URL."""
+    if version.artifact_uri:
+        return version.artifact_uri
+    name = getattr(version.artifact, "name", version.artifact)  # a FieldFile, or its name
+    return request.build_absolute_uri(default_storage.url(name)) if name else ""
+
+
+def _pairs(tags: dict) -> list[dict]:
+    return [{"key": key, "value": value} for key, value in tags.items()]
+
+
+# --- what a page of models or versions needs, in a fixed number of queries -------------------
+
+
+# What a version's JSON reads, for `.values()`.
+VERSION_COLUMNS = (
+    "id", "model_id", "model_name", "number", "created_at", "updated_at", "registered_by_name",
+    "stage", "archived", "description", "artifact_uri", "artifact", "run_id", "status",
+    "status_detail", "mlflow_tags", "source_url",
+)  # fmt: skip
+MODEL_COLUMNS = (
+    "id", "name", "created_at", "updated_at", "owner_name", "description", "mlflow_tags",
+)  # fmt: skip
+
+
+def version_rows(versions, start=None, stop=None) -> list[Row]:
+    """`versions[start:stop]` (a queryset) as rows with the columns the JSON needs."""
+    values = versions.for_api().values(*VERSION_COLUMNS)[start:stop]
+    return [Row(**row) for row in values]
+
+
+def model_rows(models, start=None, stop=None) -> list[Row]:
+    values = models.for_api().values(*MODEL_COLUMNS)[start:stop]
+    return [Row(**row) for row in values]
+
+
+def latest_versions(model_ids, stages=None) -> dict[int, list[Row]]:
+    """The newest version in each stage of each model (MLflow's `latest_versions`), in one
+    query; `stages` (our values) narrows it."""
+    ranked = (
+        ModelVersion.objects.filter(model_id__in=model_ids)
+        .annotate(
+            effective=effective_stage(),
+            rank=Window(
+                RowNumber(),
+                partition_by=[F("model_id"), effective_stage()],
+                order_by=F("number").desc(),
+            ),
+        )
+        .filter(rank=1)
+        .order_by("model_id", "effective")  # as MLflow lists them: by stage name
+    )
+    if stages is not None:
+        ranked = ranked.filter(effective__in=stages)
+    found: dict[int, list[Row]] = {}
+    for version in version_rows(ranked):
+        found.setdefault(version.model_id, []).append(version)
+    return found
+
+
+def aliases_of_models(model_ids) -> dict[int, list[tuple[str, int]]]:
+    """(alias, version number) pairs per model, in one query."""
+    rows = ModelAlias.objects.filter(model_id__in=model_ids).values_list(
+        "model_id", "alias", "version__number"
+    )
+    found: dict[int, list[tuple[str, int]]] = {}
+    for model_id, alias, number in rows.order_by("model_id", "alias"):
+        found.setdefault(model_id, []).append((alias, number))
+    return found
+
+
+def aliases_of_versions(version_ids) -> dict[int, list[str]]:
+    """Alias names per version, in one query."""
+    rows = ModelAlias.objects.filter(version_id__in=version_ids).values_list("version_id", "alias")
+    found: dict[int, list[str]] = {}
+    for version_id, alias in rows.order_by("version_id", "alias"):
+        found.setdefault(version_id, []).append(alias)
+    return found
