@@ -212,7 +212,7 @@ def test_it_registers_a_version_by_multipart_upload(api_client_for, alice, churn
 @pytest.mark.parametrize(
     ("payload", "field"),
     [
-        ({"artifact_uri": "https://x.example/m.joblib"}, "sample_input"),
+        ({"artifact_uri": "https://x.example/m.joblib", "sample_input": []}, "sample_input"),
         ({"artifact_uri": "ftp://x/m", "sample_input": [[1]]}, "artifact_uri"),
         ({"sample_input": [[1]]}, "artifact"),
         (
