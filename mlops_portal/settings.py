@@ -268,16 +268,14 @@ REST_FRAMEWORK = {
         "mlops_portal.core.api.renderers.FastJSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    # JSON with a depth limit and text checks (mlops_portal.core.api.parsers), forms, uploads.
-    "DEFAULT_PARSER_CLASSES": [
-        "mlops_portal.core.api.parsers.SafeJSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # JSON only, with a depth limit and text checks (mlops_portal.core.api.parsers); the one
+    # multipart operation (registering a version by upload) names its own parsers.
+    "DEFAULT_PARSER_CLASSES": ["mlops_portal.core.api.parsers.SafeJSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_PAGINATION_CLASS": "mlops_portal.core.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "mlops_portal.core.api.schema.PortalAutoSchema",
     "EXCEPTION_HANDLER": "mlops_portal.core.api.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -292,6 +290,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Tags and operation ids from the path after this prefix (mlops_portal.core.api.schema).
+    "SCHEMA_PATH_PREFIX": r"/api/v1/",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "mlops_portal.core.api.schema.add_error_responses",
+    ],
 }
 
 # Notifications (mlops_portal.overview.notifications): a failed send is retried after

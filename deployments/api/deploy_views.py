@@ -168,7 +168,12 @@ class DeploymentCallbackView(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
-    @extend_schema(request=None, responses={200: DeploymentSerializer}, auth=[])
+    @extend_schema(
+        operation_id="report_deployment_outcome",
+        request=None,
+        responses={200: DeploymentSerializer},
+        auth=[],
+    )
     def post(self, request, pk):
         deployment = get_object_or_404(
             Deployment.objects.for_list(), pk=pk, target__backend=Backend.WEBHOOK

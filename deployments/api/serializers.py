@@ -7,7 +7,7 @@ declared field per request, which cost more than the rest of a small response.""
 from rest_framework import serializers
 
 from deployments.choices import Flavor, VersionStatus
-from mlops_portal.core.api.fields import JSONInputField, TagListField
+from mlops_portal.core.api.fields import JSONObjectField, MetricsField, RowsField, TagListField
 
 
 class RegisteredModelSerializer(serializers.Serializer):
@@ -54,15 +54,18 @@ class ModelVersionSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=VersionStatus.choices, read_only=True)
     status_detail = serializers.CharField(read_only=True)
     flavor = serializers.ChoiceField(choices=Flavor.choices, read_only=True)
-    artifact = serializers.CharField(source="artifact.name", read_only=True)
-    artifact_uri = serializers.CharField(read_only=True)
+    artifact = serializers.CharField(
+        source="artifact.name", read_only=True, allow_null=True,
+        help_text="The uploaded file's name in the portal's storage; null for a URI.",
+    )  # fmt: skip
+    artifact_uri = serializers.CharField(read_only=True, help_text="Empty for an upload.")
     artifact_size = serializers.IntegerField(read_only=True, allow_null=True)
     artifact_sha256 = serializers.CharField(read_only=True)
-    metrics = serializers.DictField(child=serializers.FloatField(), read_only=True)
-    params = serializers.JSONField(read_only=True)
+    metrics = MetricsField(read_only=True)
+    params = JSONObjectField(read_only=True)
     source_url = serializers.CharField(read_only=True)
     description = serializers.CharField(read_only=True)
-    sample_input = serializers.JSONField(read_only=True)
+    sample_input = RowsField(read_only=True)
     tags = serializers.ListField(child=serializers.CharField(), read_only=True)
     archived = serializers.BooleanField(read_only=True)
     registered_by = serializers.CharField(source="registered_by.username", read_only=True)
@@ -136,23 +139,33 @@ def iso(moment) -> str | None:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-class ModelVersionCreateSerializer(serializers.Serializer):
-    """Multipart with an `artifact` file, or JSON with `artifact_uri`."""
+class VersionDetailsSerializer(serializers.Serializer):
+    """What every registration gives besides the artifact."""
 
-    artifact = serializers.FileField(required=False, allow_empty_file=True)
-    artifact_uri = serializers.CharField(
-        required=False, allow_blank=True, max_length=1000, default=""
-    )
     artifact_sha256 = serializers.CharField(
-        required=False, allow_blank=True, max_length=64, default=""
-    )
+        required=False, allow_blank=True, max_length=64, default="",
+        help_text="The artifact's SHA-256 (hex); checked against an upload.",
+    )  # fmt: skip
     flavor = serializers.ChoiceField(choices=Flavor.choices, default=Flavor.SKLEARN)
-    metrics = JSONInputField(required=False, default=dict)
-    params = JSONInputField(required=False, default=dict)
+    metrics = MetricsField(required=False, default=dict)
+    params = JSONObjectField(required=False, default=dict)
     source_url = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
     description = serializers.CharField(required=False, allow_blank=True, default="")
-    sample_input = JSONInputField(help_text="Rows the model can predict on, e.g. [[5.1, 3.5]].")
+    sample_input = RowsField()
     tags = TagListField(required=False, default=list)
+
+
+class ModelVersionByUriSerializer(VersionDetailsSerializer):
+    """JSON: the artifact stays where it is, at an http(s) URI the worker downloads."""
+
+    artifact_uri = serializers.CharField(max_length=1000)
+
+
+class ModelVersionUploadSerializer(VersionDetailsSerializer):
+    """multipart/form-data: the artifact file itself, the other parts beside it (the JSON
+    ones as JSON text)."""
+
+    artifact = serializers.FileField(allow_empty_file=True)
 
 
 class ModelVersionUpdateSerializer(serializers.Serializer):

@@ -171,7 +171,11 @@ class IncidentViewSet(ServiceBackedViewSet):
     def resolve(self, request, pk=None):
         return self._transition(incidents.resolve)
 
-    @extend_schema(request=SeveritySerializer, responses=IncidentSerializer)
+    @extend_schema(
+        operation_id="set_incident_severity",
+        request=SeveritySerializer,
+        responses=IncidentSerializer,
+    )
     @action(detail=True, methods=["post"])
     def severity(self, request, pk=None):
         data = self.parse_input()

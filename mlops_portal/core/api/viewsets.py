@@ -5,6 +5,7 @@ from rest_framework.serializers import FileField
 
 from mlops_portal.core import uploads
 from mlops_portal.core.api.exceptions import UploadTooLarge
+from mlops_portal.core.api.fields import check_json_types
 from mlops_portal.core.api.permissions import ActionPolicy
 
 
@@ -21,10 +22,15 @@ class ServiceBackedViewSet(
     http_method_names = ["get", "post", "patch", "head", "options"]
 
     def parse_input(self, partial=False) -> dict:
-        payload = self.input_serializers[self.action](data=self.request.data, partial=partial)
+        payload = self.get_input_serializer_class()(data=self.request.data, partial=partial)
         refused_upload(self.request, payload)
+        check_json_types(payload, self.request.data)
         payload.is_valid(raise_exception=True)
         return payload.validated_data
+
+    def get_input_serializer_class(self):
+        """The serializer that parses this action's body."""
+        return self.input_serializers[self.action]
 
     def respond_with(self, instance, status_code=status.HTTP_200_OK, reread=True) -> Response:
         """Answer with `instance` as the read serializer shows it, re-read unless the

@@ -12,6 +12,7 @@ class SearchView(APIView):
     of each kind, or with `?kind=` all results of one kind, paginated."""
 
     @extend_schema(
+        operation_id="search",
         parameters=[
             OpenApiParameter("q", str, required=True),
             OpenApiParameter("kind", str, enum=list(KINDS_BY_NAME)),
