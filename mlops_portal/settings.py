@@ -274,7 +274,7 @@ REST_FRAMEWORK = {
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_PAGINATION_CLASS": "mlops_portal.core.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_FILTER_BACKENDS": ["mlops_portal.core.api.filtering.StrictFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "mlops_portal.core.api.schema.PortalAutoSchema",
     "EXCEPTION_HANDLER": "mlops_portal.core.api.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
@@ -294,7 +294,7 @@ SPECTACULAR_SETTINGS = {
     "SCHEMA_PATH_PREFIX": r"/api/v1/",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "mlops_portal.core.api.schema.add_error_responses",
+        "mlops_portal.core.api.schema.postprocess",
     ],
 }
 

@@ -79,7 +79,11 @@ class DeploymentSerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="version.model.name", read_only=True)
     version = serializers.IntegerField(source="version.number", read_only=True)
     requested_by = serializers.CharField(source="requested_by.username", read_only=True)
-    approved_by = serializers.CharField(source="approved_by.username", read_only=True, default=None)
+    approved_by = serializers.CharField(
+        source="approved_by.username", read_only=True, default=None, allow_null=True
+    )
+    change_ticket = serializers.CharField(read_only=True, help_text="A URL, or empty.")
+    endpoint = serializers.CharField(read_only=True, help_text="Where it serves; empty before.")
     duration_seconds = serializers.SerializerMethodField()
 
     class Meta:
@@ -135,7 +139,9 @@ class ReasonSerializer(serializers.Serializer):
 
 
 class DeploymentEventSerializer(serializers.ModelSerializer):
-    actor = serializers.CharField(source="actor.username", read_only=True, default=None)
+    actor = serializers.CharField(
+        source="actor.username", read_only=True, default=None, allow_null=True
+    )
 
     class Meta:
         model = DeploymentEvent

@@ -23,8 +23,8 @@ from deployments.api.deploy_serializers import (
 from deployments.backends.webhook import SIGNATURE_HEADER, CallbackRefused
 from deployments.choices import Backend, DeploymentEventKind, DeploymentState
 from deployments.filters import DeploymentFilter
-from deployments.models import Deployment, ModelVersion, Target
-from mlops_portal.core.api.viewsets import ServiceBackedViewSet
+from deployments.models import Deployment, RegisteredModel, Target
+from mlops_portal.core.api.viewsets import ServiceBackedViewSet, named_object, query_int
 
 LOG_PAGE_SIZE = 500
 
@@ -87,12 +87,15 @@ class DeploymentViewSet(ServiceBackedViewSet):
     @extend_schema(request=DeploymentRequestSerializer, responses={201: DeploymentSerializer})
     def create(self, request):
         data = self.parse_input()
-        version = get_object_or_404(
-            ModelVersion.objects.select_related("model"),
-            model__name=data["model"],
-            number=data["version"],
+        model = named_object(
+            RegisteredModel.objects, "model", "No model with this name.", name=data["model"]
         )
-        target = get_object_or_404(Target, name=data["target"])
+        version = named_object(
+            model.versions.select_related("model"), "version",
+            f"Model {model.name} has no version {data['version']}.", number=data["version"],
+        )  # fmt: skip
+        target = named_object(Target.objects, "target", "No target with this name.",
+                              name=data["target"])  # fmt: skip
         deployment = services.request_deployment(
             request.user,
             version=version,
@@ -137,12 +140,17 @@ class DeploymentViewSet(ServiceBackedViewSet):
 
     @extend_schema(
         responses=LogLineSerializer(many=True),
-        parameters=[OpenApiParameter("after", int, description="Only lines after this id.")],
+        parameters=[
+            OpenApiParameter(
+                "after", {"type": "integer", "minimum": 0}, description="Only lines after this id."
+            )
+        ],
     )
     @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
     def logs(self, request, pk=None):
         deployment = self.get_object()
-        lines = deployment.log_lines.filter(pk__gt=_int(request.query_params.get("after")))
+        after = query_int(request, "after", default=0)
+        lines = deployment.log_lines.filter(pk__gt=after)
         return Response(LogLineSerializer(lines[:LOG_PAGE_SIZE], many=True).data)
 
     @extend_schema(methods=["get"], responses=DeploymentEventSerializer(many=True))
@@ -184,10 +192,3 @@ class DeploymentCallbackView(APIView):
         except CallbackRefused as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_401_UNAUTHORIZED)
         return Response(DeploymentSerializer(deployment).data)
-
-
-def _int(value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0

@@ -7,7 +7,13 @@ declared field per request, which cost more than the rest of a small response.""
 from rest_framework import serializers
 
 from deployments.choices import Flavor, VersionStatus
-from mlops_portal.core.api.fields import JSONObjectField, MetricsField, RowsField, TagListField
+from mlops_portal.core.api.fields import (
+    JSONObjectField,
+    MetricsField,
+    RowsField,
+    RowsTextField,
+    TagListField,
+)
 
 
 class RegisteredModelSerializer(serializers.Serializer):
@@ -166,6 +172,7 @@ class ModelVersionUploadSerializer(VersionDetailsSerializer):
     ones as JSON text)."""
 
     artifact = serializers.FileField(allow_empty_file=True)
+    sample_input = RowsTextField()
 
 
 class ModelVersionUpdateSerializer(serializers.Serializer):

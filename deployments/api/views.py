@@ -100,14 +100,14 @@ class ModelVersionViewSet(ServiceBackedViewSet):
             "multipart/form-data": OpenApiRequest(
                 ModelVersionUploadSerializer,
                 encoding={
-                    part: {"contentType": "application/json"}
-                    for part in ("sample_input", "metrics", "params")
+                    part: {"contentType": "application/json"} for part in ("metrics", "params")
                 },
             ),
         },
         responses={201: ModelVersionSerializer},
         description="Register the next version: JSON with `artifact_uri`, or multipart with "
-        "the `artifact` file (the JSON parts as JSON text). Validation then runs in the "
+        "the `artifact` file (`metrics` and `params` as JSON parts, `sample_input` as JSON "
+        "text, `tags` one part each). Validation then runs in the "
         "background; poll the version until `status` is `ready` or `invalid`.",
     )
     def create(self, request, model_name=None):

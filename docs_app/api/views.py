@@ -11,11 +11,11 @@ from docs_app.cards import card_markdown, model_card
 from docs_app.models import Page
 from docs_app.views import render_markdown
 from mlops_portal.core.api.fields import TagListField, check_json_types
-from mlops_portal.core.api.viewsets import ServiceBackedViewSet
+from mlops_portal.core.api.viewsets import ServiceBackedViewSet, query_choice
 
 
 class PageSerializer(serializers.ModelSerializer):
-    parent = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    parent = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     linked_models = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
     linked_targets = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
     updated_by = serializers.CharField(source="updated_by.username", read_only=True)
@@ -155,6 +155,7 @@ class ModelCardView(APIView):
         responses={200: inline_serializer("ModelCard", {"model": serializers.CharField()})},
     )
     def get(self, request, name, format=None):
+        query_choice(request, "format", ["json", "md"])
         model = get_object_or_404(RegisteredModel.objects.select_related("owner"), name=name)
         return Response(model_card(model))
 

@@ -5,7 +5,9 @@ from monitoring.models import HealthCheck, Incident, IncidentEvent
 
 
 class HealthCheckSerializer(serializers.ModelSerializer):
-    target = serializers.CharField(source="target.name", read_only=True, default=None)
+    target = serializers.CharField(
+        source="target.name", read_only=True, default=None, allow_null=True
+    )
 
     class Meta:
         model = HealthCheck
@@ -65,11 +67,19 @@ class ResultsSerializer(serializers.Serializer):
 
 
 class IncidentSerializer(serializers.ModelSerializer):
-    target = serializers.CharField(source="target.name", read_only=True, default=None)
-    commander = serializers.CharField(source="commander.username", read_only=True, default=None)
-    model = serializers.CharField(source="version.model.name", read_only=True, default=None)
-    version = serializers.IntegerField(source="version.number", read_only=True, default=None)
-    check = serializers.IntegerField(source="health_check_id", read_only=True)
+    target = serializers.CharField(
+        source="target.name", read_only=True, default=None, allow_null=True
+    )
+    commander = serializers.CharField(
+        source="commander.username", read_only=True, default=None, allow_null=True
+    )
+    model = serializers.CharField(
+        source="version.model.name", read_only=True, default=None, allow_null=True
+    )
+    version = serializers.IntegerField(
+        source="version.number", read_only=True, default=None, allow_null=True
+    )
+    check = serializers.IntegerField(source="health_check_id", read_only=True, allow_null=True)
     time_to_acknowledge_seconds = serializers.SerializerMethodField()
     time_to_resolve_seconds = serializers.SerializerMethodField()
 
@@ -110,7 +120,9 @@ class SeveritySerializer(serializers.Serializer):
 
 
 class IncidentEventSerializer(serializers.ModelSerializer):
-    actor = serializers.CharField(source="actor.username", read_only=True, default=None)
+    actor = serializers.CharField(
+        source="actor.username", read_only=True, default=None, allow_null=True
+    )
 
     class Meta:
         model = IncidentEvent

@@ -44,22 +44,33 @@ def fetch_schema(url: str, token: str) -> dict:
 
 
 @pytest.fixture
-def portal(live_server, settings) -> Portal:
-    """The live server with a superuser's token and one object of every kind."""
+def admin(transactional_db):
+    return UserFactory(username="root", role=None, is_superuser=True, is_staff=True)
+
+
+@pytest.fixture
+def live_portal(live_server, settings, admin) -> Portal:
+    """The live server, a superuser's token and the schema it serves."""
     # Fuzzing sends thousands of requests, some with a broken token on purpose: the
     # bad-token throttle (per address) would otherwise lock the valid token out too.
     settings.API_TOKEN_FAILURE_LIMIT = 1_000_000
-    admin = UserFactory(username="root", role=None, is_superuser=True, is_staff=True)
     _, secret = tokens.create_token(admin, "contract")
     portal = Portal(url=live_server.url, token=secret)
     portal.schema = fetch_schema(portal.url, secret)
-    portal.paths = seed_world(admin)
     return portal
+
+
+@pytest.fixture
+def portal(live_portal, admin) -> Portal:
+    """The live portal with one object of every kind."""
+    live_portal.paths = seed_world(admin)
+    return live_portal
 
 
 def seed_world(admin) -> dict:
     """One object of every kind (and a spare of each kind a DELETE may remove), made
-    through the services; returns {first path segment: {method or "*": value}}."""
+    through the services; returns {the path segment before a parameter: {method or "*":
+    value}}, or {"METHOD /path/{param}/": {param: value}} for one operation."""
     alice = UserFactory(username="alice", role=Role.DATA_SCIENTIST)
     bob = UserFactory(username="bob", role=Role.MLOPS_ENGINEER)
     model = registry.create_model(alice, name="iris", team="botany", tags=["flowers"])
@@ -70,6 +81,13 @@ def seed_world(admin) -> dict:
         alice, version=version, target=production, reason="Contract tests."
     )
     registry.add_comment(alice, deployment, "Looks good.")
+    webhook = registry.create_target(
+        bob, name="iris-cd", environment="staging", backend="webhook",
+        backend_settings={"url": "http://127.0.0.1:9/deploy", "secret": "s" * 32},
+    )  # fmt: skip
+    handed_over = registry.request_deployment(
+        alice, version=version, target=webhook, reason="Through the CD system."
+    )
     check = checks.create_check(bob, name="iris health", url="http://127.0.0.1:9/health")
     spare_check = checks.create_check(bob, name="spare", url="http://127.0.0.1:9/spare")
     incident = incidents.open_incident(bob, title="Iris is slow")
@@ -87,4 +105,6 @@ def seed_world(admin) -> dict:
         "pages": {"*": page.slug, "DELETE": spare_page.slug},
         "tokens": {"*": str(spare_token.pk)},
         "metrics": {"*": "dora"},
+        # Only a webhook target's deployment takes a callback (signed: 401 without it).
+        "POST /api/v1/deployments/{id}/callback/": {"id": str(handed_over.pk)},
     }

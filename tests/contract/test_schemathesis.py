@@ -6,11 +6,14 @@ answering without credentials. The path parameters name real objects (tests/cont
 conftest.py), so requests reach the code behind the 404."""
 
 import json
+import os
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from tests.conftest import ARTIFACTS_DIR, ROOT
 
 CHECKS = [
     "not_a_server_error",
@@ -31,35 +34,34 @@ def operations(schema: dict):
             yield path, method.upper(), operation
 
 
-def config_toml(schema: dict, paths: dict) -> str:
-    """One [[operations]] block per operation fixing its path parameters: each takes the
-    value of the object named by the path segment before it (a DELETE its spare object)."""
-    blocks = []
-    for path, method, operation in operations(schema):
+def path_values(schema: dict, paths: dict) -> dict[str, dict]:
+    """{"METHOD /path/{param}/": {param: value}}: each path parameter takes the value of the
+    object named by the path segment before it (a DELETE takes the spare object)."""
+    found = {}
+    for path, method, _ in operations(schema):
         segments = path.strip("/").split("/")
         values = {}
         for index, segment in enumerate(segments):
             if segment.startswith("{"):
                 kind = paths.get(segments[index - 1], {})
                 values[segment[1:-1]] = kind.get(method, kind.get("*"))
-        if not values:
-            continue
-        pairs = ", ".join(f'"path.{name}" = {json.dumps(value)}' for name, value in values.items())
-        blocks.append(
-            f"[[operations]]\ninclude-operation-id = {json.dumps(operation['operationId'])}\n"
-            f"parameters = {{ {pairs} }}\n"
-        )
-    return "\n".join(blocks)
+        if values:
+            found[f"{method} {path}"] = paths.get(f"{method} {path}", values)
+    return found
 
 
 def test_schemathesis_finds_nothing_on_any_operation(portal, tmp_path, capsys):
     schema_path = tmp_path / "schema.json"
     schema_path.write_text(json.dumps(portal.schema))
-    config = tmp_path / "schemathesis.toml"
-    config.write_text(config_toml(portal.schema, portal.paths))
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SCHEMATHESIS_HOOKS": "tests.contract.schemathesis_hooks",
+        "CONTRACT_PATH_VALUES": json.dumps(path_values(portal.schema, portal.paths)),
+    }
     har = tmp_path / "requests.har"
     command = [
-        SCHEMATHESIS, "--config-file", str(config), "--no-color", "run", str(schema_path),
+        SCHEMATHESIS, "--no-color", "run", str(schema_path),
         "--url", portal.url, "-H", f"Authorization: Token {portal.token}",
         "--checks", ",".join(CHECKS), "--max-examples", str(EXAMPLES), "--seed", str(SEED),
         "--workers", "1", "--phases", "examples,coverage,fuzzing",
@@ -68,14 +70,19 @@ def test_schemathesis_finds_nothing_on_any_operation(portal, tmp_path, capsys):
         "--report", "har", "--report-har-path", str(har),
     ]  # fmt: skip
     started = time.monotonic()
-    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+    )
     elapsed = time.monotonic() - started
+    ARTIFACTS_DIR.mkdir(exist_ok=True)
+    report = ARTIFACTS_DIR / "schemathesis.txt"
+    report.write_text(done.stdout + done.stderr)
     per_operation = requests_per_operation(har, portal.schema)
     with capsys.disabled():
         print(f"\nschemathesis: {sum(per_operation.values())} requests over "
               f"{len(per_operation)} operations in {elapsed:.0f} s; fewest: "
               f"{sorted(per_operation.items(), key=lambda item: item[1])[:5]}")  # fmt: skip
-    assert done.returncode == 0, done.stdout[-20000:] + done.stderr[-3000:]
+    assert done.returncode == 0, f"{report}:\n{done.stdout[-5000:]}{done.stderr[-3000:]}"
     assert len(per_operation) == sum(1 for _ in operations(portal.schema))
 
 

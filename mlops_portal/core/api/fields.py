@@ -4,6 +4,7 @@ them, and the check that a JSON body's values have those types."""
 from django.http import QueryDict
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.utils import html
 
 from mlops_portal.core.api.parsers import NOT_TEXT_MESSAGE, has_bad_text, loads
 
@@ -40,6 +41,18 @@ class RowsField(JSONInputField):
     json_types = (list,)
 
 
+@extend_schema_field(
+    {
+        "type": "string",
+        "description": "JSON text of rows of numbers, e.g. [[5.1, 3.5, 1.4, 0.2]].",
+        "example": "[[5.1, 3.5, 1.4, 0.2]]",
+    }
+)
+class RowsTextField(RowsField):
+    """`sample_input` as a multipart part: the rows as JSON text. (A part typed as an array
+    would be sent by generated clients as one part per number, losing the rows.)"""
+
+
 @extend_schema_field({"type": "object", "additionalProperties": {"type": "number"}})
 class MetricsField(JSONInputField):
     """Names to numbers: a version's `metrics`, e.g. {"auc": 0.91}."""
@@ -55,17 +68,17 @@ class JSONObjectField(JSONInputField):
 
 
 class TagListField(serializers.ListField):
-    """A list of tag names (strings: `[[null]]` is a 400, not a crash); in multipart forms
-    also one comma-separated string. Models, versions and pages all use this field."""
+    """A list of tag names (strings: `[[null]]` is a 400, not a crash). In a multipart form,
+    one part per tag or comma-separated tags in a part. Models, versions and pages all use
+    this field."""
 
     child = serializers.CharField(max_length=50)
 
-    def to_internal_value(self, data):
-        if isinstance(data, str):
-            data = split_tags(data)
-        elif isinstance(data, list) and len(data) == 1 and isinstance(data[0], str):
-            data = split_tags(data[0])
-        return super().to_internal_value(data)
+    def get_value(self, dictionary):
+        value = super().get_value(dictionary)
+        if html.is_html_input(dictionary) and isinstance(value, list):
+            return [tag for part in value for tag in split_tags(part)]
+        return value
 
 
 def split_tags(text: str) -> list[str]:

@@ -137,13 +137,25 @@ ERRORS = {
 WRITES = {"post", "put", "patch", "delete"}
 
 
-def add_error_responses(result, generator, request, public):
-    """POSTPROCESSING_HOOK: the shared `Error` body for the 4xx answers each operation can
+def postprocess(result, generator, request, public):
+    """POSTPROCESSING_HOOK: error responses, the generator workaround, tag descriptions."""
+    add_error_responses(result)
+    for operations in result["paths"].values():
+        for operation in operations.values():
+            optional_body_with_two_media_types(operation)
+    result["tags"] = [
+        {"name": name, "description": text} for name, text in TAG_DESCRIPTIONS.items()
+    ]
+    return result
+
+
+def add_error_responses(result: dict) -> None:
+    """The shared `Error` body for the 4xx answers each operation can
     give, in the media types of its success answer (so `?format=csv` errors are documented
     as CSV). Which codes: 401, 403 and 429 everywhere (every operation but the signed
     callback needs a token; any caller may be throttled), 404 where the path names an
-    object, 400 where a body or a query parameter is read, 409 on writes, 413 and 415 where
-    a body is read."""
+    object or a page is asked for, 400 where a body or a query parameter is read, 409 on
+    writes, 413 and 415 where a body is read."""
     result.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR_SCHEMA
     ref = {"$ref": "#/components/schemas/Error"}
     for operations in result["paths"].values():
@@ -158,10 +170,17 @@ def add_error_responses(result, generator, request, public):
                         "content": {media: {"schema": ref} for media in media_types},
                     },
                 )
-    result["tags"] = [
-        {"name": name, "description": text} for name, text in TAG_DESCRIPTIONS.items()
-    ]
-    return result
+
+
+def optional_body_with_two_media_types(operation: dict) -> None:
+    """An operation taking two media types (registering a version: JSON or multipart) says
+    its body is optional. openapi-python-client's template for such operations names
+    `Unset` without importing it when the body is required (a `{% set %}` inside a Jinja
+    loop), so the generated module would not import. The server's answer is the same
+    either way: without a body, a 400 naming the required fields."""
+    body = operation.get("requestBody")
+    if body and len(body.get("content", {})) > 1:
+        body["required"] = False
 
 
 def success_media_types(operation: dict) -> list[str]:
@@ -175,8 +194,8 @@ def error_codes(method: str, operation: dict) -> list[str]:
     parameters = operation.get("parameters", [])
     has_body = "requestBody" in operation
     codes = ["401", "403", "429"]
-    if any(p.get("in") == "path" for p in parameters):
-        codes.append("404")
+    if any(p.get("in") == "path" or p.get("name") == "page" for p in parameters):
+        codes.append("404")  # no such object, or a page past the last one
     if has_body or any(p.get("in") == "query" for p in parameters):
         codes.append("400")
     if method in WRITES:
