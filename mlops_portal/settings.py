@@ -271,7 +271,6 @@ REST_FRAMEWORK = {
     # JSON only, with a depth limit and text checks (mlops_portal.core.api.parsers); the one
     # multipart operation (registering a version by upload) names its own parsers.
     "DEFAULT_PARSER_CLASSES": ["mlops_portal.core.api.parsers.SafeJSONParser"],
-    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_PAGINATION_CLASS": "mlops_portal.core.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_FILTER_BACKENDS": ["mlops_portal.core.api.filtering.StrictFilterBackend"],
