@@ -1,9 +1,10 @@
 """schemathesis over every operation of the served schema, against a live portal.
 
-Every operation, writes included, with the standard checks: no 5xx, status codes, content
-types and bodies as the schema documents them, negative data refused, and no operation
-answering without credentials. The path parameters name real objects (tests/contract/
-conftest.py), so requests reach the code behind the 404."""
+Every operation, writes included, in the examples, coverage, fuzzing and stateful phases,
+with the standard checks: no 5xx, status codes, content types and bodies as the schema
+documents them, negative data refused, and no operation answering without credentials.
+The path parameters name real objects (tests/contract/conftest.py), so requests reach the
+code behind the 404."""
 
 import json
 import os
@@ -65,7 +66,7 @@ def test_schemathesis_finds_nothing_on_any_operation(portal, tmp_path, capsys):
         SCHEMATHESIS, "--no-color", "run", str(schema_path),
         "--url", portal.url, "-H", f"Authorization: Token {portal.token}",
         "--checks", ",".join(CHECKS), "--max-examples", str(EXAMPLES), "--seed", str(SEED),
-        "--workers", "1", "--phases", "examples,coverage,fuzzing",
+        "--workers", "1", "--phases", "examples,coverage,fuzzing,stateful",
         "--suppress-health-check", "all", "--request-timeout", "30",
         "--generation-database", "none",
         "--report", "har", "--report-har-path", str(har),
