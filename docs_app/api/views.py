@@ -15,6 +15,7 @@ from mlops_portal.core.api.viewsets import ServiceBackedViewSet, query_choice
 
 
 class PageSerializer(serializers.ModelSerializer):
+    tags = serializers.ListField(child=serializers.CharField(), read_only=True)
     parent = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     linked_models = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
     linked_targets = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)

@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from mlops_portal.core.api.fields import JSONObjectField
 from monitoring.choices import HttpMethod, Severity
 from monitoring.models import HealthCheck, Incident, IncidentEvent
 
@@ -8,6 +9,7 @@ class HealthCheckSerializer(serializers.ModelSerializer):
     target = serializers.CharField(
         source="target.name", read_only=True, default=None, allow_null=True
     )
+    expected_statuses = serializers.ListField(child=serializers.IntegerField(), read_only=True)
 
     class Meta:
         model = HealthCheck
@@ -123,6 +125,7 @@ class IncidentEventSerializer(serializers.ModelSerializer):
     actor = serializers.CharField(
         source="actor.username", read_only=True, default=None, allow_null=True
     )
+    data = JSONObjectField(read_only=True)
 
     class Meta:
         model = IncidentEvent

@@ -47,6 +47,16 @@ def test_bodies_are_json_but_the_upload_and_errors_are_documented(portal):
     assert multipart == ["register_model_version"]
 
 
+def test_every_field_has_a_type(portal):
+    untyped = [
+        f"{name}.{field}"
+        for name, component in portal.schema["components"]["schemas"].items()
+        for field, spec in component.get("properties", {}).items()
+        if not {"type", "$ref", "allOf", "oneOf", "anyOf"} & set(spec)
+    ]
+    assert untyped == []
+
+
 def test_version_fields_have_their_real_types(portal):
     components = portal.schema["components"]["schemas"]
     by_uri = components["ModelVersionByUriRequest"]["properties"]

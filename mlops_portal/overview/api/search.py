@@ -12,7 +12,7 @@ from mlops_portal.overview.search import KINDS_BY_NAME, results, search, search_
 class SearchHitSerializer(serializers.Serializer):
     title = serializers.CharField()
     url = serializers.CharField()
-    id = serializers.JSONField(help_text="The object's key: a number, or a name or slug.")
+    id = serializers.IntegerField()
 
 
 class GroupedHitsSerializer(serializers.Serializer):
