@@ -6,7 +6,7 @@ from django.db.models import Q
 
 from deployments.choices import DeploymentState, VersionStatus
 from deployments.models import Deployment, ModelVersion, RegisteredModel
-from mlops_portal.core.filters import UtcDateTimeFilter
+from mlops_portal.core.filters import IntegerFilter, UtcDateTimeFilter
 
 
 class RegisteredModelFilter(django_filters.FilterSet):
@@ -53,7 +53,7 @@ class ModelVersionFilter(django_filters.FilterSet):
 class DeploymentFilter(django_filters.FilterSet):
     target = django_filters.CharFilter(field_name="target__name")
     model = django_filters.CharFilter(field_name="version__model__name")
-    version = django_filters.NumberFilter(field_name="version__number")
+    version = IntegerFilter(field_name="version__number")
     state = django_filters.MultipleChoiceFilter(choices=DeploymentState.choices)
     requested_by = django_filters.CharFilter(field_name="requested_by__username")
     since = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")

@@ -350,19 +350,16 @@ REST_FRAMEWORK = {
         "mlops_portal.core.api.renderers.FastJSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    # JSON with a depth limit and text checks (mlops_portal.core.api.parsers), forms, uploads.
-    "DEFAULT_PARSER_CLASSES": [
-        "mlops_portal.core.api.parsers.SafeJSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
-    ],
+    # JSON only, with a depth limit and text checks (mlops_portal.core.api.parsers); the one
+    # multipart operation (registering a version by upload) names its own parsers.
+    "DEFAULT_PARSER_CLASSES": ["mlops_portal.core.api.parsers.SafeJSONParser"],
     # Requests per API token and per user (API_THROTTLE_TOKEN_RATE, API_THROTTLE_USER_RATE):
     # over the rate, 429 with Retry-After (mlops_portal.core.api.throttling).
     "DEFAULT_THROTTLE_CLASSES": ["mlops_portal.core.api.throttling.ApiRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "mlops_portal.core.api.pagination.StandardPagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_FILTER_BACKENDS": ["mlops_portal.core.api.filtering.StrictFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "mlops_portal.core.api.schema.PortalAutoSchema",
     "EXCEPTION_HANDLER": "mlops_portal.core.api.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -379,6 +376,12 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     # Several models have a `kind`: name the health check's so the schema says which.
     "ENUM_NAME_OVERRIDES": {"CheckKindEnum": "monitoring.choices.CheckKind"},
+    # Tags and operation ids from the path after this prefix (mlops_portal.core.api.schema).
+    "SCHEMA_PATH_PREFIX": r"/api/v1/",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "mlops_portal.core.api.schema.postprocess",
+    ],
 }
 
 # Notifications (mlops_portal.overview.notifications): a failed send is retried after

@@ -725,7 +725,7 @@ def check_malformed_input(fx: Fixture, limit: int, threads: int = 6) -> Result:
 
 # --- 5. schemathesis ------------------------------------------------------------------------
 
-TOKEN_REVOKE = "v1_tokens_destroy"  # run apart: it could revoke the fuzzing token itself
+TOKEN_REVOKE = "delete_token"  # run apart: it could revoke the fuzzing token itself
 
 
 def check_schemathesis(fx: Fixture, examples: int, seed: int, quick: bool) -> Result:

@@ -30,6 +30,8 @@ os.environ.setdefault("API_THROTTLE_USER_RATE", "100000/minute")
 from mlops_portal.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed only
+# The API takes JSON bodies (one multipart operation, which tests send as multipart).
+REST_FRAMEWORK = {**REST_FRAMEWORK, "TEST_REQUEST_DEFAULT_FORMAT": "json"}  # noqa: F405
 
 # A deploy worker that kills itself at this named step (deployments/steps.py); tests only.
 DEPLOY_CRASH_AT = os.environ.get("DEPLOY_CRASH_AT", "")

@@ -5,7 +5,7 @@ from rest_framework import serializers
 from deployments.backends import public_settings
 from deployments.choices import QUEUE_POLICY_HELP, Backend, Environment, QueuePolicy
 from deployments.models import Deployment, DeploymentEvent, DeploymentLogLine, Target
-from mlops_portal.core.api.fields import JSONInputField
+from mlops_portal.core.api.fields import JSONObjectField
 
 
 class TargetSerializer(serializers.ModelSerializer):
@@ -47,7 +47,7 @@ class TargetCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     environment = serializers.ChoiceField(choices=Environment.choices)
     backend = serializers.ChoiceField(choices=Backend.choices, default=Backend.LOCAL)
-    backend_settings = JSONInputField(required=False, default=dict)
+    backend_settings = JSONObjectField(required=False, default=dict)
     requires_approval = serializers.BooleanField(
         required=False, allow_null=True, default=None,
         help_text="Defaults to true for production targets.",
@@ -63,7 +63,7 @@ class TargetCreateSerializer(serializers.Serializer):
 
 class TargetUpdateSerializer(serializers.Serializer):
     environment = serializers.ChoiceField(choices=Environment.choices, required=False)
-    backend_settings = JSONInputField(
+    backend_settings = JSONObjectField(
         required=False, help_text="Leave a secret blank to keep the current one."
     )
     requires_approval = serializers.BooleanField(required=False)
@@ -79,7 +79,11 @@ class DeploymentSerializer(serializers.ModelSerializer):
     model = serializers.CharField(source="version.model.name", read_only=True)
     version = serializers.IntegerField(source="version.number", read_only=True)
     requested_by = serializers.CharField(source="requested_by.username", read_only=True)
-    approved_by = serializers.CharField(source="approved_by.username", read_only=True, default=None)
+    approved_by = serializers.CharField(
+        source="approved_by.username", read_only=True, default=None, allow_null=True
+    )
+    change_ticket = serializers.CharField(read_only=True, help_text="A URL, or empty.")
+    endpoint = serializers.CharField(read_only=True, help_text="Where it serves; empty before.")
     duration_seconds = serializers.SerializerMethodField()
 
     class Meta:
@@ -145,7 +149,9 @@ class ReasonSerializer(serializers.Serializer):
 
 
 class DeploymentEventSerializer(serializers.ModelSerializer):
-    actor = serializers.CharField(source="actor.username", read_only=True, default=None)
+    actor = serializers.CharField(
+        source="actor.username", read_only=True, default=None, allow_null=True
+    )
 
     class Meta:
         model = DeploymentEvent

@@ -1,9 +1,9 @@
 from django.db.models import OuterRef, Subquery
-from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -24,10 +24,10 @@ from deployments.api.deploy_serializers import (
 from deployments.backends.webhook import SIGNATURE_HEADER, CallbackRefused
 from deployments.choices import Backend, DeploymentEventKind, DeploymentState
 from deployments.filters import DeploymentFilter
-from deployments.models import Deployment, ModelAlias, ModelVersion, Target
+from deployments.models import Deployment, ModelAlias, RegisteredModel, Target
 from deployments.services import aliases
 from mlops_portal.core.api.idempotency import idempotent
-from mlops_portal.core.api.viewsets import ServiceBackedViewSet
+from mlops_portal.core.api.viewsets import ServiceBackedViewSet, named_object, query_int
 
 LOG_PAGE_SIZE = 500
 
@@ -64,18 +64,23 @@ class TargetViewSet(ServiceBackedViewSet):
         return self.respond_with(target)
 
 
-def requested_version(data) -> ModelVersion:
-    """The version a deploy request names by number or by alias; 404 when none."""
+def requested_version(data):
+    """The version a deploy request names by number or by alias, or a 400 naming the field
+    (a body naming something that does not exist is bad input, not a missing URL)."""
+    model = named_object(
+        RegisteredModel.objects, "model", "No model with this name.", name=data["model"]
+    )
     if "alias" in data:
         try:
-            return aliases.version_for_alias(data["model"], data["alias"])
+            return aliases.version_for_alias(model.name, data["alias"])
         except ModelAlias.DoesNotExist:
-            raise Http404(f"{data['model']} has no alias {data['alias']!r}.") from None
-    return get_object_or_404(
-        ModelVersion.objects.select_related("model"),
-        model__name=data["model"],
-        number=data["version"],
-    )
+            raise ValidationError(
+                {"alias": [f"{model.name} has no alias {data['alias']!r}."]}
+            ) from None
+    return named_object(
+        model.versions.select_related("model"), "version",
+        f"Model {model.name} has no version {data['version']}.", number=data["version"],
+    )  # fmt: skip
 
 
 class DeploymentViewSet(ServiceBackedViewSet):
@@ -106,7 +111,8 @@ class DeploymentViewSet(ServiceBackedViewSet):
     def create(self, request):
         data = self.parse_input()
         version = requested_version(data)
-        target = get_object_or_404(Target, name=data["target"])
+        target = named_object(Target.objects, "target", "No target with this name.",
+                              name=data["target"])  # fmt: skip
         deployment = services.request_deployment(
             request.user,
             version=version,
@@ -152,12 +158,17 @@ class DeploymentViewSet(ServiceBackedViewSet):
 
     @extend_schema(
         responses=LogLineSerializer(many=True),
-        parameters=[OpenApiParameter("after", int, description="Only lines after this id.")],
+        parameters=[
+            OpenApiParameter(
+                "after", {"type": "integer", "minimum": 0}, description="Only lines after this id."
+            )
+        ],
     )
     @action(detail=True, methods=["get"], pagination_class=None, filterset_class=None)
     def logs(self, request, pk=None):
         deployment = self.get_object()
-        lines = deployment.log_lines.filter(pk__gt=_int(request.query_params.get("after")))
+        after = query_int(request, "after", default=0)
+        lines = deployment.log_lines.filter(pk__gt=after)
         return Response(LogLineSerializer(lines[:LOG_PAGE_SIZE], many=True).data)
 
     @extend_schema(methods=["get"], responses=DeploymentEventSerializer(many=True))
@@ -183,7 +194,12 @@ class DeploymentCallbackView(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
 
-    @extend_schema(request=None, responses={200: DeploymentSerializer}, auth=[])
+    @extend_schema(
+        operation_id="report_deployment_outcome",
+        request=None,
+        responses={200: DeploymentSerializer},
+        auth=[],
+    )
     def post(self, request, pk):
         deployment = get_object_or_404(
             Deployment.objects.for_list(), pk=pk, target__backend=Backend.WEBHOOK
@@ -194,10 +210,3 @@ class DeploymentCallbackView(APIView):
         except CallbackRefused as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_401_UNAUTHORIZED)
         return Response(DeploymentSerializer(deployment).data)
-
-
-def _int(value) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0

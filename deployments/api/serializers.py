@@ -7,7 +7,13 @@ declared field per request, which cost more than the rest of a small response.""
 from rest_framework import serializers
 
 from deployments.choices import Flavor, VersionStatus
-from mlops_portal.core.api.fields import JSONInputField, TagListField
+from mlops_portal.core.api.fields import (
+    JSONObjectField,
+    MetricsField,
+    RowsField,
+    RowsTextField,
+    TagListField,
+)
 
 
 class RegisteredModelSerializer(serializers.Serializer):
@@ -55,18 +61,25 @@ class ModelVersionSerializer(serializers.Serializer):
     status_detail = serializers.CharField(read_only=True)
     flavor = serializers.ChoiceField(choices=Flavor.choices, read_only=True)
     mlflow_flavors = serializers.ListField(child=serializers.CharField(), read_only=True)
-    signature = serializers.JSONField(read_only=True)
+    signature = JSONObjectField(
+        read_only=True,
+        help_text='An MLflow model\'s signature: {"inputs": [{"name", "type"}], "outputs": …}; '
+        "empty for a pickle.",
+    )
     requirements = serializers.ListField(child=serializers.CharField(), read_only=True)
     missing_requirements = serializers.ListField(child=serializers.CharField(), read_only=True)
-    artifact = serializers.CharField(source="artifact.name", read_only=True)
-    artifact_uri = serializers.CharField(read_only=True)
+    artifact = serializers.CharField(
+        source="artifact.name", read_only=True, allow_null=True,
+        help_text="The uploaded file's name in the portal's storage; null for a URI.",
+    )  # fmt: skip
+    artifact_uri = serializers.CharField(read_only=True, help_text="Empty for an upload.")
     artifact_size = serializers.IntegerField(read_only=True, allow_null=True)
     artifact_sha256 = serializers.CharField(read_only=True)
-    metrics = serializers.DictField(child=serializers.FloatField(), read_only=True)
-    params = serializers.JSONField(read_only=True)
+    metrics = MetricsField(read_only=True)
+    params = JSONObjectField(read_only=True)
     source_url = serializers.CharField(read_only=True)
     description = serializers.CharField(read_only=True)
-    sample_input = serializers.JSONField(read_only=True)
+    sample_input = RowsField(read_only=True)
     tags = serializers.ListField(child=serializers.CharField(), read_only=True)
     archived = serializers.BooleanField(read_only=True)
     registered_by = serializers.CharField(source="registered_by.username", read_only=True)
@@ -157,16 +170,13 @@ def iso(moment) -> str | None:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-class ModelVersionCreateSerializer(serializers.Serializer):
-    """Multipart with an `artifact` file, or JSON with `artifact_uri`."""
+class VersionDetailsSerializer(serializers.Serializer):
+    """What every registration gives besides the artifact."""
 
-    artifact = serializers.FileField(required=False, allow_empty_file=True)
-    artifact_uri = serializers.CharField(
-        required=False, allow_blank=True, max_length=1000, default=""
-    )
     artifact_sha256 = serializers.CharField(
-        required=False, allow_blank=True, max_length=64, default=""
-    )
+        required=False, allow_blank=True, max_length=64, default="",
+        help_text="The artifact's SHA-256 (hex); checked against an upload.",
+    )  # fmt: skip
     flavor = serializers.ChoiceField(
         choices=Flavor.choices,
         required=False,
@@ -174,17 +184,32 @@ class ModelVersionCreateSerializer(serializers.Serializer):
         default="",
         help_text="Empty: detected from the artifact (an archive or an MLflow URI is mlflow).",
     )
-    metrics = JSONInputField(required=False, default=dict)
-    params = JSONInputField(required=False, default=dict)
+    metrics = MetricsField(required=False, default=dict)
+    params = JSONObjectField(required=False, default=dict)
     source_url = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
     description = serializers.CharField(required=False, allow_blank=True, default="")
-    sample_input = JSONInputField(
+    sample_input = RowsField(
         required=False,
         default=None,
-        help_text="Rows the model can predict on, e.g. [[5.1, 3.5]]; an MLflow model may "
-        "leave it out to be checked on its own input_example.",
+        help_text="Rows the model can predict on. Left out: an MLflow model is checked on its "
+        "own input_example, a model with none is only loaded.",
     )
     tags = TagListField(required=False, default=list)
+
+
+class ModelVersionByUriSerializer(VersionDetailsSerializer):
+    """JSON: the artifact stays where it is, at a URI the worker fetches (http(s), s3://,
+    runs:/, mlflow-artifacts:/, file:// under the configured roots)."""
+
+    artifact_uri = serializers.CharField(max_length=1000)
+
+
+class ModelVersionUploadSerializer(VersionDetailsSerializer):
+    """multipart/form-data: the artifact file itself (a pickle, or a zipped or tarred MLflow
+    model), the other parts beside it (the JSON ones as JSON text)."""
+
+    artifact = serializers.FileField(allow_empty_file=True)
+    sample_input = RowsTextField(required=False, default=None)
 
 
 class ModelAliasSerializer(serializers.Serializer):

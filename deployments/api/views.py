@@ -1,17 +1,18 @@
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiRequest, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 
 from deployments import services
 from deployments.api.serializers import (
     ModelAliasSerializer,
-    ModelVersionCreateSerializer,
+    ModelVersionByUriSerializer,
     ModelVersionSerializer,
     ModelVersionUpdateSerializer,
+    ModelVersionUploadSerializer,
     RegisteredModelCreateSerializer,
     RegisteredModelSerializer,
     RegisteredModelUpdateSerializer,
@@ -85,12 +86,22 @@ class ModelVersionViewSet(ServiceBackedViewSet):
     lookup_field = "number"
     lookup_url_kwarg = "version"
     lookup_value_regex = "[0-9]+"
-    parser_classes = [SafeJSONParser, MultiPartParser, FormParser]
     input_serializers = {
-        "create": ModelVersionCreateSerializer,
+        "create": ModelVersionByUriSerializer,
         "partial_update": ModelVersionUpdateSerializer,
     }
     action_policy = {"create": "version.register", "partial_update": "version.edit"}
+
+    def get_parsers(self):
+        # Registering (POST) is the API's one multipart operation: an upload. PATCH is JSON.
+        if getattr(self.request, "method", None) == "POST":
+            return [SafeJSONParser(), MultiPartParser()]
+        return super().get_parsers()
+
+    def get_input_serializer_class(self):
+        if self.action == "create" and self.request.content_type.startswith("multipart/"):
+            return ModelVersionUploadSerializer
+        return super().get_input_serializer_class()
 
     def get_registered_model(self) -> RegisteredModel:
         if not hasattr(self, "_registered_model"):
@@ -126,7 +137,23 @@ class ModelVersionViewSet(ServiceBackedViewSet):
             self.get_registered_model()  # 404 for an unknown model, not an empty list
         return response
 
-    @extend_schema(request=ModelVersionCreateSerializer, responses={201: ModelVersionSerializer})
+    @extend_schema(
+        operation_id="register_model_version",
+        request={
+            "application/json": ModelVersionByUriSerializer,
+            "multipart/form-data": OpenApiRequest(
+                ModelVersionUploadSerializer,
+                encoding={
+                    part: {"contentType": "application/json"} for part in ("metrics", "params")
+                },
+            ),
+        },
+        responses={201: ModelVersionSerializer},
+        description="Register the next version: JSON with `artifact_uri`, or multipart with "
+        "the `artifact` file (`metrics` and `params` as JSON parts, `sample_input` as JSON "
+        "text, `tags` one part each). Validation then runs in the "
+        "background; poll the version until `status` is `ready` or `invalid`.",
+    )
     @idempotent
     def create(self, request, model_name=None):
         # The service reads the model's row as it hands out the number: no lookup first.

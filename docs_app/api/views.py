@@ -10,12 +10,13 @@ from docs_app import services
 from docs_app.cards import card_markdown, model_card
 from docs_app.models import Page
 from docs_app.views import render_markdown
-from mlops_portal.core.api.fields import TagListField
-from mlops_portal.core.api.viewsets import ServiceBackedViewSet
+from mlops_portal.core.api.fields import TagListField, check_json_types
+from mlops_portal.core.api.viewsets import ServiceBackedViewSet, query_choice
 
 
 class PageSerializer(serializers.ModelSerializer):
-    parent = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    tags = serializers.ListField(child=serializers.CharField(), read_only=True)
+    parent = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
     linked_models = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
     linked_targets = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
     updated_by = serializers.CharField(source="updated_by.username", read_only=True)
@@ -29,10 +30,16 @@ class PageSerializer(serializers.ModelSerializer):
 
 class PageWriteSerializer(serializers.Serializer):
     title = serializers.CharField(max_length=200)
-    slug = serializers.SlugField(max_length=120, required=False, allow_blank=True, default="")
+    slug = serializers.RegexField(
+        services.SLUG_PATTERN.pattern, max_length=120, required=False,
+        help_text="Lowercase words joined by hyphens; made from the title when left out.",
+    )  # fmt: skip
     body = serializers.CharField(required=False, allow_blank=True, default="")
     tags = TagListField(required=False, default=list)
-    parent = serializers.SlugField(required=False, allow_null=True, default=None)
+    parent = serializers.CharField(
+        max_length=120, required=False, allow_null=True, default=None,
+        help_text="The parent page's slug.",
+    )  # fmt: skip
     linked_models = serializers.ListField(child=serializers.CharField(), required=False,
                                           default=list)  # fmt: skip
     linked_targets = serializers.ListField(child=serializers.CharField(), required=False,
@@ -50,9 +57,10 @@ class PageUpdateSerializer(serializers.Serializer):
     title = serializers.CharField(max_length=200, required=False)
     body = serializers.CharField(required=False, allow_blank=True)
     tags = TagListField(required=False)
-    parent = serializers.SlugField(
-        required=False, allow_null=True, help_text="null moves the page to the top."
-    )
+    parent = serializers.CharField(
+        max_length=120, required=False, allow_null=True,
+        help_text="The parent page's slug; null moves the page to the top.",
+    )  # fmt: skip
     linked_models = serializers.ListField(child=serializers.CharField(), required=False)
     linked_targets = serializers.ListField(child=serializers.CharField(), required=False)
     summary = serializers.CharField(required=False, allow_blank=True, max_length=300)
@@ -113,12 +121,14 @@ class PagePreviewView(APIView):
     """Render Markdown as a page would show it (sanitised HTML and table of contents)."""
 
     @extend_schema(
+        operation_id="preview_page",
         request=PreviewSerializer,
         responses=inline_serializer("Preview", {"html": serializers.CharField(),
                                                 "toc": serializers.ListField()}),
     )  # fmt: skip
     def post(self, request):
         payload = PreviewSerializer(data=request.data)
+        check_json_types(payload, request.data)
         payload.is_valid(raise_exception=True)
         rendered = render_markdown(payload.validated_data["body"])
         toc = [{"level": e.level, "text": e.text, "anchor": e.anchor} for e in rendered.toc]
@@ -146,6 +156,7 @@ class ModelCardView(APIView):
         responses={200: inline_serializer("ModelCard", {"model": serializers.CharField()})},
     )
     def get(self, request, name, format=None):
+        query_choice(request, "format", ["json", "md"])
         model = get_object_or_404(RegisteredModel.objects.select_related("owner"), name=name)
         return Response(model_card(model))
 

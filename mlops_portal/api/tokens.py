@@ -4,6 +4,7 @@ from rest_framework.response import Response
 
 from mlops_portal.choices import TokenScope
 from mlops_portal.core import tokens
+from mlops_portal.core.api.fields import check_json_types
 from mlops_portal.models import ApiToken
 
 
@@ -66,6 +67,7 @@ class ApiTokenViewSet(
     @extend_schema(request=ApiTokenCreateSerializer, responses={201: ApiTokenCreatedSerializer})
     def create(self, request):
         payload = ApiTokenCreateSerializer(data=request.data)
+        check_json_types(payload, request.data)
         payload.is_valid(raise_exception=True)
         token, secret = tokens.create_token(request.user, **payload.validated_data)
         token.secret = secret

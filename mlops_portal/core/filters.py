@@ -23,6 +23,12 @@ class UtcDateTimeField(forms.DateTimeField):
             raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
 
 
+class IntegerFilter(django_filters.NumberFilter):
+    """A whole number (a version number): 1.5 is a form error, not "no match"."""
+
+    field_class = forms.IntegerField
+
+
 class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
     """`since`/`until` style filters on a date-time column (documented as date-time)."""
 

@@ -308,6 +308,8 @@ def permission_denied(request, exception):
 
 
 def page_not_found(request, exception):
+    if request.path.startswith("/api/"):  # a script gets the API's error shape, not a page
+        return JsonResponse({"detail": "Not found."}, status=404)
     return render(request, "404.html", status=404)
 
 

@@ -1,13 +1,17 @@
 from django.urls import reverse
 from rest_framework import serializers
 
+from mlops_portal.core.api.fields import JSONObjectField
 from mlops_portal.core.policy import can
 from monitoring.choices import CheckKind, Comparison, HttpMethod, RuleMetric, Severity
 from monitoring.models import AlertRule, HealthCheck, Incident, IncidentEvent
 
 
 class HealthCheckSerializer(serializers.ModelSerializer):
-    target = serializers.CharField(source="target.name", read_only=True, default=None)
+    target = serializers.CharField(
+        source="target.name", read_only=True, default=None, allow_null=True
+    )
+    expected_statuses = serializers.ListField(child=serializers.IntegerField(), read_only=True)
     ping_url = serializers.SerializerMethodField(
         help_text="Heartbeats: the URL the job pings; only for those who manage checks."
     )
@@ -87,11 +91,19 @@ class ResultsSerializer(serializers.Serializer):
 
 
 class IncidentSerializer(serializers.ModelSerializer):
-    target = serializers.CharField(source="target.name", read_only=True, default=None)
-    commander = serializers.CharField(source="commander.username", read_only=True, default=None)
-    model = serializers.CharField(source="version.model.name", read_only=True, default=None)
-    version = serializers.IntegerField(source="version.number", read_only=True, default=None)
-    check = serializers.IntegerField(source="health_check_id", read_only=True)
+    target = serializers.CharField(
+        source="target.name", read_only=True, default=None, allow_null=True
+    )
+    commander = serializers.CharField(
+        source="commander.username", read_only=True, default=None, allow_null=True
+    )
+    model = serializers.CharField(
+        source="version.model.name", read_only=True, default=None, allow_null=True
+    )
+    version = serializers.IntegerField(
+        source="version.number", read_only=True, default=None, allow_null=True
+    )
+    check = serializers.IntegerField(source="health_check_id", read_only=True, allow_null=True)
     time_to_acknowledge_seconds = serializers.SerializerMethodField()
     time_to_resolve_seconds = serializers.SerializerMethodField()
 
@@ -132,7 +144,10 @@ class SeveritySerializer(serializers.Serializer):
 
 
 class IncidentEventSerializer(serializers.ModelSerializer):
-    actor = serializers.CharField(source="actor.username", read_only=True, default=None)
+    actor = serializers.CharField(
+        source="actor.username", read_only=True, default=None, allow_null=True
+    )
+    data = JSONObjectField(read_only=True)
 
     class Meta:
         model = IncidentEvent

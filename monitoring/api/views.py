@@ -1,6 +1,5 @@
 from datetime import timedelta
 
-from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -9,7 +8,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from deployments.models import Deployment, RegisteredModel, Target
-from mlops_portal.core.api.viewsets import ServiceBackedViewSet
+from mlops_portal.core.api.viewsets import ServiceBackedViewSet, named_object, query_choice
 from mlops_portal.core.validation import parse_utc_datetime
 from monitoring import series
 from monitoring.api.serializers import (
@@ -60,7 +59,8 @@ class HealthCheckViewSet(ServiceBackedViewSet):
         data = self.parse_input()
         target = data.pop("target")
         if target:
-            target = get_object_or_404(Target, name=target)
+            target = named_object(Target.objects, "target", "No target with this name.",
+                                  name=target)  # fmt: skip
         check = checks.create_check(request.user, target=target, **data)
         return self.respond_with(check, status.HTTP_201_CREATED)
 
@@ -104,7 +104,8 @@ class HealthCheckViewSet(ServiceBackedViewSet):
         check = self.get_object()
         until = _time(request.query_params.get("until"), "until") or timezone.now()
         since = _time(request.query_params.get("since"), "since") or until - timedelta(hours=1)
-        bucket = request.query_params.get("bucket") or series.bucket_for(since, until)
+        bucket = query_choice(request, "bucket", list(series.BUCKETS))
+        bucket = bucket or series.bucket_for(since, until)
         if bucket not in series.BUCKETS:
             raise ValidationError({"bucket": [f"Use one of {', '.join(series.BUCKETS)}."]})
         if since >= until:
@@ -138,8 +139,12 @@ class AlertRuleViewSet(ServiceBackedViewSet):
     def create(self, request):
         data = self.parse_input()
         model, target = data.pop("model"), data.pop("target")
-        model = get_object_or_404(RegisteredModel, name=model) if model else None
-        target = get_object_or_404(Target, name=target) if target else None
+        if model:
+            model = named_object(RegisteredModel.objects, "model", "No model with this name.",
+                                 name=model)  # fmt: skip
+        if target:
+            target = named_object(Target.objects, "target", "No target with this name.",
+                                  name=target)  # fmt: skip
         rule = alerts.create_rule(request.user, model=model, target=target, **data)
         return self.respond_with(rule, status.HTTP_201_CREATED)
 
@@ -190,10 +195,15 @@ class IncidentViewSet(ServiceBackedViewSet):
     @extend_schema(request=IncidentCreateSerializer, responses={201: IncidentSerializer})
     def create(self, request):
         data = self.parse_input()
-        target = get_object_or_404(Target, name=data["target"]) if data["target"] else None
-        deployment = (
-            get_object_or_404(Deployment, pk=data["deployment"]) if data["deployment"] else None
-        )
+        target = deployment = None
+        if data["target"]:
+            target = named_object(Target.objects, "target", "No target with this name.",
+                                  name=data["target"])  # fmt: skip
+        if data["deployment"]:
+            deployment = named_object(
+                Deployment.objects, "deployment", "No deployment with this id.",
+                pk=data["deployment"],
+            )  # fmt: skip
         incident = incidents.open_incident(
             request.user, title=data["title"], severity=data["severity"],
             description=data["description"], target=target, deployment=deployment,
@@ -220,7 +230,11 @@ class IncidentViewSet(ServiceBackedViewSet):
     def resolve(self, request, pk=None):
         return self._transition(incidents.resolve)
 
-    @extend_schema(request=SeveritySerializer, responses=IncidentSerializer)
+    @extend_schema(
+        operation_id="set_incident_severity",
+        request=SeveritySerializer,
+        responses=IncidentSerializer,
+    )
     @action(detail=True, methods=["post"])
     def severity(self, request, pk=None):
         data = self.parse_input()

@@ -35,8 +35,9 @@ def test_a_pipeline_requests_a_deployment(api_client_for, alice, ready_version, 
     [
         ({"reason": ""}, 400, "reason"),
         ({"version": "one"}, 400, "version"),
-        ({"target": "nowhere"}, 404, "detail"),
-        ({"model": "nothing"}, 404, "detail"),
+        ({"target": "nowhere"}, 400, "target"),
+        ({"model": "nothing"}, 400, "model"),
+        ({"version": 9}, 400, "version"),
     ],
 )
 def test_bad_requests_get_a_clear_error(

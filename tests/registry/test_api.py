@@ -214,7 +214,7 @@ def test_it_registers_a_version_by_multipart_upload(api_client_for, alice, churn
     [
         ({"artifact_uri": "https://x.example/m.joblib", "sample_input": []}, "sample_input"),
         ({"artifact_uri": "ftp://x/m", "sample_input": [[1]]}, "artifact_uri"),
-        ({"sample_input": [[1]]}, "artifact"),
+        ({"sample_input": [[1]]}, "artifact_uri"),  # JSON registers by URI; files are multipart
         (
             {"artifact_uri": "https://x.example/m", "sample_input": [[1]], "metrics": {"a": "b"}},
             "metrics",

@@ -11,6 +11,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from mlops_portal.core.api.viewsets import query_choice
 from mlops_portal.overview.dashboards import DEFINITIONS, FIGURES, TRUNCATE, Scope
 
 
@@ -64,6 +65,7 @@ class MetricsView(APIView):
 
     @extend_schema(
         parameters=[
+            OpenApiParameter("figure", str, OpenApiParameter.PATH, enum=list(FIGURES)),
             OpenApiParameter("period", str, enum=list(TRUNCATE)),
             OpenApiParameter("since", str, description="ISO date-time; default 12 periods ago"),
             OpenApiParameter("until", str, description="ISO date-time; default now"),
@@ -87,6 +89,8 @@ class MetricsView(APIView):
     def get(self, request, figure, format=None):
         if figure not in FIGURES:
             raise NotFound(f"No figure {figure!r}; there are {', '.join(FIGURES)}.")
+        query_choice(request, "period", list(TRUNCATE))
+        query_choice(request, "format", ["json", "csv"])
         scope = scope_from(request.query_params)
         computed = FIGURES[figure](scope)
         body = {
