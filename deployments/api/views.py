@@ -1,6 +1,6 @@
 from django.http import Http404
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiRequest, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiRequest, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.parsers import MultiPartParser
@@ -70,7 +70,11 @@ class RegisteredModelViewSet(ServiceBackedViewSet):
             raise Http404(f"{model} has no version {fields['version']}.") from None
         return Response(fields)
 
-    @extend_schema(request=None, responses={204: None})
+    @extend_schema(
+        request=None,
+        responses={204: None},
+        parameters=[OpenApiParameter("alias", str, OpenApiParameter.PATH, description="An alias.")],
+    )
     @action(detail=True, methods=["delete"], url_path="aliases/(?P<alias>[^/]+)")
     def remove_alias(self, request, name=None, alias=None):
         """Remove an alias; removing one that is not there is not an error."""

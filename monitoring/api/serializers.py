@@ -156,8 +156,12 @@ class IncidentEventSerializer(serializers.ModelSerializer):
 
 
 class AlertRuleSerializer(serializers.ModelSerializer):
-    model = serializers.CharField(source="model.name", read_only=True, default=None)
-    target = serializers.CharField(source="target.name", read_only=True, default=None)
+    model = serializers.CharField(
+        source="model.name", read_only=True, default=None, allow_null=True
+    )
+    target = serializers.CharField(
+        source="target.name", read_only=True, default=None, allow_null=True
+    )
 
     class Meta:
         model = AlertRule

@@ -8,10 +8,11 @@ import httpx
 import pytest
 
 from deployments import services as registry
+from deployments.services import aliases
 from docs_app import services as docs
 from mlops_portal.core import tokens
 from mlops_portal.core.roles import Role
-from monitoring.services import checks, incidents
+from monitoring.services import alerts, checks, incidents
 from tests.factories import UserFactory, register_iris_version, validated
 
 
@@ -100,6 +101,11 @@ def seed_world(admin) -> dict:
                             linked_models=[model])  # fmt: skip
     spare_page = docs.create_page(alice, title="Scratch")
     spare_token, _ = tokens.create_token(admin, "spare")
+    aliases.set_alias(alice, model, "champion", version.number)
+    rule = alerts.create_rule(bob, name="iris errors", metric="error_rate", threshold=0.05,
+                              model=model)  # fmt: skip
+    spare_rule = alerts.create_rule(bob, name="spare", metric="error_rate", threshold=0.5,
+                                    target=production)  # fmt: skip
     return {
         "models": {"*": model.name},
         "versions": {"*": str(version.number)},
@@ -110,6 +116,8 @@ def seed_world(admin) -> dict:
         "pages": {"*": page.slug, "DELETE": spare_page.slug},
         "tokens": {"*": str(spare_token.pk)},
         "metrics": {"*": "dora"},
+        "aliases": {"*": "champion"},
+        "alert-rules": {"*": str(rule.pk), "DELETE": str(spare_rule.pk)},
         # Only a webhook target's deployment takes a callback (signed: 401 without it).
         "POST /api/v1/deployments/{id}/callback/": {"id": str(handed_over.pk)},
     }

@@ -46,6 +46,7 @@ TAGS = {
     "targets": "Deployments",
     "deployments": "Deployments",
     "checks": "Monitoring",
+    "alert-rules": "Monitoring",
     "incidents": "Incidents",
     "pages": "Docs",
     "changes": "Changes",
@@ -56,7 +57,7 @@ TAGS = {
 TAG_DESCRIPTIONS = {
     "Models": "Registered models and their versions.",
     "Deployments": "Deploy targets, deployment requests, approvals, rollbacks, logs.",
-    "Monitoring": "Health checks and their results.",
+    "Monitoring": "Health checks (probes and heartbeats), their results, and alert rules.",
     "Incidents": "Incidents, their transitions and notes.",
     "Docs": "Documentation pages and generated model cards.",
     "Changes": "The change feed: who changed what, when.",
@@ -68,7 +69,7 @@ SINGULAR = {
     "models": "model", "versions": "version", "targets": "target",
     "deployments": "deployment", "checks": "check", "incidents": "incident", "pages": "page",
     "changes": "change", "tokens": "token", "comments": "comment", "notes": "note",
-    "revisions": "revision", "logs": "log",
+    "revisions": "revision", "logs": "log", "alert_rules": "alert_rule", "aliases": "alias",
 }  # fmt: skip
 VERBS = {"POST": "create", "PATCH": "update", "PUT": "replace", "DELETE": "delete"}
 
@@ -85,7 +86,7 @@ class PortalAutoSchema(AutoSchema):
         return [TAGS.get(path[0], path[0].title())] if path else []
 
     def get_operation_id(self) -> str:
-        path = self._tokenize_path()
+        path = [word.replace("-", "_") for word in self._tokenize_path()]
         nouns = [SINGULAR.get(word, word) for word in path]
         if self.method == "GET":
             if self._is_list_view():
