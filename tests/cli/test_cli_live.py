@@ -181,7 +181,7 @@ def test_auth_errors_exit_2(mlops, alice, token_of, iris, files):
 def test_refused_input_exits_1_with_the_portals_message(mlops, iris, files):
     outcome = mlops("deploy", "iris", "7", "--target", "nowhere", "--reason", "r")
     assert outcome.code == 1
-    assert outcome.stderr.startswith("mlops: 404 Not Found")
+    assert outcome.stderr == "mlops: 400 Bad Request: version: Model iris has no version 7.\n"
     assert outcome.stdout == ""
 
 
