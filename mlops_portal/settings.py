@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "django_bootstrap5",
     "django_celery_beat",
     "auditlog",
     "axes",
@@ -417,3 +418,8 @@ LOGGING = {
         "axes": {"level": "ERROR"},
     },
 }
+
+# Forms: django-bootstrap5 renders every form (`_form_fields.html`). Labels carry the
+# text, no placeholder copies them; a required field's wrapper gets `required` (an asterisk
+# in portal.css). Its CDN settings are never used: Bootstrap comes from our static files.
+BOOTSTRAP5 = {"set_placeholder": False, "required_css_class": "required"}

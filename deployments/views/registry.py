@@ -112,6 +112,7 @@ def version_create(request, name):
             version = services.register_version(request.user, model.name, **form.cleaned_data)
             messages.success(request, f"Version {version.number} registered; validating now.")
             return redirect(version)
+    uploads.ask_again_for_files(form, request)
     context = {"form": form, "model": model}
     status = 413 if refused else 200
     return render(request, "deployments/version_form.html", context, status=status)
