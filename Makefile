@@ -10,6 +10,8 @@ PIP_INSTALL := $(VENV)/bin/pip install -q --disable-pip-version-check --build-co
 
 MERMAID_VERSION := 12.3.0
 MERMAID_JS := vendor-static/mermaid/mermaid.min.js
+AXE_VERSION := 4.14.1
+AXE_JS := vendor-static/axe-core/axe.min.js
 
 .PHONY: run test lint bench chaos clean
 
@@ -40,6 +42,15 @@ $(MERMAID_JS):
 	cp vendor-static/npm/node_modules/mermaid/dist/mermaid.min.js $@
 	rm -rf vendor-static/npm
 
+# axe-core (accessibility rules the browser tests run on every page), the same way; tests
+# only, never served by the portal.
+$(AXE_JS):
+	rm -rf vendor-static/npm-axe
+	npm install --prefix vendor-static/npm-axe --no-audit --no-fund --loglevel=error axe-core@$(AXE_VERSION)
+	mkdir -p $(dir $@)
+	cp vendor-static/npm-axe/node_modules/axe-core/axe.min.js $@
+	rm -rf vendor-static/npm-axe
+
 run: $(VENV)/.runtime $(MERMAID_JS)
 	./scripts/run.sh
 
@@ -48,7 +59,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports  # the layers: contracts in pyproject.toml [tool.importlinter]
 
-test: lint $(MERMAID_JS) $(MLFLOW_VENV)/.installed
+test: lint $(MERMAID_JS) $(AXE_JS) $(MLFLOW_VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev $(MLFLOW_VENV)/.installed

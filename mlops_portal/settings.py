@@ -116,6 +116,8 @@ LOGIN_REDIRECT_URL = "today"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
+# Dates and times in one style on every page (mlops_portal/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["mlops_portal.formats"]
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = False
 USE_TZ = True
@@ -208,6 +210,9 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# What a task prints (the console email backend of `make run` prints each email) is logged
+# at INFO: an email sent is not a warning.
+CELERY_WORKER_REDIRECT_STDOUTS_LEVEL = "INFO"
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Exact task names: a glob route is matched with fnmatch on every publish.
 CELERY_TASK_ROUTES = {

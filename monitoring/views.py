@@ -66,7 +66,7 @@ def check_detail(request, pk):
         "monitoring/check_detail.html",
         {
             "check": check,
-            "chart": charts.check_chart(points, f"{check.name}, last {chosen}"),
+            "chart": charts.check_chart(points, f"{check.name}, last {chosen}", since, until),
             "ranges": list(series.RANGES),
             "chosen": chosen,
             "uptime": series.uptime([check.pk], since, until)[check.pk],

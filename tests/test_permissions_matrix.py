@@ -373,7 +373,7 @@ READ_ONLY_PAGES = {
     "page-list": "/docs/", "page-detail": "/docs/runbook/",
     "page-history": "/docs/runbook/history/", "page-diff": "/docs/runbook/diff/?a=1&b=2",
     "page-print": "/docs/runbook/print/", "attachment": "/docs/attachments/1/x.png",
-    "api-schema": "/api/schema/", "api-docs": "/api/docs/",
+    "api-schema": "/api/schema/", "api-docs": "/api/docs/", "favicon": "/favicon.ico",
 }  # fmt: skip
 # Not the portal's forms: Django's own login, logout and admin.
 OUTSIDE = {"login", "logout"}

@@ -59,7 +59,8 @@ def unloadable_message(exc: Exception) -> str:
         why = "the file ends too early (a truncated or partial upload)"
     else:  # a KeyError 110 and the like: the bytes are not a pickle at all
         why = "the file is not a model saved with joblib or pickle (another format, or corrupt)"
-    return f"Could not load the artifact with joblib: {why}. {SAVE_HINT} (Detail: {type(exc).__name__}: {exc})"
+    detail = f"{type(exc).__name__}: {exc}"
+    return f"Could not load the artifact with joblib: {why}. {SAVE_HINT} (Detail: {detail})"
 
 
 def check_instances(instances) -> list[list[float]]:

@@ -121,8 +121,10 @@ def version_create(request, name):
 def version_detail(request, name, number):
     """The version page; for htmx polls, only its status panel."""
     version = _get_version(name, number)
+    can_request = can(request.user, "deployment.request")
     if request.htmx:
-        return render(request, "deployments/_version_status.html", {"version": version})
+        context = {"version": version, "can_request": can_request}
+        return render(request, "deployments/_version_status.html", context)
     return render(
         request,
         "deployments/version_detail.html",
@@ -131,7 +133,7 @@ def version_detail(request, name, number):
             "model": version.model,
             "events": version.events.select_related("actor"),
             "can_edit": can(request.user, "version.edit", version),
-            "can_request": can(request.user, "deployment.request"),
+            "can_request": can_request,
             "deployments": version.deployments.for_list()[:20],
         },
     )

@@ -21,7 +21,7 @@ from mlops_portal.core.utils import add_service_errors, service_errors_on
 from mlops_portal.health import broker_kind, broker_status, database_status
 from mlops_portal.models import ApiToken, NotificationChannel, Profile
 from mlops_portal.overview import charts, dashboards, notifications
-from mlops_portal.overview.changes import ChangeFilter, describe, feed
+from mlops_portal.overview.changes import ChangeFilter, feed, readable
 from mlops_portal.overview.forms import ApiTokenForm, ChannelForm, DashboardForm, EmailEventsForm
 from mlops_portal.overview.notifications import events_for
 from mlops_portal.overview.search import results, search, search_kind
@@ -108,7 +108,7 @@ def change_feed(request):
     return render(
         request,
         "mlops_portal/changes.html",
-        {"filters": filters, "page": page, "entries": [describe(e) for e in page]},
+        {"filters": filters, "page": page, "entries": readable(page)},
     )
 
 

@@ -130,6 +130,19 @@ def test_the_version_page_polls_until_the_version_is_final(alice_client, alice, 
     final = alice_client.get(version.get_absolute_url(), headers={"HX-Request": "true"})
     assert "hx-trigger" not in final.content.decode()
     assert "Ready" in final.content.decode()
+    # The poll that shows "Ready" brings "Request deployment" with it: no reload needed.
+    assert "Request deployment" not in html
+    assert "Request deployment</a>" in final.content.decode()
+
+
+def test_a_viewer_polling_a_ready_version_gets_no_request_button(client, carol, alice, churn):
+    from tests.factories import validated
+
+    version = validated(register_iris_version(alice, churn))
+    client.force_login(carol)
+    partial = client.get(version.get_absolute_url(), headers={"HX-Request": "true"})
+    assert "Ready" in partial.content.decode()
+    assert "Request deployment" not in partial.content.decode()
 
 
 def test_the_compare_page_shows_metric_deltas_and_changed_params(alice_client, alice, churn):
