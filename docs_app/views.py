@@ -175,6 +175,7 @@ def page_diff(request, slug):
 @require_POST
 def page_restore(request, slug, number):
     page = _get_page(slug)
+    require(request.user, "docs.write")  # a viewer's POST: 403
     revision = get_object_or_404(page.revisions, number=number)
     try:
         services.restore_revision(request.user, page, revision)
@@ -216,6 +217,7 @@ def attachment(request, pk, name):
 @require_POST
 def postmortem(request, incident_id):
     incident = get_object_or_404(Incident, pk=incident_id)
+    require(request.user, "docs.write")  # a viewer's POST: 403
     try:
         page = services.postmortem_from_incident(request.user, incident)
     except PermissionDenied as exc:

@@ -188,6 +188,9 @@ def deployment_action(request, pk, verb):
     if verb not in ACTIONS:
         raise Http404(f"No action {verb!r}.")
     deployment = _get_deployment(pk)
+    # A role that may never do this gets 403 (a viewer's POST); a refusal about this one
+    # deployment (not your request, your own request) comes back as a message below.
+    require(request.user, f"deployment.{verb}")
     form_class = {"comment": CommentForm, "cancel": ReasonForm, "rollback": ReasonForm}.get(
         verb, DecisionForm
     )
