@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 from deployments import charts, services
 from deployments.filters import RegisteredModelFilter
 from deployments.forms import ModelCreateForm, ModelEditForm, VersionEditForm, VersionRegisterForm
-from deployments.models import ModelVersion, RegisteredModel
+from deployments.models import Deployment, ModelVersion, RegisteredModel
 from mlops_portal.core import uploads
 from mlops_portal.core.policy import can, require
 from mlops_portal.core.utils import service_errors_on
@@ -64,6 +64,14 @@ def model_detail(request, name):
     )
     metric_names = charts.metric_names(metric_history)
     chosen_metric = request.GET.get("metric") or (metric_names[0] if metric_names else "")
+    live_on = {}  # version id → its live deployments (one query for the whole model)
+    for deployment in (
+        Deployment.objects.live()
+        .filter(version__model=model)
+        .select_related("target", "version")
+        .order_by("target__name")
+    ):
+        live_on.setdefault(deployment.version_id, []).append(deployment)
     return render(
         request,
         "deployments/model_detail.html",
@@ -79,6 +87,8 @@ def model_detail(request, name):
             "can_edit": can(request.user, "model.edit", model),
             "can_register": can(request.user, "version.register", model),
             "showing_archived": bool(request.GET.get("archived")),
+            "live_on": live_on,
+            "live_now": [d for live in live_on.values() for d in live],
         },
     )
 

@@ -178,3 +178,28 @@ def test_the_description_is_rendered_as_sanitised_markdown(alice_client, alice, 
     assert "<strong>bold</strong>" in page
     assert "<script>alert(1)</script>" not in page
     assert 'href="javascript:' not in page
+
+
+def test_the_model_page_says_where_each_version_is_live_now(alice_client, alice, bob, churn):
+    from deployments.choices import DeploymentState
+    from deployments.models import Deployment
+    from tests.factories import validated
+
+    v1, v2 = (validated(register_iris_version(alice, churn)) for _ in range(2))
+    for version, name in ((v1, "churn-production"), (v2, "churn-staging")):
+        target = services.create_target(bob, name=name, environment="staging")
+        deployment = services.request_deployment(alice, version=version, target=target, reason="x")
+        Deployment.objects.filter(pk=deployment.pk).update(state=DeploymentState.SUCCEEDED)
+
+    def count():
+        with CaptureQueriesContext(connection) as queries:
+            html = alice_client.get("/models/churn/").content.decode()
+        return len(queries), html
+
+    few, html = count()
+    assert "v1 on churn-production" in html and "v2 on churn-staging" in html
+    cells = html.split('data-testid="live-on"')[1:]
+    assert "live on churn-staging" in cells[0] and "live on churn-production" in cells[1]
+    validated(register_iris_version(alice, churn))  # a third version, live nowhere
+    many, html = count()
+    assert many == few and html.split('data-testid="live-on"')[1].count("live on") == 0
