@@ -100,6 +100,8 @@ def page_create(request):
     require(request.user, "docs.write")
     starter = STARTERS.get(request.GET.get("template", ""))
     initial = {"title": starter[0], "body": starter[1]} if starter else {}
+    if slug := request.GET.get("slug", ""):  # "Create this page" from a link to a missing one
+        initial.update(slug=slug, title=initial.get("title") or slug.replace("-", " ").capitalize())
     form = PageForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
