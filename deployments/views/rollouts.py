@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
 from deployments import services
-from deployments.backends import public_settings
+from deployments.backends import backend_for, public_settings
 from deployments.choices import WAS_LIVE_STATES, DeploymentState
 from deployments.evidence import approval_evidence, target_health
 from deployments.filters import DeploymentFilter
@@ -156,6 +156,7 @@ def deployment_detail(request, pk):
             {"deployment": deployment, "log_lines": log_lines},
         )
     user = request.user
+    live = deployment.state == DeploymentState.SUCCEEDED
     return render(
         request,
         "deployments/deployment_detail.html",
@@ -172,6 +173,10 @@ def deployment_detail(request, pk):
             "can_roll_back": deployment.state == DeploymentState.SUCCEEDED
             and can(user, "deployment.rollback", deployment),
             "can_comment": can(user, "deployment.comment", deployment),
+            # The live one can be deployed again (a fresh server for the same version), the
+            # way out when its server died; the backend says whether it still serves.
+            "can_redeploy": live and can(user, "deployment.request"),
+            "server_status": backend_for(deployment.target).status(deployment) if live else "",
             "previous_good": services.previous_good_deployment(deployment)
             if deployment.state == DeploymentState.SUCCEEDED
             else None,

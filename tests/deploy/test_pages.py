@@ -179,3 +179,24 @@ def test_the_approval_page_shows_open_incidents_and_asks_for_an_override(
     client.post(f"/deployments/{deployment.pk}/approve/", {"override_reason": "It is the fix"})
     deployment.refresh_from_db()
     assert deployment.state == State.QUEUED
+
+
+def test_a_live_version_whose_server_died_is_redeployed_from_its_page(
+    client, alice, bob, carol, ready_version, staging
+):
+    live = make_live(alice, bob, ready_version, staging)  # no model server runs for it
+    client.force_login(alice)
+    html = client.get(f"/deployments/{live.pk}/").content.decode()
+    assert "The model server is not running" in html
+    form = html.split('data-testid="redeploy"')[1].split("</form>")[0]
+    reason = form.split('name="reason"')[1].split(">")[1].split("<")[0]
+    response = client.post(
+        "/deployments/new/",
+        {"version": ready_version.pk, "target": staging.pk, "reason": reason},
+    )
+    again = Deployment.objects.latest("pk")
+    assert response["Location"] == f"/deployments/{again.pk}/"
+    assert (again.version, again.target, again.requested_by) == (ready_version, staging, alice)
+    assert again.reason == "Redeploy: the model server stopped."
+    client.force_login(carol)  # a viewer gets no such form
+    assert 'data-testid="redeploy"' not in client.get(f"/deployments/{live.pk}/").content.decode()
