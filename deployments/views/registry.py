@@ -175,24 +175,33 @@ def version_archive(request, name, number):
     return redirect(version)
 
 
+MAX_COMPARED = 8
+
+
 def version_compare(request, name):
-    """Two versions side by side: metrics with deltas, params that differ."""
+    """Versions side by side (?v=1&v=2&v=3, or ?a=&b=): metrics with their change from the
+    first one chosen, parameters that differ. Without a choice, the two newest."""
     model = _get_model(name)
-    numbers = list(model.versions.order_by("-number").values_list("number", flat=True)[:2])
-    a_number = _int_or(request.GET.get("a"), numbers[-1] if numbers else 0)
-    b_number = _int_or(request.GET.get("b"), numbers[0] if numbers else 0)
-    pair = {v.number: v for v in model.versions.filter(number__in=[a_number, b_number])}
-    a, b = pair.get(a_number), pair.get(b_number)
+    numbers = list(model.versions.order_by("-number").values_list("number", flat=True))
+    chosen = [_int_or(n, 0) for n in request.GET.getlist("v")] or [
+        _int_or(request.GET.get(key), default)
+        for key, default in (("a", numbers[1] if len(numbers) > 1 else 0),
+                             ("b", numbers[0] if numbers else 0))
+    ]  # fmt: skip
+    chosen = list(dict.fromkeys(n for n in chosen if n in numbers))[:MAX_COMPARED]
+    found = {v.number: v for v in model.versions.filter(number__in=chosen)}
+    versions = [found[n] for n in chosen]
     return render(
         request,
         "deployments/version_compare.html",
         {
             "model": model,
-            "a": a,
-            "b": b,
-            "all_numbers": model.versions.order_by("-number").values_list("number", flat=True),
-            "metric_rows": charts.metric_deltas(a, b) if a and b else [],
-            "param_rows": charts.param_diff(a, b) if a and b else [],
+            "versions": versions,
+            "all_numbers": numbers,
+            "chosen": chosen,
+            "metric_rows": charts.metric_table(versions) if len(versions) > 1 else [],
+            "param_rows": charts.param_table(versions) if len(versions) > 1 else [],
+            "max_compared": MAX_COMPARED,
         },
     )
 

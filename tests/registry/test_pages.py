@@ -150,10 +150,24 @@ def test_the_compare_page_shows_metric_deltas_and_changed_params(alice_client, a
     register_iris_version(alice, churn, metrics={"auc": 0.85}, params={"depth": 5, "lr": 0.1})
     response = alice_client.get("/models/churn/compare/?a=1&b=2")
     rows = {row["name"]: row for row in response.context["metric_rows"]}
-    assert rows["auc"]["delta"] == pytest.approx(0.05)
+    assert rows["auc"]["cells"][1]["delta"] == pytest.approx(0.05)
     params = {row["name"]: row["changed"] for row in response.context["param_rows"]}
     assert params == {"depth": True, "lr": False}
     assert "+0.05" in response.content.decode()
+
+
+def test_the_compare_page_takes_more_than_two_versions(alice_client, alice, churn):
+    for auc, depth in ((0.80, 3), (0.85, 5), (0.78, 3)):
+        register_iris_version(alice, churn, metrics={"auc": auc}, params={"depth": depth})
+    response = alice_client.get("/models/churn/compare/?v=3&v=1&v=2")
+    assert [v.number for v in response.context["versions"]] == [3, 1, 2]  # v3 the baseline
+    (auc,) = response.context["metric_rows"]
+    deltas = [cell["delta"] for cell in auc["cells"]]
+    assert deltas[0] is None and deltas[1:] == [pytest.approx(0.02), pytest.approx(0.07)]
+    html = response.content.decode()
+    assert "v3 (baseline)" in html and "+0.07" in html and "differs" in html
+    for n in (1, 2, 3):
+        assert f'name="v" value="{n}" id="compare-v{n}" checked' in html
 
 
 def test_editing_and_archiving_a_version(alice_client, alice, churn):
