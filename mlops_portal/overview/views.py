@@ -129,13 +129,20 @@ def notification_list(request):
                 services.set_email_events(request.user, form.cleaned_data["events"])
                 messages.success(request, "Saved: you get these events by email.")
                 return redirect("notification-list")
+    seen_before = notifications.mark_seen(request.user)  # the bell's count starts again
     show_all = request.GET.get("all") == "1" and notifications.sees_every_delivery(request.user)
     deliveries = notifications.deliveries_for(request.user, everyone=show_all)
     page = Paginator(deliveries, 25).get_page(request.GET.get("page"))
     return render(
         request,
         "mlops_portal/notifications.html",
-        {"form": form, "page": page, "show_all": show_all, "uses_defaults": chosen is None},
+        {
+            "form": form,
+            "page": page,
+            "show_all": show_all,
+            "uses_defaults": chosen is None,
+            "seen_before": seen_before,
+        },
     )
 
 
