@@ -379,6 +379,8 @@ READ_ONLY_PAGES = {
     "page-history": "/docs/runbook/history/", "page-diff": "/docs/runbook/diff/?a=1&b=2",
     "page-print": "/docs/runbook/print/", "attachment": "/docs/attachments/1/x.png",
     "api-schema": "/api/schema/", "api-docs": "/api/docs/", "favicon": "/favicon.ico",
+    # Trying /predict writes nothing (the page test checks a viewer gets 403).
+    "deployment-try": "/deployments/{live}/try/",
 }  # fmt: skip
 # Not the portal's forms: Django's own login, logout and admin.
 OUTSIDE = {"login", "logout"}

@@ -177,6 +177,9 @@ def deployment_detail(request, pk):
             # way out when its server died; the backend says whether it still serves.
             "can_redeploy": live and can(user, "deployment.request"),
             "server_status": backend_for(deployment.target).status(deployment) if live else "",
+            "can_try": live
+            and deployment.target.backend == "local"
+            and can(user, "deployment.try", deployment),
             "previous_good": services.previous_good_deployment(deployment)
             if deployment.state == DeploymentState.SUCCEEDED
             else None,
@@ -211,6 +214,28 @@ def deployment_action(request, pk, verb):
         return redirect(deployment)
     messages.success(request, SUCCESS[verb].format(d=deployment, r=result))
     return redirect(result if verb == "rollback" else deployment)
+
+
+@require_POST
+def deployment_try(request, pk):
+    """Send the typed instances to the live deployment's /predict; the answer replaces the
+    form's result box (htmx), or comes back as a message."""
+    deployment = _get_deployment(pk)
+    require(request.user, "deployment.try", deployment)
+    instances = request.POST.get("instances", "")
+    try:
+        result, error = services.try_predict(request.user, deployment, instances), ""
+    except (ValidationError, Conflict) as exc:
+        result, error = None, _message_of(exc)
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        else:
+            messages.info(request, f"/predict answered {result['status']}: {result['body']}")
+        return redirect(deployment)
+    context = {"result": result, "error": error}
+    # 200 even for a refusal: htmx swaps only 2xx answers, and the box says what went wrong.
+    return render(request, "deployments/_try_result.html", context)
 
 
 ACTIONS = {
