@@ -250,6 +250,7 @@ def test_predict_is_tried_from_the_deployment_page(
     bad = client.post(f"/deployments/{live.pk}/try/", {"instances": "[[1, 2"}, headers=htmx)
     assert "Not valid JSON" in bad.content.decode() and len(model_server.received) == 1
     client.force_login(carol)  # a viewer: no form, and the URL refuses
-    assert 'data-testid="try-predict"' not in client.get(f"/deployments/{live.pk}/").content.decode()
+    viewer_page = client.get(f"/deployments/{live.pk}/").content.decode()
+    assert 'data-testid="try-predict"' not in viewer_page
     assert client.post(f"/deployments/{live.pk}/try/", {"instances": "[[1.0]]"}).status_code == 403
     assert len(model_server.received) == 1
