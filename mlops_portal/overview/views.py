@@ -8,6 +8,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponseServerError, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template import loader
+from django.templatetags.static import static
 from django.utils import timezone
 from django.views import defaults
 from django.views.decorators.cache import never_cache
@@ -99,6 +100,13 @@ def search_page(request):
         "mlops_portal/search.html",
         {"q": query, "kind": kind.name, "page": page, "groups": {kind.name: results(kind, page)}},
     )
+
+
+@login_not_required
+def favicon(request):
+    """The icon for pages without an icon link (a print view, a file); resolved per
+    request, since the static manifest exists only after collectstatic."""
+    return redirect(static("mlops_portal/favicon.svg"))
 
 
 def change_feed(request):

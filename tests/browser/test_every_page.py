@@ -13,12 +13,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.utils import timezone
 
 from deployments.models import Deployment, RegisteredModel
 from docs_app import services as docs
 from mlops_portal.core import tokens
+from mlops_portal.core.roles import Role
 from monitoring.models import ProbeResult
 from monitoring.services import checks, incidents, rollups
 from tests.conftest import ARTIFACTS_DIR, ROOT
@@ -71,6 +73,8 @@ OVERFLOW_JS = """() => {
 def world(db):
     """The demo data of `make run`, plus what it lacks: a down check with results, an open
     incident, a doc page with a diagram and a missing link, an API token per user."""
+    for role in Role:  # a transactional test before this one flushed the migrations' groups
+        Group.objects.get_or_create(name=role)
     call_command("load_demo_data", stdout=open("/dev/null", "w"))
     bob = RegisteredModel.objects.get(name="iris-classifier").owner.__class__.objects.get(
         username="bob"
