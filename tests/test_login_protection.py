@@ -2,7 +2,6 @@
 login page, the throttle on bad API tokens (shared through Redis by every web worker), and
 one log line per failed login or refused permission, never with a secret in it."""
 
-import json
 import logging
 import uuid
 from datetime import timedelta
