@@ -10,6 +10,8 @@ PIP_INSTALL := $(VENV)/bin/pip install -q --disable-pip-version-check --build-co
 
 MERMAID_VERSION := 12.3.0
 MERMAID_JS := vendor-static/mermaid/mermaid.min.js
+AXE_VERSION := 4.14.1
+AXE_JS := vendor-static/axe-core/axe.min.js
 
 .PHONY: run test lint bench chaos clean
 
@@ -57,6 +59,15 @@ $(PROMTOOL): | $(VENV)/.runtime
 	install -m 0755 $(VENV)/prometheus-deb/root/usr/bin/promtool $@
 	rm -rf $(VENV)/prometheus-deb
 
+# axe-core (accessibility rules the browser tests run on every page), from npm like Mermaid;
+# only, never served by the portal.
+$(AXE_JS):
+	rm -rf vendor-static/npm-axe
+	npm install --prefix vendor-static/npm-axe --no-audit --no-fund --loglevel=error axe-core@$(AXE_VERSION)
+	mkdir -p $(dir $@)
+	cp vendor-static/npm-axe/node_modules/axe-core/axe.min.js $@
+	rm -rf vendor-static/npm-axe
+
 run: $(VENV)/.runtime $(VENV)/bin/mlops $(MERMAID_JS)
 	./scripts/run.sh
 
@@ -65,7 +76,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports  # the layers: contracts in pyproject.toml [tool.importlinter]
 
-test: lint $(VENV)/bin/mlops $(PROMTOOL) $(MERMAID_JS) $(MLFLOW_VENV)/.installed
+test: lint $(VENV)/bin/mlops $(PROMTOOL) $(MERMAID_JS) $(AXE_JS) $(MLFLOW_VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev $(MLFLOW_VENV)/.installed

@@ -49,3 +49,32 @@ def param_diff(a, b) -> list[dict]:
         left, right = a.params.get(name), b.params.get(name)
         rows.append({"name": name, "a": left, "b": right, "changed": left != right})
     return rows
+
+
+def metric_table(versions) -> list[dict]:
+    """Rows of metric name and, per version, its value and the change from the first
+    version (the baseline); None where a version lacks the metric."""
+    base = versions[0].metrics if versions else {}
+    rows = []
+    for name in sorted({name for v in versions for name in v.metrics}):
+        cells = []
+        for index, version in enumerate(versions):
+            value = version.metrics.get(name)
+            delta = None
+            if index and value is not None and base.get(name) is not None:
+                delta = value - base[name]
+            cells.append({"value": value, "delta": delta})
+        rows.append({"name": name, "cells": cells})
+    return rows
+
+
+def param_table(versions) -> list[dict]:
+    """Rows for every parameter with its value per version, flagged `changed` when the
+    versions do not all agree."""
+    rows = []
+    for name in sorted({name for v in versions for name in v.params}):
+        values = [v.params.get(name) for v in versions]
+        rows.append(
+            {"name": name, "values": values, "changed": any(x != values[0] for x in values)}
+        )
+    return rows

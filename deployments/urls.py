@@ -31,6 +31,7 @@ urlpatterns += [
     path("deployments/", rollouts.deployment_list, name="deployment-list"),
     path("deployments/new/", rollouts.deployment_request, name="deployment-request"),
     path("deployments/<int:pk>/", rollouts.deployment_detail, name="deployment-detail"),
+    path("deployments/<int:pk>/try/", rollouts.deployment_try, name="deployment-try"),
     path(
         "deployments/<int:pk>/<str:verb>/",
         rollouts.deployment_action,

@@ -88,6 +88,7 @@ class Rendered:
     toc: list[TocEntry]
     links: list[str]  # page slugs linked with [[...]], resolved or not, first use first
     model_refs: list[tuple[str, int | None]]  # (name, version or None), resolved or not
+    missing_pages: list[str] = field(default_factory=list)  # linked slugs with no page
 
 
 def no_page(slug: str) -> tuple[str, str] | None:
@@ -110,6 +111,7 @@ def render_page(
         toc=context.toc,
         links=list(context.pages),
         model_refs=list(context.models),
+        missing_pages=[slug for slug, found in context.pages.items() if found is None],
     )
 
 

@@ -100,6 +100,8 @@ def page_create(request):
     require(request.user, "docs.write")
     starter = STARTERS.get(request.GET.get("template", ""))
     initial = {"title": starter[0], "body": starter[1]} if starter else {}
+    if slug := request.GET.get("slug", ""):  # "Create this page" from a link to a missing one
+        initial.update(slug=slug, title=initial.get("title") or slug.replace("-", " ").capitalize())
     form = PageForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
@@ -175,6 +177,7 @@ def page_diff(request, slug):
 @require_POST
 def page_restore(request, slug, number):
     page = _get_page(slug)
+    require(request.user, "docs.write")  # a viewer's POST: 403
     revision = get_object_or_404(page.revisions, number=number)
     try:
         services.restore_revision(request.user, page, revision)
@@ -216,6 +219,7 @@ def attachment(request, pk, name):
 @require_POST
 def postmortem(request, incident_id):
     incident = get_object_or_404(Incident, pk=incident_id)
+    require(request.user, "docs.write")  # a viewer's POST: 403
     try:
         page = services.postmortem_from_incident(request.user, incident)
     except PermissionDenied as exc:

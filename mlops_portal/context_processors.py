@@ -1,3 +1,5 @@
+from django.utils.functional import SimpleLazyObject
+
 from mlops_portal.core.policy import can
 from mlops_portal.core.roles import role_label
 
@@ -8,8 +10,12 @@ def roles(request):
     user = request.user
     if not user.is_authenticated:
         return {}
+    from mlops_portal.overview.notifications import unread_count
+
     return {
         "user_role": role_label(user),
+        # Counted only when a template shows it (the navbar bell), not for partials.
+        "unread_notifications": SimpleLazyObject(lambda: unread_count(user)),
     }
 
 

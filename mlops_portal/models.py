@@ -74,6 +74,8 @@ class Profile(models.Model):
     # None until the user chooses: the defaults of their role apply (choices.py).
     email_events = models.JSONField(null=True, blank=True)
     last_today_visit_at = models.DateTimeField(null=True, blank=True)
+    # The navbar bell counts the user's notifications newer than this (their last look).
+    notifications_seen_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self):
         return f"profile of {self.user}"

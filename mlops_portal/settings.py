@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_htmx",
+    "django_bootstrap5",
     "django_celery_beat",
     "auditlog",
     "axes",
@@ -129,6 +130,8 @@ LOGIN_REDIRECT_URL = "today"
 LOGOUT_REDIRECT_URL = "login"
 
 LANGUAGE_CODE = "en-us"
+# Dates and times in one style on every page (mlops_portal/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["mlops_portal.formats"]
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = False
 USE_TZ = True
@@ -252,6 +255,9 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# What a task prints (the console email backend of `make run` prints each email) is logged
+# at INFO: an email sent is not a warning.
+CELERY_WORKER_REDIRECT_STDOUTS_LEVEL = "INFO"
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Exact task names: a glob route is matched with fnmatch on every publish.
 CELERY_TASK_ROUTES = {
@@ -518,3 +524,8 @@ LOGGING = {
 # Celery workers and beat log through LOGGING too (mlops_portal.celery connects
 # setup_logging), not through Celery's own format.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Forms: django-bootstrap5 renders every form (`_form_fields.html`). Labels carry the
+# text, no placeholder copies them; a required field's wrapper gets `required` (an asterisk
+# in portal.css). Its CDN settings are never used: Bootstrap comes from our static files.
+BOOTSTRAP5 = {"set_placeholder": False, "required_css_class": "required"}

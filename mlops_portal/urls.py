@@ -17,6 +17,8 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("metrics", views.metrics, name="metrics"),
     path("ops/banner/", views.ops_banner, name="ops-banner"),
+    # Browsers ask for /favicon.ico on pages without an icon link (a print view, a file).
+    path("favicon.ico", views.favicon, name="favicon"),
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("tokens/", views.token_list, name="token-list"),

@@ -5,30 +5,42 @@ from plotly.subplots import make_subplots
 
 from mlops_portal.core.figures import figure_html
 
+# Up to this many points, each is drawn as a marker too: one probe is a dot, not nothing.
+MARKERS_UP_TO = 30
 
-def check_chart(points, title: str) -> str:
-    """Latency (p50/p95, or each probe for raw data) above availability per bucket."""
+
+def check_chart(points, title: str, since=None, until=None) -> str:
+    """Latency (p50/p95, or each probe for raw data) above availability per bucket, over
+    the whole range asked for ([since, until]) whatever part of it has data; '' when no
+    point falls in it (the page says so instead of drawing an empty frame)."""
     if not points:
         return ""
     times = [p.t for p in points]
+    mode = "lines+markers" if len(points) <= MARKERS_UP_TO else "lines"
     figure = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35],
                            vertical_spacing=0.06)  # fmt: skip
     figure.add_trace(go.Scatter(x=times, y=[p.p50 for p in points], name="latency p50 (ms)",
-                                mode="lines", line={"width": 1.5}), row=1, col=1)  # fmt: skip
+                                mode=mode, line={"width": 1.5}), row=1, col=1)  # fmt: skip
     if any(p.p95 != p.p50 for p in points):
         figure.add_trace(go.Scatter(x=times, y=[p.p95 for p in points], name="p95 (ms)",
-                                    mode="lines", line={"width": 1, "dash": "dot"}),
+                                    mode=mode, line={"width": 1, "dash": "dot"}),
                          row=1, col=1)  # fmt: skip
     availability = [None if p.availability is None else p.availability * 100 for p in points]
     colours = ["#dc3545" if (a is not None and a < 100) else "#198754" for a in availability]
     figure.add_trace(go.Bar(x=times, y=availability, name="availability (%)",
                             marker_color=colours), row=2, col=1)  # fmt: skip
-    figure.update_yaxes(title_text="ms", row=1, col=1, rangemode="tozero")
+    # Latency from 0 to a little above the highest value: a flat line at 20 ms must not
+    # fill the chart as if it varied, nor shrink the axis to fractions of a millisecond.
+    highest = max((v for p in points for v in (p.p50, p.p95) if v is not None), default=0)
+    figure.update_yaxes(title_text="ms", row=1, col=1, range=[0, (highest or 1) * 1.15])
     figure.update_yaxes(title_text="% ok", row=2, col=1, range=[0, 100])
-    figure.update_layout(height=420, margin={"l": 50, "r": 10, "t": 30, "b": 30},
+    if since is not None and until is not None:
+        figure.update_xaxes(range=[since, until])
+    # The title on top, the legend under the chart: they never overlap.
+    figure.update_layout(height=440, margin={"l": 50, "r": 10, "t": 36, "b": 60},
                          title={"text": title, "font": {"size": 14}}, showlegend=True,
-                         legend={"orientation": "h", "y": 1.08}, bargap=0)  # fmt: skip
-    return figure_html(figure, {"displaylogo": False})
+                         legend={"orientation": "h", "y": -0.12, "x": 0}, bargap=0)  # fmt: skip
+    return figure_html(figure, {"displaylogo": False, "responsive": True})
 
 
 def sparkline_points(values, width=120, height=24) -> str:

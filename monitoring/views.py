@@ -82,7 +82,7 @@ def check_detail(request, pk):
             "ping_url": request.build_absolute_uri(reverse("ping", args=[check.ping_key]))
             if heartbeat and can_manage
             else "",
-            "chart": charts.check_chart(points, f"{check.name}, last {chosen}"),
+            "chart": charts.check_chart(points, f"{check.name}, last {chosen}", since, until),
             "ranges": list(series.RANGES),
             "chosen": chosen,
             "uptime": series.uptime([check.pk], since, until)[check.pk],
@@ -128,9 +128,15 @@ def check_form(request, pk=None):
     return render(request, "monitoring/check_form.html", {"form": form, "check": check})
 
 
+CHECK_ACTIONS = {"pause": "check.pause", "resume": "check.pause", "snooze": "check.snooze"}
+
+
 @require_POST
 def check_action(request, pk, verb):
     check = _get_check(pk)
+    if verb not in CHECK_ACTIONS:
+        raise Http404(f"No action {verb!r}.")
+    require(request.user, CHECK_ACTIONS[verb])  # a role that never may: 403
     try:
         if verb == "pause":
             checks.set_paused(request.user, check, True)
@@ -233,6 +239,9 @@ INCIDENT_ACTIONS = {
 @require_POST
 def incident_action(request, pk, verb):
     incident = _get_incident(pk)
+    if verb not in (*INCIDENT_ACTIONS, "note", "severity"):
+        raise Http404(f"No action {verb!r}.")
+    require(request.user, f"incident.{verb}")  # a role that never may: 403
     form = NoteForm(request.POST)
     form.is_valid()
     note = form.cleaned_data.get("note", "")

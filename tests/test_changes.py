@@ -74,3 +74,38 @@ def test_the_feed_names_api_callers_and_filters_by_user_kind_and_object(
     assert "/changes/?kind=deployments.registeredmodel&amp;object=" in model_page
     page = client.get("/changes/?kind=monitoring.incident").content.decode()
     assert "other" in page and "churn" not in page
+
+
+def test_the_change_page_reads_as_words_not_as_a_database_dump(client, alice, bob):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from deployments import services as deploy
+    from docs_app import services as docs
+    from tests.factories import register_iris_version, validated
+
+    model = deploy.create_model(alice, name="iris", team="botany")
+    version = validated(register_iris_version(alice, model))
+    target = deploy.create_target(bob, name="iris-staging", environment="staging")
+    deploy.request_deployment(alice, version=version, target=target, reason="try")
+    docs.create_page(alice, title="Iris runbook", body="# Steps")
+    client.force_login(bob)
+
+    def page():
+        with CaptureQueriesContext(connection) as queries:
+            html = client.get("/changes/").content.decode()
+        return html, len(queries)
+
+    html, few = page()
+    html = html.split('data-testid="changes"')[1]  # the table (the filter names kinds' keys)
+    assert "created Doc page <strong>Iris runbook</strong>" in html
+    assert "docs_app.page" not in html and "deployments.deployment" not in html
+    assert "None → None" not in html and "None" not in html
+    assert "Requested by: alice" in html  # a name, not a user id
+    assert "Target: iris-staging" in html and "Version: iris v1" in html
+    assert "State: Requested → Approved" in html  # choice labels
+    assert "Requires approval: no" in html
+    for number in range(2, 6):  # more rows of the same kinds: no more queries
+        version = validated(register_iris_version(alice, model))
+        deploy.request_deployment(alice, version=version, target=target, reason=f"v{number}")
+    assert page()[1] == few

@@ -108,7 +108,8 @@ def test_every_page_carries_the_policy_and_needs_no_inline_script(client, bob, p
 def test_charts_travel_as_data_for_the_static_script(client, bob, portal):
     client.force_login(bob)
     page = client.get("/dashboards/").content.decode()
-    assert page.count('class="plotly-graph-div" data-figure="') == 8
+    drawn = page.count('class="plotly-graph-div" data-figure="')
+    assert drawn >= 1 and drawn + page.count("No data in this range.") == 8
     assert "/static/mlops_portal/charts.js" in page
     assert "Plotly.newPlot" not in page
 

@@ -54,9 +54,14 @@ def api(authors=None, operators=None, owner=None, everyone=None) -> dict:
 
 
 def page(rule, refused=403) -> dict:
-    """`rule` is "authors", "owner", "operators" or "everyone"; `refused` how a page says no."""
+    """`rule` is "authors", "owner", "operators" or "everyone"; `refused` how a page says no
+    to someone whose role may do it, but not to this object (a message). A role that may
+    never do it always gets 403: a viewer, a user without a role, a data scientist at an
+    engineers' action."""
     table = api(**{rule: True})
-    return {p: LOGIN if o == 401 else (refused if o == 403 else o) for p, o in table.items()}
+    by_role = {"viewer", "no_role"} | ({"ds_owner", "ds_other"} if rule == "operators" else set())
+    return {p: LOGIN if o == 401 else ((403 if p in by_role else refused) if o == 403 else o)
+            for p, o in table.items()}  # fmt: skip
 
 
 @dataclass
@@ -396,7 +401,9 @@ READ_ONLY_PAGES = {
     "page-list": "/docs/", "page-detail": "/docs/runbook/",
     "page-history": "/docs/runbook/history/", "page-diff": "/docs/runbook/diff/?a=1&b=2",
     "page-print": "/docs/runbook/print/", "attachment": "/docs/attachments/1/x.png",
-    "api-schema": "/api/schema/", "api-docs": "/api/docs/",
+    "api-schema": "/api/schema/", "api-docs": "/api/docs/", "favicon": "/favicon.ico",
+    # Trying /predict writes nothing (the page test checks a viewer gets 403).
+    "deployment-try": "/deployments/{live}/try/",
 }  # fmt: skip
 # Not the portal's forms: Django's own login, logout and admin.
 # Heartbeat pings need no login: the uuid in the URL is the secret (README).
@@ -554,13 +561,30 @@ def test_a_post_to_a_read_only_page_changes_nothing(world, name):
 # --- viewers see no write control ------------------------------------------------------------
 
 VIEWER_PAGES = [
-    "/models/", "/models/churn/", "/models/churn/versions/1/", "/targets/",
+    "/", "/dashboards/", "/changes/", "/search/?q=churn", "/models/churn/compare/",
+    "/models/churn/card/", "/docs/runbook/diff/?a=1&b=2", "/models/", "/models/churn/",
+    "/models/churn/versions/1/", "/targets/",
     "/targets/staging/", "/deployments/", "/deployments/{pending}/", "/deployments/{live}/",
     "/checks/", "/checks/{check}/", "/incidents/", "/incidents/{incident}/", "/docs/",
     "/docs/runbook/", "/docs/runbook/history/", "/notifications/channels/",
 ]  # fmt: skip
 # A viewer's own things: logging out, and following a model or target (their subscription).
 PERSONAL_FORMS = ("/logout/", "/follow/")
+
+
+def test_every_write_a_viewer_may_not_do_answers_403():
+    """The table says so (the matrix above checks the table against every real request):
+    a viewer's refused write is a 403 everywhere, never a redirect with a message. What a
+    viewer may write is their own: tokens, email choices, following."""
+    # (The deploy callback answers a CD system's signature, not a user: 401 to everyone.)
+    writes = [row for row in (*API_ROWS, *PAGE_ROWS) if row.name != "api:deployment-callback"]
+    refused = {(row.name, row.method, row.extra.get("verb")): row.expected["viewer"]
+               for row in writes if row.expected["viewer"] != OK}  # fmt: skip
+    assert refused and set(refused.values()) == {403}, refused
+    allowed = {row.name for row in writes if row.expected["viewer"] == OK}
+    assert allowed <= {"token-list", "token-revoke", "notification-list", "follow",
+                       "page-preview", "api:token-list", "api:token-detail",
+                       "api:page-preview"}, allowed  # fmt: skip
 
 
 @pytest.mark.parametrize("path", VIEWER_PAGES)
@@ -578,7 +602,12 @@ def test_a_viewer_sees_no_write_control(world, path):
     assert "hx-post" not in html
     for label in ("Write the postmortem", "Comment</button>", "Add note", "New model",
                   "Register version", "Request deployment", "Request a deployment", ">Edit<",
-                  "New check", "Open an incident", "New page", "Restore", "Archive"):  # fmt: skip
+                  "New check", "Open an incident", "New page", "Restore<", "Archive<",
+                  *(f">{verb}</button>" for verb in (
+                      "Approve", "Reject", "Roll back", "Pause", "Acknowledge", "Resolve",
+                      "Mitigated", "Attach image", "Cancel this request", "Change severity",
+                      "Delete", "Redeploy", "Snooze (no incidents)")),
+                  'data-testid="missing-pages"'):  # fmt: skip
         assert label not in html, label
 
 

@@ -31,6 +31,7 @@ from deployments.services.rollouts import (
     run_deployment,
 )
 from deployments.services.targets import create_target, update_target
+from deployments.services.trying import try_predict
 
 __all__ = [
     "add_comment",
@@ -55,6 +56,7 @@ __all__ = [
     "set_key_value_tag",
     "set_version_archived",
     "stale_validation_ids",
+    "try_predict",
     "update_model",
     "update_target",
     "update_version",

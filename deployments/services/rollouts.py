@@ -196,12 +196,15 @@ def auto_rollback(live, reason):
 
 
 def previous_good_deployment(live):
-    """The most recent deployment before `live` on its target that served another version."""
+    """The most recent deployment before `live` on its target that served another version
+    and was not itself rolled back (after rolling v4 back to v3, v3's "previous good" is
+    what served before v3, never v4 again)."""
     return (
         Deployment.objects.filter(
             target=live.target, state__in=WAS_LIVE_STATES, finished_at__lt=live.finished_at
         )
         .exclude(version=live.version)
+        .exclude(state=State.ROLLED_BACK)
         .select_related("version")
         .order_by("-finished_at")
         .first()

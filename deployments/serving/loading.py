@@ -65,10 +65,28 @@ def load_model(path: str | Path, flavor: str):
     try:
         model = joblib.load(path)
     except Exception as exc:  # a corrupt pickle raises anything from EOFError to KeyError
-        raise ArtifactError(f"Could not load the artifact with joblib: {exc}") from exc
+        raise ArtifactError(unloadable_message(exc)) from exc
     if not callable(getattr(model, "predict", None)):
         raise ArtifactError(f"The artifact holds a {type(model).__name__}, which has no predict().")
     return model
+
+
+SAVE_HINT = (
+    'Save the fitted estimator with joblib.dump(model, "model.joblib") and upload that file.'
+)
+
+
+def unloadable_message(exc: Exception) -> str:
+    """What a person can act on when joblib cannot read a file: what is wrong and how to
+    make a file that loads, then the raw error for whoever debugs it."""
+    if isinstance(exc, ModuleNotFoundError):
+        why = f"it needs the Python module {exc.name!r}, which the model server does not have"
+    elif isinstance(exc, EOFError):
+        why = "the file ends too early (a truncated or partial upload)"
+    else:  # a KeyError 110 and the like: the bytes are not a pickle at all
+        why = "the file is not a model saved with joblib or pickle (another format, or corrupt)"
+    detail = f"{type(exc).__name__}: {exc}"
+    return f"Could not load the artifact with joblib: {why}. {SAVE_HINT} (Detail: {detail})"
 
 
 def check_instances(instances) -> list[list[float]]:

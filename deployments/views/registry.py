@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 from deployments import charts, services
 from deployments.filters import RegisteredModelFilter
 from deployments.forms import ModelCreateForm, ModelEditForm, VersionEditForm, VersionRegisterForm
-from deployments.models import ModelVersion, RegisteredModel
+from deployments.models import Deployment, ModelVersion, RegisteredModel
 from deployments.services import aliases
 from mlops_portal.core import uploads
 from mlops_portal.core.policy import can, require
@@ -66,6 +66,14 @@ def model_detail(request, name):
     )
     metric_names = charts.metric_names(metric_history)
     chosen_metric = request.GET.get("metric") or (metric_names[0] if metric_names else "")
+    live_on = {}  # version id → its live deployments (one query for the whole model)
+    for deployment in (
+        Deployment.objects.live()
+        .filter(version__model=model)
+        .select_related("target", "version")
+        .order_by("target__name")
+    ):
+        live_on.setdefault(deployment.version_id, []).append(deployment)
     return render(
         request,
         "deployments/model_detail.html",
@@ -83,6 +91,8 @@ def model_detail(request, name):
             "aliases": model.aliases.select_related("version").order_by("alias"),
             "can_set_alias": can(request.user, "alias.set", model),
             "showing_archived": bool(request.GET.get("archived")),
+            "live_on": live_on,
+            "live_now": [d for live in live_on.values() for d in live],
         },
     )
 
@@ -116,6 +126,7 @@ def version_create(request, name):
             version = services.register_version(request.user, model.name, **form.cleaned_data)
             messages.success(request, f"Version {version.number} registered; validating now.")
             return redirect(version)
+    uploads.ask_again_for_files(form, request)
     context = {"form": form, "model": model}
     status = 413 if refused else 200
     return render(request, "deployments/version_form.html", context, status=status)
@@ -124,8 +135,10 @@ def version_create(request, name):
 def version_detail(request, name, number):
     """The version page; for htmx polls, only its status panel."""
     version = _get_version(name, number)
+    can_request = can(request.user, "deployment.request")
     if request.htmx:
-        return render(request, "deployments/_version_status.html", {"version": version})
+        context = {"version": version, "can_request": can_request}
+        return render(request, "deployments/_version_status.html", context)
     return render(
         request,
         "deployments/version_detail.html",
@@ -134,7 +147,7 @@ def version_detail(request, name, number):
             "model": version.model,
             "events": version.events.select_related("actor"),
             "can_edit": can(request.user, "version.edit", version),
-            "can_request": can(request.user, "deployment.request"),
+            "can_request": can_request,
             "deployments": version.deployments.for_list()[:20],
         },
     )
@@ -186,24 +199,33 @@ def version_archive(request, name, number):
     return redirect(version)
 
 
+MAX_COMPARED = 8
+
+
 def version_compare(request, name):
-    """Two versions side by side: metrics with deltas, params that differ."""
+    """Versions side by side (?v=1&v=2&v=3, or ?a=&b=): metrics with their change from the
+    first one chosen, parameters that differ. Without a choice, the two newest."""
     model = _get_model(name)
-    numbers = list(model.versions.order_by("-number").values_list("number", flat=True)[:2])
-    a_number = _int_or(request.GET.get("a"), numbers[-1] if numbers else 0)
-    b_number = _int_or(request.GET.get("b"), numbers[0] if numbers else 0)
-    pair = {v.number: v for v in model.versions.filter(number__in=[a_number, b_number])}
-    a, b = pair.get(a_number), pair.get(b_number)
+    numbers = list(model.versions.order_by("-number").values_list("number", flat=True))
+    chosen = [_int_or(n, 0) for n in request.GET.getlist("v")] or [
+        _int_or(request.GET.get(key), default)
+        for key, default in (("a", numbers[1] if len(numbers) > 1 else 0),
+                             ("b", numbers[0] if numbers else 0))
+    ]  # fmt: skip
+    chosen = list(dict.fromkeys(n for n in chosen if n in numbers))[:MAX_COMPARED]
+    found = {v.number: v for v in model.versions.filter(number__in=chosen)}
+    versions = [found[n] for n in chosen]
     return render(
         request,
         "deployments/version_compare.html",
         {
             "model": model,
-            "a": a,
-            "b": b,
-            "all_numbers": model.versions.order_by("-number").values_list("number", flat=True),
-            "metric_rows": charts.metric_deltas(a, b) if a and b else [],
-            "param_rows": charts.param_diff(a, b) if a and b else [],
+            "versions": versions,
+            "all_numbers": numbers,
+            "chosen": chosen,
+            "metric_rows": charts.metric_table(versions) if len(versions) > 1 else [],
+            "param_rows": charts.param_table(versions) if len(versions) > 1 else [],
+            "max_compared": MAX_COMPARED,
         },
     )
 

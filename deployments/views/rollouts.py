@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
 from deployments import services
-from deployments.backends import public_settings
+from deployments.backends import backend_for, public_settings
 from deployments.choices import WAS_LIVE_STATES, DeploymentState
 from deployments.evidence import approval_evidence, target_health
 from deployments.filters import DeploymentFilter
@@ -156,6 +156,7 @@ def deployment_detail(request, pk):
             {"deployment": deployment, "log_lines": log_lines},
         )
     user = request.user
+    live = deployment.state == DeploymentState.SUCCEEDED
     return render(
         request,
         "deployments/deployment_detail.html",
@@ -172,6 +173,13 @@ def deployment_detail(request, pk):
             "can_roll_back": deployment.state == DeploymentState.SUCCEEDED
             and can(user, "deployment.rollback", deployment),
             "can_comment": can(user, "deployment.comment", deployment),
+            # The live one can be deployed again (a fresh server for the same version), the
+            # way out when its server died; the backend says whether it still serves.
+            "can_redeploy": live and can(user, "deployment.request"),
+            "server_status": backend_for(deployment.target).status(deployment) if live else "",
+            "can_try": live
+            and deployment.target.backend == "local"
+            and can(user, "deployment.try", deployment),
             "previous_good": services.previous_good_deployment(deployment)
             if deployment.state == DeploymentState.SUCCEEDED
             else None,
@@ -188,6 +196,9 @@ def deployment_action(request, pk, verb):
     if verb not in ACTIONS:
         raise Http404(f"No action {verb!r}.")
     deployment = _get_deployment(pk)
+    # A role that may never do this gets 403 (a viewer's POST); a refusal about this one
+    # deployment (not your request, your own request) comes back as a message below.
+    require(request.user, f"deployment.{verb}")
     form_class = {"comment": CommentForm, "cancel": ReasonForm, "rollback": ReasonForm}.get(
         verb, DecisionForm
     )
@@ -203,6 +214,28 @@ def deployment_action(request, pk, verb):
         return redirect(deployment)
     messages.success(request, SUCCESS[verb].format(d=deployment, r=result))
     return redirect(result if verb == "rollback" else deployment)
+
+
+@require_POST
+def deployment_try(request, pk):
+    """Send the typed instances to the live deployment's /predict; the answer replaces the
+    form's result box (htmx), or comes back as a message."""
+    deployment = _get_deployment(pk)
+    require(request.user, "deployment.try", deployment)
+    instances = request.POST.get("instances", "")
+    try:
+        result, error = services.try_predict(request.user, deployment, instances), ""
+    except (ValidationError, Conflict) as exc:
+        result, error = None, _message_of(exc)
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        else:
+            messages.info(request, f"/predict answered {result['status']}: {result['body']}")
+        return redirect(deployment)
+    context = {"result": result, "error": error}
+    # 200 even for a refusal: htmx swaps only 2xx answers, and the box says what went wrong.
+    return render(request, "deployments/_try_result.html", context)
 
 
 ACTIONS = {

@@ -126,6 +126,7 @@ rule("deployment.approve", OPERATORS, "approve deployments", _not_own_request, _
 rule("deployment.reject", OPERATORS, "reject deployments")
 rule("deployment.rollback", OPERATORS, "roll back deployments")
 rule("deployment.comment", AUTHORS, "comment on deployments")
+rule("deployment.try", AUTHORS, "try deployed models")
 rule("target.manage", OPERATORS, "manage targets")
 
 # Monitoring.

@@ -62,3 +62,17 @@ class SizeLimitUploadHandler(FileUploadHandler):
         setattr(self.request, ATTRIBUTE, limit_message())
         # Read no more of the body; what the next handlers got so far is discarded.
         raise StopUpload(connection_reset=True)
+
+
+def ask_again_for_files(form, request) -> None:
+    """A form shown again with errors comes back with its file inputs empty (a browser
+    cannot refill them): say so under each file field whose file arrived, naming it."""
+    if not form.errors:
+        return
+    for name, upload in request.FILES.items():
+        if name in form.fields and name not in form.errors:
+            form.add_error(
+                name,
+                f"Choose “{upload.name}” again: a browser cannot keep a chosen file "
+                "when the form comes back with an error.",
+            )

@@ -2,6 +2,7 @@
 (plotly.js is served locally)."""
 
 import plotly.graph_objects as go
+from django.utils.html import format_html
 
 from deployments.choices import DeploymentState
 from mlops_portal.core.figures import figure_html
@@ -25,6 +26,13 @@ SEVERITY_COLOURS = {
 
 
 def _html(figure, title: str, y_title: str = "", height: int = 260) -> str:
+    if not any(y for trace in figure.data for y in (trace.y or ())):
+        # Nothing but zeros and gaps: say so instead of drawing an empty frame.
+        return format_html(
+            '<div class="chart-empty text-muted text-center border rounded p-4">'
+            "<strong>{}</strong><br>No data in this range.</div>",
+            title,
+        )
     figure.update_layout(
         height=height,
         margin={"l": 50, "r": 10, "t": 36, "b": 30},

@@ -24,9 +24,13 @@ def write_history(iris, staging, production, alice, bob) -> None:
     ModelVersion.objects.filter(pk=v2.pk).update(created_at=now - timedelta(days=31))
     people = {"alice": alice, "bob": bob}
 
+    # Each rollout ran for its own time (the local backend takes 20 s to a few minutes).
+    run_times = iter((212, 48, 187, 63, 95, 141, 30, 76))
+
     def deploy(version, target, days_ago, end_state, wait_hours=1.0, **fields):
         return _deployment(version, target, now - timedelta(days=days_ago), end_state,
-                           timedelta(hours=wait_hours), people, **fields)  # fmt: skip
+                           timedelta(hours=wait_hours), timedelta(seconds=next(run_times)),
+                           people, **fields)  # fmt: skip
 
     deploy(v1, staging, 58, State.SUPERSEDED, wait_hours=0)
     deploy(v1, production, 56, State.SUPERSEDED, wait_hours=2)
@@ -49,11 +53,11 @@ def write_history(iris, staging, production, alice, bob) -> None:
     )  # fmt: skip
 
 
-def _deployment(version, target, created, end_state, wait, people, **fields):
-    """A deployment that was requested at `created`, approved after `wait`, ran 5 minutes
+def _deployment(version, target, created, end_state, wait, run, people, **fields):
+    """A deployment that was requested at `created`, approved after `wait`, ran for `run`
     and ended in `end_state`, with its timeline."""
     queued = created + wait
-    finished = queued + timedelta(minutes=5)
+    finished = queued + run
     approver = people["bob"] if wait else None
     deployment = Deployment.objects.create(
         version=version, target=target, state=end_state, requested_by=people["alice"],

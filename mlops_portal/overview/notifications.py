@@ -361,3 +361,22 @@ def send_daily_digests(now=None) -> int:
         )
         queued += notification is not None
     return queued
+
+
+def unread_count(user) -> int:
+    """How many notifications reached `user` since they last opened the notifications page
+    (one COUNT over `delivery_user_idx`)."""
+    seen = Profile.objects.filter(user=user).values_list("notifications_seen_at", flat=True)
+    rows = Delivery.objects.filter(user=user)
+    seen_at = seen.first()
+    return (rows.filter(created_at__gt=seen_at) if seen_at else rows).count()
+
+
+def mark_seen(user, now=None):
+    """The user has looked at their notifications: the bell starts counting again from
+    now. Returns when they had looked before (None: never), to mark what is new."""
+    now = now or timezone.now()
+    profile, _ = Profile.objects.get_or_create(user=user)
+    before = profile.notifications_seen_at
+    Profile.objects.filter(pk=profile.pk).update(notifications_seen_at=now)
+    return before

@@ -8,6 +8,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse, HttpResponseServerError, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template import loader
+from django.templatetags.static import static
 from django.utils import timezone
 from django.views import defaults
 from django.views.decorators.cache import never_cache
@@ -29,7 +30,7 @@ from mlops_portal.health import (
 )
 from mlops_portal.models import ApiToken, NotificationChannel, Profile
 from mlops_portal.overview import charts, dashboards, notifications, portal_metrics
-from mlops_portal.overview.changes import ChangeFilter, describe, feed
+from mlops_portal.overview.changes import ChangeFilter, feed, readable
 from mlops_portal.overview.forms import ApiTokenForm, ChannelForm, DashboardForm, EmailEventsForm
 from mlops_portal.overview.notifications import events_for
 from mlops_portal.overview.search import results, search, search_kind
@@ -160,6 +161,13 @@ def search_page(request):
     )
 
 
+@login_not_required
+def favicon(request):
+    """The icon for pages without an icon link (a print view, a file); resolved per
+    request, since the static manifest exists only after collectstatic."""
+    return redirect(static("mlops_portal/favicon.svg"))
+
+
 def change_feed(request):
     """Every change on record; each object's History link filters it to that object."""
     filters = ChangeFilter(request.GET, queryset=feed())
@@ -167,7 +175,7 @@ def change_feed(request):
     return render(
         request,
         "mlops_portal/changes.html",
-        {"filters": filters, "page": page, "entries": [describe(e) for e in page]},
+        {"filters": filters, "page": page, "entries": readable(page)},
     )
 
 
@@ -188,13 +196,20 @@ def notification_list(request):
                 services.set_email_events(request.user, form.cleaned_data["events"])
                 messages.success(request, "Saved: you get these events by email.")
                 return redirect("notification-list")
+    seen_before = notifications.mark_seen(request.user)  # the bell's count starts again
     show_all = request.GET.get("all") == "1" and notifications.sees_every_delivery(request.user)
     deliveries = notifications.deliveries_for(request.user, everyone=show_all)
     page = Paginator(deliveries, 25).get_page(request.GET.get("page"))
     return render(
         request,
         "mlops_portal/notifications.html",
-        {"form": form, "page": page, "show_all": show_all, "uses_defaults": chosen is None},
+        {
+            "form": form,
+            "page": page,
+            "show_all": show_all,
+            "uses_defaults": chosen is None,
+            "seen_before": seen_before,
+        },
     )
 
 

@@ -6,6 +6,8 @@ import pytest
 from playwright.sync_api import expect
 
 from deployments import services as deploy
+from deployments.choices import DeploymentState
+from deployments.models import Deployment
 from docs_app import services as docs
 from mlops_portal.core.roles import Role
 from tests.factories import UserFactory, register_iris_version, validated
@@ -61,7 +63,17 @@ def test_charts_diagrams_swagger_and_the_metric_picker_work_under_the_policy(
     alice = UserFactory(username="alice", role=Role.DATA_SCIENTIST)
     iris = deploy.create_model(alice, name="iris", team="botany")
     for accuracy, f1 in ((0.9, 0.8), (0.95, 0.85)):
-        validated(register_iris_version(alice, iris, metrics={"accuracy": accuracy, "f1": f1}))
+        version = validated(
+            register_iris_version(alice, iris, metrics={"accuracy": accuracy, "f1": f1})
+        )
+    # One production deployment, so the dashboards have data to draw (empty ones say so).
+    bob = UserFactory(username="bob", role=Role.MLOPS_ENGINEER)
+    production = deploy.create_target(bob, name="iris-production", environment="production")
+    live = deploy.request_deployment(alice, version=version, target=production, reason="go")
+    deploy.approve_deployment(bob, live)
+    Deployment.objects.filter(pk=live.pk).update(state=DeploymentState.RUNNING)
+    live.refresh_from_db()
+    deploy.complete_deployment(live, "http://127.0.0.1:9")
     runbook = docs.create_page(
         alice, title="Iris runbook", body="```mermaid\ngraph LR\n  Client --> Model\n```\n"
     )
@@ -70,7 +82,8 @@ def test_charts_diagrams_swagger_and_the_metric_picker_work_under_the_policy(
 
     page.goto(f"{live_server.url}/dashboards/")
     expect(page.locator(".js-plotly-plot svg.main-svg").first).to_be_visible(timeout=DRAWN)
-    assert page.locator(".js-plotly-plot").count() == 8
+    # Eight charts, each drawn or saying its range has no data.
+    assert page.locator(".js-plotly-plot").count() + page.locator(".chart-empty").count() == 8
 
     page.goto(f"{live_server.url}/models/iris/")
     chart = page.get_by_test_id("metric-chart")

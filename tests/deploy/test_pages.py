@@ -179,3 +179,78 @@ def test_the_approval_page_shows_open_incidents_and_asks_for_an_override(
     client.post(f"/deployments/{deployment.pk}/approve/", {"override_reason": "It is the fix"})
     deployment.refresh_from_db()
     assert deployment.state == State.QUEUED
+
+
+def test_a_live_version_whose_server_died_is_redeployed_from_its_page(
+    client, alice, bob, carol, ready_version, staging
+):
+    live = make_live(alice, bob, ready_version, staging)  # no model server runs for it
+    client.force_login(alice)
+    html = client.get(f"/deployments/{live.pk}/").content.decode()
+    assert "The model server is not running" in html
+    form = html.split('data-testid="redeploy"')[1].split("</form>")[0]
+    reason = form.split('name="reason"')[1].split(">")[1].split("<")[0]
+    response = client.post(
+        "/deployments/new/",
+        {"version": ready_version.pk, "target": staging.pk, "reason": reason},
+    )
+    again = Deployment.objects.latest("pk")
+    assert response["Location"] == f"/deployments/{again.pk}/"
+    assert (again.version, again.target, again.requested_by) == (ready_version, staging, alice)
+    assert again.reason == "Redeploy: the model server stopped."
+    client.force_login(carol)  # a viewer gets no such form
+    assert 'data-testid="redeploy"' not in client.get(f"/deployments/{live.pk}/").content.decode()
+
+
+@pytest.fixture
+def model_server():
+    """A stand-in for the model server on 127.0.0.1: answers /predict with one 0 per row,
+    and records what it was sent."""
+    import http.server
+    import json
+    import threading
+
+    received = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append((self.path, body))
+            answer = json.dumps({"predictions": [0] * len(body["instances"])}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server.url, server.received = f"http://127.0.0.1:{server.server_port}", received
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_predict_is_tried_from_the_deployment_page(
+    client, alice, bob, carol, ready_version, staging, model_server
+):
+    live = make_live(alice, bob, ready_version, staging)
+    Deployment.objects.filter(pk=live.pk).update(endpoint=model_server.url)
+    client.force_login(alice)
+    page = client.get(f"/deployments/{live.pk}/").content.decode()
+    assert f"Try it: POST {model_server.url}/predict" in page
+    htmx = {"HX-Request": "true"}
+    answer = client.post(f"/deployments/{live.pk}/try/", {"instances": "[[5.1, 3.5, 1.4, 0.2]]"},
+                         headers=htmx).content.decode()  # fmt: skip
+    assert "HTTP 200" in answer and "&quot;predictions&quot;: [\n    0\n  ]" in answer
+    assert model_server.received == [("/predict", {"instances": [[5.1, 3.5, 1.4, 0.2]]})]
+    bad = client.post(f"/deployments/{live.pk}/try/", {"instances": "[[1, 2"}, headers=htmx)
+    assert "Not valid JSON" in bad.content.decode() and len(model_server.received) == 1
+    client.force_login(carol)  # a viewer: no form, and the URL refuses
+    viewer_page = client.get(f"/deployments/{live.pk}/").content.decode()
+    assert 'data-testid="try-predict"' not in viewer_page
+    assert client.post(f"/deployments/{live.pk}/try/", {"instances": "[[1.0]]"}).status_code == 403
+    assert len(model_server.received) == 1

@@ -14,7 +14,7 @@ from mlops_portal.choices import NotificationEvent
 from mlops_portal.core.errors import Conflict
 from mlops_portal.models import Delivery
 from mlops_portal.overview import notifications
-from tests.factories import register_iris_version
+from tests.factories import register_iris_version, validated
 
 RUN = "deployments.tasks.run_deployment_task"
 
@@ -289,3 +289,27 @@ def test_an_open_sev2_on_a_production_target_blocks_approval_without_an_override
     override = deployment.events.get(kind="override")
     assert "The fix is this version." in override.message and override.actor == bob
     assert deploy_jobs(outbox_jobs) == [deployment.pk]
+
+
+def go_live(deployment):
+    """What the deploy job does once the backend serves: mark it running, then live."""
+    Deployment.objects.filter(pk=deployment.pk).update(state=State.RUNNING)
+    deployment.refresh_from_db()
+    services.complete_deployment(deployment, f"http://127.0.0.1:{deployment.pk}")
+    deployment.refresh_from_db()
+    return deployment
+
+
+def test_a_rollback_never_offers_to_roll_back_to_the_version_it_replaced(
+    alice, bob, iris, ready_version, second_version, staging
+):
+    third = validated(register_iris_version(alice, iris, metrics={"accuracy": 0.97}))
+    for version in (ready_version, second_version, third):
+        live = go_live(request(alice, version, staging))
+    rollback = go_live(services.rollback_deployment(bob, live, reason="Errors spiked."))
+    assert rollback.version == second_version
+
+    # v3 was just rolled back: the rollback's own "previous good" is v1, not v3 again.
+    assert services.previous_good_deployment(rollback).version == ready_version
+    again = go_live(services.rollback_deployment(bob, rollback, reason="Still bad."))
+    assert again.version == ready_version

@@ -290,3 +290,17 @@ def test_an_api_patch_of_the_body_alone_keeps_title_tags_links_and_parent(
     # And `parent: null` is a change sent: the page moves to the top.
     moved = api.patch(url, {"parent": None, "base_revision": 3}, format="json")
     assert moved.json()["parent"] is None and Page.objects.get(pk=page.pk).body.startswith("Root")
+
+
+def test_a_link_to_a_missing_page_offers_writers_to_create_it(client, alice, carol):
+    from docs_app import services as docs
+
+    docs.create_page(alice, title="Iris runbook", body="See [[on-call-rota]] and [[iris-runbook]].")
+    client.force_login(alice)
+    html = client.get("/docs/iris-runbook/").content.decode()
+    offer = html.split('data-testid="missing-pages"')[1].split("</div>")[0]
+    assert 'href="/docs/new/?slug=on-call-rota"' in offer and "iris-runbook" not in offer
+    form = client.get("/docs/new/?slug=on-call-rota").context["form"]
+    assert (form["slug"].value(), form["title"].value()) == ("on-call-rota", "On call rota")
+    client.force_login(carol)  # a viewer may not write: no offer
+    assert 'data-testid="missing-pages"' not in client.get("/docs/iris-runbook/").content.decode()

@@ -402,3 +402,26 @@ def test_only_engineers_add_channels_from_the_page(client, alice, bob):
     assert NotificationChannel.objects.exists()
     history = client.get("/changes/").content.decode()
     assert "#ml" in history and "chat.example" not in history and SECRET not in history
+
+
+def test_the_navbar_bell_counts_unread_notifications_until_the_page_is_opened(client, alice, bob):
+    from mlops_portal.models import Notification
+
+    client.force_login(alice)
+    assert "unread</span>" not in client.get("/models/").content.decode()
+    for number in (1, 2):
+        notice = Notification.objects.create(event="deployment.failed", key=f"k{number}",
+                                             title=f"Deployment #{number} failed")  # fmt: skip
+        Delivery.objects.create(notification=notice, user=alice, medium="email",
+                                address="alice@example.com")  # fmt: skip
+        Delivery.objects.create(notification=notice, user=bob, medium="email",
+                                address="bob@example.com")  # fmt: skip
+    html = client.get("/models/").content.decode()
+    assert 'aria-label="Notifications, 2 unread"' in html
+    assert '2<span class="visually-hidden"> unread</span>' in html
+    page = client.get("/notifications/").content.decode()
+    assert page.count('data-testid="new"') == 2  # what the bell counted is marked new
+    assert 'aria-label="Notifications, 0 unread"' in client.get("/models/").content.decode()
+    assert client.get("/notifications/").content.decode().count('data-testid="new"') == 0
+    client.force_login(bob)  # bob has not looked yet
+    assert 'aria-label="Notifications, 2 unread"' in client.get("/models/").content.decode()

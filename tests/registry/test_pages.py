@@ -130,6 +130,19 @@ def test_the_version_page_polls_until_the_version_is_final(alice_client, alice, 
     final = alice_client.get(version.get_absolute_url(), headers={"HX-Request": "true"})
     assert "hx-trigger" not in final.content.decode()
     assert "Ready" in final.content.decode()
+    # The poll that shows "Ready" brings "Request deployment" with it: no reload needed.
+    assert "Request deployment" not in html
+    assert "Request deployment</a>" in final.content.decode()
+
+
+def test_a_viewer_polling_a_ready_version_gets_no_request_button(client, carol, alice, churn):
+    from tests.factories import validated
+
+    version = validated(register_iris_version(alice, churn))
+    client.force_login(carol)
+    partial = client.get(version.get_absolute_url(), headers={"HX-Request": "true"})
+    assert "Ready" in partial.content.decode()
+    assert "Request deployment" not in partial.content.decode()
 
 
 def test_the_compare_page_shows_metric_deltas_and_changed_params(alice_client, alice, churn):
@@ -137,10 +150,24 @@ def test_the_compare_page_shows_metric_deltas_and_changed_params(alice_client, a
     register_iris_version(alice, churn, metrics={"auc": 0.85}, params={"depth": 5, "lr": 0.1})
     response = alice_client.get("/models/churn/compare/?a=1&b=2")
     rows = {row["name"]: row for row in response.context["metric_rows"]}
-    assert rows["auc"]["delta"] == pytest.approx(0.05)
+    assert rows["auc"]["cells"][1]["delta"] == pytest.approx(0.05)
     params = {row["name"]: row["changed"] for row in response.context["param_rows"]}
     assert params == {"depth": True, "lr": False}
     assert "+0.05" in response.content.decode()
+
+
+def test_the_compare_page_takes_more_than_two_versions(alice_client, alice, churn):
+    for auc, depth in ((0.80, 3), (0.85, 5), (0.78, 3)):
+        register_iris_version(alice, churn, metrics={"auc": auc}, params={"depth": depth})
+    response = alice_client.get("/models/churn/compare/?v=3&v=1&v=2")
+    assert [v.number for v in response.context["versions"]] == [3, 1, 2]  # v3 the baseline
+    (auc,) = response.context["metric_rows"]
+    deltas = [cell["delta"] for cell in auc["cells"]]
+    assert deltas[0] is None and deltas[1:] == [pytest.approx(0.02), pytest.approx(0.07)]
+    html = response.content.decode()
+    assert "v3 (baseline)" in html and "+0.07" in html and "differs" in html
+    for n in (1, 2, 3):
+        assert f'name="v" value="{n}" id="compare-v{n}" checked' in html
 
 
 def test_editing_and_archiving_a_version(alice_client, alice, churn):
@@ -165,3 +192,28 @@ def test_the_description_is_rendered_as_sanitised_markdown(alice_client, alice, 
     assert "<strong>bold</strong>" in page
     assert "<script>alert(1)</script>" not in page
     assert 'href="javascript:' not in page
+
+
+def test_the_model_page_says_where_each_version_is_live_now(alice_client, alice, bob, churn):
+    from deployments.choices import DeploymentState
+    from deployments.models import Deployment
+    from tests.factories import validated
+
+    v1, v2 = (validated(register_iris_version(alice, churn)) for _ in range(2))
+    for version, name in ((v1, "churn-production"), (v2, "churn-staging")):
+        target = services.create_target(bob, name=name, environment="staging")
+        deployment = services.request_deployment(alice, version=version, target=target, reason="x")
+        Deployment.objects.filter(pk=deployment.pk).update(state=DeploymentState.SUCCEEDED)
+
+    def count():
+        with CaptureQueriesContext(connection) as queries:
+            html = alice_client.get("/models/churn/").content.decode()
+        return len(queries), html
+
+    few, html = count()
+    assert "v1 on churn-production" in html and "v2 on churn-staging" in html
+    cells = html.split('data-testid="live-on"')[1:]
+    assert "live on churn-staging" in cells[0] and "live on churn-production" in cells[1]
+    validated(register_iris_version(alice, churn))  # a third version, live nowhere
+    many, html = count()
+    assert many == few and html.split('data-testid="live-on"')[1].count("live on") == 0

@@ -242,7 +242,11 @@ def test_validation_of_a_deleted_version_is_a_quiet_no_op(db):
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
-        ({"artifact": ContentFile(b"not a pickle", name="model.joblib")}, "Could not load"),
+        (
+            {"artifact": ContentFile(b"not a pickle", name="model.joblib")},
+            "the file is not a model saved with joblib or pickle",
+        ),
+        ({"artifact": ContentFile(b"\x80\x04", name="model.joblib")}, "ends too early"),
         ({"sample_input": [[1.0, 2.0]]}, "expects 4 features per row, got 2"),
     ],
 )

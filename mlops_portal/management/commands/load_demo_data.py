@@ -42,11 +42,17 @@ class Command(BaseCommand):
         if not Target.objects.exists():
             with acting_as(users["bob"]):
                 self.create_targets_and_deployments(users["alice"], users["bob"])
-        self.stdout.write(
-            f"Demo data: {created} new models and eight weeks of deployment history; "
-            "iris-classifier v2 deploys to iris-staging when the worker starts, and v3 waits "
-            "for approval on iris-production."
-        )
+            self.stdout.write(
+                f"Demo data: {created} new models and eight weeks of deployment history; "
+                "iris-classifier v2 deploys to iris-staging when the worker starts, and v3 "
+                "waits for approval on iris-production."
+            )
+        else:
+            # A re-run changes nothing that exists: say so, not what the first run did.
+            self.stdout.write(
+                f"Demo data already loaded ({created} new models); the portal keeps its "
+                "state from the last run."
+            )
         self.stdout.write(
             "Demo users (password): "
             + ", ".join(
