@@ -439,6 +439,23 @@ def s3_server():
         server.stop()
 
 
+@contextlib.contextmanager
+def mlflow_pointed_at(tracking_uri: str, registry_uri: str | None = None):
+    """The in-process mlflow client's tracking (and registry) URI set for a block, then put
+    back as they were: mlflow keeps them in module globals that outlive a test, so a URI
+    left behind (or reset to "") sends later tests to a local ./mlruns file store."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(registry_uri or tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+
+
 @pytest.fixture(scope="session")
 def mlflow_tracking_server(tmp_path_factory):
     """A real `mlflow server` (its own virtualenv, .venv-mlflow) on a free 127.0.0.1 port,

@@ -97,10 +97,19 @@ def readable(entries) -> list[dict]:
                 _shown(model, name, new, names),
             )
             for name, (old, new) in row["changes"].items()
-            if old != new and not (creating and new in EMPTY)
+            if old != new and not (creating and _says_nothing(model, name, new))
         ]
         rows.append(row)
     return rows
+
+
+def _says_nothing(model, name, value) -> bool:
+    """Whether a created row's recorded `value` is nothing or the field's default (a new
+    version's MLflow stage "None", say): such rows are left out of a creation."""
+    if value in EMPTY:
+        return True
+    field = _field(model, name)
+    return bool(field and field.has_default() and field.choices and value == field.get_default())
 
 
 def kind_name(content_type) -> str:

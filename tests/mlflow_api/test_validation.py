@@ -8,19 +8,19 @@ from mlflow.exceptions import MlflowException
 
 from deployments.choices import VersionStatus
 from deployments.models import ModelVersion
+from tests.conftest import mlflow_pointed_at
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 def test_register_model_waits_until_the_worker_validated_it(
-    celery_worker_process, alice, mlflow_for, artifact_server, live_server, monkeypatch
+    celery_worker_process, alice, mlflow_for, artifact_server, live_server
 ):
     mlflow_for(alice)  # the token in the environment
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", live_server.url)
-    monkeypatch.setenv("MLFLOW_REGISTRY_URI", live_server.url)
-    version = mlflow.register_model(
-        f"{artifact_server}/model.joblib", "churn", await_registration_for=60
-    )
+    with mlflow_pointed_at(live_server.url):
+        version = mlflow.register_model(
+            f"{artifact_server}/model.joblib", "churn", await_registration_for=60
+        )
     assert version.version == "1"
     row = ModelVersion.objects.get(model__name="churn", number=1)
     assert row.status == VersionStatus.READY

@@ -2,7 +2,6 @@
 runs:/ and mlflow-artifacts:/ (a real `mlflow server`), file:// under configured roots.
 Every fetch obeys the network policy, the size limit, and records the SHA-256."""
 
-import os
 import shutil
 
 import mlflow
@@ -13,6 +12,7 @@ from deployments import services
 from deployments.choices import Flavor, VersionStatus
 from deployments.demo import churn_data
 from deployments.serving.loading import path_digest
+from tests.conftest import mlflow_pointed_at
 from tests.factories import iris_artifact, lightgbm_model_folder, lightgbm_zip, validated
 from tests.registry.test_artifact_policy import METADATA_REFUSED
 
@@ -42,10 +42,7 @@ def logged_run(mlflow_tracking_server, tmp_path_factory):
     )
     folder = tmp_path_factory.mktemp("exported") / "model"
     mlflow.lightgbm.save_model(booster, str(folder), input_example=frame.head(2))
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(mlflow_tracking_server)
-    try:
-        with mlflow.start_run() as run:
+    with mlflow_pointed_at(mlflow_tracking_server), mlflow.start_run() as run:
             logged = mlflow.lightgbm.log_model(
                 booster,
                 name="model",
@@ -53,8 +50,6 @@ def logged_run(mlflow_tracking_server, tmp_path_factory):
                 input_example=frame.head(3),
             )
             mlflow.log_artifacts(str(folder), artifact_path="exported")
-    finally:
-        mlflow.set_tracking_uri(previous or "")
     return run.info.run_id, f"{run.info.artifact_uri}/exported", logged.model_id
 
 
