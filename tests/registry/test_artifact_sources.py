@@ -43,13 +43,13 @@ def logged_run(mlflow_tracking_server, tmp_path_factory):
     folder = tmp_path_factory.mktemp("exported") / "model"
     mlflow.lightgbm.save_model(booster, str(folder), input_example=frame.head(2))
     with mlflow_pointed_at(mlflow_tracking_server), mlflow.start_run() as run:
-            logged = mlflow.lightgbm.log_model(
-                booster,
-                name="model",
-                signature=infer_signature(frame, booster.predict(frame)),
-                input_example=frame.head(3),
-            )
-            mlflow.log_artifacts(str(folder), artifact_path="exported")
+        logged = mlflow.lightgbm.log_model(
+            booster,
+            name="model",
+            signature=infer_signature(frame, booster.predict(frame)),
+            input_example=frame.head(3),
+        )
+        mlflow.log_artifacts(str(folder), artifact_path="exported")
     return run.info.run_id, f"{run.info.artifact_uri}/exported", logged.model_id
 
 
