@@ -27,9 +27,16 @@ export METRICS_ALLOWED_NETWORKS="${METRICS_ALLOWED_NETWORKS:-127.0.0.1/32,::1/12
 export PROMETHEUS_MULTIPROC_DIR="${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/prometheus/run}"
 rm -rf "$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 
+# The demo's MLflow model is saved under this folder and registered by its file:// URI.
+DEMO_MODELS_DIR="${VAR_DIR:-$PWD/var}/demo-models"
+export ARTIFACT_FILE_ROOTS="${ARTIFACT_FILE_ROOTS:-$DEMO_MODELS_DIR}"
+
 "$PY" manage.py migrate --noinput -v 0
 "$PY" manage.py collectstatic --noinput -v 0
 "$PY" manage.py load_demo_data
+
+# The stock MLflow client registers one more model, as a team would, once the web answers.
+"$PY" manage.py register_mlflow_demo "http://${PORTAL_BIND:-127.0.0.1:8000}" --folder "$DEMO_MODELS_DIR" &
 
 echo "Serving the portal at http://${PORTAL_BIND:-127.0.0.1:8000}/ (Ctrl-C stops web, workers, beat and the outbox relay)"
 exec .venv/bin/honcho start -f Procfile
