@@ -56,7 +56,7 @@ def test_the_rates_are_counted_in_the_shared_redis_cache(settings, alice):
     caches["default"].clear()
     api = token_client(alice, "redis")
     assert [api.get("/api/v1/models/").status_code for _ in range(3)] == [200, 200, 429]
-    # Atomic increments in Redis itself (one pipelined round trip), with the window's expiry.
+    # Atomic increments in Redis itself (one script, one round trip), with the window's expiry.
     raw = redis.Redis.from_url(settings.REDIS_URL)
     (key,) = raw.keys("throttle-test:*throttle:token:*")
     assert (raw.get(key), 0 < raw.ttl(key) <= 61) == (b"3", True)
