@@ -479,7 +479,7 @@ def cache_settings(url: str) -> dict:
     if url.startswith(("redis://", "rediss://")):
         # Short timeouts: a throttle that waits on a dead Redis holds the request up.
         options = {"socket_connect_timeout": 2, "socket_timeout": 2}
-        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url,
+        return {"BACKEND": "mlops_portal.core.cache.RedisCache", "LOCATION": url,
                 "KEY_PREFIX": "portal", "OPTIONS": options}  # fmt: skip
     if url.startswith("file://"):
         return {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",

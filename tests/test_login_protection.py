@@ -166,7 +166,7 @@ def redis_cache(settings):
     prefix = f"test-{uuid.uuid4().hex[:8]}"
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "mlops_portal.core.cache.RedisCache",
             "LOCATION": settings.REDIS_URL,
             "KEY_PREFIX": prefix,
         }
@@ -196,7 +196,7 @@ def test_with_the_cache_down_tokens_are_still_checked_not_throttled(
 ):
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "mlops_portal.core.cache.RedisCache",
             "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens on port 1
             "OPTIONS": {"socket_connect_timeout": 0.5},
         }

@@ -45,7 +45,7 @@ def test_a_user_over_its_rate_gets_429_on_every_token_and_its_session(settings, 
 def test_the_rates_are_counted_in_the_shared_redis_cache(settings, alice):
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "mlops_portal.core.cache.RedisCache",
             "LOCATION": settings.REDIS_URL,
             "KEY_PREFIX": "throttle-test",
         }
@@ -66,7 +66,7 @@ def test_the_rates_are_counted_in_the_shared_redis_cache(settings, alice):
 def test_the_rate_limit_fails_open_when_the_cache_is_down(settings, alice):
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "mlops_portal.core.cache.RedisCache",
             "LOCATION": "redis://127.0.0.1:1/0",
             "OPTIONS": {"socket_connect_timeout": 0.2},
         }
