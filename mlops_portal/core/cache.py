@@ -1,8 +1,8 @@
-"""Django's Redis cache, with one redis-py client per connection pool kept for the life of
-the process. Django's RedisCacheClient builds a new `redis.Redis` (about 170 response
-callbacks) for every cache call; under the API that cost more CPU per request than the
-round trip itself (the token failure check and the rate limits each make one). A client is
-thread-safe, and the pool under it reconnects after a fork, as before."""
+"""Django's Redis cache, with one redis-py client per server kept for the life of the
+process, where Django's RedisCacheClient builds a new `redis.Redis` for every cache call.
+Measured with bench/instructions.py the saving is small (the token failure check's one
+GET per API request); the rate limits keep their own script (core/api/throttling.py). A
+client is thread-safe, and the pool under it reconnects after a fork, as before."""
 
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient

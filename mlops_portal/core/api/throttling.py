@@ -97,9 +97,9 @@ def increment(keys: list[tuple[str, int]]) -> list[int]:
 
 
 def redis_script(cache: RedisCache):
-    """The increment script on a client kept with the cache object: Django's RedisCache
-    builds a new client (with ~170 response callbacks) on every call, which cost more CPU
-    than the round trip. The connection pool under it is the cache's own, fork-safe."""
+    """The increment script, registered once per cache object. A client and a pipeline built
+    per request cost more than the round trip: 10.2 M → 8.4 M instructions for one API GET
+    (bench/instructions.py "get one version"). The connection pool is the cache's own."""
     script = getattr(cache, "_throttle_increment", None)
     if script is None:
         client = cache._cache.get_client(None, write=True)
