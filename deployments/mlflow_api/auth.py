@@ -9,9 +9,11 @@ from django.contrib.auth import authenticate
 from rest_framework.exceptions import Throttled
 
 from deployments.mlflow_api.errors import MlflowError
+from mlops_portal.choices import TokenScope
 from mlops_portal.core import security_log
 from mlops_portal.core.api.authentication import TokenFailureThrottle
-from mlops_portal.core.tokens import authenticate_token
+from mlops_portal.core.api.permissions import TokenScope as TokenScopePermission
+from mlops_portal.core.tokens import TokenExpired, authenticate_token
 
 
 def request_user(request):
@@ -35,12 +37,29 @@ def _token_user(request, secret: str):
         throttle.check()
     except Throttled as refused:
         raise MlflowError("REQUEST_LIMIT_EXCEEDED", str(refused.detail)) from None
-    user = authenticate_token(secret) if secret else None
+    try:
+        user = authenticate_token(secret) if secret else None
+    except TokenExpired as expired:  # the same answer as /api/v1/ gives
+        _token_failed(request, throttle, "expired")
+        raise MlflowError(
+            "UNAUTHENTICATED",
+            f"This token expired at {expired.args[0]:%Y-%m-%d %H:%M} UTC; create a new one.",
+        ) from None
     if user is None:
-        throttle.record_failure()
-        security_log.token_failed(request, "invalid")
+        _token_failed(request, throttle, "invalid")
         raise MlflowError("UNAUTHENTICATED", "Invalid or revoked token.")
     return user
+
+
+def _token_failed(request, throttle, reason: str) -> None:
+    throttle.record_failure()
+    security_log.token_failed(request, reason)
+
+
+def refuse_read_only_token(user) -> None:
+    """A write with a read-only token is refused here as in /api/v1/ (TokenScope)."""
+    if getattr(user, "token_scope", None) == TokenScope.READ:
+        raise MlflowError("PERMISSION_DENIED", TokenScopePermission.message)
 
 
 def _password_user(request, encoded: str):

@@ -337,6 +337,7 @@ def endpoint(request, path: str):
         request.user = auth.request_user(request)
         handler, action = route
         if action is not None:
+            auth.refuse_read_only_token(request.user)
             require(request.user, action)
         params = Params(request)
         if action is None:  # a read: no transaction, no BEGIN/COMMIT round trips

@@ -43,6 +43,32 @@ def test_a_bad_token_is_401():
 
 
 @pytest.mark.django_db
+def test_a_read_only_token_reads_but_may_not_write(alice):
+    _, secret = tokens.create_token(alice, "read", scope="read")
+    client = Client(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert client.get(f"{API}/registered-models/search").status_code == 200
+    refused = post(client, "registered-models/create", {"name": "churn"})
+    assert (refused.status_code, refused.json()["error_code"]) == (403, "PERMISSION_DENIED")
+    assert "read-only" in refused.json()["message"]
+    assert not RegisteredModel.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_expired_token_is_401_not_a_crash(alice):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    token, secret = tokens.create_token(
+        alice, "soon", expires_at=timezone.now() + timedelta(hours=1)
+    )
+    token.__class__.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(1))
+    response = Client(HTTP_AUTHORIZATION=f"Bearer {secret}").get(f"{API}/registered-models/search")
+    assert (response.status_code, response.json()["error_code"]) == (401, "UNAUTHENTICATED")
+    assert "expired" in response.json()["message"]
+
+
+@pytest.mark.django_db
 def test_basic_auth_with_the_portal_password_acts_as_the_user(alice):
     response = post(basic_client("alice", PASSWORD), "registered-models/create", {"name": "churn"})
     assert response.status_code == 200
