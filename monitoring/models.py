@@ -447,3 +447,44 @@ class AlertRule(models.Model):
     @property
     def condition(self) -> str:
         return f"{self.metric} {self.comparison} {self.threshold:g} for {self.for_minutes} min"
+
+
+class LoggedPrediction(models.Model):
+    """One row of a request the model server sampled (PREDICTION_SAMPLE_RATE) into the
+    prediction log, collected from it by the worker. The drift job compares the features of
+    a version's recent rows with its reference data; feedback fills in `label`, and the
+    live-quality job compares labels with predictions."""
+
+    id = models.BigAutoField(primary_key=True)
+    deployment = models.ForeignKey(
+        "deployments.Deployment", on_delete=models.CASCADE, related_name="logged_predictions"
+    )
+    version = models.ForeignKey(
+        "deployments.ModelVersion", on_delete=models.CASCADE, related_name="logged_predictions"
+    )  # the deployment's, copied so the version's drift and quality jobs need no join
+    prediction_id = models.CharField(max_length=64)  # what the server returned to the caller
+    row = models.PositiveIntegerField(default=0)  # the row's index in its request
+    logged_at = models.DateTimeField()
+    features = models.JSONField()  # the row's input values, in the model's column order
+    prediction = models.JSONField()  # the model's output for the row
+    label = models.JSONField(null=True, blank=True)  # the ground truth, from feedback
+    labelled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["logged_at", "pk"]
+        constraints = [
+            # Collecting is at-least-once; the second copy of a row is dropped.
+            models.UniqueConstraint(
+                fields=["prediction_id", "row"], name="logged_prediction_unique_row"
+            )
+        ]
+        indexes = [
+            # Drift and live quality: one version's rows in a time window.
+            models.Index(fields=["version", "logged_at"], name="logged_prediction_version_idx"),
+            models.Index(fields=["deployment", "logged_at"], name="logged_prediction_deploy_idx"),
+            # Retention: the oldest rows first.
+            models.Index(fields=["logged_at"], name="logged_prediction_age_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.prediction_id}[{self.row}]"
