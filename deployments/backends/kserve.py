@@ -26,7 +26,7 @@ from kubernetes import config as kube_config
 from kubernetes import watch as kube_watch
 from kubernetes.config.config_exception import ConfigException
 
-from deployments import storage
+from deployments import steps, storage
 from deployments.backends import DeployBackend, DeployError, Outcome, SettingSpec
 from deployments.choices import Flavor
 
@@ -124,6 +124,7 @@ class KServeBackend(DeployBackend):
             if not record_state(deployment, state, running_only=True):
                 restore(cluster, replaced)
                 raise DeployError("The deployment ended while its InferenceService was applied.")
+            steps.reached("server_started")
             ready = self.wait_until_ready(cluster, applied["metadata"]["generation"], log)
         url = ready["status"]["url"]
         log(f"InferenceService {cluster} is Ready at {url}.")
@@ -382,7 +383,9 @@ class Cluster:
 
 def credential_errors(cleaned: dict) -> list[str]:
     if cleaned.get("in_cluster"):
-        return ["Give either kubeconfig or in_cluster, not both."] if "kubeconfig" in cleaned else []
+        return (
+            ["Give either kubeconfig or in_cluster, not both."] if "kubeconfig" in cleaned else []
+        )
     if "kubeconfig" not in cleaned:
         return ["kubeconfig is required (or set in_cluster to true inside the cluster)."]
     try:
@@ -430,7 +433,9 @@ def manifest(cluster, owner_id, spec: dict) -> dict:
 def spec_patch(current: dict, owner_id, spec: dict) -> dict:
     """The merge patch that makes `current`'s spec `spec` and names its owner."""
     return {
-        "metadata": {"annotations": {OWNER_ANNOTATION: None if owner_id is None else str(owner_id)}},
+        "metadata": {
+            "annotations": {OWNER_ANNOTATION: None if owner_id is None else str(owner_id)}
+        },
         "spec": merge_diff(current.get("spec", {}), spec),
     }
 

@@ -170,7 +170,9 @@ class KubeStandIn(http.server.ThreadingHTTPServer):
         with self.changed:
             if (namespace, name) in self.objects:
                 return 409, status_body(
-                    409, "AlreadyExists", f'inferenceservices.serving.kserve.io "{name}" already exists'
+                    409,
+                    "AlreadyExists",
+                    f'inferenceservices.serving.kserve.io "{name}" already exists',
                 )
             obj = copy.deepcopy(body)
             obj.pop("status", None)  # status is a subresource: writes to it are ignored
@@ -306,6 +308,7 @@ def not_found(name: str) -> dict:
 
 class Handler(http.server.BaseHTTPRequestHandler):
     server: KubeStandIn
+    protocol_version = "HTTP/1.1"  # keep-alive, and chunked watch streams as the real one
 
     def do_GET(self):
         self.route("GET")
@@ -343,7 +346,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.answer(*self.server.create(namespace, body))
         if verb == "PATCH" and name is not None:
             if self.headers.get("Content-Type") != "application/merge-patch+json":
-                return self.answer(415, status_body(415, "UnsupportedMediaType", "merge patch only"))
+                return self.answer(
+                    415, status_body(415, "UnsupportedMediaType", "merge patch only")
+                )
             return self.answer(*self.server.patch(namespace, name, body))
         return self.answer(405, status_body(405, "MethodNotAllowed", verb))
 
@@ -359,7 +364,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.answer(200, {"kind": "InferenceServiceList", "items": items})
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        self.close_connection = True
         deadline = time.monotonic() + float(query.get("timeoutSeconds", "30"))
         key = (namespace, selected)
         seen = None
@@ -378,12 +385,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     event = {"type": "DELETED", "object": deleted}
                 seen = version
                 line = json.dumps(event).encode() + b"\n" if event else b""
-            if line:
-                try:
-                    self.wfile.write(line)
-                    self.wfile.flush()
-                except OSError:
-                    return
+            if line and not self.chunk(line):
+                return
+        self.chunk(b"")  # the last chunk: the watch ends
+
+    def chunk(self, data: bytes) -> bool:
+        try:
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+            self.wfile.flush()
+        except OSError:
+            return False
+        return True
 
     def body(self):
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))

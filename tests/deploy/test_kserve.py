@@ -3,11 +3,14 @@ the official client creates, patches and watches a real InferenceService resourc
 and every manifest it sends is validated against the CRD's schema from KServe v0.20.0."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.test import override_settings
+from django.utils import timezone
 
-from deployments import services, storage
+from deployments import services, steps, storage
 from deployments.backends import DeployError, backend_for
 from deployments.backends.kserve import OWNER_ANNOTATION
 from deployments.choices import DeploymentState as State
@@ -171,12 +174,12 @@ def test_a_failed_update_restores_the_live_spec(
     live = kube.get("models", "iris")
     assert live["spec"] == first.backend_state["applied_spec"]
     assert live["metadata"]["annotations"][OWNER_ANNOTATION] == str(first.pk)
-    assert second.events.filter(message=f"InferenceService models/iris restored to #{first.pk}'s spec.").exists()
+    assert second.events.filter(
+        message=f"InferenceService models/iris restored to #{first.pk}'s spec."
+    ).exists()
 
 
-def test_canary_ten_percent_then_promote(
-    alice, ready_version, second_version, kserve_target, kube
-):
+def test_canary_ten_percent_then_promote(alice, ready_version, second_version, kserve_target, kube):
     stable = deploy(alice, ready_version, kserve_target)
     candidate = services.request_deployment(
         alice, version=second_version, target=kserve_target, reason="Canary"
@@ -320,3 +323,34 @@ def test_in_cluster_outside_a_pod_fails_with_a_clear_reason(
     deployment = deploy(alice, ready_version, kserve_target)
     assert deployment.state == State.FAILED
     assert deployment.failure_reason.startswith("Kubernetes credentials: ")
+
+
+class WorkerDied(BaseException):
+    """Ends the job where a SIGKILL would: no except clause of the job catches it."""
+
+
+@override_settings(DEPLOY_LEASE_SECONDS=60)
+def test_the_reconciler_restores_the_live_spec_when_the_job_died(
+    alice, ready_version, second_version, kserve_target, kube, monkeypatch
+):
+    first = deploy(alice, ready_version, kserve_target)
+    second = services.request_deployment(
+        alice, version=second_version, target=kserve_target, reason="v2"
+    )
+    kube.hold()
+
+    def die_after_applying(step):
+        if step == "server_started":
+            raise WorkerDied
+
+    monkeypatch.setattr(steps, "reached", die_after_applying)
+    with pytest.raises(WorkerDied):
+        services.run_deployment(second.pk)
+    assert kube.get("models", "iris")["metadata"]["annotations"][OWNER_ANNOTATION] == str(second.pk)
+    done = services.reconcile_deployments(now=timezone.now() + timedelta(seconds=61))
+    assert done["failed"] == 1
+    second.refresh_from_db()
+    assert (second.state, second.stop_pending) == (State.FAILED, False)
+    live = kube.get("models", "iris")
+    assert live["spec"] == first.backend_state["applied_spec"]
+    assert live["metadata"]["annotations"][OWNER_ANNOTATION] == str(first.pk)
