@@ -116,9 +116,13 @@ def status_body(code: int, reason: str, message: str) -> dict:
 class KubeStandIn(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, ready_delay: float = 0.3):
+    def __init__(self, ready_delay: float = 0.3, reconcile_delay: float = 0.3):
         super().__init__(("127.0.0.1", 0), Handler)
         self.ready_delay = ready_delay
+        # Like the real controller, it sees a new generation a moment later: until then the
+        # status (Ready=True of the previous one) is stale, and observedGeneration says so.
+        self.reconcile_delay = reconcile_delay
+        self.spec_changed_at: dict[tuple[str, str], float] = {}
         self.objects: dict[tuple[str, str], dict] = {}
         self.revisions: dict[tuple[str, str], list] = {}  # (name, template, created at)
         self.changed = threading.Condition()
@@ -201,6 +205,7 @@ class KubeStandIn(http.server.ThreadingHTTPServer):
                 return 422, problem
             if merged.get("spec") != current.get("spec"):
                 merged["metadata"]["generation"] = current["metadata"]["generation"] + 1
+                self.spec_changed_at[(namespace, name)] = time.monotonic()
             self.objects[(namespace, name)] = merged
             self.touch(merged)
             return 200, copy.deepcopy(merged)
@@ -238,6 +243,8 @@ class KubeStandIn(http.server.ThreadingHTTPServer):
         revisions = self.revisions[key]
         before = json.dumps(status, sort_keys=True)
         if status.get("observedGeneration") != obj["metadata"]["generation"]:
+            if now - self.spec_changed_at.get(key, 0) < self.reconcile_delay:
+                return
             if not revisions or revisions[-1][1] != predictor:
                 number = len(revisions) + 1
                 revisions.append((f"{key[1]}-predictor-{number:05d}", predictor, now))
