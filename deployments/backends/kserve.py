@@ -200,25 +200,42 @@ class KServeBackend(DeployBackend):
         return Outcome(endpoint=ready["status"]["url"])
 
     def abort_canary(self, deployment, stable, log) -> None:
-        """Re-apply `stable`'s spec without a canary: all traffic goes back to it."""
+        """Give all traffic back to `stable` at once, then roll its spec out again.
+
+        Not by re-applying `stable`'s spec alone: without canaryTrafficPercent, Knative
+        sends everything to the latest *ready* revision, the candidate's, until the new
+        revision of the stable spec is Ready. So first the stable spec with 0 % for the
+        latest revision (the last one rolled out, stable's, takes 100 % at once), then,
+        once that revision is Ready, the field removed."""
         spec = (stable.backend_state or {}).get("applied_spec")
         if not spec:
             raise DeployError(f"#{stable.pk} recorded no spec to go back to.")
         with self.cluster() as cluster:
-            applied, _ = self.apply(cluster, stable.pk, spec, log)
-            self.wait_until_ready(cluster, applied["metadata"]["generation"], log)
-        log(f"Canary aborted: {cluster} serves #{stable.pk}'s spec again.")
+            applied, _ = self.apply(cluster, stable.pk, with_canary(spec, 0), log)
+            self.wait_until_ready(cluster, applied["metadata"]["generation"], log, latest_percent=0)
+            log(f"Canary aborted: #{stable.pk}'s revision takes all the traffic again.")
+            self.roll_out(cluster, log)
 
     def patch_canary(self, deployment, weight: int | None, log) -> dict:
         with self.cluster() as cluster:
             current = cluster.get()
             if current is None or owner(current) != str(deployment.pk):
                 raise DeployError(f"InferenceService {cluster} does not hold #{deployment.pk}.")
+            if weight is None:
+                return self.roll_out(cluster, log)
             log(f"Setting canaryTrafficPercent of {cluster} to {weight}.")
             patched = cluster.patch({"spec": {"predictor": {"canaryTrafficPercent": weight}}})
             return self.wait_until_ready(
-                cluster, patched["metadata"]["generation"], log, latest_percent=weight or 100
+                cluster, patched["metadata"]["generation"], log, latest_percent=weight
             )
+
+    def roll_out(self, cluster, log) -> dict:
+        """Remove canaryTrafficPercent and wait until the latest revision takes 100 %."""
+        log(f"Removing canaryTrafficPercent of {cluster}: the latest revision takes 100 %.")
+        patched = cluster.patch({"spec": {"predictor": {"canaryTrafficPercent": None}}})
+        return self.wait_until_ready(
+            cluster, patched["metadata"]["generation"], log, latest_percent=100
+        )
 
     # --- the InferenceService ------------------------------------------------------------
 
@@ -453,16 +470,23 @@ def merge_diff(old: dict, new: dict) -> dict:
 
 def restore(cluster, replaced: dict | None) -> str:
     """Put back the spec (and owner) a deployment replaced, or delete the service when it
-    created it; say which, for the timeline."""
+    created it; say which, for the timeline. During a canary the restored spec keeps
+    canaryTrafficPercent at 0, so the stable revision keeps all the traffic (see
+    `abort_canary`); the next deploy removes the field."""
     if not replaced:
         cluster.delete()
         return f"InferenceService {cluster} deleted."
     current = cluster.get()
     if current is None:
         return f"InferenceService {cluster} was already gone."
-    cluster.patch(spec_patch(current, replaced.get("owner"), replaced["spec"]))
+    spec = replaced["spec"]
+    during_canary = "canaryTrafficPercent" in current.get("spec", {}).get("predictor", {})
+    if during_canary:
+        spec = with_canary(spec, 0)
+    cluster.patch(spec_patch(current, replaced.get("owner"), spec))
     held = f"#{replaced['owner']}" if replaced.get("owner") else "the previous"
-    return f"InferenceService {cluster} restored to {held}'s spec."
+    note = " (canaryTrafficPercent 0: its revision keeps all the traffic)" if during_canary else ""
+    return f"InferenceService {cluster} restored to {held}'s spec{note}."
 
 
 def with_canary(spec: dict, weight: int) -> dict:

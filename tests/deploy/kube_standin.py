@@ -252,19 +252,22 @@ class KubeStandIn(http.server.ThreadingHTTPServer):
         name, _, created = revisions[-1]
         components = status.setdefault("components", {}).setdefault("predictor", {})
         components["latestCreatedRevision"] = name
-        if components.get("latestReadyRevision") != name:
-            if self.failure:
-                self.set_ready(status, "False", *self.failure)
-            elif self.held or now - created < self.ready_delay:
-                self.set_ready(status, "Unknown", "Deploying", f"Revision {name} is not ready.")
-            else:
+        if components.get("latestReadyRevision") != name and not (self.failure or self.held):
+            if now - created >= self.ready_delay:
                 components["latestReadyRevision"] = name
-        if components.get("latestReadyRevision") == name:
-            self.route(key, status, components, name, canary)
+        ready = components.get("latestReadyRevision")
+        if ready:  # the route follows the latest *ready* revision, as Knative's does
+            self.route(key, status, components, ready, canary, rolls_out=ready == name)
+        if ready == name:
+            self.set_ready(status, "True", "", "")
+        elif self.failure:
+            self.set_ready(status, "False", *self.failure)
+        else:
+            self.set_ready(status, "Unknown", "Deploying", f"Revision {name} is not ready.")
         if json.dumps(status, sort_keys=True) != before:
             self.touch(obj)
 
-    def route(self, key, status, components, latest, canary) -> None:
+    def route(self, key, status, components, latest, canary, rolls_out) -> None:
         """Traffic as KServe's Knative reconciler splits it (ksvc_reconciler.go)."""
         rolled_out = components.get("latestRolledoutRevision")
         if canary is not None and rolled_out and rolled_out != latest:
@@ -276,7 +279,7 @@ class KubeStandIn(http.server.ThreadingHTTPServer):
                 })  # fmt: skip
         else:
             traffic = [{"latestRevision": True, "percent": 100, "revisionName": latest}]
-            if rolled_out != latest:
+            if rolls_out and rolled_out != latest:
                 if rolled_out:
                     components["previousRolledoutRevision"] = rolled_out
                 components["latestRolledoutRevision"] = latest
@@ -284,7 +287,6 @@ class KubeStandIn(http.server.ThreadingHTTPServer):
         components.update(traffic=traffic, url=f"http://{key[1]}-predictor.{key[0]}.example.com")
         status["url"] = url
         status["address"] = {"url": f"http://{key[1]}.{key[0]}.svc.cluster.local"}
-        self.set_ready(status, "True", "", "")
 
     @staticmethod
     def set_ready(status, value, reason, message) -> None:

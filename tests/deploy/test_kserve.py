@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from deployments import services, steps, storage
 from deployments.backends import DeployError, backend_for
-from deployments.backends.kserve import OWNER_ANNOTATION
+from deployments.backends.kserve import OWNER_ANNOTATION, with_canary
 from deployments.choices import DeploymentState as State
 from deployments.services.rollouts import JobLog
 from tests.deploy.kube_standin import TOKEN, KubeStandIn, manifest_errors
@@ -153,6 +153,8 @@ def test_a_service_never_ready_fails_the_deployment_at_the_timeout(
         deployment.failure_reason
     )
     assert reason in deployment.failure_reason
+    # Each watch slice ends with a log line, which renews the job's lease.
+    assert "Waiting for models/iris to be Ready" in log_text(deployment)
     # It created the service, so cleaning up deletes it.
     assert kube.get("models", "iris") is None
     assert deployment.stop_pending is False
@@ -216,14 +218,28 @@ def test_canary_ten_percent_then_promote(alice, ready_version, second_version, k
 
 
 def test_an_aborted_canary_gives_all_traffic_back_to_the_stable_spec(
-    alice, ready_version, second_version, kserve_target, kube
+    alice, bob, ready_version, second_version, kserve_target, kube
 ):
     stable = deploy(alice, ready_version, kserve_target)
+    services.update_target(
+        bob, kserve_target, backend_settings=kserve_settings(kube, timeout_seconds=2, kubeconfig="")
+    )
+    kserve_target.refresh_from_db()
     candidate = services.request_deployment(
         alice, version=second_version, target=kserve_target, reason="Canary"
     )
     backend, log = backend_for(kserve_target), JobLog(candidate)
     backend.start_canary(candidate, stable, 10, log)
+    kube.hold()  # the stable spec's new revision is not Ready: the abort must not wait for it
+    with pytest.raises(DeployError, match="did not become Ready"):
+        backend.abort_canary(candidate, stable, log)
+    traffic = kube.get("models", "iris")["status"]["components"]["predictor"]["traffic"]
+    assert traffic == [
+        {"latestRevision": True, "percent": 0, "revisionName": "iris-predictor-00002"},
+        {"latestRevision": False, "percent": 100, "revisionName": "iris-predictor-00001",
+         "tag": "prev"},
+    ]  # fmt: skip
+    kube.hold(False)
     backend.abort_canary(candidate, stable, log)
     live = kube.get("models", "iris")
     assert live["spec"] == stable.backend_state["applied_spec"]
@@ -231,6 +247,36 @@ def test_an_aborted_canary_gives_all_traffic_back_to_the_stable_spec(
     assert live["status"]["components"]["predictor"]["traffic"][0]["percent"] == 100
     with pytest.raises(DeployError, match="from 0 to 100"):
         backend.set_canary_weight(candidate, stable, 120, log)
+
+
+def test_a_canary_never_ready_fails_and_stopping_it_restores_the_stable_spec(
+    alice, bob, ready_version, second_version, kserve_target, kube
+):
+    stable = deploy(alice, ready_version, kserve_target)
+    services.update_target(
+        bob, kserve_target, backend_settings=kserve_settings(kube, timeout_seconds=2, kubeconfig="")
+    )
+    kserve_target.refresh_from_db()
+    candidate = services.request_deployment(
+        alice, version=second_version, target=kserve_target, reason="Canary"
+    )
+    backend = backend_for(kserve_target)
+    kube.hold()
+    with pytest.raises(DeployError, match="did not become Ready within 2 s"):
+        backend.start_canary(candidate, stable, 10, JobLog(candidate))
+    assert backend.status(candidate) == "unhealthy"
+    assert backend.stop(candidate) == (
+        f"InferenceService models/iris restored to #{stable.pk}'s spec (canaryTrafficPercent 0: "
+        "its revision keeps all the traffic)."
+    )
+    live = kube.get("models", "iris")
+    assert live["spec"] == with_canary(stable.backend_state["applied_spec"], 0)
+    assert live["status"]["components"]["predictor"]["traffic"][0]["revisionName"] == (
+        "iris-predictor-00001"
+    )
+    assert backend.status(candidate) == "stopped"
+    assert backend.status(stable) == "unhealthy"  # held: its re-applied spec is not Ready yet
+    kube.hold(False)
 
 
 def test_the_stand_in_refuses_a_manifest_the_schema_refuses(kserve_target, kube):
