@@ -54,6 +54,7 @@ RESOURCES = (
 )
 WATCH_SLICE_SECONDS = 2  # each slice ends with a log line, which renews the job's lease
 REQUEST_TIMEOUT = (5, 30)  # connect, read (seconds) for every non-watch call
+STATUS_TIMEOUT = (2, 3)  # `status` is asked while a page renders
 
 
 class KServeBackend(DeployBackend):
@@ -152,7 +153,7 @@ class KServeBackend(DeployBackend):
         if "service" not in state:
             return "stopped"
         try:
-            with self.cluster(state) as cluster:
+            with self.cluster(state, timeout=STATUS_TIMEOUT) as cluster:
                 current = cluster.get()
         except DeployError:
             return "unhealthy"  # cannot tell; a pending stop must be tried again
@@ -193,7 +194,7 @@ class KServeBackend(DeployBackend):
     def promote_canary(self, deployment, stable, log) -> Outcome:
         """Remove canaryTrafficPercent: KServe rolls the latest revision out to 100 %."""
         ready = self.patch_canary(deployment, None, log)
-        state = {key: value for key, value in deployment.backend_state.items()}
+        state = dict(deployment.backend_state)
         state.pop("canary_percent", None)
         record_state(deployment, state)
         log(f"Canary promoted: #{deployment.pk} takes all the traffic.")
@@ -311,13 +312,14 @@ class KServeBackend(DeployBackend):
         return {"namespace": self.settings["namespace"], "service": self.settings["service_name"]}
 
     @contextmanager
-    def cluster(self, state: dict | None = None):
+    def cluster(self, state: dict | None = None, timeout=REQUEST_TIMEOUT):
         """A client of the target's cluster for one service (`state` names it when it is
         not the one the settings name today)."""
         where = state or self.location()
         api_client = kube.ApiClient(self.client_configuration())
+        api = kube.CustomObjectsApi(api_client)
         try:
-            yield Cluster(kube.CustomObjectsApi(api_client), where["namespace"], where["service"])
+            yield Cluster(api, where["namespace"], where["service"], timeout)
         finally:
             api_client.close()
 
@@ -337,8 +339,9 @@ class KServeBackend(DeployBackend):
 class Cluster:
     """One InferenceService through the official client; API errors become DeployError."""
 
-    def __init__(self, api: kube.CustomObjectsApi, namespace: str, name: str):
+    def __init__(self, api: kube.CustomObjectsApi, namespace: str, name: str, timeout):
         self.api, self.namespace, self.name = api, namespace, name
+        self.timeout = timeout  # (connect, read) seconds of each call but the watch
 
     def __str__(self):
         return f"{self.namespace}/{self.name}"
@@ -346,14 +349,14 @@ class Cluster:
     def get(self) -> dict | None:
         with self.errors(missing_ok=True):
             return self.api.get_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, self.name, _request_timeout=REQUEST_TIMEOUT
+                GROUP, VERSION, self.namespace, PLURAL, self.name, _request_timeout=self.timeout
             )
         return None
 
     def create(self, body: dict) -> dict:
         with self.errors():
             return self.api.create_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, body, _request_timeout=REQUEST_TIMEOUT
+                GROUP, VERSION, self.namespace, PLURAL, body, _request_timeout=self.timeout
             )
 
     def patch(self, body: dict) -> dict:
@@ -361,13 +364,13 @@ class Cluster:
         with self.errors():
             return self.api.patch_namespaced_custom_object(
                 GROUP, VERSION, self.namespace, PLURAL, self.name, body,
-                _request_timeout=REQUEST_TIMEOUT,
+                _request_timeout=self.timeout,
             )  # fmt: skip
 
     def delete(self) -> None:
         with self.errors(missing_ok=True):
             self.api.delete_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, self.name, _request_timeout=REQUEST_TIMEOUT
+                GROUP, VERSION, self.namespace, PLURAL, self.name, _request_timeout=self.timeout
             )
 
     def watch(self, seconds: float):
@@ -379,7 +382,7 @@ class Cluster:
             for event in watcher.stream(
                 self.api.list_namespaced_custom_object, GROUP, VERSION, self.namespace, PLURAL,
                 field_selector=f"metadata.name={self.name}", timeout_seconds=seconds,
-                _request_timeout=(REQUEST_TIMEOUT[0], seconds + 5),
+                _request_timeout=(self.timeout[0], seconds + 5),
             ):  # fmt: skip
                 yield event["type"], event["object"]
 

@@ -14,6 +14,8 @@ from deployments import services, steps, storage
 from deployments.backends import DeployError, backend_for
 from deployments.backends.kserve import OWNER_ANNOTATION, with_canary
 from deployments.choices import DeploymentState as State
+from deployments.models import Deployment
+from deployments.services import rollouts
 from deployments.services.rollouts import JobLog
 from tests.deploy.kube_standin import TOKEN, KubeStandIn, manifest_errors
 
@@ -400,3 +402,15 @@ def test_the_reconciler_restores_the_live_spec_when_the_job_died(
     live = kube.get("models", "iris")
     assert live["spec"] == first.backend_state["applied_spec"]
     assert live["metadata"]["annotations"][OWNER_ANNOTATION] == str(first.pk)
+
+
+def test_an_unreachable_api_leaves_the_stop_pending_for_the_reconciler(
+    alice, ready_version, kserve_target, kube
+):
+    deployment = deploy(alice, ready_version, kserve_target)
+    Deployment.objects.filter(pk=deployment.pk).update(stop_pending=True)
+    kube.stop()
+    assert backend_for(kserve_target).status(deployment) == "unhealthy"
+    assert rollouts.stop_server(deployment) is False
+    deployment.refresh_from_db()
+    assert deployment.stop_pending is True
