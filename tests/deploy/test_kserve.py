@@ -12,9 +12,9 @@ from django.utils import timezone
 
 from deployments import services, steps, storage
 from deployments.backends import DeployError, backend_for
-from deployments.backends.kserve import OWNER_ANNOTATION, with_canary
+from deployments.backends.kserve import OWNER_ANNOTATION, manifest, with_canary
 from deployments.choices import DeploymentState as State
-from deployments.models import Deployment
+from deployments.models import Deployment, ModelVersion
 from deployments.services import rollouts
 from deployments.services.rollouts import JobLog
 from tests.deploy.kube_standin import TOKEN, KubeStandIn, manifest_errors
@@ -414,3 +414,22 @@ def test_an_unreachable_api_leaves_the_stop_pending_for_the_reconciler(
     assert rollouts.stop_server(deployment) is False
     deployment.refresh_from_db()
     assert deployment.stop_pending is True
+
+
+def test_an_mlflow_model_is_served_by_mlserver_over_the_v2_protocol(bob, kube):
+    target = services.create_target(
+        bob, name="mlflow-kserve", environment="staging", backend="kserve",
+        backend_settings=kserve_settings(kube, runtime="kserve-mlserver", service_account="s3"),
+    )  # fmt: skip
+    version = ModelVersion(flavor="mlflow", artifact_uri="s3://models/iris/3")
+    predictor = backend_for(target).predictor(version)
+    assert predictor["serviceAccountName"] == "s3"
+    assert predictor["model"] == {
+        "modelFormat": {"name": "mlflow"},
+        "protocolVersion": "v2",
+        "runtime": "kserve-mlserver",
+        "storageUri": "s3://models/iris/3",
+        "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "1Gi"}},
+    }
+    with backend_for(target).cluster() as cluster:
+        assert manifest_errors(manifest(cluster, 1, {"predictor": predictor})) == []
