@@ -44,6 +44,7 @@ class Environment(models.TextChoices):
 class Backend(models.TextChoices):
     LOCAL = "local", "Local process (this host)"
     WEBHOOK = "webhook", "Webhook to an external CD system"
+    KSERVE = "kserve", "KServe InferenceService on Kubernetes"
 
 
 class QueuePolicy(models.TextChoices):

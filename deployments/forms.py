@@ -121,7 +121,9 @@ class TargetCreateForm(forms.Form):
         empty={},
         required=False,
         help_text='local: {"startup_timeout_seconds": 60} (optional). webhook: {"url": '
-        '"https://cd.example.com/hook", "secret": "16+ characters", "timeout_seconds": 600}.',
+        '"https://cd.example.com/hook", "secret": "16+ characters", "timeout_seconds": 600}. '
+        'kserve: {"service_name": "churn", "namespace": "models", "kubeconfig": "<YAML>"} '
+        "(see the README for the others).",
     )
     requires_approval = forms.TypedChoiceField(
         choices=[("", "Default: yes for production only"), ("yes", "Yes"), ("no", "No")],

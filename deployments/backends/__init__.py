@@ -36,6 +36,9 @@ class SettingSpec:
 
 class DeployBackend:
     settings_spec: tuple[SettingSpec, ...] = ()
+    # True on backends that split traffic: start_canary, set_canary_weight, promote_canary
+    # and abort_canary (see deployments/backends/kserve.py).
+    supports_canary = False
 
     def __init__(self, target):
         self.target = target
@@ -68,6 +71,9 @@ class DeployBackend:
             if spec.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
                 errors.append(f"{spec.name} must be a whole number.")
                 continue
+            if spec.kind is bool and not isinstance(value, bool):
+                errors.append(f"{spec.name} must be true or false.")
+                continue
             if spec.kind is str and not isinstance(value, str):
                 errors.append(f"{spec.name} must be text.")
                 continue
@@ -95,10 +101,15 @@ class DeployBackend:
 
 
 def backend_class(name: str) -> type[DeployBackend]:
+    from deployments.backends.kserve import KServeBackend
     from deployments.backends.local import LocalBackend
     from deployments.backends.webhook import WebhookBackend
 
-    classes = {BackendName.LOCAL: LocalBackend, BackendName.WEBHOOK: WebhookBackend}
+    classes = {
+        BackendName.LOCAL: LocalBackend,
+        BackendName.WEBHOOK: WebhookBackend,
+        BackendName.KSERVE: KServeBackend,
+    }
     try:
         return classes[name]
     except KeyError:
