@@ -81,10 +81,15 @@ def _s3_storage(bucket, endpoint_url, region, access_key, secret_key) -> Storage
     from storages.backends.s3 import S3Storage
 
     class ArtifactS3Storage(S3Storage):
-        """S3Storage whose credentials never come from an instance metadata service."""
+        """S3Storage whose credentials never come from an instance metadata service, and
+        whose objects are opaque bytes: django-storages would mark a .tar.gz
+        `Content-Encoding: gzip`, and HTTP clients would then hand out the tar inside."""
 
         def _create_session(self):
             return sources.boto3_session(self.access_key, self.secret_key)
+
+        def get_object_parameters(self, name):
+            return {"ContentType": "application/octet-stream"}
 
     return ArtifactS3Storage(
         bucket_name=bucket,

@@ -1,4 +1,5 @@
 import itertools
+import threading
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -9,6 +10,8 @@ from botocore.config import Config
 
 from deployments import services
 from deployments.storage import artifact_storage
+from tests.conftest import stop_model_servers
+from tests.deploy.conftest import WEBHOOK_SECRET, CDStandIn
 
 BUCKETS = itertools.count(1)
 
@@ -67,3 +70,37 @@ def presigned_refusal(url: str, s3_server, now: datetime) -> str | None:
     if now > signed_at + timedelta(seconds=lifetime):
         return "Request has expired"
     return None
+
+
+@pytest.fixture(autouse=True)
+def stop_model_servers_after_each_test():
+    yield
+    stop_model_servers()
+
+
+@pytest.fixture
+def cd_system():
+    """A local stand-in for a CD system (tests/deploy/conftest.py's), answering 200."""
+    server = CDStandIn()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def webhook_target(bob, cd_system):
+    return services.create_target(
+        bob,
+        name="cd",
+        environment="staging",
+        backend="webhook",
+        backend_settings={"url": cd_system.url, "secret": WEBHOOK_SECRET, "timeout_seconds": 30},
+    )
+
+
+@pytest.fixture
+def staging(bob):
+    """A local target that needs no approval."""
+    return services.create_target(bob, name="staging", environment="staging")

@@ -2,6 +2,7 @@
 short-lived links a backend running elsewhere fetches them by."""
 
 import hashlib
+import logging
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +13,7 @@ from django.core.files.storage import FileSystemStorage
 from django.test import Client
 
 from deployments import services, storage
+from deployments.backends import webhook
 from deployments.serving import fetching
 from deployments.serving.loading import load_model, predict
 from tests.factories import (
@@ -43,9 +45,10 @@ def test_by_default_an_upload_is_a_file_under_media_root_used_where_it_lies(alic
     assert validated(version).status == "ready"
 
 
-def test_a_signed_portal_url_serves_the_pickle_without_a_session(alice, iris, settings):
+def test_a_signed_portal_url_serves_the_pickle_without_a_session(alice, iris, settings, caplog):
     version = validated(register_iris_version(alice, iris))
     url = storage.signed_artifact_url(version)
+    caplog.set_level(logging.INFO, logger="deployments.views.artifacts")
     assert url.startswith(f"{settings.PORTAL_BASE_URL}/artifacts/signed/{version.pk}/")
     assert url.endswith("/model.joblib") or url.endswith(".joblib")
 
@@ -54,6 +57,7 @@ def test_a_signed_portal_url_serves_the_pickle_without_a_session(alice, iris, se
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == iris_artifact()[0]
     assert "attachment" in response["Content-Disposition"]
+    assert f"Signed artifact link used: {version}" in caplog.text  # who fetched what, logged
 
 
 def test_an_expired_portal_url_is_refused(alice, iris, settings, monkeypatch):
@@ -118,6 +122,29 @@ def register_zip(user, model):
     return services.register_version(
         user, model.name, artifact=ContentFile(lightgbm_zip(), name="churn.zip")
     )
+
+
+def test_the_webhook_payload_links_the_upload_through_a_signed_url_not_media(
+    alice, bob, iris, settings, tmp_path, live_server
+):
+    settings.PORTAL_BASE_URL = live_server.url
+    version = validated(register_iris_version(alice, iris))
+    target = services.create_target(
+        bob,
+        name="cd",
+        environment="staging",
+        backend="webhook",
+        backend_settings={"url": "http://127.0.0.1:9/deploy", "secret": "s" * 16},
+    )
+    deployment = services.request_deployment(alice, version=version, target=target, reason="Go")
+
+    body = webhook.payload(deployment)
+
+    assert "/media/" not in body["artifact_uri"]
+    assert body["artifact_uri"] == body["artifact_url"]
+    assert body["artifact_url_sha256"] == version.artifact_sha256
+    path = fetching.download(body["artifact_url"], tmp_path, sha256=body["artifact_url_sha256"])
+    assert path.read_bytes() == iris_artifact()[0]
 
 
 def test_a_download_with_the_wrong_sha256_is_refused(alice, iris, settings, tmp_path, live_server):
