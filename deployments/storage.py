@@ -82,14 +82,15 @@ def _s3_storage(bucket, endpoint_url, region, access_key, secret_key) -> Storage
 
     class ArtifactS3Storage(S3Storage):
         """S3Storage whose credentials never come from an instance metadata service, and
-        whose objects are opaque bytes: django-storages would mark a .tar.gz
-        `Content-Encoding: gzip`, and HTTP clients would then hand out the tar inside."""
+        whose objects carry no Content-Encoding: django-storages would mark a .tar.gz
+        `Content-Encoding: gzip`, and HTTP clients would then hand out the tar inside.
+        Archives say what they are (KServe's storage initializer checks Content-Type)."""
 
         def _create_session(self):
             return sources.boto3_session(self.access_key, self.secret_key)
 
         def get_object_parameters(self, name):
-            return {"ContentType": "application/octet-stream"}
+            return {"ContentType": content_type(name)}
 
     return ArtifactS3Storage(
         bucket_name=bucket,
@@ -106,6 +107,18 @@ def _s3_storage(bucket, endpoint_url, region, access_key, secret_key) -> Storage
             retries={"max_attempts": 3},
         ),
     )
+
+
+def content_type(name: str) -> str:
+    """The Content-Type a stored artifact is served with, as Django's FileResponse says it."""
+    lowered = name.lower()
+    if lowered.endswith((".tar.gz", ".tgz")):
+        return "application/gzip"
+    if lowered.endswith(".zip"):
+        return "application/zip"
+    if lowered.endswith(".tar"):
+        return "application/x-tar"
+    return "application/octet-stream"
 
 
 class ConfiguredStorage(Storage):

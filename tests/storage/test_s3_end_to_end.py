@@ -151,6 +151,9 @@ def test_a_cd_system_gets_an_mlflow_model_as_a_bundle_the_worker_built_into_the_
     assert payload["artifact_bundle"] is True
     keys = [item["Key"] for item in s3_server.client().list_objects_v2(Bucket=BUCKET)["Contents"]]
     assert f"served/churn-v1-{version.pk}.tar.gz" in keys
+    # What HTTP clients and KServe's storage initializer judge the object by.
+    head = s3_server.client().head_object(Bucket=BUCKET, Key=f"served/churn-v1-{version.pk}.tar.gz")
+    assert head["ContentType"] == "application/gzip" and "ContentEncoding" not in head
     folder = fetching.download(
         payload["artifact_url"], tmp_path, sha256=payload["artifact_url_sha256"]
     )
