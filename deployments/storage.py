@@ -42,6 +42,7 @@ LOCAL, S3 = "local", "s3"
 TOKEN_SALT = "deployments.storage.signed-artifact"
 SERVED_FOLDER = "served"
 CHUNK = 1024 * 1024
+MAX_SIGNED_SECONDS = 7 * 24 * 3600  # SigV4 presigned URLs live at most a week
 
 
 class StorageError(Exception):
@@ -276,6 +277,8 @@ def signed_artifact(version, expires_in: int | None = None) -> SignedArtifact:
     """A short-lived link to `version`'s served file (S3 presigned, or a signed portal
     URL); `expires_in` seconds, ARTIFACT_SIGNED_URL_SECONDS by default."""
     expires_in = expires_in or settings.ARTIFACT_SIGNED_URL_SECONDS
+    if not 1 <= expires_in <= MAX_SIGNED_SECONDS:
+        raise ValueError(f"A signed link lives 1 to {MAX_SIGNED_SECONDS} s, not {expires_in}.")
     served = served_file(version)
     expires_at = int(time.time()) + expires_in
     if is_remote():
@@ -285,10 +288,10 @@ def signed_artifact(version, expires_in: int | None = None) -> SignedArtifact:
     return SignedArtifact(url, served.sha256, served.is_bundle, expires_at)
 
 
-def signed_artifact_url(version, expires_in: int = 900) -> str:
+def signed_artifact_url(version, expires_in: int | None = None) -> str:
     """An absolute http(s) URL a remote backend can GET `version`'s one file from (the
     pickle, or a .tar.gz of the MLflow model folder) without a session, for `expires_in`
-    seconds."""
+    seconds (ARTIFACT_SIGNED_URL_SECONDS, 900 by default)."""
     return signed_artifact(version, expires_in).url
 
 

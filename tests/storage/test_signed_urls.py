@@ -207,3 +207,9 @@ def test_with_s3_storage_the_storage_uri_names_the_served_object(
 def test_with_the_local_folder_the_storage_uri_is_the_signed_url(alice, iris, settings):
     version = validated(register_iris_version(alice, iris))
     assert storage.storage_uri(version).startswith(f"{settings.PORTAL_BASE_URL}/artifacts/signed/")
+
+
+def test_a_link_longer_than_s3_allows_is_refused(alice, iris):
+    version = validated(register_iris_version(alice, iris))
+    with pytest.raises(ValueError, match="1 to 604800"):
+        storage.signed_artifact_url(version, expires_in=8 * 24 * 3600)
