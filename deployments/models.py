@@ -16,6 +16,7 @@ from deployments.choices import (
     VersionEventKind,
     VersionStatus,
 )
+from deployments.storage import field_storage
 from mlops_portal.core.timeline import TimelineEvent
 
 model_name_validator = RegexValidator(
@@ -100,7 +101,8 @@ class ModelVersion(models.Model):
 
     model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
-    artifact = models.FileField(upload_to="artifacts/%Y/%m/", blank=True)
+    # In the ARTIFACT_STORAGE (deployments.storage), chosen at runtime, not in migrations.
+    artifact = models.FileField(upload_to="artifacts/%Y/%m/", blank=True, storage=field_storage)
     artifact_uri = models.CharField(max_length=1000, blank=True)
     artifact_size = models.BigIntegerField(null=True, blank=True)
     artifact_sha256 = models.CharField(max_length=64, blank=True)

@@ -232,25 +232,35 @@ def _member(root: Path, relative: str) -> Path:
 # s3 ------------------------------------------------------------------------------------
 
 
-def s3_client(timeout: float):
-    """A boto3 S3 client from the ARTIFACT_S3_* settings. Credentials come from the settings,
-    else from the environment or ~/.aws, never from an instance metadata service."""
+def boto3_session(access_key: str | None, secret_key: str | None):
+    """A boto3 session with these credentials, else the environment's or ~/.aws, never
+    an instance metadata service's (a link-local endpoint the network policy refuses)."""
     import boto3
     import botocore.session
-    from botocore.config import Config
 
     session = botocore.session.get_session()
     resolver = session.get_component("credential_provider")
     for name in ("iam-role", "container-role"):  # link-local metadata endpoints
         if resolver.get_provider(name) is not None:
             resolver.remove(name)
+    if access_key or secret_key:
+        session.set_credentials(access_key, secret_key)
+    return boto3.session.Session(botocore_session=session)
+
+
+def s3_client(timeout: float):
+    """A boto3 S3 client from the ARTIFACT_S3_* settings. Credentials come from the settings,
+    else from the environment or ~/.aws, never from an instance metadata service."""
+    from botocore.config import Config
+
     endpoint = settings.ARTIFACT_S3_ENDPOINT_URL or None
-    return boto3.session.Session(botocore_session=session).client(
+    session = boto3_session(
+        settings.ARTIFACT_S3_ACCESS_KEY_ID or None, settings.ARTIFACT_S3_SECRET_ACCESS_KEY or None
+    )
+    return session.client(
         "s3",
         endpoint_url=endpoint,
         region_name=settings.ARTIFACT_S3_REGION or None,
-        aws_access_key_id=settings.ARTIFACT_S3_ACCESS_KEY_ID or None,
-        aws_secret_access_key=settings.ARTIFACT_S3_SECRET_ACCESS_KEY or None,
         config=Config(
             connect_timeout=timeout,
             read_timeout=timeout,
@@ -499,10 +509,18 @@ def local_copy(version, folder: Path) -> LocalArtifact:
     if version.artifact:
         try:
             source = Path(version.artifact.path)
-        except NotImplementedError:  # remote storage: copy it locally first
+        except NotImplementedError:  # remote storage (ARTIFACT_STORAGE=s3): copy it here first
             source = folder / "upload"
-            with version.artifact.open("rb") as stored, open(source, "xb") as handle:
-                shutil.copyfileobj(stored, handle)
+            _copy_upload(version.artifact, source)
     else:
         source = fetch(version.artifact_uri, folder / "fetched")
     return lay_out(source, folder)
+
+
+def _copy_upload(field_file, target: Path) -> None:
+    try:
+        with field_file.open("rb") as stored, open(target, "xb") as handle:
+            shutil.copyfileobj(stored, handle, CHUNK)
+    except Exception as exc:  # boto3, network and OS errors alike: the artifact is unreadable
+        message = f"Could not read {field_file.name} from the artifact storage: {exc}"
+        raise SourceError(message) from exc

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from deployments.views import registry, rollouts
+from deployments.views import artifacts, registry, rollouts
 
 urlpatterns = [
     path("models/", registry.model_list, name="model-list"),
@@ -24,6 +24,12 @@ urlpatterns = [
 ]
 
 urlpatterns += [
+    # A remote backend's link to one artifact file (deployments.storage); no login.
+    path(
+        "artifacts/signed/<int:version_id>/<str:token>/<str:filename>",
+        artifacts.signed_artifact,
+        name="artifact-signed",
+    ),
     path("targets/", rollouts.target_list, name="target-list"),
     path("targets/new/", rollouts.target_create, name="target-create"),
     path("targets/<str:name>/", rollouts.target_detail, name="target-detail"),

@@ -177,6 +177,20 @@ ARTIFACT_S3_ACCESS_KEY_ID = env_str("ARTIFACT_S3_ACCESS_KEY_ID")
 ARTIFACT_S3_SECRET_ACCESS_KEY = env_secret(
     "ARTIFACT_S3_SECRET_ACCESS_KEY", required=False, fallback=""
 )
+# Where uploaded artifacts (and the files served to remote backends) are kept
+# (deployments.storage): "local" (MEDIA_ROOT) or "s3" (ARTIFACT_S3_BUCKET, reached with the
+# ARTIFACT_S3_* settings above).
+ARTIFACT_STORAGE = env_str("ARTIFACT_STORAGE", "local").strip().lower()
+if ARTIFACT_STORAGE not in ("local", "s3"):
+    raise ImproperlyConfigured(f"ARTIFACT_STORAGE must be local or s3, not {ARTIFACT_STORAGE!r}")
+ARTIFACT_S3_BUCKET = env_str("ARTIFACT_S3_BUCKET")
+if ARTIFACT_STORAGE == "s3" and not ARTIFACT_S3_BUCKET:
+    raise ImproperlyConfigured("ARTIFACT_STORAGE=s3 needs ARTIFACT_S3_BUCKET, the bucket's name")
+# How long a link to an artifact for a remote backend (S3 presigned or signed portal URL)
+# stays valid.
+ARTIFACT_SIGNED_URL_SECONDS = env_int("ARTIFACT_SIGNED_URL_SECONDS", 900)
+if not 1 <= ARTIFACT_SIGNED_URL_SECONDS <= 7 * 24 * 3600:  # SigV4's longest
+    raise ImproperlyConfigured("ARTIFACT_SIGNED_URL_SECONDS must be between 1 and 604800")
 # runs:/ and mlflow-artifacts:/ artifacts are fetched through this MLflow tracking server.
 ARTIFACT_MLFLOW_TRACKING_URI = env_str("ARTIFACT_MLFLOW_TRACKING_URI")
 ARTIFACT_MLFLOW_TRACKING_TOKEN = env_secret(
@@ -196,7 +210,8 @@ FILE_UPLOAD_HANDLERS = [
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 2_621_440)
 
 # Deployments.
-PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://127.0.0.1:8000")  # for webhook callbacks
+# How CD systems and remote backends reach the portal: webhook callbacks, signed artifact links.
+PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://127.0.0.1:8000")
 SERVING_DIR = Path(env_str("SERVING_DIR", str(VAR_DIR / "serving")))  # model server logs
 DEPLOY_LEASE_SECONDS = env_int("DEPLOY_LEASE_SECONDS", 120)  # a silent job this long is lost
 DEPLOY_RESEND_QUEUED_SECONDS = env_int("DEPLOY_RESEND_QUEUED_SECONDS", 60)

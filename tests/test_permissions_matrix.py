@@ -407,7 +407,9 @@ READ_ONLY_PAGES = {
 }  # fmt: skip
 # Not the portal's forms: Django's own login, logout and admin.
 # Heartbeat pings need no login: the uuid in the URL is the secret (README).
-OUTSIDE = {"login", "logout", "ping", "ping-start", "ping-fail", "ping-exit"}
+# A signed artifact link needs no login: its signed, expiring token is the credential
+# (tests/storage/test_signed_urls.py).
+OUTSIDE = {"login", "logout", "ping", "ping-start", "ping-fail", "ping-exit", "artifact-signed"}
 
 
 # --- the matrix ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 from django.conf import settings
 
-from deployments import artifacts, sources, steps
+from deployments import artifacts, sources, steps, storage
 from deployments.backends import DeployBackend, DeployError, Outcome, SettingSpec
 from deployments.serving.loading import file_digest
 from mlops_portal.core import logs
@@ -83,13 +83,19 @@ class LocalBackend(DeployBackend):
         return str(local.path), local.flavor
 
     def joblib_path(self, version, log) -> str:
-        if version.artifact:
+        """A pickle in the local artifact folder is used where it lies; one in remote
+        storage or at a URL is downloaded once per version into SERVING_DIR."""
+        if version.artifact and (path := storage.stored_path(version.artifact.name)):
             log(f"Using the uploaded artifact {version.artifact.name}.")
-            return version.artifact.path
+            return str(path)
         cached = serving_dir() / "artifacts" / f"version-{version.pk}.artifact"
         if not cached.exists():
-            log(f"Downloading {version.artifact_uri}.")
-            download_to(version.artifact_uri, cached)
+            if version.artifact:
+                log(f"Downloading {version.artifact.name} from the artifact storage.")
+                copy_from_storage(version.artifact.name, cached)
+            else:
+                log(f"Downloading {version.artifact_uri}.")
+                download_to(version.artifact_uri, cached)
         digest, _ = file_digest(cached)
         if version.artifact_sha256 and digest != version.artifact_sha256:
             cached.unlink()
@@ -248,4 +254,16 @@ def download_to(uri: str, destination: Path) -> None:
     except (artifacts.Refused, ValueError, httpx.HTTPError) as exc:
         partial.unlink(missing_ok=True)
         raise DeployError(f"Could not download {uri}: {exc}") from exc
+    partial.rename(destination)
+
+
+def copy_from_storage(name: str, destination: Path) -> None:
+    """Copy the stored file `name` to `destination`; a partial copy never takes its name."""
+    partial = destination.with_suffix(".part")
+    partial.unlink(missing_ok=True)
+    try:
+        storage.copy_to(name, partial)
+    except Exception as exc:  # boto3 and OS errors alike: the deploy cannot go on
+        partial.unlink(missing_ok=True)
+        raise DeployError(f"Could not read {name} from the artifact storage: {exc}") from exc
     partial.rename(destination)

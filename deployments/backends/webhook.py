@@ -17,6 +17,7 @@ import httpx
 from django.conf import settings
 from django.urls import reverse
 
+from deployments import storage
 from deployments.backends import DeployBackend, DeployError, Outcome, SettingSpec
 
 SIGNATURE_HEADER = "X-MLOps-Signature"
@@ -88,14 +89,25 @@ class WebhookBackend(DeployBackend):
 
 
 def payload(deployment) -> dict:
+    """What the CD system is told. `artifact_url` is a short-lived link (no session) to one
+    file: the pickle, or the MLflow model folder as a .tar.gz (`artifact_bundle`), whose
+    SHA-256 is `artifact_url_sha256`; `artifact_uri` is where the version was registered
+    from, or that link for an upload."""
     version = deployment.version
     callback = reverse("api:deployment-callback", args=[deployment.pk])
+    try:
+        signed = storage.signed_artifact(version)
+    except storage.StorageError as exc:
+        raise DeployError(str(exc)) from exc
     return {
         "deployment_id": deployment.pk,
         "model": version.model.name,
         "version": version.number,
-        "artifact_uri": version.artifact_uri
-        or f"{settings.PORTAL_BASE_URL}{settings.MEDIA_URL}{version.artifact.name}",
+        "artifact_uri": version.artifact_uri or signed.url,
+        "artifact_url": signed.url,
+        "artifact_url_sha256": signed.sha256,
+        "artifact_url_expires_at": signed.expires_at,
+        "artifact_bundle": signed.is_bundle,
         "artifact_sha256": version.artifact_sha256,
         "flavor": version.flavor,
         "target": deployment.target.name,
