@@ -2,6 +2,7 @@
 # make test  — set up and run ruff, import-linter and the whole test suite (PostgreSQL + Redis)
 # make bench — API benchmark (PostgreSQL, gunicorn) and approval-to-serving time (local backend)
 # make chaos — attack a live stack (kill -9, Redis restart, races, malformed input, schemathesis)
+# make scale-check — 2 web instances, 2 workers, 1 beat driven together (jobs once, one approval wins, kill -9 of a web)
 # make lock  — recompile the hashed lock files requirements/*.txt from requirements/*.in
 # make audit — known vulnerabilities in the locked packages (pip-audit; part of make test)
 
@@ -19,7 +20,7 @@ MERMAID_JS := vendor-static/mermaid/mermaid.min.js
 AXE_VERSION := 4.14.1
 AXE_JS := vendor-static/axe-core/axe.min.js
 
-.PHONY: run test lint audit lock bench chaos clean
+.PHONY: run test lint audit lock bench chaos scale-check clean
 
 # requirements/run.txt: web.txt (web, beat, notifier, relay) + ml.txt's ML stack (worker,
 # model server) + honcho; dev.txt adds the test tools. Each lock is complete on its own.
@@ -116,6 +117,11 @@ bench: $(VENV)/.dev $(MLFLOW_VENV)/.installed
 # server); CHAOS_ARGS=--quick for a few runs of each check.
 chaos: $(VENV)/.dev
 	$(PY) scripts/chaos.py $(CHAOS_ARGS)
+
+# Starts its own stack like chaos (private Redis, a fresh database on DATABASE_URL's server):
+# two gunicorn instances, two workers, notifier, one beat, relay; prints a short report.
+scale-check: $(VENV)/.dev
+	$(PY) scripts/scale_check.py
 
 clean:
 	rm -rf $(VENV) $(MLFLOW_VENV) var test-artifacts vendor-static
