@@ -11,12 +11,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Every install comes from a lock (requirements/*.txt, written by `make lock`): exact versions,
 # each file's hash checked, nothing resolved at install time.
-# The first install brings the locked pip (a new virtualenv's may predate --build-constraint).
-PIP_LOCKED := $(VENV)/bin/pip install -q --disable-pip-version-check --require-hashes --no-deps
-PIP_INSTALL := $(PIP_LOCKED) --build-constraint build-constraints.txt
+# The first install brings the locked pip. Every locked package ships a wheel: nothing is
+# built at install time, so there is no build-time dependency to pin either.
+PIP_INSTALL := $(VENV)/bin/pip install -q --disable-pip-version-check --require-hashes --no-deps
 
 MERMAID_VERSION := 12.3.0
 MERMAID_JS := vendor-static/mermaid/mermaid.min.js
+BOOTSTRAP_VERSION := 5.3.8
+BOOTSTRAP_CSS := vendor-static/bootstrap/css/bootstrap.min.css
 AXE_VERSION := 4.14.1
 AXE_JS := vendor-static/axe-core/axe.min.js
 
@@ -24,9 +26,9 @@ AXE_JS := vendor-static/axe-core/axe.min.js
 
 # requirements/run.txt: web.txt (web, beat, notifier, relay) + ml.txt's ML stack (worker,
 # model server) + honcho; dev.txt adds the test tools. Each lock is complete on its own.
-$(VENV)/.runtime: requirements/pip.txt requirements/run.txt build-constraints.txt
+$(VENV)/.runtime: requirements/pip.txt requirements/run.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP_LOCKED) -r requirements/pip.txt
+	$(PIP_INSTALL) -r requirements/pip.txt
 	$(PIP_INSTALL) -r requirements/run.txt
 	touch $@
 
@@ -71,6 +73,16 @@ $(MERMAID_JS):
 	cp vendor-static/npm/node_modules/mermaid/dist/mermaid.min.js $@
 	rm -rf vendor-static/npm
 
+# Bootstrap (the pages' CSS and JS) from npm like Mermaid: its dist/ files, source maps
+# included (the manifest storage of collectstatic follows the CSS's sourceMappingURL).
+$(BOOTSTRAP_CSS):
+	rm -rf vendor-static/npm-bootstrap
+	npm install --prefix vendor-static/npm-bootstrap --no-audit --no-fund --loglevel=error bootstrap@$(BOOTSTRAP_VERSION)
+	rm -rf vendor-static/bootstrap && mkdir -p vendor-static/bootstrap/css vendor-static/bootstrap/js
+	cp vendor-static/npm-bootstrap/node_modules/bootstrap/dist/css/bootstrap.min.css* vendor-static/bootstrap/css/
+	cp vendor-static/npm-bootstrap/node_modules/bootstrap/dist/js/bootstrap.bundle.min.js* vendor-static/bootstrap/js/
+	rm -rf vendor-static/npm-bootstrap
+
 # The `mlops` command line (mlops_cli/, which needs only click and httpx from the runtime
 # requirements): a launcher in the virtualenv that runs this checkout's package from anywhere.
 # -P: the caller's folder never shadows the package.
@@ -97,7 +109,7 @@ $(AXE_JS):
 	cp vendor-static/npm-axe/node_modules/axe-core/axe.min.js $@
 	rm -rf vendor-static/npm-axe
 
-run: $(VENV)/.runtime $(VENV)/bin/mlops $(MERMAID_JS)
+run: $(VENV)/.runtime $(VENV)/bin/mlops $(MERMAID_JS) $(BOOTSTRAP_CSS)
 	./scripts/run.sh
 
 lint: $(VENV)/.dev
@@ -105,7 +117,7 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports  # the layers: contracts in pyproject.toml [tool.importlinter]
 
-test: lint audit $(VENV)/bin/mlops $(PROMTOOL) $(MERMAID_JS) $(AXE_JS) $(MLFLOW_VENV)/.installed
+test: lint audit $(VENV)/bin/mlops $(PROMTOOL) $(MERMAID_JS) $(BOOTSTRAP_CSS) $(AXE_JS) $(MLFLOW_VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev $(MLFLOW_VENV)/.installed
