@@ -1,42 +1,32 @@
 """Documentation pages: Markdown to safe HTML, with a table of contents and the links made.
 
-CommonMark + tables + strikethrough; raw HTML in the source is shown as text, never passed
-through. Additions, all made on markdown-it tokens so nothing in code spans or blocks is
-touched and every string reaches the HTML through markdown-it's escaping:
+The portal's one renderer (mlops_portal.core.markdown: CommonMark + tables + strikethrough,
+Pygments, mermaid fences, table alignment classes, and the one nh3 allowlist) with three
+additions, all made on markdown-it tokens so nothing in code spans or blocks is touched and
+every string reaches the HTML through markdown-it's escaping:
 
 - `[[page-slug]]`, `[[page-slug|label]]`: wiki links (an inline rule);
 - `model:churn`, `model:churn@7`: model references (a core rule over text tokens: the
   inline `text` rule swallows "see model" before any inline rule could look at it);
-- headings get unique slug ids and a "¶" anchor; levels 1-4 make the table of contents;
-- fenced code is highlighted by Pygments (CSS classes, see static/docs_app/pygments.css);
-  `mermaid` fences stay escaped source in `<pre class="mermaid">` for mermaid.js;
-- table cell alignment becomes a Bootstrap class (text-start/center/end): no style attributes.
-
-The HTML is then cleaned by nh3 with an explicit allowlist of tags, attributes, classes and
-URL schemes, so a mistake in a rule above still cannot let active content through."""
+- headings get unique slug ids and a "¶" anchor; levels 1-4 make the table of contents."""
 
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import nh3
 from django.utils.text import slugify
-from markdown_it import MarkdownIt
-from markdown_it.common.utils import escapeHtml, unescapeAll
 from markdown_it.rules_core import StateCore
 from markdown_it.rules_inline import StateInline
 from markdown_it.token import Token
-from pygments import highlight
-from pygments.formatters import HtmlFormatter
-from pygments.lexers import get_lexer_by_name
-from pygments.token import STANDARD_TYPES
-from pygments.util import ClassNotFound
+
+from mlops_portal.core.markdown import new_parser, sanitise
+
+__all__ = ["Rendered", "TocEntry", "render_page", "sanitise"]
 
 ResolvePage = Callable[[str], tuple[str, str] | None]
 ResolveModel = Callable[[str, int | None], str | None]
 
 TOC_MAX_LEVEL = 4
-MAX_HIGHLIGHT_CHARS = 100_000  # bigger code blocks are shown plain: Pygments is not linear
 ANCHOR_MAX_LENGTH = 80
 
 SLUG_RE = re.compile(r"[-a-zA-Z0-9_]+")  # what Django's SlugField accepts
@@ -45,34 +35,6 @@ WIKI_LINK_RE = re.compile(r"\[\[([^\[\]|\n]{1,200})(?:\|([^\[\]\n]{0,200}))?\]\]
 MODEL_REF_RE = re.compile(
     r"(?<![\w:/.@-])model:([a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?)(?:@(\d{1,9}))?(?![\w@-])"
 )
-LANGUAGE_RE = re.compile(r"[A-Za-z0-9_+#.-]{1,40}")
-ALIGN_CLASSES = {"left": "text-start", "center": "text-center", "right": "text-end"}
-
-ALLOWED_URL_SCHEMES = {"http", "https", "mailto"}
-ALLOWED_TAGS = {
-    *("p", "br", "hr", "h1", "h2", "h3", "h4", "h5", "h6", "strong", "em", "del", "s"),
-    *("code", "pre", "blockquote", "ul", "ol", "li", "a", "img"),
-    *("table", "thead", "tbody", "tr", "th", "td", "span", "div", "sup", "sub"),
-}
-ALLOWED_ATTRIBUTES = {
-    "a": {"href", "title", "class"},
-    "img": {"src", "alt", "title"},
-    "ol": {"start"},
-    **{f"h{level}": {"id"} for level in range(1, 7)},
-    "span": {"class", "title"},
-    **{tag: {"class"} for tag in ("code", "pre", "div", "th", "td")},
-}
-PYGMENTS_CLASSES = frozenset(name for name in STANDARD_TYPES.values() if name)
-ALLOWED_CLASSES = {
-    "a": {"anchor"},
-    "span": PYGMENTS_CLASSES | {"missing-link"},
-    "div": {"highlight"},
-    "pre": {"mermaid"},
-    "th": set(ALIGN_CLASSES.values()),
-    "td": set(ALIGN_CLASSES.values()),
-}
-
-_formatter = HtmlFormatter(cssclass="highlight")
 
 
 @dataclass(frozen=True)
@@ -113,38 +75,6 @@ def render_page(
         model_refs=list(context.models),
         missing_pages=[slug for slug, found in context.pages.items() if found is None],
     )
-
-
-def sanitise(html: str) -> str:
-    return nh3.clean(
-        html,
-        tags=ALLOWED_TAGS,
-        attributes=ALLOWED_ATTRIBUTES,
-        attribute_filter=_filter_attribute,
-        url_schemes=ALLOWED_URL_SCHEMES,
-        link_rel="noopener noreferrer",
-    )
-
-
-def _filter_attribute(tag: str, attribute: str, value: str) -> str | None:
-    # nh3 always lets `lang` and `title` through on every tag; hold them to the allowlist too
-    # (`rel` on links is nh3's own link_rel, added before this filter runs).
-    if attribute not in ALLOWED_ATTRIBUTES.get(tag, ()) and (tag, attribute) != ("a", "rel"):
-        return None
-    if attribute != "class":
-        return value
-    allowed = ALLOWED_CLASSES.get(tag, set())
-    kept = [
-        name
-        for name in value.split()
-        if name in allowed or (tag == "code" and _is_language_class(name))
-    ]
-    return " ".join(kept) or None
-
-
-def _is_language_class(name: str) -> bool:
-    prefix, _, language = name.partition("-")
-    return prefix == "language" and LANGUAGE_RE.fullmatch(language) is not None
 
 
 @dataclass
@@ -264,15 +194,6 @@ def heading_anchors(state: StateCore) -> None:
         ]
 
 
-def table_alignment(state: StateCore) -> None:
-    """markdown-it writes `style="text-align:…"`; style attributes are not allowed, classes are."""
-    for token in state.tokens:
-        if token.type in ("th_open", "td_open") and "style" in token.attrs:
-            align = str(token.attrs.pop("style")).removeprefix("text-align:")
-            if align in ALIGN_CLASSES:
-                token.attrSet("class", ALIGN_CLASSES[align])
-
-
 def _plain_text(children: list[Token]) -> str:
     parts = [
         token.content if token.type in ("text", "code_inline") else " "
@@ -303,31 +224,7 @@ def _text(content: str, level: int) -> Token:
     return token
 
 
-# --- code blocks --------------------------------------------------------------------------
-
-
-def render_fence(self, tokens: list[Token], index: int, options, env) -> str:
-    token = tokens[index]
-    info = unescapeAll(token.info).strip() if token.info else ""
-    language = info.split(maxsplit=1)[0] if info else ""
-    code = token.content
-    if language.lower() == "mermaid":
-        return f'<pre class="mermaid">{escapeHtml(code)}</pre>\n'
-    if language and len(code) <= MAX_HIGHLIGHT_CHARS:
-        try:
-            lexer = get_lexer_by_name(language)
-        except ClassNotFound:
-            pass
-        else:
-            return highlight(code, lexer, _formatter)
-    css = f' class="language-{language}"' if LANGUAGE_RE.fullmatch(language) else ""
-    return f"<pre><code{css}>{escapeHtml(code)}</code></pre>\n"
-
-
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
-_markdown.enable(["table", "strikethrough"])
+_markdown = new_parser()
 _markdown.inline.ruler.before("link", "wiki_link", wiki_link)
 _markdown.core.ruler.before("text_join", "model_references", model_references)
 _markdown.core.ruler.push("heading_anchors", heading_anchors)
-_markdown.core.ruler.push("table_alignment", table_alignment)
-_markdown.add_render_rule("fence", render_fence)

@@ -1,7 +1,9 @@
 """The Celery app: configured from Django settings (`CELERY_*`), tasks found per app."""
 
+import atexit
 import logging
 import os
+import socket
 import time
 
 from celery import Celery
@@ -80,22 +82,68 @@ _beat = {"running": False, "written": 0.0}
 BEAT_HEARTBEAT_EVERY = 5.0  # seconds between two writes of beat's heartbeat row
 
 
+# One beat for the whole portal: two would send every scheduled job twice. Beat holds this
+# key in the shared cache (Redis) while it runs, refreshed with its heartbeat; a second
+# beat, on any node, refuses to start. A beat killed with -9 frees it after the timeout.
+BEAT_LOCK_KEY = "portal:beat:lock"
+BEAT_LOCK_SECONDS = 30
+
+
 @beat_init.connect
 def note_beat(**kwargs):
-    """This process is beat: its sends are its heartbeat (/readyz, "when beat last ran")."""
+    """This process is beat: its sends are its heartbeat (/readyz, "when beat last ran"),
+    if it is the only one (see BEAT_LOCK_KEY)."""
+    take_beat_lock()
     _beat["running"] = True
 
 
-def beat_heartbeat() -> None:
-    """Stamp beat's Heartbeat row, at most every few seconds; never fails a send."""
-    import socket
+def beat_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
+
+def take_beat_lock() -> None:
+    """Take the beat lock, or stop this process (SystemExit: beat exits with status 1) when
+    another beat holds it. A cache that cannot be reached takes nothing and stops nothing."""
+    from django.core.cache import cache
+
+    try:
+        if cache.add(BEAT_LOCK_KEY, beat_owner(), BEAT_LOCK_SECONDS):
+            atexit.register(release_beat_lock)
+            return
+        holder = cache.get(BEAT_LOCK_KEY)
+    except Exception as exc:  # no shared cache: nothing to coordinate with
+        logging.getLogger(__name__).warning("beat lock not taken: %s", exc)
+        return
+    message = (
+        f"Another beat is running ({holder}); one beat serves the whole portal. "
+        f"Stop it first, or wait {BEAT_LOCK_SECONDS} s if it was killed."
+    )
+    logging.getLogger(__name__).error(message)
+    raise SystemExit(message)
+
+
+def release_beat_lock() -> None:
+    from django.core.cache import cache
+
+    if cache.get(BEAT_LOCK_KEY) == beat_owner():
+        cache.delete(BEAT_LOCK_KEY)
+
+
+def beat_heartbeat() -> None:
+    """Stamp beat's Heartbeat row and keep its lock, at most every few seconds; never fails
+    a send."""
+    from django.core.cache import cache
     from django.utils import timezone
 
     from mlops_portal.models import Heartbeat
 
     if time.monotonic() - _beat["written"] < BEAT_HEARTBEAT_EVERY:
         return
+    try:
+        if cache.get(BEAT_LOCK_KEY) in (beat_owner(), None):
+            cache.set(BEAT_LOCK_KEY, beat_owner(), BEAT_LOCK_SECONDS)
+    except Exception as exc:  # the cache is away; the heartbeat row still counts
+        logging.getLogger(__name__).warning("beat lock not refreshed: %s", exc)
     try:
         Heartbeat.objects.update_or_create(
             name="beat", defaults={"at": timezone.now(), "host": socket.gethostname()}

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import dj_database_url
 import plotly
-import xstatic.pkg.bootstrap
 from celery.schedules import crontab
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
@@ -136,13 +135,14 @@ TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = False
 USE_TZ = True
 
-# Static files: Bootstrap, htmx and plotly.js come from installed Python packages.
+# Static files: htmx and plotly.js come from installed Python packages; Bootstrap and
+# Mermaid from npm, installed by the Makefile (`make run`/`make test`) into the git-ignored
+# vendor-static/.
 STATIC_URL = "/static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
 STATICFILES_DIRS = [
-    ("bootstrap", xstatic.pkg.bootstrap.BASE_DIR),
+    ("bootstrap", BASE_DIR / "vendor-static" / "bootstrap"),
     ("plotly", os.path.join(os.path.dirname(plotly.__file__), "package_data")),
-    # Installed from npm by the Makefile (`make run`/`make test`), git-ignored.
     ("mermaid", BASE_DIR / "vendor-static" / "mermaid"),
 ]
 MEDIA_URL = "/media/"

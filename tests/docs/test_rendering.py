@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 import pytest
 
 from docs_app.rendering import Rendered, TocEntry, render_page, sanitise
+from mlops_portal.core import markdown
 
 PAGES = {"runbook": ("Serving runbook", "/docs/runbook/"), "faq": ("FAQ", "/docs/faq/")}
 MODELS = {("churn", None): "/models/churn/", ("churn", 7): "/models/churn/versions/7/"}
@@ -464,6 +465,7 @@ def test_the_corpus_is_big_enough():
 def test_xss_payload_is_inert(payload):
     assert_inert(render(payload).html)
     assert_inert(render_page(payload).html)
+    assert_inert(markdown.render_markdown(payload))  # descriptions, comments, notes
     # Everything resolves, to whatever a hostile resolver answers.
     hostile = render_page(
         payload,
@@ -496,3 +498,14 @@ def test_hostile_resolvers_lose_their_urls_but_keep_escaped_text():
         '<p><a rel="noopener noreferrer">&lt;script&gt;x&lt;/script&gt;</a> '
         '<a title="Model churn version 7" rel="noopener noreferrer">model:churn@7</a></p>\n'
     )
+
+
+def test_descriptions_and_pages_are_one_renderer_with_one_allowlist():
+    """Same syntax, same code highlighting, same table classes, same cleaning; pages only
+    add wiki links, model references and heading anchors."""
+    assert sanitise is markdown.sanitise
+    text = "| a |\n|:-:|\n| ~~b~~ |\n\n```python\nx = 1\n```\n\n[x](javascript:alert(1))"
+    description = markdown.render_markdown(text)
+    assert '<th class="text-center">' in description and "<s>b</s>" in description
+    assert '<div class="highlight">' in description and "href" not in description
+    assert render_page(text).html == description
