@@ -59,6 +59,13 @@ def deploy(alice, version, target, reason="Ship it"):
     return deployment
 
 
+def is_signed_link_to(uri: str, version) -> bool:
+    """Whether `uri` is a signed portal link granting `version`'s served file (the token
+    carries its expiry, so two links made a second apart differ)."""
+    version_id, token = uri.split("/artifacts/signed/")[1].split("/")[:2]
+    return storage.read_token(int(version_id), token) == storage.served_file(version).name
+
+
 def log_text(deployment) -> str:
     return " ".join(deployment.log_lines.values_list("message", flat=True))
 
@@ -72,13 +79,13 @@ def test_a_deploy_creates_the_inference_service_and_goes_live_at_its_url(
     verb, created = kube.manifests[0]
     assert verb == "create"
     assert created["metadata"]["annotations"][OWNER_ANNOTATION] == str(deployment.pk)
+    assert is_signed_link_to(created["spec"]["predictor"]["model"].pop("storageUri"), ready_version)
     assert created["spec"] == {
         "predictor": {
             "minReplicas": 1,
             "maxReplicas": 2,
             "model": {
                 "modelFormat": {"name": "sklearn"},
-                "storageUri": storage.storage_uri(ready_version),
                 "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "1Gi"}},
             },
         }
@@ -103,7 +110,7 @@ def test_a_new_version_patches_the_service_and_the_old_deployment_stops_nothing(
     live = kube.get("models", "iris")
     assert live["metadata"]["generation"] == 2
     assert live["metadata"]["annotations"][OWNER_ANNOTATION] == str(second.pk)
-    assert live["spec"]["predictor"]["model"]["storageUri"] == storage.storage_uri(second_version)
+    assert is_signed_link_to(live["spec"]["predictor"]["model"]["storageUri"], second_version)
     assert [verb for verb, _ in kube.manifests] == ["create", "patch"]
     # The replaced deployment's stop found the service owned by its successor.
     assert backend_for(kserve_target).status(first) == "stopped"
@@ -416,7 +423,9 @@ def test_an_unreachable_api_leaves_the_stop_pending_for_the_reconciler(
     assert deployment.stop_pending is True
 
 
-def test_an_mlflow_model_is_served_by_mlserver_over_the_v2_protocol(bob, kube):
+def test_an_mlflow_model_is_served_by_mlserver_over_the_v2_protocol(bob, kube, monkeypatch):
+    # Where the model is stored is storage's business (tests/storage); here only its URI.
+    monkeypatch.setattr(storage, "storage_uri", lambda version: version.artifact_uri)
     target = services.create_target(
         bob, name="mlflow-kserve", environment="staging", backend="kserve",
         backend_settings=kserve_settings(kube, runtime="kserve-mlserver", service_account="s3"),
