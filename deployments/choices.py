@@ -44,6 +44,7 @@ class Environment(models.TextChoices):
 class Backend(models.TextChoices):
     LOCAL = "local", "Local process (this host)"
     WEBHOOK = "webhook", "Webhook to an external CD system"
+    RAY = "ray", "Ray Serve application on a Ray cluster"
 
 
 class QueuePolicy(models.TextChoices):
