@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from deployments import storage
+from deployments import steps, storage
 from deployments.backends import DeployBackend, DeployError, Outcome, SettingSpec
 
 IMPORT_PATH = "deployments.serving.ray_app:build"
@@ -212,6 +212,7 @@ class RayServeBackend(DeployBackend):
         log(f"Submitting Serve application {self.app_name} ({version}, {replicas} "
             f"replica(s)) at {self.route_prefix} to {self.settings['dashboard_url']}.")  # fmt: skip
         self.submit(cluster, config)
+        steps.reached("server_started")
         self.wait_until_running(deployment, log)
         endpoint = self.endpoint(cluster)
         self.wait_until_serving(deployment, endpoint, log)

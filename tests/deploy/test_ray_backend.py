@@ -8,17 +8,23 @@ import signal
 import subprocess
 import sys
 import threading
+from datetime import timedelta
 
 import httpx
 import pytest
+from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
 from deployments import services
 from deployments.backends import backend_class
 from deployments.backends.ray_serve import RayServeBackend
 from deployments.choices import DeploymentState as State
 from deployments.models import Deployment, ModelVersion
-from tests.conftest import ROOT, wait_until
+from deployments.tasks import run_deployment_task
+from mlops_portal.celery import app
+from mlops_portal.core import outbox
+from tests.conftest import ROOT, start_celery_worker, wait_for_worker, wait_until
 
 SAMPLE = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 
@@ -283,3 +289,70 @@ def new_replica_pid(cluster, target, known: set) -> int | None:
         if replica_id not in known and replica.get("pid"):
             return replica["pid"]
     return None
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_killed_mid_deploy_ends_failed_and_the_previous_version_serves(
+    ray_cluster, alice, ready_version, second_version, ray_target, tmp_path, monkeypatch
+):
+    """The deploy worker SIGKILLed right after submitting the new config, and right after
+    the new version answered (before going live): a lease later the reconciler fails the
+    deployment and puts the live one's config back; the endpoint serves the live version."""
+    live = services.request_deployment(alice, version=ready_version, target=ray_target,
+                                       reason="v1")  # fmt: skip
+    assert services.run_deployment(live.pk) == State.SUCCEEDED  # in-process
+    live.refresh_from_db()
+    send = outbox.enqueue
+    dying = {step: start_worker_dying_at(step, tmp_path) for step in ("server_started", "deployed")}
+    try:
+        for worker in dying.values():
+            wait_for_worker(app, worker.node, worker, worker.log_path)
+        for step, worker in dying.items():
+            monkeypatch.setattr(outbox, "enqueue", enqueue_on(queue_for(step), send))
+            new = services.request_deployment(
+                alice, version=second_version, target=ray_target, reason=f"killed at {step}"
+            )
+            assert worker.wait(timeout=120) == -signal.SIGKILL, worker.log_path.read_text()
+            services.reconcile_deployments(
+                now=timezone.now() + timedelta(seconds=settings.DEPLOY_LEASE_SECONDS + 1)
+            )
+            new.refresh_from_db()
+            assert new.state == State.FAILED and not new.stop_pending, step
+            assert Deployment.objects.live().get(target=ray_target) == live
+            app_config = serve_app(ray_cluster, ray_target)["deployed_app_config"]
+            assert app_config["args"]["deployment"] == live.pk, step
+            wait_until(lambda: httpx.get(f"{live.endpoint}/health").json()["deployment"] == live.pk,
+                       timeout=60)  # fmt: skip
+            assert infer(live.endpoint)["model_version"] == "1"
+    finally:
+        for worker in dying.values():
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+        with app.connection_for_write() as connection:
+            for step in dying:
+                connection.default_channel.queue_delete(queue_for(step))
+
+
+def queue_for(step) -> str:
+    return f"ray-dies-at-{step}-{os.getpid()}"
+
+
+def start_worker_dying_at(step, tmp_path):
+    return start_celery_worker(
+        f"{queue_for(step)}@localhost", queue_for(step), tmp_path / f"worker-{step}.log",
+        env={"DEPLOY_CRASH_AT": step}, own_group=True,
+    )  # fmt: skip
+
+
+def enqueue_on(queue, send):
+    """outbox.enqueue (`send`) sending deploy jobs to `queue`, where one dying worker
+    listens."""
+
+    def enqueue(task, *args, **options):
+        if task is run_deployment_task:
+            options["queue"] = queue
+        return send(task, *args, **options)
+
+    return enqueue
