@@ -78,7 +78,11 @@ def test_the_portal_never_imports_ray():
 def ray_cluster_emptied(ray_cluster):
     """The session's cluster, its Serve applications deleted after the test."""
     yield ray_cluster
-    url = f"{ray_cluster.dashboard_url}/api/serve/applications/"
+    delete_applications(ray_cluster)
+
+
+def delete_applications(cluster):
+    url = f"{cluster.dashboard_url}/api/serve/applications/"
     details = httpx.get(url, timeout=10).json()
     options = {key: details["http_options"][key] for key in ("host", "port")}
     httpx.put(url, json={"http_options": options, "applications": []}, timeout=60)
@@ -234,6 +238,13 @@ def test_a_version_that_cannot_load_fails_and_the_previous_keeps_serving(
     live.refresh_from_db()
     assert live.state == State.SUCCEEDED
     assert infer(live.endpoint)["model_version"] == "1"
+
+    # Someone deletes the application on the cluster: the reconciler notes it, once.
+    delete_applications(ray_cluster)
+    assert services.reconcile_deployments()["dead_servers"] == 1
+    assert services.reconcile_deployments()["dead_servers"] == 0
+    notes = live.events.filter(kind="note").values_list("message", flat=True)
+    assert f"The Serve application mlops-target-{ray_target.pk} no longer serves it." in notes
 
 
 @pytest.mark.worker
