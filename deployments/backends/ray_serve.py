@@ -72,7 +72,9 @@ class RayServeBackend(DeployBackend):
         errors = []
         for name in ("dashboard_url", "serve_url"):
             parsed = urlsplit(cleaned.get(name, ""))
-            if cleaned.get(name) and (parsed.scheme not in ("http", "https") or not parsed.netloc):
+            if cleaned.get(name) and (
+                parsed.scheme not in ("http", "https") or not host_of(parsed)
+            ):
                 errors.append(f"{name} must be an http:// or https:// URL.")
         prefix = cleaned.get("route_prefix")
         if prefix is not None and (not prefix.startswith("/") or " " in prefix):
@@ -180,7 +182,7 @@ class RayServeBackend(DeployBackend):
     def http_options(self, cluster: dict) -> dict:
         """Serve's HTTP options: the running ones (Serve cannot change them live), else
         the target's host and port."""
-        running = cluster.get("http_options") if cluster.get("applications") else None
+        running = cluster.get("http_options") if cluster.get("proxies") else None
         if running and running.get("port"):
             return {"host": running.get("host") or "0.0.0.0", "port": running["port"]}
         return {"host": self.settings["http_host"], "port": self.settings["http_port"]}
@@ -299,6 +301,13 @@ class RayServeBackend(DeployBackend):
         if app.get("status") == "RUNNING" and serving_deployment(deployment.endpoint):
             return "serving"
         return "unhealthy"
+
+
+def host_of(parsed) -> str | None:
+    try:
+        return parsed.hostname
+    except ValueError:  # a malformed port or bracketed host
+        return None
 
 
 def serves(app: dict, deployment) -> bool:

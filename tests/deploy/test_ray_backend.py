@@ -38,7 +38,7 @@ def test_settings_are_checked_when_the_target_is_saved():
     with pytest.raises(ValidationError) as error:
         clean({
             "dashboard_url": "ftp://head", "num_replicas": 0, "num_cpus": "two",
-            "route_prefix": "iris", "serve_url": "head:8000",
+            "route_prefix": "iris", "serve_url": "http://:8000",
         })  # fmt: skip
     messages = " ".join(error.value.message_dict["backend_settings"])
     for expected in ("dashboard_url must be", "num_replicas must be between 1 and 64",
