@@ -236,7 +236,10 @@ class RayServeBackend(DeployBackend):
         next_note = time.monotonic() + 2
         status = "not submitted"
         while time.monotonic() < deadline:
-            app = self.our_app(self.read_cluster())
+            try:
+                app = self.our_app(self.read_cluster())
+            except DeployError as exc:  # a dashboard restart: keep waiting until the deadline
+                app, status = None, str(exc)
             if app and serves(app, deployment):
                 status = app.get("status", "")
                 if status == "RUNNING":
