@@ -8,6 +8,11 @@ alternate two versions, so every run after the first is a blue/green switch. The
 runs against gunicorn on the same database: `mlops deploy … --target <staging, no approval>
 --wait` as a pipeline runs it (polling every second, its default), timed from the command's
 start to its exit (0: the new endpoint answers /health).
+
+Then the same approval → serving time on the Ray backend: a real local Ray cluster (one
+head node, 2 CPUs, its own ports, tests/deploy/ray_cluster.py) on this host, each run a
+Serve rollout of the target's application (new replicas before old ones stop); reported
+with its ratio to the local backend's median of the same run.
 """
 
 import argparse
@@ -184,6 +189,25 @@ def cli_runs(var_dir, alice, bob, versions, runs) -> list[float]:
         web.wait(timeout=20)
 
 
+def ray_runs(alice, bob, versions, runs) -> list[float]:
+    """Approval → serving on a `ray` target of a local Ray cluster started for the runs."""
+    from deployments import services
+    from tests.deploy import ray_cluster
+
+    cluster = ray_cluster.start(num_cpus=2)
+    try:
+        target = services.create_target(
+            bob, name="iris-ray", environment="production", backend="ray",
+            backend_settings={
+                "dashboard_url": cluster.dashboard_url, "num_cpus": 0.25,
+                "http_host": "127.0.0.1", "http_port": cluster.serve_port,
+            },
+        )  # fmt: skip
+        return [one_run(alice, bob, versions[i % 2], target) for i in range(runs)]
+    finally:
+        ray_cluster.stop(cluster)
+
+
 def stop_everything(worker) -> None:
     from deployments.backends.local import is_model_server, terminate
     from deployments.models import Deployment
@@ -206,6 +230,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--cli-runs", type=int, default=5, help="`mlops deploy --wait` runs")
+    parser.add_argument("--ray-runs", type=int, default=5, help="runs on the Ray backend (0: none)")
     options = parser.parse_args()
     runs = options.runs
     RESULTS_DIR.mkdir(exist_ok=True)
@@ -216,6 +241,9 @@ def main() -> int:
         try:
             seconds = [one_run(alice, bob, versions[i % 2], target) for i in range(runs)]
             cli_seconds = cli_runs(var_dir, alice, bob, versions, options.cli_runs)
+            ray_seconds = (
+                ray_runs(alice, bob, versions, options.ray_runs) if options.ray_runs else []
+            )
         finally:
             stop_everything(worker)
     median = statistics.median(seconds)
@@ -228,6 +256,14 @@ def main() -> int:
     print(
         f"  median {cli_median:.2f} s, min {min(cli_seconds):.2f} s, max {max(cli_seconds):.2f} s"
     )
+    results = {}
+    if ray_seconds:
+        ray_median = statistics.median(ray_seconds)
+        print(f"approval → serving endpoint (Ray backend, local cluster), {len(ray_seconds)} runs:")
+        print("  " + "  ".join(f"{s:.2f}s" for s in ray_seconds))
+        print(f"  median {ray_median:.2f} s ({ray_median / median:.1f} times the local backend's)")
+        results = {"ray_runs": ray_seconds, "ray_median_s": ray_median,
+                   "ray_to_local_median_ratio": ray_median / median}  # fmt: skip
     (RESULTS_DIR / "deploy.json").write_text(
         json.dumps(
             {
@@ -235,6 +271,7 @@ def main() -> int:
                 "median_s": median,
                 "cli_deploy_wait_runs": cli_seconds,
                 "cli_deploy_wait_median_s": cli_median,
+                **results,
             },
             indent=1,
         )

@@ -45,6 +45,7 @@ class Backend(models.TextChoices):
     LOCAL = "local", "Local process (this host)"
     WEBHOOK = "webhook", "Webhook to an external CD system"
     KSERVE = "kserve", "KServe InferenceService on Kubernetes"
+    RAY = "ray", "Ray Serve application on a Ray cluster"
 
 
 class QueuePolicy(models.TextChoices):

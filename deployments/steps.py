@@ -15,6 +15,7 @@ from django.conf import settings
 STEPS = (
     "claimed",  # the job holds the row (running), nothing started yet
     "server_started",  # the local backend started the model server and saved its pid
+    # (the ray backend: submitted the new Serve config, its previous one recorded)
     "deployed",  # the backend answered: the new version serves, not yet live
     "went_live",  # committed: new one succeeded, old one superseded + stop pending
     "stopped_old",  # the old server is stopped and its stop is recorded

@@ -103,12 +103,14 @@ class DeployBackend:
 def backend_class(name: str) -> type[DeployBackend]:
     from deployments.backends.kserve import KServeBackend
     from deployments.backends.local import LocalBackend
+    from deployments.backends.ray_serve import RayServeBackend
     from deployments.backends.webhook import WebhookBackend
 
     classes = {
         BackendName.LOCAL: LocalBackend,
         BackendName.WEBHOOK: WebhookBackend,
         BackendName.KSERVE: KServeBackend,
+        BackendName.RAY: RayServeBackend,
     }
     try:
         return classes[name]

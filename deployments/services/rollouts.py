@@ -38,6 +38,8 @@ from mlops_portal.core.policy import can, require
 
 logger = logging.getLogger(__name__)
 State = DeploymentState
+# Backends whose live deployments the reconciler checks for a dead server.
+SERVED_BACKENDS = ("local", "ray")
 
 
 # --- requests and decisions ------------------------------------------------------------
@@ -492,7 +494,8 @@ def reconcile_deployments(now=None) -> dict[str, int]:
     - ended with its stop pending for longer than a job's lease (its job died between
       going live and stopping the old server, or while failing): stop it now;
     - queued with a free target for a while: its message was lost, send it again;
-    - live on the local backend with a dead model server: record it once on the timeline.
+    - live on the local or ray backend with a dead model server (Serve application):
+      record it once on the timeline.
 
     `now` moves the reconciler's clock (tests: "a lease later"); by default, now."""
     done = {"failed": 0, "stopped": 0, "resent": 0, "dead_servers": 0}
@@ -503,7 +506,8 @@ def reconcile_deployments(now=None) -> dict[str, int]:
             done["failed"] += 1
     done["stopped"] = _stop_pending_servers(now)
     done["resent"] = _resend_waiting(now)
-    for deployment in Deployment.objects.for_list().live().filter(target__backend="local"):
+    served = Deployment.objects.for_list().live().filter(target__backend__in=SERVED_BACKENDS)
+    for deployment in served:
         if _record_dead_server(deployment):
             done["dead_servers"] += 1
     return done
@@ -560,12 +564,13 @@ def _record_dead_server(deployment) -> bool:
     if backend_for(deployment.target).status(deployment) != "stopped":
         return False
     state = {**deployment.backend_state, "died_at": timezone.now().isoformat()}
+    if deployment.backend_state.get("app"):
+        note = f"The Serve application {deployment.backend_state['app']} no longer serves it."
+    else:
+        note = f"The model server (pid {deployment.backend_state.get('pid')}) is not running."
     with transaction.atomic():
         Deployment.objects.filter(pk=deployment.pk).update(backend_state=state)
-        _record(
-            deployment, None, DeploymentEventKind.NOTE,
-            f"The model server (pid {deployment.backend_state.get('pid')}) is not running.",
-        )  # fmt: skip
+        _record(deployment, None, DeploymentEventKind.NOTE, note)
     return True
 
 

@@ -108,3 +108,16 @@ def webhook_target(bob, cd_system):
         backend="webhook",
         backend_settings={"url": cd_system.url, "secret": WEBHOOK_SECRET, "timeout_seconds": 30},
     )
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """ONE real local Ray cluster (`ray start --head --block`, 2 CPUs, ports and temp folder
+    of its own) for the session: starting one takes the most time of the Ray tests."""
+    from tests.deploy import ray_cluster as cluster
+
+    head = cluster.start(num_cpus=2)
+    try:
+        yield head
+    finally:
+        cluster.stop(head)

@@ -1,0 +1,374 @@
+"""The `ray` backend: serves a version on a Ray cluster as a Ray Serve application.
+
+One Serve application per target (`mlops-target-<id>`, at the target's route prefix), built
+by `deployments.serving.ray_app` from `args` naming the version and its signed artifact URL.
+A deploy submits the cluster's whole Serve config through its REST API (`PUT
+/api/serve/applications/`, what `serve deploy` does; the other applications are sent back
+as they are), waits until the application is RUNNING with the new args, and probes
+`/v2/health/ready` and `/health` until the new version answers. The portal imports no Ray.
+
+A new version changes the application's `args`, so Serve replaces its replicas; with
+`max_surge_percent: 100` it starts the new ones before stopping the old, so the endpoint
+(which stays the same) keeps answering during the switch, and if the new replicas cannot
+start the old ones keep serving. The config the application had before is recorded in
+`Deployment.backend_state["previous_config"]` (without its signed URL): `stop` of a failed
+deployment puts it back (re-signed), or deletes the application when there was none.
+`stop` of a replaced deployment does nothing: the application serves its successor."""
+
+import copy
+import time
+from urllib.parse import urlsplit
+
+import httpx
+
+from deployments import steps, storage
+from deployments.backends import DeployBackend, DeployError, Outcome, SettingSpec
+
+IMPORT_PATH = "deployments.serving.ray_app:build"
+DEPLOYMENT_NAME = "ModelServer"  # the @serve.deployment name in ray_app
+APPLICATIONS = "/api/serve/applications/"
+# Replicas restarted after a crash fetch the artifact again: the URL must outlive the
+# deployment's start (the app also keeps the artifact on each node, by SHA-256).
+ARTIFACT_URL_SECONDS = 7 * 24 * 3600
+REDACTED = "(signed URL, not stored)"
+NUMBER = (int, float)
+
+
+class RayServeBackend(DeployBackend):
+    settings_spec = (
+        SettingSpec(
+            "dashboard_url", str, required=True,
+            help="The Ray dashboard's address, whose Serve REST API takes the deploy "
+            "(http://head:8265).",
+        ),
+        SettingSpec("route_prefix", str, help="Where the model answers; default /<target name>."),
+        SettingSpec("num_replicas", int, default=1, help="Replicas serving the model (1-64)."),
+        SettingSpec("num_cpus", float, default=1, help="CPUs per replica (fractions allowed)."),
+        SettingSpec("num_gpus", float, help="GPUs per replica."),
+        SettingSpec("memory_mb", int, help="Memory reserved per replica, in MiB."),
+        SettingSpec(
+            "http_port", int, default=8000,
+            help="Serve's HTTP port, used when Serve is not running on the cluster yet.",
+        ),
+        SettingSpec(
+            "http_host", str, default="0.0.0.0",
+            help="Where Serve's HTTP proxy listens, used when Serve is not running yet.",
+        ),
+        SettingSpec(
+            "serve_url", str,
+            help="The base URL clients reach Serve's HTTP proxy at; default: the dashboard's "
+            "host with Serve's port.",
+        ),
+        SettingSpec(
+            "working_dir", str,
+            help="runtime_env working_dir: a URL of a zip of this repository, for a cluster "
+            "whose Python cannot import deployments.serving.",
+        ),
+        SettingSpec("timeout_seconds", int, default=300, help="How long to wait for RUNNING."),
+    )  # fmt: skip
+
+    @classmethod
+    def check_values(cls, cleaned):
+        errors = []
+        for name in ("dashboard_url", "serve_url"):
+            parsed = urlsplit(cleaned.get(name, ""))
+            if cleaned.get(name) and (
+                parsed.scheme not in ("http", "https") or not host_of(parsed)
+            ):
+                errors.append(f"{name} must be an http:// or https:// URL.")
+        prefix = cleaned.get("route_prefix")
+        if prefix is not None and (not prefix.startswith("/") or " " in prefix):
+            errors.append("route_prefix must start with / and contain no spaces.")
+        if not 1 <= cleaned.get("num_replicas", 1) <= 64:
+            errors.append("num_replicas must be between 1 and 64.")
+        for name, low, high in (("num_cpus", 0, 64), ("num_gpus", 0, 16)):
+            value = cleaned.get(name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, NUMBER):
+                errors.append(f"{name} must be a number.")
+            elif not low <= value <= high or (name == "num_cpus" and value == 0):
+                errors.append(f"{name} must be more than 0 and at most {high}.")
+        if not 1 <= cleaned.get("memory_mb", 1) <= 1024 * 1024:
+            errors.append("memory_mb must be between 1 and 1048576.")
+        if not 1 <= cleaned.get("http_port", 8000) <= 65535:
+            errors.append("http_port must be between 1 and 65535.")
+        if not 1 <= cleaned.get("timeout_seconds", 300) <= 3600:
+            errors.append("timeout_seconds must be between 1 and 3600.")
+        return errors
+
+    # --- names and configs ----------------------------------------------------------------
+
+    @property
+    def app_name(self) -> str:
+        return f"mlops-target-{self.target.pk}"
+
+    @property
+    def route_prefix(self) -> str:
+        return self.settings.get("route_prefix") or f"/{self.target.name}"
+
+    def app_config(self, deployment, artifact: storage.SignedArtifact) -> dict:
+        """The Serve application config that serves `deployment`'s version."""
+        version = deployment.version
+        actor_options = {"num_cpus": self.settings["num_cpus"]}
+        if self.settings.get("num_gpus"):
+            actor_options["num_gpus"] = self.settings["num_gpus"]
+        if self.settings.get("memory_mb"):
+            actor_options["memory"] = self.settings["memory_mb"] * 1024 * 1024
+        config = {
+            "name": self.app_name,
+            "route_prefix": self.route_prefix,
+            "import_path": IMPORT_PATH,
+            "args": {
+                "artifact_url": artifact.url,
+                # Of the served file (the pickle, or the portal's bundle of an MLflow model),
+                # which the replica checks before loading it.
+                "sha256": artifact.sha256,
+                "flavor": version.flavor,
+                "model": version.model.name,
+                "version": version.number,
+                "deployment": deployment.pk,
+            },
+            "deployments": [
+                {
+                    "name": DEPLOYMENT_NAME,
+                    "num_replicas": self.settings["num_replicas"],
+                    # New replicas start before old ones stop: no gap in serving.
+                    "max_surge_percent": 100,
+                    "ray_actor_options": actor_options,
+                }
+            ],
+        }
+        if self.settings.get("working_dir"):
+            config["runtime_env"] = {"working_dir": self.settings["working_dir"]}
+        return config
+
+    # --- the cluster's Serve REST API ---------------------------------------------------
+
+    def read_cluster(self, timeout: float = 10.0) -> dict:
+        """GET the cluster's Serve details (applications, http_options); DeployError when
+        the dashboard cannot be reached or answers something else."""
+        url = self.settings["dashboard_url"].rstrip("/") + APPLICATIONS
+        try:
+            response = httpx.get(url, timeout=timeout, trust_env=False)
+        except httpx.HTTPError as exc:
+            raise DeployError(f"Could not reach the Ray dashboard at {url}: {exc}") from exc
+        if response.status_code != 200:
+            raise DeployError(f"The Ray dashboard answered HTTP {response.status_code}: "
+                              f"{response.text[:300]}")  # fmt: skip
+        try:
+            return response.json()
+        except ValueError:
+            raise DeployError("The Ray dashboard's answer is not JSON.") from None
+
+    def submit(self, cluster: dict, ours: dict | None) -> None:
+        """PUT the whole Serve config: every other application as the cluster runs it, and
+        ours (`None`: without ours, which deletes it)."""
+        applications = [
+            app["deployed_app_config"]
+            for name, app in (cluster.get("applications") or {}).items()
+            if name != self.app_name and app.get("deployed_app_config")
+        ]
+        if ours is not None:
+            applications.append(ours)
+        body = {"http_options": self.http_options(cluster), "applications": applications}
+        url = self.settings["dashboard_url"].rstrip("/") + APPLICATIONS
+        try:
+            response = httpx.put(url, json=body, timeout=60.0, trust_env=False)
+        except httpx.HTTPError as exc:
+            raise DeployError(f"Could not submit the Serve config to {url}: {exc}") from exc
+        if response.status_code != 200:
+            raise DeployError(f"The Ray dashboard refused the Serve config (HTTP "
+                              f"{response.status_code}): {response.text[:500]}")  # fmt: skip
+
+    def http_options(self, cluster: dict) -> dict:
+        """Serve's HTTP options: the running ones (Serve cannot change them live), else
+        the target's host and port."""
+        running = cluster.get("http_options") if cluster.get("proxies") else None
+        if running and running.get("port"):
+            return {"host": running.get("host") or "0.0.0.0", "port": running["port"]}
+        return {"host": self.settings["http_host"], "port": self.settings["http_port"]}
+
+    def endpoint(self, cluster: dict) -> str:
+        base = self.settings.get("serve_url")
+        if not base:
+            dashboard = urlsplit(self.settings["dashboard_url"])
+            port = self.http_options(cluster)["port"]
+            base = f"{dashboard.scheme}://{dashboard.hostname}:{port}"
+        return base.rstrip("/") + ("" if self.route_prefix == "/" else self.route_prefix)
+
+    # --- deploy, stop, status --------------------------------------------------------------
+
+    def deploy(self, deployment, log) -> Outcome:
+        version = deployment.version
+        artifact = storage.signed_artifact(version, expires_in=ARTIFACT_URL_SECONDS)
+        config = self.app_config(deployment, artifact)
+        cluster = self.read_cluster()
+        self.check_route_prefix_is_free(cluster)
+        current = (cluster.get("applications") or {}).get(self.app_name) or {}
+        previous = current.get("deployed_app_config")
+        if not record_state(
+            deployment, app=self.app_name, config=redacted(config),
+            previous_config=redacted(previous) if previous else None,
+        ):  # fmt: skip
+            raise DeployError("The deployment ended before its Serve config was submitted.")
+        replicas = self.settings["num_replicas"]
+        log(f"Submitting Serve application {self.app_name} ({version}, {replicas} "
+            f"replica(s)) at {self.route_prefix} to {self.settings['dashboard_url']}.")  # fmt: skip
+        self.submit(cluster, config)
+        steps.reached("server_started")
+        self.wait_until_running(deployment, log)
+        endpoint = self.endpoint(cluster)
+        self.wait_until_serving(deployment, endpoint, log)
+        log(f"Serve application {self.app_name} answers /v2/health/ready at {endpoint}.")
+        return Outcome(endpoint=endpoint)
+
+    def check_route_prefix_is_free(self, cluster: dict) -> None:
+        for name, app in (cluster.get("applications") or {}).items():
+            if name != self.app_name and app.get("route_prefix") == self.route_prefix:
+                raise DeployError(
+                    f"The cluster's application {name!r} already serves {self.route_prefix}; "
+                    "give this target another route_prefix."
+                )
+
+    def wait_until_running(self, deployment, log) -> None:
+        """Until the cluster runs our config RUNNING; DeployError on DEPLOY_FAILED or at
+        the timeout (the previous replicas are still serving then)."""
+        deadline = time.monotonic() + self.settings["timeout_seconds"]
+        next_note = time.monotonic() + 2
+        status = "not submitted"
+        while time.monotonic() < deadline:
+            try:
+                app = self.our_app(self.read_cluster())
+            except DeployError as exc:  # a dashboard restart: keep waiting until the deadline
+                app, status = None, str(exc)
+            if app and serves(app, deployment):
+                status = app.get("status", "")
+                if status == "RUNNING":
+                    log(f"Serve reports {self.app_name} RUNNING.")
+                    return
+                if status == "DEPLOY_FAILED":
+                    raise DeployError(f"Serve could not deploy {self.app_name}: "
+                                      f"{failure_message(app)}")  # fmt: skip
+            if time.monotonic() >= next_note:
+                log(f"Waiting for Serve: {self.app_name} is {status}…")  # renews the lease
+                next_note = time.monotonic() + 2
+            time.sleep(0.5)
+        seconds = self.settings["timeout_seconds"]
+        raise DeployError(
+            f"Serve did not run {self.app_name} within {seconds} s (last status: {status})."
+        )
+
+    def wait_until_serving(self, deployment, endpoint, log, timeout: float = 60) -> None:
+        """Until `/v2/health/ready` answers and `/health` names this deployment (the old
+        replicas drain for a moment after RUNNING)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if serving_deployment(endpoint) == deployment.pk:
+                return
+            time.sleep(0.2)
+        raise DeployError(f"{endpoint} did not answer /v2/health/ready for this deployment "
+                          f"within {timeout:.0f} s.")  # fmt: skip
+
+    def our_app(self, cluster: dict) -> dict | None:
+        return (cluster.get("applications") or {}).get(self.app_name)
+
+    def stop(self, deployment) -> str | None:
+        """Undo a deployment that did not go live: put the config back that the
+        application had before it (or delete the application). A deployment that was
+        replaced has nothing to stop: the application already serves its successor."""
+        state = deployment.backend_state or {}
+        if not state.get("app"):
+            return None
+        try:
+            cluster = self.read_cluster()
+            app = self.our_app(cluster)
+            if not app or not serves(app, deployment):
+                return None
+            previous = state.get("previous_config")
+            if previous:
+                self.submit(cluster, resigned(previous))
+                return (f"Serve application {self.app_name} put back to deployment "
+                        f"#{previous['args']['deployment']}'s config.")  # fmt: skip
+            self.submit(cluster, None)
+            return f"Serve application {self.app_name} deleted."
+        except DeployError:
+            return None  # the flag stays; the reconciler tries again
+
+    def status(self, deployment) -> str:
+        try:
+            cluster = self.read_cluster(timeout=3.0)
+        except DeployError:
+            return "unhealthy"
+        app = self.our_app(cluster)
+        if not app or not serves(app, deployment):
+            return "stopped"
+        if app.get("status") == "RUNNING" and serving_deployment(deployment.endpoint):
+            return "serving"
+        return "unhealthy"
+
+
+def host_of(parsed) -> str | None:
+    try:
+        return parsed.hostname
+    except ValueError:  # a malformed port or bracketed host
+        return None
+
+
+def serves(app: dict, deployment) -> bool:
+    """Whether the application's submitted config is `deployment`'s."""
+    args = (app.get("deployed_app_config") or {}).get("args") or {}
+    return args.get("deployment") == deployment.pk
+
+
+def failure_message(app: dict) -> str:
+    """Why Serve failed: for each deployment, the last line of the replica's traceback
+    (the exception and its message), then where to read the rest."""
+    reasons = []
+    for name, details in (app.get("deployments") or {}).items():
+        lines = [line.strip() for line in (details.get("message") or "").splitlines()]
+        lines = [line for line in lines if line]
+        if lines:
+            reasons.append(f"{name}: {lines[-1]}")
+    reasons = reasons or [(app.get("message") or "no message").strip().splitlines()[0]]
+    detail = " | ".join(reasons)[:1500]
+    return f"{detail} (the whole traceback is in the Ray dashboard's Serve page)"
+
+
+def serving_deployment(endpoint: str) -> int | None:
+    """The deployment id the endpoint's replicas answer /health with, once
+    /v2/health/ready answers; None when it does not answer."""
+    try:
+        with httpx.Client(timeout=2.0, trust_env=False) as client:
+            if client.get(f"{endpoint}/v2/health/ready").status_code != 200:
+                return None
+            return client.get(f"{endpoint}/health").json()["deployment"]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None
+
+
+def redacted(config: dict) -> dict:
+    """`config` without its signed URL, which grants access to the artifact."""
+    kept = copy.deepcopy(config)
+    kept.setdefault("args", {})["artifact_url"] = REDACTED
+    return kept
+
+
+def resigned(config: dict) -> dict:
+    """A recorded config with a fresh signed URL of its deployment's version."""
+    from deployments.models import Deployment
+
+    restored = copy.deepcopy(config)
+    owner = Deployment.objects.select_related("version").get(pk=restored["args"]["deployment"])
+    restored["args"]["artifact_url"] = storage.signed_artifact_url(
+        owner.version, expires_in=ARTIFACT_URL_SECONDS
+    )
+    return restored
+
+
+def record_state(deployment, **state) -> bool:
+    """Save the backend state before submitting, so a reconciler can undo the submit if the
+    job dies; False when the deployment is no longer running."""
+    from deployments.backends.local import record_process
+
+    return record_process(deployment, **state)
