@@ -3,7 +3,7 @@
 from celery import shared_task
 
 from mlops_portal.core import metrics
-from monitoring.services import alerts, checks, heartbeats, rollups, serving
+from monitoring.services import alerts, checks, heartbeats, predictions, quality, rollups, serving
 
 
 @shared_task(ignore_result=True)
@@ -36,3 +36,16 @@ def scrape_serving_metrics() -> dict:
 def mark_overdue_heartbeats() -> int:
     """Beat, every 10 s: heartbeats whose job has not pinged within period + grace go down."""
     return heartbeats.mark_overdue()
+
+
+@shared_task(ignore_result=True)
+def collect_predictions() -> dict:
+    """Beat, every PREDICTION_COLLECT_INTERVAL_SECONDS: the prediction log's new entries
+    into LoggedPrediction rows (a bounded batch per run)."""
+    return predictions.collect_predictions()
+
+
+@shared_task(ignore_result=True)
+def roll_up_live_quality(version_ids=None) -> int:
+    """Beat, hourly, for every version; and after feedback, for its version (on demand)."""
+    return quality.roll_up(version_ids)

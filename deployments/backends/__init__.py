@@ -68,6 +68,11 @@ class DeployBackend:
             if spec.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
                 errors.append(f"{spec.name} must be a whole number.")
                 continue
+            if spec.kind is float and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                errors.append(f"{spec.name} must be a number.")
+                continue
             if spec.kind is str and not isinstance(value, str):
                 errors.append(f"{spec.name} must be text.")
                 continue
