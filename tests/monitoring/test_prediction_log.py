@@ -343,3 +343,70 @@ def test_retention_prunes_old_logged_predictions_and_keeps_the_hourly_quality(
     assert LiveQuality.objects.filter(version=version, labelled=2, correct=1).exists()
     settings.PREDICTION_LOG_RETENTION_DAYS = 0  # 0 keeps them forever
     assert "logged_predictions" not in prune_old_records()
+
+
+# --- the demo's traffic generator ---------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simulated_traffic_drifts_and_sends_feedback_for_logged_predictions(
+    live_server, alice, bob, version, stream, tmp_path
+):
+    import threading
+
+    from django.core.management import call_command
+    from django.db import connection
+
+    from mlops_portal.models import ApiToken
+
+    model = version.model
+    model.name = "iris-classifier"  # what the command drives by default
+    model.save(update_fields=["name"])
+    target = deploy.create_target(bob, name="iris-demo", environment="staging")
+    port = free_port()
+    deployment = go_live(alice, version, target, f"http://127.0.0.1:{port}")
+    artifact = tmp_path / "model.joblib"
+    artifact.write_bytes(iris_artifact()[0])
+    env = {"PREDICTION_SAMPLE_RATE": "1", "PREDICTION_LOG_URL": settings.PREDICTION_LOG_URL,
+           "PREDICTION_LOG_STREAM": settings.PREDICTION_LOG_STREAM,
+           "PATH": "/usr/bin:/bin"}  # fmt: skip
+    server = subprocess.Popen(
+        [sys.executable, "-m", "deployments.serving.server", "--artifact", str(artifact),
+         "--flavor", "sklearn", "--model", "iris", "--version", "1", "--port", str(port),
+         "--deployment-id", str(deployment.pk), "--version-id", str(version.pk)],
+        cwd=ROOT, env=env, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_until(lambda: _answers(f"{deployment.endpoint}/health"), timeout=30)
+        options = {"rate": 20, "drift_after": 4, "feedback_delay": 1, "feedback_every": 2,
+                   "feedback_share": 1.0, "duration": 14}  # fmt: skip
+
+        def simulate():
+            try:
+                call_command("simulate_traffic", live_server.url, **options)
+            finally:
+                connection.close()  # the thread's own connection
+
+        run = threading.Thread(target=simulate)
+        run.start()
+        while run.is_alive():  # the worker's job, every half second
+            predictions.collect_predictions()
+            time.sleep(0.5)
+        predictions.collect_predictions()
+    finally:
+        stop_process(server)
+    rows = LoggedPrediction.objects.filter(deployment=deployment)
+    labelled = rows.filter(label__isnull=False)
+    assert rows.count() >= 10 and labelled.count() >= 5
+    # After the drift the petals are longer than any iris in the data set (max 6.9 cm).
+    assert any(row.features[2] > 6.9 for row in rows)
+    assert not ApiToken.objects.filter(user=alice, revoked_at__isnull=True).exists()
+
+
+def test_simulated_traffic_waits_while_nothing_is_live(db, alice, capsys):
+    from django.core.management import call_command
+
+    call_command("simulate_traffic", "http://127.0.0.1:9", duration=1)
+    out = capsys.readouterr().out
+    assert "nothing of iris-classifier is live yet; waiting." in out
+    assert "stopped." in out

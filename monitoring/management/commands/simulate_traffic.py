@@ -16,6 +16,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -66,6 +67,8 @@ class Command(BaseCommand):
         parser.add_argument("--feedback-delay", type=float,
                             default=2.0 * settings.PREDICTION_COLLECT_INTERVAL_SECONDS + 5,
                             help="Seconds before a label is sent (collector lag).")  # fmt: skip
+        parser.add_argument("--feedback-every", type=float, default=10.0,
+                            help="Seconds between feedback requests.")  # fmt: skip
         parser.add_argument("--duration", type=float, default=0.0, help="Stop after; 0: never.")
         parser.add_argument("--stop-with", type=int, help="Stop when this process has gone.")
         parser.add_argument("--seed", type=int, default=7)
@@ -92,6 +95,8 @@ def stop_on_signals() -> None:
     def stop(signum, frame):
         raise KeyboardInterrupt
 
+    if threading.current_thread() is not threading.main_thread():
+        return  # run from a thread (tests): signals are the main thread's
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
 
@@ -108,21 +113,25 @@ class Simulator:
         self.random = random.Random(options["seed"])
         self.pending = Pending()
         self.client = httpx.Client(timeout=5, headers={"Authorization": f"Token {secret}"})
+        self.servers = httpx.Client(timeout=5)  # keep-alive to the model servers
         self.sent = self.labelled = self.refused = 0
 
     def run(self) -> None:
         started = time.monotonic()
         drifting = False
         interval = 1.0 / max(self.options["rate"], 0.01)
-        next_feedback = time.monotonic() + 5
+        next_feedback = time.monotonic() + self.options["feedback_every"]
         said_waiting = False
+        endpoints, looked_at = [], 0.0
         while self.keep_going(started):
-            endpoints = self.live_endpoints()
+            if time.monotonic() - looked_at >= LOOK_AGAIN_SECONDS:  # a new deployment, or none
+                endpoints, looked_at = self.live_endpoints(), time.monotonic()
             if not endpoints:
                 if not said_waiting:
                     self.say(f"nothing of {self.options['model']} is live yet; waiting.")
                     said_waiting = True
                 time.sleep(LOOK_AGAIN_SECONDS)
+                looked_at = 0.0
                 continue
             said_waiting = False
             if not drifting and time.monotonic() - started >= self.options["drift_after"]:
@@ -132,7 +141,7 @@ class Simulator:
                 self.predict(deployment_id, endpoint, drifting)
             if time.monotonic() >= next_feedback:
                 self.send_feedback()
-                next_feedback = time.monotonic() + 10
+                next_feedback = time.monotonic() + self.options["feedback_every"]
             time.sleep(interval)
 
     def keep_going(self, started: float) -> bool:
@@ -157,7 +166,7 @@ class Simulator:
         if drifting:
             row = [round(value + shift, 2) for value, shift in zip(row, DRIFT, strict=True)]
         try:
-            answer = httpx.post(f"{endpoint}/predict", json={"instances": [row]}, timeout=5)
+            answer = self.servers.post(f"{endpoint}/predict", json={"instances": [row]})
             body = answer.json() if answer.status_code == 200 else {}
         except (httpx.HTTPError, ValueError):
             return  # a server between deployments: the next round finds the new one
