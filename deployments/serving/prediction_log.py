@@ -132,16 +132,17 @@ def from_environment(environ, deployment_id, version_id, counts=None) -> Predict
     """The log the local backend asks for through the environment: PREDICTION_SAMPLE_RATE
     (0 … 1; 0 or unset turns logging off), PREDICTION_LOG_URL (Redis), PREDICTION_LOG_STREAM,
     PREDICTION_LOG_MAXLEN. Off, too, when the server was started without a deployment id."""
-    try:
+    try:  # the portal checked both; a hand-started server with bad values logs nothing
         rate = float(environ.get("PREDICTION_SAMPLE_RATE") or 0)
+        maxlen = int(environ.get("PREDICTION_LOG_MAXLEN") or DEFAULT_MAXLEN)
     except ValueError:
-        rate = 0.0
+        rate, maxlen = 0.0, DEFAULT_MAXLEN
     if deployment_id is None or version_id is None:
         rate = 0.0
     return PredictionLog(
         url=environ.get("PREDICTION_LOG_URL", ""),
         stream=environ.get("PREDICTION_LOG_STREAM") or DEFAULT_STREAM,
-        maxlen=int(environ.get("PREDICTION_LOG_MAXLEN") or DEFAULT_MAXLEN),
+        maxlen=maxlen,
         rate=min(max(rate, 0.0), 1.0),
         deployment_id=deployment_id or 0,
         version_id=version_id or 0,

@@ -410,3 +410,12 @@ def test_simulated_traffic_waits_while_nothing_is_live(db, alice, capsys):
     out = capsys.readouterr().out
     assert "nothing of iris-classifier is live yet; waiting." in out
     assert "stopped." in out
+
+
+@pytest.mark.django_db
+def test_without_redis_the_collector_says_so_and_does_not_fail(settings, caplog):
+    from monitoring.tasks import collect_predictions
+
+    settings.PREDICTION_LOG_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens
+    assert collect_predictions() == {"unavailable": 1}
+    assert "The prediction log's Redis does not answer" in caplog.text
