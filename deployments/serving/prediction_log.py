@@ -113,7 +113,7 @@ class PredictionLog:
                     "rows": json.dumps(rows, allow_nan=False),
                     "predictions": json.dumps(predictions, allow_nan=False),
                 }
-            except (TypeError, ValueError):
+            except Exception:  # NaN, a type JSON cannot carry, V2 inputs that do not decode
                 unencodable += 1
                 continue
             pipeline.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
