@@ -5,10 +5,12 @@
 2. a 30-day chart for a check with one result every 10 s (259,200 raw results), read from
    hour roll-ups and rendered with Plotly;
 3. the serving-metrics scrape job over 200 live deployments (local stand-ins serving a
-   model server's metrics text): worker CPU per round (one round a minute).
+   model server's metrics text): worker CPU per round (one round a minute);
+4. `/predict` p95 with the prediction log on (10 % and 100 %) and off (bench/predict_logging.py).
 
 Targets: at least 2,000 probes/s per worker process, the 30-day chart under 150 ms, and a
-scrape round under 10 s of worker CPU (`--only scrape` runs just that one).
+scrape round under 10 s of worker CPU (`--only scrape` runs just that one), and /predict's p95
+with logging on within 5 % of off (`--only predict-logging`).
 Runs on a fresh PostgreSQL database `mlops_bench_monitor`; results in
 bench-results/monitoring.json.
 """
@@ -182,8 +184,20 @@ def print_scrape(scrape: dict) -> None:
           f"minute: {verdict}")  # fmt: skip
 
 
+def predict_logging() -> dict:
+    from bench.predict_logging import print_result, run
+
+    result = run()
+    print_result(result)
+    (RESULTS_DIR / "predict-logging.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
 def main() -> int:
     RESULTS_DIR.mkdir(exist_ok=True)
+    if sys.argv[1:] == ["--only", "predict-logging"]:
+        predict_logging()
+        return 0
     only_scrape = sys.argv[1:] == ["--only", "scrape"]
     prepare()
     base_urls, stop = start_probe_servers(count=SCRAPE_SERVERS)
@@ -210,6 +224,7 @@ def main() -> int:
     (RESULTS_DIR / "monitoring.json").write_text(
         json.dumps({"probes": probes, "chart": chart, "scrape": scrape}, indent=1)
     )
+    predict_logging()
     return 0
 
 

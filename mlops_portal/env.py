@@ -39,6 +39,23 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
 
 
+def env_fraction(name: str, default: float) -> float:
+    """A share between 0 and 1: "0.1", or "10%"."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    text = raw.strip()
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise ImproperlyConfigured(
+            f"{name} must be a share from 0 to 1 (or 0% to 100%), not {raw!r}"
+        )
+    return value
+
+
 def env_time(name: str, default: str) -> time:
     raw = os.environ.get(name) or default
     try:

@@ -17,6 +17,7 @@ from django.core.exceptions import ImproperlyConfigured
 from mlops_portal.core.logs import logging_config
 from mlops_portal.env import (
     env_bool,
+    env_fraction,
     env_int,
     env_list,
     env_rate,
@@ -240,11 +241,22 @@ SERVING_SCRAPE_CONCURRENCY = env_int("SERVING_SCRAPE_CONCURRENCY", 100)
 HEARTBEAT_BODY_MAX = env_int("HEARTBEAT_BODY_MAX", 100_000)
 HEARTBEAT_BODY_KEEP = env_int("HEARTBEAT_BODY_KEEP", 10_000)
 HEARTBEAT_PINGS_PER_MINUTE = env_int("HEARTBEAT_PINGS_PER_MINUTE", 60)
+# The prediction log: model servers of the local backend sample this share of their requests
+# (0 turns it off) into a Redis stream of at most about PREDICTION_LOG_MAXLEN entries; the
+# worker collects it every PREDICTION_COLLECT_INTERVAL_SECONDS, at most
+# PREDICTION_COLLECT_BATCH entries a run, into LoggedPrediction rows (kept
+# PREDICTION_LOG_RETENTION_DAYS, below).
+PREDICTION_SAMPLE_RATE = env_fraction("PREDICTION_SAMPLE_RATE", 0.1)
+PREDICTION_LOG_STREAM = env_str("PREDICTION_LOG_STREAM", "mlops:predictions")
+PREDICTION_LOG_MAXLEN = env_int("PREDICTION_LOG_MAXLEN", 100_000)
+PREDICTION_COLLECT_INTERVAL_SECONDS = env_int("PREDICTION_COLLECT_INTERVAL_SECONDS", 10)
+PREDICTION_COLLECT_BATCH = env_int("PREDICTION_COLLECT_BATCH", 5_000)
 
 # Celery: Redis by default; "filesystem://" is the no-install fallback that `make run`
 # picks when Redis does not answer (see scripts/run.sh).
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", REDIS_URL)
+PREDICTION_LOG_URL = env_str("PREDICTION_LOG_URL", REDIS_URL)  # the stream's Redis
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "celery-broker"
@@ -304,6 +316,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "monitoring.tasks.scrape_serving_metrics",
         "schedule": float(SERVING_SCRAPE_INTERVAL_SECONDS),
     },
+    "collect-predictions": {
+        "task": "monitoring.tasks.collect_predictions",
+        "schedule": float(PREDICTION_COLLECT_INTERVAL_SECONDS),
+    },
+    "roll-up-live-quality": {"task": "monitoring.tasks.roll_up_live_quality", "schedule": 3600.0},
     "resolve-quiet-incidents": {
         "task": "monitoring.tasks.resolve_quiet_incidents",
         "schedule": 60.0,
@@ -356,6 +373,7 @@ OPS_QUEUE_WAIT_WARNING_SECONDS = env_int("OPS_QUEUE_WAIT_WARNING_SECONDS", 120)
 JOB_LOG_RETENTION_DAYS = env_int("JOB_LOG_RETENTION_DAYS", 90)
 NOTIFICATION_RETENTION_DAYS = env_int("NOTIFICATION_RETENTION_DAYS", 90)
 CHANGE_RECORD_RETENTION_DAYS = env_int("CHANGE_RECORD_RETENTION_DAYS", 730)
+PREDICTION_LOG_RETENTION_DAYS = env_int("PREDICTION_LOG_RETENTION_DAYS", 30)
 
 # REST API.
 REST_FRAMEWORK = {

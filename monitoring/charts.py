@@ -91,3 +91,34 @@ def serving_chart(points, title: str) -> str:
 def _share(predictions: dict, label: str) -> float | None:
     total = sum(predictions.values())
     return predictions.get(label, 0) / total * 100 if total else None
+
+
+def live_quality_chart(hours, regression: bool, offline: tuple[str, float] | None) -> str:
+    """Live accuracy (or MAE) per hour of prediction beside the offline metric from
+    registration (a dashed line), over the labelled predictions per hour; '' without data."""
+    hours = [h for h in hours if h.labelled]
+    if not hours:
+        return ""
+    times = [h.hour for h in hours]
+    name = "MAE" if regression else "accuracy (%)"
+    values = [h.mae if regression else h.accuracy * 100 for h in hours]
+    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                           row_heights=[0.7, 0.3])  # fmt: skip
+    figure.add_trace(go.Scatter(x=times, y=values, name=f"live {name}", mode="lines+markers",
+                                line={"color": "#0d6efd"}), row=1, col=1)  # fmt: skip
+    if offline is not None:
+        metric, value = offline
+        shown = value if regression else value * 100 if value <= 1 else value
+        figure.add_trace(go.Scatter(x=[times[0], times[-1]], y=[shown, shown], mode="lines",
+                                    name=f"offline {metric} (registration)",
+                                    line={"color": "#6c757d", "dash": "dash"}),
+                         row=1, col=1)  # fmt: skip
+    figure.add_trace(go.Bar(x=times, y=[h.labelled for h in hours], name="labelled predictions",
+                            marker_color="#adb5bd"), row=2, col=1)  # fmt: skip
+    figure.update_yaxes(title_text=name, row=1, col=1, rangemode="tozero")
+    figure.update_yaxes(title_text="labelled", row=2, col=1, rangemode="tozero")
+    figure.update_layout(height=420, margin={"l": 60, "r": 10, "t": 30, "b": 30},
+                         title={"text": f"Live {name}, last 7 days (per hour of prediction)",
+                                "font": {"size": 14}},
+                         legend={"orientation": "h", "y": -0.15}, bargap=0)  # fmt: skip
+    return figure_html(figure, {"displaylogo": False})

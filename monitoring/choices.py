@@ -74,6 +74,16 @@ class RuleMetric(models.TextChoices):
     ERROR_RATE = "error_rate", "Error rate (% of /predict requests answered 5xx)"
     LATENCY_P95 = "latency_p95", "Latency p95 (ms)"
     REQUEST_RATE_DROP = "request_rate_drop", "Request-rate drop (% below the hour before)"
+    # From feedback labels on logged predictions (monitoring.services.quality).
+    LIVE_ACCURACY = "live_accuracy", "Live accuracy (% of labelled predictions right)"
+    LIVE_MAE = "live_mae", "Live MAE (mean absolute error of labelled predictions)"
+
+
+class ModelTask(models.TextChoices):
+    """What a version predicts, which decides its live-quality metric."""
+
+    CLASSIFICATION = "classification", "Classification (accuracy)"
+    REGRESSION = "regression", "Regression (MAE)"
 
 
 class Comparison(models.TextChoices):

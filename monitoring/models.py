@@ -488,3 +488,39 @@ class LoggedPrediction(models.Model):
 
     def __str__(self):
         return f"{self.prediction_id}[{self.row}]"
+
+
+class LiveQuality(models.Model):
+    """Per version and hour of prediction: how many logged predictions got a feedback label,
+    how many of them were right (classification) and their summed absolute error
+    (regression), so live accuracy and MAE merge exactly over any range of hours.
+    Recomputed from LoggedPrediction by `monitoring.services.quality.roll_up`."""
+
+    id = models.BigAutoField(primary_key=True)
+    version = models.ForeignKey(
+        "deployments.ModelVersion", on_delete=models.CASCADE, related_name="live_quality"
+    )
+    hour = models.DateTimeField()  # when the predictions were made, truncated to the hour
+    labelled = models.PositiveIntegerField(default=0)
+    correct = models.PositiveIntegerField(default=0)  # label equal to the prediction
+    absolute_error = models.FloatField(null=True, blank=True)  # sum; numbers only
+
+    class Meta:
+        ordering = ["hour"]
+        constraints = [
+            # Also the index of the version page's chart: one version's hours in a range.
+            models.UniqueConstraint(fields=["version", "hour"], name="live_quality_unique_hour")
+        ]
+
+    def __str__(self):
+        return f"{self.version_id} {self.hour}: {self.correct}/{self.labelled}"
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.labelled if self.labelled else None
+
+    @property
+    def mae(self) -> float | None:
+        if not self.labelled or self.absolute_error is None:
+            return None
+        return self.absolute_error / self.labelled

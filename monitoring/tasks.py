@@ -1,9 +1,14 @@
 """Celery entry points for monitoring: thin wrappers over services."""
 
+import logging
+
 from celery import shared_task
+from redis import RedisError
 
 from mlops_portal.core import metrics
-from monitoring.services import alerts, checks, heartbeats, rollups, serving
+from monitoring.services import alerts, checks, heartbeats, predictions, quality, rollups, serving
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(ignore_result=True)
@@ -36,3 +41,21 @@ def scrape_serving_metrics() -> dict:
 def mark_overdue_heartbeats() -> int:
     """Beat, every 10 s: heartbeats whose job has not pinged within period + grace go down."""
     return heartbeats.mark_overdue()
+
+
+@shared_task(ignore_result=True)
+def collect_predictions() -> dict:
+    """Beat, every PREDICTION_COLLECT_INTERVAL_SECONDS: the prediction log's new entries
+    into LoggedPrediction rows (a bounded batch per run). Without Redis (`make run` on the
+    filesystem broker) there is no log to collect: one warning a run, no traceback."""
+    try:
+        return predictions.collect_predictions()
+    except RedisError as exc:
+        log.warning(f"The prediction log's Redis does not answer: {exc}")
+        return {"unavailable": 1}
+
+
+@shared_task(ignore_result=True)
+def roll_up_live_quality(version_ids=None) -> int:
+    """Beat, hourly, for every version; and after feedback, for its version (on demand)."""
+    return quality.roll_up(version_ids)

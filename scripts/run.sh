@@ -38,5 +38,10 @@ export ARTIFACT_FILE_ROOTS="${ARTIFACT_FILE_ROOTS:-$DEMO_MODELS_DIR}"
 # The stock MLflow client registers one more model, as a team would, once the web answers.
 "$PY" manage.py register_mlflow_demo "http://${PORTAL_BIND:-127.0.0.1:8000}" --folder "$DEMO_MODELS_DIR" &
 
+# Synthetic traffic for the live demo model (drifting after 3 min) and feedback labels, so
+# the prediction log, the live-quality chart and the live-accuracy rule show something.
+# It stops when honcho (this shell, after exec) does.
+"$PY" manage.py simulate_traffic "http://${PORTAL_BIND:-127.0.0.1:8000}" --stop-with $$ &
+
 echo "Serving the portal at http://${PORTAL_BIND:-127.0.0.1:8000}/ (Ctrl-C stops web, workers, beat and the outbox relay)"
 exec .venv/bin/honcho start -f Procfile

@@ -30,7 +30,7 @@ from docs_app.models import Page
 from mlops_portal.core import tokens as accounts
 from mlops_portal.core.roles import Role
 from mlops_portal.models import ApiToken, NotificationChannel
-from monitoring.models import AlertRule, HealthCheck, Incident
+from monitoring.models import AlertRule, HealthCheck, Incident, LoggedPrediction
 from tests.factories import UserFactory
 
 OK, LOGIN, MSG = "ok", "login", "msg"
@@ -152,6 +152,8 @@ def build_world():
     rule = AlertRule.objects.create(name="churn errors", model=model, metric="error_rate",
                                     threshold=5, created_by=bob, muted=True,
                                     mute_reason="maintenance")  # fmt: skip
+    LoggedPrediction.objects.create(deployment=live, version=v2, prediction_id="p1",
+                                    logged_at=now, features=[1.0], prediction=0)  # fmt: skip
     page_ = docs.create_page(alice, title="Runbook", slug="runbook", body="one")
     docs.save_page(alice, page_, base_revision=1, title="Runbook", body="two")
     channel = NotificationChannel.objects.create(
@@ -245,6 +247,9 @@ API_ROWS = [
     # The CD system's callback: the signature is the credential, whoever calls.
     Row("api:deployment-callback", "post", lambda w, u: f"{D}{w['hook'].pk}/callback/",
         {"status": "succeeded"}, state_of("hook"), cells(*[401] * 7)),
+    Row("api:deployment-feedback", "post", lambda w, u: f"{D}{w['live'].pk}/feedback/",
+        {"labels": [{"prediction_id": "p1", "label": 1}]},
+        count(LoggedPrediction, label__isnull=False), api(authors=True)),
     Row("api:check-list", "post", lambda w, u: C,
         {"name": "churn 2", "url": "http://127.0.0.1:9/"}, count(HealthCheck),
         api(operators=True)),

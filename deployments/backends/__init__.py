@@ -74,6 +74,11 @@ class DeployBackend:
             if spec.kind is bool and not isinstance(value, bool):
                 errors.append(f"{spec.name} must be true or false.")
                 continue
+            if spec.kind is float and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                errors.append(f"{spec.name} must be a number.")
+                continue
             if spec.kind is str and not isinstance(value, str):
                 errors.append(f"{spec.name} must be text.")
                 continue

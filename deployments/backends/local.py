@@ -31,6 +31,12 @@ class LocalBackend(DeployBackend):
         SettingSpec(
             "startup_timeout_seconds", int, default=60, help="How long to wait for /health."
         ),
+        SettingSpec(
+            "prediction_sample_rate",
+            float,
+            help="Share of requests logged for drift and live quality, 0 to 1 "
+            "(default: the portal's PREDICTION_SAMPLE_RATE).",
+        ),
     )
 
     @classmethod
@@ -40,6 +46,8 @@ class LocalBackend(DeployBackend):
             errors.append("host must be 127.0.0.1, localhost or 0.0.0.0.")
         if not 1 <= cleaned.get("startup_timeout_seconds", 60) <= 600:
             errors.append("startup_timeout_seconds must be between 1 and 600.")
+        if not 0 <= cleaned.get("prediction_sample_rate", 0) <= 1:
+            errors.append("prediction_sample_rate must be between 0 and 1.")
         return errors
 
     def deploy(self, deployment, log) -> Outcome:
@@ -109,6 +117,7 @@ class LocalBackend(DeployBackend):
             "--artifact", artifact, "--flavor", flavor,
             "--model", version.model.name, "--version", str(version.number),
             "--host", self.settings["host"], "--port", str(port),
+            "--deployment-id", str(deployment.pk), "--version-id", str(version.pk),
         ]  # fmt: skip
         with open(log_file, "ab") as output:
             return subprocess.Popen(
@@ -118,9 +127,18 @@ class LocalBackend(DeployBackend):
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 # Its log lines carry the id of the request that asked for the deployment.
-                env={**os.environ, logs.REQUEST_ID_ENV: logs.current_request_id() or ""},
+                env={
+                    **os.environ,
+                    logs.REQUEST_ID_ENV: logs.current_request_id() or "",
+                    **prediction_log_environment(self.sample_rate()),
+                },
                 start_new_session=True,  # survives the worker; stopped only by `stop`
             )
+
+    def sample_rate(self) -> float:
+        """The share of requests this target's model servers log."""
+        rate = self.settings.get("prediction_sample_rate")
+        return settings.PREDICTION_SAMPLE_RATE if rate is None else float(rate)
 
     def wait_until_healthy(self, process, endpoint, log_file, log) -> None:
         deadline = time.monotonic() + self.settings["startup_timeout_seconds"]
@@ -155,6 +173,17 @@ class LocalBackend(DeployBackend):
         if not state.get("pid") or not is_model_server(state["pid"]):
             return "stopped"
         return "serving" if health_ok(deployment.endpoint) else "unhealthy"
+
+
+def prediction_log_environment(rate: float) -> dict[str, str]:
+    """How the model server samples requests into the prediction log: `rate`, and the
+    portal's settings for the stream (see deployments.serving.prediction_log)."""
+    return {
+        "PREDICTION_SAMPLE_RATE": str(rate),
+        "PREDICTION_LOG_URL": settings.PREDICTION_LOG_URL,
+        "PREDICTION_LOG_STREAM": settings.PREDICTION_LOG_STREAM,
+        "PREDICTION_LOG_MAXLEN": str(settings.PREDICTION_LOG_MAXLEN),
+    }
 
 
 def serving_dir() -> Path:

@@ -7,6 +7,8 @@ their own (never the process-wide default one), rendered in the 0.0.4 text forma
     model_server_errors_total                          responses with status >= 400
     model_server_request_duration_seconds{le}          histogram of prediction times
     model_server_predictions_total{label}              predictions made, per class label
+    model_server_prediction_log_total{outcome}         requests sampled into the prediction
+                                                       log, written to it, or dropped
 
 Unknown paths share path="other" (scanners cannot grow the series); V2 infer requests, whatever
 the model name in their path, share path="/v2/infer". The histogram times predictions only
@@ -59,6 +61,11 @@ class Metrics:
             "model_server_predictions", "Predictions made, by class label.",
             ["label"], registry=self.registry,
         )  # fmt: skip
+        self.prediction_log = Counter(
+            "model_server_prediction_log", "Requests sampled into the prediction log, "
+            "written to it, or dropped (queue full, Redis down).",
+            ["outcome"], registry=self.registry,
+        )  # fmt: skip
         self._labels: set[str] = set()
 
     def observe(self, path: str, status: int, seconds: float) -> None:
@@ -68,6 +75,10 @@ class Metrics:
             self.errors.inc()
         if path in PREDICTION_PATHS:
             self.duration.observe(seconds)
+
+    def count_logged(self, outcome: str, n: int = 1) -> None:
+        """Count prediction-log entries: "sampled", "written" or "dropped"."""
+        self.prediction_log.labels(outcome).inc(n)
 
     def count_predictions(self, predictions) -> None:
         """Count a response's predictions by label (a flat list of classes or numbers)."""

@@ -1,15 +1,22 @@
 """The model server that the "local" deploy backend starts, one process per deployment.
 
     python -m deployments.serving.server --artifact PATH --flavor sklearn|mlflow \\
-        --model NAME --version N --port PORT [--host 127.0.0.1] [--access-log]
+        --model NAME --version N --port PORT [--host 127.0.0.1] [--access-log] \\
+        [--deployment-id ID --version-id ID]
 
 It loads the artifact once (a joblib pickle, or an MLflow model folder with mlflow.pyfunc),
 then answers over HTTP (JSON unless said otherwise):
 
     GET  /health   {"status": "ok", "model", "version", "uptime_seconds", "pid"}
-    POST /predict  {"instances": [[...], ...]} -> {"predictions": [...], "model", "version"}
+    POST /predict  {"instances": [[...], ...]}
+                   -> {"predictions": [...], "model", "version", "prediction_id", "logged"}
     GET  /metrics  Prometheus text exposition format
     /v2/...        the Open Inference Protocol (V2): health, model metadata, infer (v2.py)
+
+Every prediction (/predict and V2 infer) gets a prediction id, in the body and in the
+X-Prediction-ID header, by which feedback (the true label) is sent to the portal later. A
+sample of the requests (PREDICTION_SAMPLE_RATE) goes to the prediction log
+(prediction_log.py), off the request path; "logged" says whether this one did.
 
 Errors are JSON {"error": "..."}: 400 for malformed input, 404/405 for unknown paths and
 methods, 411/413 for bodies without a length or over MAX_BODY_BYTES, 500 when the model fails.
@@ -29,12 +36,13 @@ import socketserver
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-from deployments.serving import logs, v2
+from deployments.serving import logs, prediction_log, v2
 from deployments.serving.loading import ArtifactError, InputError, load_model, predict
 from deployments.serving.metrics import CONTENT_TYPE, Metrics
 
@@ -46,6 +54,7 @@ IDLE_TIMEOUT_SECONDS = 60
 EXIT_ARTIFACT = 2
 EXIT_LISTEN = 3
 JSON = "application/json"
+PREDICTION_ID_HEADER = "X-Prediction-ID"
 
 
 @dataclass(frozen=True)
@@ -79,12 +88,15 @@ class ModelServer(ThreadingHTTPServer):
     # connections would otherwise block the exit for IDLE_TIMEOUT_SECONDS.
     daemon_threads = True
 
-    def __init__(self, address, model, name: str, version: int, access_log: bool = False):
+    def __init__(self, address, model, name: str, version: int, access_log: bool = False,
+                 predictions_to=None):  # fmt: skip
         self.model = model
         self.model_name = name
         self.model_version = version
         self.access_log = access_log
         self.metrics = Metrics(name, version)  # see deployments.serving.metrics
+        # Where sampled requests go: a PredictionLog, or None (logging off).
+        self.prediction_log = predictions_to
         super().__init__(address, ModelRequestHandler)
         self.started = time.monotonic()
 
@@ -170,30 +182,49 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
         except ArtifactError as exc:
             raise HTTPError(500, str(exc)) from exc
         self.server.metrics.count_predictions(predictions)
+        prediction_id = new_prediction_id()
         result = {
             "predictions": predictions,
             "model": self.server.model_name,
             "version": self.server.model_version,
+            "prediction_id": prediction_id,
+            "logged": self._log(prediction_id, payload["instances"], predictions),
         }
         try:
-            return json_response(200, result)
+            return json_response(200, result, ((PREDICTION_ID_HEADER, prediction_id),))
         except ValueError as exc:
             raise HTTPError(
                 500, "The model returned NaN or infinity, which JSON cannot carry."
             ) from exc
+
+    def _log(self, prediction_id: str, rows, predictions) -> bool:
+        """Offer the request to the prediction log (a sample is kept); True if it was."""
+        log_to = self.server.prediction_log
+        return log_to is not None and log_to.maybe_log(prediction_id, rows, predictions)
 
     def _v2(self, path: str) -> Response:
         server = self.server
         try:
             payload = v2.handle(
                 self.command, path, server.model, server.model_name, server.model_version,
-                self._read_json,
+                self._read_v2_json,
             )  # fmt: skip
-            if v2.is_infer(path):
-                self.server.metrics.count_predictions(payload["outputs"][0]["data"])
-            return json_response(200, payload)
+            if not v2.is_infer(path):
+                return json_response(200, payload)
+            outputs = payload["outputs"][0]["data"]
+            self.server.metrics.count_predictions(outputs)
+            prediction_id = new_prediction_id()
+            inputs = self._v2_inputs
+            logged = self._log(prediction_id, lambda: v2.rows_of(inputs), outputs)
+            payload["parameters"] = {"prediction_id": prediction_id, "logged": logged}
+            return json_response(200, payload, ((PREDICTION_ID_HEADER, prediction_id),))
         except v2.V2Error as exc:
             raise HTTPError(exc.status, exc.message, exc.headers) from exc
+
+    def _read_v2_json(self):
+        payload = self._read_json()
+        self._v2_inputs = payload.get("inputs") if isinstance(payload, dict) else None
+        return payload
 
     def _read_json(self):
         body = self._read_body()
@@ -265,6 +296,11 @@ class ModelRequestHandler(BaseHTTPRequestHandler):
         log.warning(format % args, client=self.address_string())
 
 
+def new_prediction_id() -> str:
+    """A fresh id for one response's predictions (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m deployments.serving.server",
@@ -277,6 +313,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--port", required=True, type=int, help="TCP port; 0 picks a free one")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--access-log", action="store_true", help="log every request")
+    parser.add_argument("--deployment-id", type=int, help="the portal's deployment, for the log")
+    parser.add_argument("--version-id", type=int, help="the portal's model version, for the log")
     return parser.parse_args(argv)
 
 
@@ -307,6 +345,9 @@ def main(argv=None) -> int:
     except OSError as exc:
         log.error(f"model server: cannot listen on {args.host}:{args.port}: {exc}")
         return EXIT_LISTEN
+    server.prediction_log = prediction_log.from_environment(
+        os.environ, args.deployment_id, args.version_id, server.metrics.count_logged
+    )
     stop_on_signals(server)
     log.info(
         f"model server: serving {args.model} v{args.version} on "
@@ -320,6 +361,7 @@ def main(argv=None) -> int:
         server.serve_forever(poll_interval=0.1)
     finally:
         server.server_close()
+        server.prediction_log.flush(timeout=2.0)  # what was sampled before the stop
     log.info("model server: stopped")
     return 0
 

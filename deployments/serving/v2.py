@@ -305,3 +305,17 @@ def _tensor(name: str, array) -> dict:
             raise V2Error(500, "The model returned NaN or infinity, which JSON cannot carry.")
         data = array.reshape(-1).tolist()
     return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": data}
+
+
+def rows_of(inputs) -> list[list]:
+    """An inference request's inputs as rows, for the prediction log: one [N, columns]
+    input as its N rows, else one column per input, zipped. Called after `infer` accepted
+    the request, so the inputs are well formed."""
+    if len(inputs) == 1:
+        tensor = inputs[0]
+        flat = _flatten(tensor["data"], "inputs[0]")
+        shape = tensor["shape"]
+        width = math.prod(shape[1:]) if len(shape) > 1 else 1
+        return [flat[i : i + width] for i in range(0, len(flat), width)]
+    columns = [_flatten(tensor["data"], f"inputs[{i}]") for i, tensor in enumerate(inputs)]
+    return [list(row) for row in zip(*columns, strict=False)]

@@ -8,7 +8,12 @@ from mlops_portal.api.tokens import ApiTokenViewSet
 from mlops_portal.overview.api.changes import ChangeViewSet
 from mlops_portal.overview.api.metrics import MetricsView
 from mlops_portal.overview.api.search import SearchView
-from monitoring.api.views import AlertRuleViewSet, HealthCheckViewSet, IncidentViewSet
+from monitoring.api.views import (
+    AlertRuleViewSet,
+    FeedbackView,
+    HealthCheckViewSet,
+    IncidentViewSet,
+)
 
 
 class PortalRouter(DefaultRouter):
@@ -42,6 +47,7 @@ urlpatterns = [
         DeploymentCallbackView.as_view(),
         name="deployment-callback",
     ),
+    path("deployments/<int:pk>/feedback/", FeedbackView.as_view(), name="deployment-feedback"),
     path("models/<str:model_name>/", include(versions.urls)),
     path("", include(router.urls)),
 ]

@@ -140,6 +140,7 @@ rule("incident.mitigate", OPERATORS, "mitigate incidents")
 rule("incident.resolve", OPERATORS, "resolve incidents")
 rule("incident.severity", OPERATORS, "change incident severity")
 rule("incident.note", AUTHORS, "add notes to incidents")
+rule("prediction.feedback", AUTHORS, "send feedback labels for predictions")
 
 # Operations: the banner when beat is late or a queue has no consumer, and /readyz in a browser.
 rule("ops.view", OPERATORS, "see the portal's operations warnings")

@@ -4,7 +4,10 @@
 - job logs (`DeploymentLogLine`): JOB_LOG_RETENTION_DAYS, lines of deployments that ended;
 - notifications and their deliveries: NOTIFICATION_RETENTION_DAYS, once no delivery of the
   notification is still pending, sending or retrying;
-- change records (auditlog's `LogEntry`): CHANGE_RECORD_RETENTION_DAYS.
+- change records (auditlog's `LogEntry`): CHANGE_RECORD_RETENTION_DAYS;
+- the prediction log (`LoggedPrediction`, with its feedback labels):
+  PREDICTION_LOG_RETENTION_DAYS, by when the prediction was made. The hourly live-quality
+  roll-ups (`LiveQuality`) are kept, so the quality chart outlives the rows.
 
 Deletes go in batches of BATCH rows, each its own short transaction, so a first run over a
 large backlog never holds long locks.
@@ -20,6 +23,7 @@ from deployments.choices import DeploymentState
 from deployments.models import DeploymentLogLine
 from mlops_portal.choices import DeliveryStatus
 from mlops_portal.models import Notification
+from monitoring.models import LoggedPrediction
 
 BATCH = 5_000
 UNFINISHED_DELIVERIES = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.RETRYING)
@@ -48,6 +52,11 @@ def prune_old_records(now=None) -> dict[str, int]:
     if days:
         pruned["change_records"] = delete_in_batches(
             LogEntry.objects.filter(timestamp__lt=now - timedelta(days=days))
+        )
+    days = settings.PREDICTION_LOG_RETENTION_DAYS
+    if days:
+        pruned["logged_predictions"] = delete_in_batches(
+            LoggedPrediction.objects.filter(logged_at__lt=now - timedelta(days=days))
         )
     return pruned
 

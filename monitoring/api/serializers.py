@@ -1,4 +1,5 @@
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from mlops_portal.core.api.fields import JSONObjectField
@@ -202,3 +203,30 @@ class AlertRuleUpdateSerializer(AlertRuleWriteSerializer):
 
 class MuteSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=300)
+
+
+@extend_schema_field(
+    {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}],
+     "description": "The true class (text, whole number, true/false) or value (a number)."}
+)  # fmt: skip
+class LabelField(serializers.JSONField):
+    """A feedback label: any JSON scalar; the service decides what fits the model."""
+
+
+class FeedbackItemSerializer(serializers.Serializer):
+    prediction_id = serializers.CharField(
+        max_length=64, help_text="The `prediction_id` the model server answered with."
+    )
+    row = serializers.IntegerField(
+        min_value=0, default=0, help_text="The row's index in its request (default 0)."
+    )
+    label = LabelField()
+
+
+class FeedbackSerializer(serializers.Serializer):
+    labels = FeedbackItemSerializer(many=True, allow_empty=False, max_length=1000)
+
+
+class FeedbackResultSerializer(serializers.Serializer):
+    deployment = serializers.IntegerField()
+    recorded = serializers.IntegerField(help_text="Rows labelled (a repeated label replaces).")

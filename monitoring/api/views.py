@@ -1,13 +1,19 @@
 from datetime import timedelta
 
+from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from deployments.models import Deployment, RegisteredModel, Target
+from mlops_portal.core import policy
+from mlops_portal.core.api.fields import check_json_types
+from mlops_portal.core.api.permissions import TokenScope
 from mlops_portal.core.api.viewsets import ServiceBackedViewSet, named_object, query_choice
 from mlops_portal.core.validation import parse_utc_datetime
 from monitoring import series
@@ -15,6 +21,8 @@ from monitoring.api.serializers import (
     AlertRuleSerializer,
     AlertRuleUpdateSerializer,
     AlertRuleWriteSerializer,
+    FeedbackResultSerializer,
+    FeedbackSerializer,
     HealthCheckSerializer,
     HealthCheckUpdateSerializer,
     HealthCheckWriteSerializer,
@@ -30,7 +38,7 @@ from monitoring.api.serializers import (
 from monitoring.choices import IncidentSource
 from monitoring.filters import HealthCheckFilter, IncidentFilter
 from monitoring.models import AlertRule, HealthCheck, Incident
-from monitoring.services import alerts, checks, incidents
+from monitoring.services import alerts, checks, incidents, quality
 
 
 class HealthCheckViewSet(ServiceBackedViewSet):
@@ -263,3 +271,26 @@ def _time(value, field):
         raise ValidationError(
             {field: ["Use an ISO 8601 time within the years 1 to 9999, e.g. 2026-11-27T08:00:00Z."]}
         ) from None
+
+
+class FeedbackView(APIView):
+    """Ground-truth labels for predictions a deployment answered: `{"labels": [{
+    "prediction_id", "row", "label"}]}`. All or nothing: an unknown prediction id refuses
+    the batch with a 400 naming it."""
+
+    permission_classes = [IsAuthenticated, TokenScope]
+
+    @extend_schema(
+        operation_id="send_deployment_feedback",
+        request=FeedbackSerializer,
+        responses={200: FeedbackResultSerializer},
+    )
+    def post(self, request, pk):
+        deployment = get_object_or_404(Deployment.objects.select_related("version"), pk=pk)
+        policy.require(request.user, "prediction.feedback", deployment)  # 403 before a 400
+        payload = FeedbackSerializer(data=request.data)
+        check_json_types(payload, request.data)
+        payload.is_valid(raise_exception=True)
+        labels = [dict(item) for item in payload.validated_data["labels"]]
+        recorded = quality.record_feedback(request.user, deployment, labels)
+        return Response({"deployment": deployment.pk, "recorded": recorded})

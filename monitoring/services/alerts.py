@@ -7,6 +7,9 @@ minutes of each deployment's minute roll-ups:
     error_rate          % of /predict requests answered 5xx
     latency_p95         ms, from the merged latency histogram
     request_rate_drop   % by which requests per minute fell below the hour before
+    live_accuracy       % of the predictions logged in the window whose feedback label
+                        matches (monitoring.services.quality)
+    live_mae            mean absolute error of those predictions (regressors)
 
 A rule that breaches on any deployment fires: it opens one incident (never two for a rule)
 through the incident service, naming the breaching deployment as the likely cause, with
@@ -36,13 +39,14 @@ from monitoring.choices import (
     Severity,
 )
 from monitoring.models import AlertRule, Incident, ServingRollup
-from monitoring.services import checks, incidents
+from monitoring.services import checks, incidents, quality
 from monitoring.services.serving import merge, quantiles
 
 EDITABLE = ("name", "metric", "comparison", "threshold", "for_minutes", "severity", "enabled")
 COMPARE = {Comparison.GT: operator.gt, Comparison.GE: operator.ge,
            Comparison.LT: operator.lt, Comparison.LE: operator.le}  # fmt: skip
 BASELINE = timedelta(hours=1)  # what a request-rate drop is measured against
+LIVE_METRICS = (RuleMetric.LIVE_ACCURACY, RuleMetric.LIVE_MAE)
 
 
 # --- configuration ---------------------------------------------------------------------
@@ -163,6 +167,8 @@ def measure(rule, deployment_id: int, now) -> dict | None:
     """The rule's metric on one deployment over the last `for_minutes` minutes, with the
     figures behind it; None without traffic to judge."""
     start = (now - timedelta(minutes=rule.for_minutes)).replace(second=0, microsecond=0)
+    if rule.metric in LIVE_METRICS:
+        return quality.measure(rule.metric, deployment_id, start, now)
     window = ServingRollup.objects.filter(
         deployment_id=deployment_id, resolution=Resolution.MINUTE, bucket_start__gt=start,
         bucket_start__lte=now,
@@ -218,7 +224,8 @@ def _automate_incident(rule, before, breach) -> None:
 
 
 def _describe(rule, value) -> str:
-    unit = " ms" if rule.metric == RuleMetric.LATENCY_P95 else " %"
+    units = {RuleMetric.LATENCY_P95: " ms", RuleMetric.LIVE_MAE: ""}
+    unit = units.get(rule.metric, " %")
     shown = "no data" if value is None else f"{value:.2f}{unit}"
     return f"{rule.metric} = {shown} over the last {rule.for_minutes} min " \
            f"(rule: {rule.comparison} {rule.threshold:g}{unit})"  # fmt: skip

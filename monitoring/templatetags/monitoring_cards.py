@@ -1,11 +1,16 @@
 """Monitoring's cards on other apps' pages, so those apps need not import monitoring."""
 
+from datetime import timedelta
+
 from django import template
+from django.utils import timezone
 
 from monitoring import serving_series
 from monitoring.behaviour import production_stats
-from monitoring.charts import serving_chart
+from monitoring.charts import live_quality_chart, serving_chart
+from monitoring.choices import ModelTask
 from monitoring.models import AlertRule
+from monitoring.services import quality
 
 register = template.Library()
 
@@ -41,6 +46,28 @@ def version_serving(version) -> dict:
     """The version page: its serving metrics over the last week, all deployments summed."""
     points = serving_series.version_points(version.pk)
     return {"chart": serving_chart(points, "Serving metrics, last 7 days (per hour)")}
+
+
+@register.inclusion_tag("monitoring/_live_quality.html")
+def version_live_quality(version) -> dict:
+    """The version page: live accuracy (or MAE) from feedback labels, per hour over the last
+    week, beside the offline metric it was registered with."""
+    hours = quality.version_hours(version.pk, timezone.now() - timedelta(days=7))
+    regression = quality.task_of(version) == ModelTask.REGRESSION
+    offline = quality.offline_metric(version)
+    labelled = sum(h.labelled for h in hours)
+    if regression:
+        errors = sum(h.absolute_error or 0 for h in hours)
+        live = f"{errors / labelled:.3g}" if labelled else None
+    else:
+        live = f"{sum(h.correct for h in hours) / labelled * 100:.1f} %" if labelled else None
+    return {
+        "chart": live_quality_chart(hours, regression, offline),
+        "metric": "MAE" if regression else "accuracy",
+        "live": live,
+        "labelled": labelled,
+        "offline": offline,
+    }
 
 
 def comparison_rows(comparison) -> list[tuple[str, str, str]]:

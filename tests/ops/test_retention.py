@@ -63,7 +63,8 @@ def test_old_rows_go_recent_rows_and_unfinished_work_stay(settings, alice, bob, 
 
     pruned = prune_old_records_task()
 
-    assert pruned == {"job_log_lines": 1, "notifications": 2, "change_records": 1}
+    assert pruned == {"job_log_lines": 1, "notifications": 2, "change_records": 1,
+                      "logged_predictions": 0}  # fmt: skip
     assert sorted(DeploymentLogLine.objects.values_list("deployment_id", "message")) == [
         (ended.pk, "10 days old"), (running.pk, "40 days old"),
     ]  # fmt: skip
@@ -77,6 +78,7 @@ def test_zero_keeps_everything(settings, alice):
     settings.JOB_LOG_RETENTION_DAYS = 0
     settings.NOTIFICATION_RETENTION_DAYS = 0
     settings.CHANGE_RECORD_RETENTION_DAYS = 0
+    settings.PREDICTION_LOG_RETENTION_DAYS = 0
     notification("ancient", 5000, DeliveryStatus.SENT, user=alice)
     assert retention.prune_old_records() == {}
     assert Notification.objects.filter(key="ancient").exists()

@@ -136,7 +136,11 @@ def test_it_predicts_what_the_artifact_predicts_in_process(client):
     response = client.post("/predict", json={"instances": sample})
 
     assert response.status_code == 200
-    assert response.json() == {"predictions": expected, "model": MODEL, "version": VERSION}
+    answer = response.json()
+    prediction_id = answer.pop("prediction_id")
+    assert answer == {"predictions": expected, "model": MODEL, "version": VERSION,
+                      "logged": False}  # started without a deployment id: no log  # fmt: skip
+    assert len(prediction_id) == 32 and response.headers["X-Prediction-ID"] == prediction_id
 
 
 @pytest.mark.parametrize(

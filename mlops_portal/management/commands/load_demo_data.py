@@ -10,6 +10,8 @@ from deployments.models import RegisteredModel, Target
 from mlops_portal.core.audit import acting_as
 from mlops_portal.core.roles import Role
 from mlops_portal.overview.demo_history import write_history
+from monitoring.choices import Comparison, RuleMetric, Severity
+from monitoring.services import alerts
 
 # username, password, role (None = superuser). Demo only: never load this in production.
 DEMO_USERS = [
@@ -77,6 +79,8 @@ class Command(BaseCommand):
         staging = services.create_target(
             bob, name="iris-staging", environment="staging",
             description="Local staging: deploys without approval.",
+            # Half of its requests are logged, so the demo's quality chart fills quickly.
+            backend_settings={"prediction_sample_rate": 0.5},
         )  # fmt: skip
         production = services.create_target(
             bob, name="iris-production", environment="production",
@@ -86,6 +90,11 @@ class Command(BaseCommand):
         iris = RegisteredModel.objects.get(name="iris-classifier")
         write_history(iris, staging, production, alice, bob)
         v2, v3 = (iris.versions.get(number=n) for n in (2, 3))
+        # `simulate_traffic` drifts the inputs after a few minutes: this rule then fires.
+        alerts.create_rule(
+            bob, name="iris live accuracy", model=iris, metric=RuleMetric.LIVE_ACCURACY,
+            comparison=Comparison.LT, threshold=80, for_minutes=3, severity=Severity.SEV3,
+        )  # fmt: skip
         services.request_deployment(
             alice, version=v2, target=staging, reason="Demo: v2 has the best accuracy."
         )
