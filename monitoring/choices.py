@@ -74,6 +74,14 @@ class RuleMetric(models.TextChoices):
     ERROR_RATE = "error_rate", "Error rate (% of /predict requests answered 5xx)"
     LATENCY_P95 = "latency_p95", "Latency p95 (ms)"
     REQUEST_RATE_DROP = "request_rate_drop", "Request-rate drop (% below the hour before)"
+    # Drift (PSI of the latest drift windows, monitoring.services.drift): of one named
+    # feature, of the most drifted feature, of the predictions.
+    DRIFT_FEATURE = "drift_feature", "Drift of one feature (PSI)"
+    DRIFT_MAX = "drift_max", "Drift of any feature (highest PSI)"
+    DRIFT_PREDICTION = "drift_prediction", "Drift of the predictions (PSI)"
+
+
+DRIFT_METRICS = (RuleMetric.DRIFT_FEATURE, RuleMetric.DRIFT_MAX, RuleMetric.DRIFT_PREDICTION)
 
 
 class Comparison(models.TextChoices):
@@ -86,3 +94,25 @@ class Comparison(models.TextChoices):
 class RuleState(models.TextChoices):
     OK = "ok", "OK"
     FIRING = "firing", "Firing"
+
+
+class DriftSubject(models.TextChoices):
+    FEATURE = "feature", "Feature"
+    PREDICTION = "prediction", "Prediction"
+
+
+class DriftMethod(models.TextChoices):
+    PSI = "psi", "PSI"
+    KS = "ks", "Kolmogorov-Smirnov"
+    CHI2 = "chi2", "Chi-squared"
+
+
+class DriftStatus(models.TextChoices):
+    OK = "ok", "OK"
+    WARN = "warn", "Warning"
+    DRIFT = "drift", "Drift"
+
+
+class ReferenceSource(models.TextChoices):
+    FILE = "file", "Reference data file"
+    SAMPLE_INPUT = "sample_input", "Sample input"

@@ -4,7 +4,8 @@
 - job logs (`DeploymentLogLine`): JOB_LOG_RETENTION_DAYS, lines of deployments that ended;
 - notifications and their deliveries: NOTIFICATION_RETENTION_DAYS, once no delivery of the
   notification is still pending, sending or retrying;
-- change records (auditlog's `LogEntry`): CHANGE_RECORD_RETENTION_DAYS.
+- change records (auditlog's `LogEntry`): CHANGE_RECORD_RETENTION_DAYS;
+- drift figures (`DriftScore`): DRIFT_SCORE_RETENTION_DAYS, by the end of their window.
 
 Deletes go in batches of BATCH rows, each its own short transaction, so a first run over a
 large backlog never holds long locks.
@@ -20,6 +21,7 @@ from deployments.choices import DeploymentState
 from deployments.models import DeploymentLogLine
 from mlops_portal.choices import DeliveryStatus
 from mlops_portal.models import Notification
+from monitoring.models import DriftScore
 
 BATCH = 5_000
 UNFINISHED_DELIVERIES = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.RETRYING)
@@ -48,6 +50,11 @@ def prune_old_records(now=None) -> dict[str, int]:
     if days:
         pruned["change_records"] = delete_in_batches(
             LogEntry.objects.filter(timestamp__lt=now - timedelta(days=days))
+        )
+    days = settings.DRIFT_SCORE_RETENTION_DAYS
+    if days:
+        pruned["drift_scores"] = delete_in_batches(
+            DriftScore.objects.filter(window_end__lt=now - timedelta(days=days))
         )
     return pruned
 
