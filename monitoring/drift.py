@@ -18,6 +18,7 @@ Every function works on whole columns at once (numpy), never value by value in P
 import math
 
 import numpy
+import pandas
 from scipy import stats
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
@@ -47,10 +48,13 @@ def summarise(name: str, values, declared_type: str = "") -> dict:
         sample = numpy.quantile(known, numpy.linspace(0, 1, min(KS_SAMPLE, len(known))))
         return {"name": name, "kind": kind, "edges": edges.tolist(), "shares": shares.tolist(),
                 "sample": sample.tolist()}  # fmt: skip
-    labels = as_labels(values[[not _missing(v) for v in values]])
-    found, counts = numpy.unique(labels, return_counts=True)
-    categories = found[numpy.argsort(-counts, kind="stable")][:MAX_CATEGORIES].tolist()
-    shares = _shares(_category_index(labels, categories), len(categories) + 1)
+    codes, uniques = pandas.factorize(values)  # missing values get code -1: left out
+    labels = pandas.Series([_label(u) for u in uniques], dtype=object)
+    counts = pandas.Series(numpy.bincount(codes[codes >= 0], minlength=len(uniques)))
+    totals = counts.groupby(labels.values).sum().sort_values(ascending=False, kind="stable")
+    categories = [str(label) for label in totals.index[:MAX_CATEGORIES]]
+    index = _category_index(values[codes >= 0], categories)
+    shares = _shares(index, len(categories) + 1)
     return {"name": name, "kind": kind, "categories": categories, "shares": shares.tolist()}
 
 
@@ -99,7 +103,7 @@ def score(summary: dict, values) -> dict:
         )
         test = stats.ks_2samp(numbers, numpy.asarray(summary["sample"]), method="asymp")
         return _result(summary, counts, "ks", test.statistic, test.pvalue)
-    index = _category_index(as_labels(values), summary["categories"])
+    index = _category_index(values, summary["categories"])
     counts = numpy.bincount(index, minlength=len(summary["categories"]) + 1)
     expected = _floored(numpy.asarray(summary["shares"])) * counts.sum()
     test = stats.chisquare(counts, expected)
@@ -127,27 +131,26 @@ def as_numbers(values) -> numpy.ndarray:
         )  # fmt: skip
 
 
-def as_labels(values) -> numpy.ndarray:
-    """Each value as text: the category it names (1 and 1.0 are one category)."""
-    return numpy.asarray([_label(v) for v in values], dtype=str)
-
-
 def _missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _label(value) -> str:
+    """A value as the text of the category it names (1 and 1.0 are one category)."""
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
 
 
-def _category_index(labels, categories) -> numpy.ndarray:
-    """The bin of each label: its category's position, or len(categories) for "other"."""
+def _category_index(values, categories) -> numpy.ndarray:
+    """The bin of each value: its category's position, or len(categories) ("other", also
+    for a missing value). pandas.factorize hashes the values once (C speed); only the
+    distinct ones are labelled in Python."""
+    other = len(categories)
     position = {label: i for i, label in enumerate(categories)}
-    found, inverse = numpy.unique(labels, return_inverse=True)
-    mapped = numpy.array([position.get(label, len(categories)) for label in found], dtype=int)
-    return mapped[inverse.reshape(-1)] if len(found) else numpy.zeros(0, dtype=int)
+    codes, uniques = pandas.factorize(values)
+    mapped = numpy.array([position.get(_label(u), other) for u in uniques] + [other], dtype=int)
+    return mapped[codes]  # code -1 (missing) picks the last entry: "other"
 
 
 def _shares(bins, count) -> numpy.ndarray:

@@ -83,6 +83,8 @@ def set_muted(actor, rule, muted: bool, reason: str = "") -> AlertRule:
     reason = (reason or "").strip()
     if muted and not reason:
         raise ValidationError({"reason": ["Say why, so the next on-call knows."]})
+    if len(reason) > 300:
+        raise ValidationError({"reason": ["Use at most 300 characters."]})
     rule.muted, rule.mute_reason = muted, reason
     with audit.acting_as(actor):
         rule.save(update_fields=["muted", "mute_reason"])

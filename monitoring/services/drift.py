@@ -14,6 +14,7 @@ import numpy
 import orjson
 import pandas
 from django.conf import settings
+from django.db import connection
 from django.db.models import Max, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -64,24 +65,25 @@ def score_version(version_id: int, now) -> int:
 
 def window_rows(version_id: int, start, end) -> tuple[list, list]:
     """The features and predictions logged for a version in [start, end), in two lists.
-    The JSON is read as text and parsed by orjson in one call (Django's JSONField would
-    parse it row by row)."""
-    texts = LoggedPrediction.objects.filter(
+    The JSON is read as text through the driver's cursor (no model or JSONField per row)
+    and parsed by orjson in one call per column."""
+    query = LoggedPrediction.objects.filter(
         version_id=version_id, logged_at__gte=start, logged_at__lt=end
     ).values_list(Cast("features", TextField()), Cast("prediction", TextField()))
-    rows = list(texts)
+    sql, params = query.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
     if not rows:
         return [], []
-    features = orjson.loads("[" + ",".join(f for f, _ in rows) + "]")
-    predictions = orjson.loads("[" + ",".join(p for _, p in rows) + "]")
-    return features, predictions
+    features, predictions = zip(*rows, strict=True)
+    return orjson.loads(f"[{','.join(features)}]"), orjson.loads(f"[{','.join(predictions)}]")
 
 
 def _feature_scores(summaries, features, window) -> list[DriftScore]:
-    matrix = _matrix(features, len(summaries))
     scores = []
-    for column, summary in enumerate(summaries):
-        result = drift.score(summary, matrix[:, column]) if len(matrix) else None
+    for summary, column in zip(summaries, _columns(features, len(summaries)), strict=False):
+        result = drift.score(summary, column)
         if result is not None:
             scores += _rows(result, DriftSubject.FEATURE, summary["name"], window)
     return scores
@@ -109,18 +111,19 @@ def _rows(result, subject, feature, window) -> list[DriftScore]:
     ]  # fmt: skip
 
 
-def _matrix(rows, width) -> numpy.ndarray:
-    """Rows of `width` values as a 2-D array (floats when all are numbers); rows of
-    another width (not this model's) are left out."""
+def _columns(rows, width) -> list[numpy.ndarray]:
+    """Rows of `width` values as one array per column: floats where every value is a
+    number (or missing), objects otherwise. Rows of another width (not this model's) are
+    left out; no rows, no columns."""
     rows = [row for row in rows if isinstance(row, list) and len(row) == width]
-    if not rows:
-        return numpy.empty((0, width))
+    return [_column(values) for values in zip(*rows, strict=True)]
+
+
+def _column(values) -> numpy.ndarray:
     try:
-        return numpy.asarray(rows, dtype=float)
+        return numpy.asarray(values, dtype=float)
     except (TypeError, ValueError):
-        matrix = numpy.empty((len(rows), width), dtype=object)
-        matrix[:] = rows
-        return matrix
+        return numpy.asarray(values, dtype=object)
 
 
 def _scalar(prediction):

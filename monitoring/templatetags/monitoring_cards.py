@@ -1,11 +1,15 @@
 """Monitoring's cards on other apps' pages, so those apps need not import monitoring."""
 
+from datetime import timedelta
+
 from django import template
+from django.utils import timezone
 
 from monitoring import serving_series
 from monitoring.behaviour import production_stats
-from monitoring.charts import serving_chart
-from monitoring.models import AlertRule
+from monitoring.charts import drift_chart, serving_chart
+from monitoring.models import AlertRule, DriftReference
+from monitoring.services import drift
 
 register = template.Library()
 
@@ -41,6 +45,19 @@ def version_serving(version) -> dict:
     """The version page: its serving metrics over the last week, all deployments summed."""
     points = serving_series.version_points(version.pk)
     return {"chart": serving_chart(points, "Serving metrics, last 7 days (per hour)")}
+
+
+@register.inclusion_tag("monitoring/_drift_panel.html")
+def version_drift(version) -> dict:
+    """The version page: its latest drift window (feature, PSI, status, test) and PSI over
+    the last 7 days."""
+    series = drift.psi_series(version.pk, timezone.now() - timedelta(days=7))
+    return {
+        "rows": drift.latest_table(version.pk),
+        "chart": drift_chart(series, "Drift (PSI) per window, last 7 days"),
+        "reference": DriftReference.objects.filter(version_id=version.pk).first(),
+        "version": version,
+    }
 
 
 def comparison_rows(comparison) -> list[tuple[str, str, str]]:
