@@ -247,26 +247,44 @@ def drift_job() -> dict:
                             orjson.dumps(row).decode(), str(i % 3)))  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {table}")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
     runs = []
     for _ in range(3):
         DriftScore.objects.all().delete()
-        started, cpu = time.perf_counter(), time.process_time()
+        started, cpu, db_cpu = time.perf_counter(), time.process_time(), process_cpu(backend)
         written = drift.score_version(version.pk, now)
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        db_cpu = process_cpu(backend) - db_cpu
         runs.append({"seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
-                     "scores": written})  # fmt: skip
+                     "db_cpu_seconds": round(db_cpu, 3),
+                     "total_cpu_seconds": round(cpu + db_cpu, 3), "scores": written})  # fmt: skip
         assert written, "the window was not scored"
     best = min(r["seconds"] for r in runs)
+    best_cpu = min(r["total_cpu_seconds"] for r in runs)
     return {"features": DRIFT_FEATURES, "rows": DRIFT_ROWS, "runs": runs, "best_seconds": best,
+            "best_total_cpu_seconds": best_cpu, "load_average": os.getloadavg()[0],
             "reference_summary_seconds": round(summarise_s, 3),
-            "passed": best < DRIFT_TARGET_S}  # fmt: skip
+            "passed": best < DRIFT_TARGET_S, "cpu_passed": best_cpu < DRIFT_TARGET_S}  # fmt: skip
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a local process (the PostgreSQL backend serving this
+    connection), from /proc: the database's share of the job, which a wall clock on a
+    shared machine blurs."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def print_drift(result: dict) -> None:
-    runs = ", ".join(f"{r['seconds']} s ({r['cpu_seconds']} s CPU)" for r in result["runs"])
+    runs = ", ".join(f"{r['seconds']} s ({r['cpu_seconds']} s worker + {r['db_cpu_seconds']} s "
+                     "PostgreSQL CPU)" for r in result["runs"])  # fmt: skip
     print(f"drift job, {result['features']} features x {result['rows']} logged rows: best "
-          f"{result['best_seconds']} s (runs: {runs}), target < {DRIFT_TARGET_S} s: "
-          f"{'PASS' if result['passed'] else 'FAIL'}; summarising a 10,000-row reference "
+          f"{result['best_seconds']} s wall, {result['best_total_cpu_seconds']} s CPU (runs: "
+          f"{runs}; load average {result['load_average']:.1f}), target < {DRIFT_TARGET_S} s: "
+          f"wall {'PASS' if result['passed'] else 'FAIL'}, CPU "
+          f"{'PASS' if result['cpu_passed'] else 'FAIL'}; summarising a 10,000-row reference "
           f"took {result['reference_summary_seconds']} s")  # fmt: skip
 
 
