@@ -117,6 +117,7 @@ def world(db):
         "check": f"/checks/{check.pk}/?range=24h",
         "incidents": "/incidents/",
         "incident": f"/incidents/{incident.pk}/",
+        "alert-rules": "/alert-rules/",
         "docs": "/docs/",
         "doc-page": f"/docs/{page.slug}/",
         "doc-history": f"/docs/{page.slug}/history/",
@@ -135,6 +136,7 @@ WRITER_PAGES = {  # forms a viewer is refused (the role tests cover that)
     "request-deployment": "/deployments/new/?model=iris-classifier&version=3",
     "doc-edit": "/docs/iris-runbook/edit/",
     "new-incident": "/incidents/new/",
+    "new-alert-rule": "/alert-rules/new/",
 }
 
 

@@ -118,3 +118,31 @@ def test_columns_must_be_the_signatures_inputs_and_are_put_in_its_order():
     assert str(wrong.value) == (
         "The reference columns are not the model signature's inputs; missing: c; not inputs: b."
     )
+
+
+def test_validation_refuses_reference_columns_that_are_not_the_signatures(alice):
+    from deployments import services
+    from deployments.demo import churn_data
+    from deployments.services import validate_version
+    from tests.factories import lightgbm_zip
+
+    services.create_model(alice, name="churn")
+    frame, _ = churn_data()
+    good = frame.head(200)[list(reversed(frame.columns))]  # any order: put in the signature's
+    version = services.register_version(
+        alice, "churn", artifact=ContentFile(lightgbm_zip(), name="churn.zip"),
+        reference_data=ContentFile(good.to_csv(index=False).encode(), name="ref.csv"),
+    )  # fmt: skip
+    assert validate_version(version.pk).status == "ready"
+
+    wrong = frame.head(200).rename(columns={frame.columns[0]: "not_a_column"})
+    version = services.register_version(
+        alice, "churn", artifact=ContentFile(lightgbm_zip(), name="churn.zip"),
+        reference_data=ContentFile(wrong.to_csv(index=False).encode(), name="ref.csv"),
+    )  # fmt: skip
+    checked = validate_version(version.pk)
+    assert checked.status == "invalid"
+    assert checked.status_detail.startswith(
+        "reference_data: The reference columns are not the model signature's inputs; "
+        f"missing: {frame.columns[0]}; not inputs: not_a_column."
+    )
