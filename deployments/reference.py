@@ -17,49 +17,49 @@ EXTENSIONS = (".csv", ".parquet")
 MAX_COLUMNS = 1000
 
 
-class ReferenceError(ValueError):
+class ReferenceDataError(ValueError):
     """The reference file cannot be read, or its columns are not the model's."""
 
 
 def read_table(handle, filename: str) -> pandas.DataFrame:
-    """The file's rows as a data frame; ReferenceError naming what is wrong."""
+    """The file's rows as a data frame; ReferenceDataError naming what is wrong."""
     lowered = filename.lower()
     if not lowered.endswith(EXTENSIONS):
-        raise ReferenceError("Upload the reference data as a .csv or .parquet file.")
+        raise ReferenceDataError("Upload the reference data as a .csv or .parquet file.")
     data = handle.read()
     if not data:
-        raise ReferenceError("The reference file is empty.")
+        raise ReferenceDataError("The reference file is empty.")
     if lowered.endswith(".parquet"):
         return _read_parquet(data)
     try:
         frame = pandas.read_csv(io.BytesIO(data))
     except (ValueError, UnicodeDecodeError, pandas.errors.ParserError) as exc:
-        raise ReferenceError(f"Not a readable CSV file: {_first_line(exc)}") from None
+        raise ReferenceDataError(f"Not a readable CSV file: {_first_line(exc)}") from None
     return _checked(frame)
 
 
 def _read_parquet(data: bytes) -> pandas.DataFrame:
     if not data.startswith(b"PAR1"):
-        raise ReferenceError("Not a Parquet file (it does not start with PAR1).")
+        raise ReferenceDataError("Not a Parquet file (it does not start with PAR1).")
     try:
         import pyarrow  # noqa: F401  (pandas' Parquet engine)
     except ImportError:
-        raise ReferenceError(
+        raise ReferenceDataError(
             "This installation cannot read Parquet (pyarrow is not installed); upload CSV."
         ) from None
     try:
         return _checked(pandas.read_parquet(io.BytesIO(data)))
     except (ValueError, OSError) as exc:
-        raise ReferenceError(f"Not a readable Parquet file: {_first_line(exc)}") from None
+        raise ReferenceDataError(f"Not a readable Parquet file: {_first_line(exc)}") from None
 
 
 def _checked(frame: pandas.DataFrame) -> pandas.DataFrame:
     if frame.empty or not len(frame.columns):
-        raise ReferenceError("The reference file has no rows (a header row, then data).")
+        raise ReferenceDataError("The reference file has no rows (a header row, then data).")
     if len(frame.columns) > MAX_COLUMNS:
-        raise ReferenceError(f"At most {MAX_COLUMNS} columns.")
+        raise ReferenceDataError(f"At most {MAX_COLUMNS} columns.")
     if any(str(name).startswith("Unnamed: ") for name in frame.columns):
-        raise ReferenceError("Every column needs a name in the header row.")
+        raise ReferenceDataError("Every column needs a name in the header row.")
     return frame
 
 
@@ -69,14 +69,14 @@ def check_width(frame: pandas.DataFrame, sample_input) -> None:
         return
     width = len(sample_input[0])
     if len(frame.columns) != width:
-        raise ReferenceError(
+        raise ReferenceDataError(
             f"The file has {len(frame.columns)} columns ({_names(frame.columns)}); the model "
             f"takes {width} (the sample input's rows have {width} values)."
         )
 
 
 def in_signature_order(frame: pandas.DataFrame, signature: dict) -> pandas.DataFrame:
-    """The frame's columns in the order of the signature's named inputs; ReferenceError if
+    """The frame's columns in the order of the signature's named inputs; ReferenceDataError if
     they are not the same names. Without named inputs, the frame as it is."""
     names = [column.get("name") for column in (signature or {}).get("inputs") or []]
     if not names or not all(names):
@@ -85,7 +85,7 @@ def in_signature_order(frame: pandas.DataFrame, signature: dict) -> pandas.DataF
     if sorted(columns) != sorted(names):
         missing = sorted(set(names) - set(columns))
         extra = sorted(set(columns) - set(names))
-        raise ReferenceError(
+        raise ReferenceDataError(
             "The reference columns are not the model signature's inputs"
             + (f"; missing: {', '.join(missing)}" if missing else "")
             + (f"; not inputs: {', '.join(extra)}" if extra else "")

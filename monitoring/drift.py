@@ -28,6 +28,7 @@ KS_SAMPLE = 2000
 CATEGORICAL_MAX_DISTINCT = 10
 MAX_CATEGORIES = 50  # the most frequent; the rest share the "other" bin
 PSI_WARN, PSI_DRIFT = 0.1, 0.25
+TEST_P_VALUE = 0.05  # a KS or chi-squared row below it says "drift" (for reading only)
 CATEGORICAL_TYPES = {"string", "boolean", "binary", "str", "bool"}
 
 

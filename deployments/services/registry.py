@@ -535,7 +535,7 @@ def _check_reference_data(upload, sample_input, errors) -> None:
         frame = reference.read_table(upload, upload.name)
         if isinstance(sample_input, list):
             reference.check_width(frame, sample_input)
-    except reference.ReferenceError as exc:
+    except reference.ReferenceDataError as exc:
         errors.setdefault("reference_data", []).append(str(exc))
     finally:
         upload.seek(0)
@@ -547,7 +547,7 @@ def _check_reference_columns(version, signature) -> None:
         with version.reference_data.open("rb") as handle:
             frame = reference.read_table(handle, version.reference_data.name)
         reference.in_signature_order(frame, signature)
-    except reference.ReferenceError as exc:
+    except reference.ReferenceDataError as exc:
         raise ArtifactError(f"reference_data: {exc}") from exc
 
 

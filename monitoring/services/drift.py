@@ -102,10 +102,11 @@ def _prediction_scores(ref, predictions, window) -> list[DriftScore]:
 
 def _rows(result, subject, feature, window) -> list[DriftScore]:
     common = {**window, "subject": subject, "feature": feature, "rows": result["rows"]}
-    test_status = DriftStatus.OK if (result["p_value"] or 0) >= 0.05 else DriftStatus.DRIFT
+    significant = (result["p_value"] or 0) < drift.TEST_P_VALUE
+    test_status = DriftStatus.DRIFT if significant else DriftStatus.OK
     return [
-        DriftScore(method=DriftMethod.PSI, score=result["psi"], status=result["status"],
-                   **common),
+        DriftScore(method=DriftMethod.PSI, score=result["psi"],
+                   status=DriftStatus(result["status"]), **common),
         DriftScore(method=TESTS[result["test"]], score=result["statistic"] or 0.0,
                    p_value=result["p_value"], status=test_status, **common),
     ]  # fmt: skip
@@ -147,7 +148,7 @@ def reference_for(version: ModelVersion) -> DriftReference | None:
         return found
     try:
         frame, source = _reference_frame(version)
-    except reference.ReferenceError as exc:
+    except reference.ReferenceDataError as exc:
         return _store(version, ReferenceSource.FILE, 0, [], error=str(exc)[:500])
     if frame is None:
         return None

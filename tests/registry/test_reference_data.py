@@ -113,7 +113,7 @@ def test_columns_must_be_the_signatures_inputs_and_are_put_in_its_order():
     frame = pandas.read_csv(io.StringIO("b,a\n1,2\n"))
     ordered = reference.in_signature_order(frame, {"inputs": [{"name": "a"}, {"name": "b"}]})
     assert list(ordered.columns) == ["a", "b"] and ordered.iloc[0].tolist() == [2, 1]
-    with pytest.raises(reference.ReferenceError) as wrong:
+    with pytest.raises(reference.ReferenceDataError) as wrong:
         reference.in_signature_order(frame, {"inputs": [{"name": "a"}, {"name": "c"}]})
     assert str(wrong.value) == (
         "The reference columns are not the model signature's inputs; missing: c; not inputs: b."
