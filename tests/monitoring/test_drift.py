@@ -138,3 +138,21 @@ def test_the_sample_input_is_the_reference_without_a_file(alice, bob, iris):
     reference = drift.reference_for(version)
     assert reference.source == "sample_input" and reference.rows == len(version.sample_input)
     assert [f["name"] for f in reference.features] == [f"feature_{i}" for i in range(1, 5)]
+
+
+def test_the_version_page_shows_the_drift_table_and_chart(client, carol, live_iris):
+    end = timezone.now().replace(second=0, microsecond=0)
+    log_traffic(live_iris, iris_traffic(300, seed=9), end - 2 * HOUR, end - HOUR)
+    drift.compute_drift(end - HOUR)
+    log_traffic(live_iris, iris_traffic(300, seed=10, shift={"petal_length": 3.0}),
+                end - HOUR, end)  # fmt: skip
+    drift.compute_drift(end)
+    client.force_login(carol)
+    page = client.get(live_iris.version.get_absolute_url()).content.decode()
+    table = page.split('data-testid="drift-table"')[1].split("</table>")[0]
+    rows = table.split("<tr>")[2:]  # after the header
+    assert "<code>petal_length</code>" in rows[0] and "Drift" in rows[0]  # most drifted first
+    assert "Kolmogorov-Smirnov" in rows[0]
+    assert "<em>predictions</em>" in rows[-1]
+    assert "Drift (PSI) per window, last 7 days" in page  # the chart
+    assert "reference/" in page  # the reference file is named
