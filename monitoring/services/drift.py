@@ -32,6 +32,7 @@ from monitoring.choices import (
 from monitoring.models import DriftReference, DriftScore, LoggedPrediction
 
 TESTS = {"ks": DriftMethod.KS, "chi2": DriftMethod.CHI2}
+SCALARS = {int, float, str, bool, type(None)}
 
 
 # --- the job -----------------------------------------------------------------------------
@@ -81,9 +82,10 @@ def window_rows(version_id: int, start, end) -> tuple[list, list]:
 
 
 def _feature_scores(summaries, features, window) -> list[DriftScore]:
+    matrix = _matrix(features, len(summaries))
     scores = []
-    for summary, column in zip(summaries, _columns(features, len(summaries)), strict=False):
-        result = drift.score(summary, column)
+    for index, summary in enumerate(summaries):
+        result = drift.score(summary, _column(matrix[:, index], summary)) if len(matrix) else None
         if result is not None:
             scores += _rows(result, DriftSubject.FEATURE, summary["name"], window)
     return scores
@@ -91,7 +93,8 @@ def _feature_scores(summaries, features, window) -> list[DriftScore]:
 
 def _prediction_scores(ref, predictions, window) -> list[DriftScore]:
     """Score the predictions against the first window's; the first window becomes it."""
-    values = [_scalar(p) for p in predictions]
+    scalars = set(map(type, predictions)) <= SCALARS  # the usual case: no list to unwrap
+    values = predictions if scalars else [_scalar(p) for p in predictions]
     if ref.prediction is None:
         ref.prediction = drift.summarise("prediction", values)
         ref.save(update_fields=["prediction"])
@@ -112,19 +115,28 @@ def _rows(result, subject, feature, window) -> list[DriftScore]:
     ]  # fmt: skip
 
 
-def _columns(rows, width) -> list[numpy.ndarray]:
-    """Rows of `width` values as one array per column: floats where every value is a
-    number (or missing), objects otherwise. Rows of another width (not this model's) are
-    left out; no rows, no columns."""
-    rows = [row for row in rows if isinstance(row, list) and len(row) == width]
-    return [_column(values) for values in zip(*rows, strict=True)]
+def _matrix(rows, width) -> numpy.ndarray:
+    """Rows of `width` values as a 2-D object array; rows of another width (not this
+    model's) are left out. Checked with map() over the whole list (C speed) before any
+    row is looked at in Python."""
+    if set(map(type, rows)) != {list} or set(map(len, rows)) != {width}:
+        rows = [row for row in rows if isinstance(row, list) and len(row) == width]
+    if not rows:
+        return numpy.empty((0, width), dtype=object)
+    matrix = numpy.empty((len(rows), width), dtype=object)
+    matrix[:] = rows
+    return matrix
 
 
-def _column(values) -> numpy.ndarray:
+def _column(values, summary) -> numpy.ndarray:
+    """A numeric feature's column as floats (NaN for a missing value, or for text where a
+    number belongs); a categorical one as it is."""
+    if summary["kind"] != drift.NUMERIC:
+        return values
     try:
-        return numpy.asarray(values, dtype=float)
+        return values.astype(float)
     except (TypeError, ValueError):
-        return numpy.asarray(values, dtype=object)
+        return drift.as_numbers(values)
 
 
 def _scalar(prediction):
