@@ -95,6 +95,11 @@ class VersionRegisterForm(forms.Form):
         help_text="A few rows the model can predict on, as JSON: [[5.1, 3.5, 1.4, 0.2]]. "
         "An MLflow model saved with an input_example may leave it empty.",
     )
+    reference_data = forms.FileField(
+        required=False,
+        help_text="Optional: rows typical of the training data (CSV with a header row, or "
+        "Parquet), the model's columns; live inputs are compared with them for drift.",
+    )
     metrics = JSONTextField(
         empty={}, required=False, help_text='Offline metrics as JSON: {"accuracy": 0.95}.'
     )

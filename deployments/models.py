@@ -120,6 +120,11 @@ class ModelVersion(models.Model):
     source_url = models.CharField(max_length=500, blank=True)
     description = models.TextField(blank=True)
     sample_input = models.JSONField(default=list, blank=True)
+    # The rows live inputs are compared with for drift (CSV or Parquet, deployments.reference),
+    # in the artifact's storage; without it the sample input stands in.
+    reference_data = models.FileField(
+        upload_to="reference/%Y/%m/", blank=True, storage=field_storage
+    )
     tags = models.JSONField(default=list, blank=True)
     # MLflow's key/value tags, its run id (searchable: `run_id = '…'`) and stage.
     mlflow_tags = models.JSONField(default=dict, blank=True)

@@ -235,6 +235,12 @@ INCIDENT_QUIET_PERIOD_SECONDS = env_int("INCIDENT_QUIET_PERIOD_SECONDS", 300)
 SERVING_SCRAPE_INTERVAL_SECONDS = env_int("SERVING_SCRAPE_INTERVAL_SECONDS", 60)
 SERVING_SCRAPE_TIMEOUT_SECONDS = env_int("SERVING_SCRAPE_TIMEOUT_SECONDS", 5)
 SERVING_SCRAPE_CONCURRENCY = env_int("SERVING_SCRAPE_CONCURRENCY", 100)
+# Drift (monitoring.services.drift): every DRIFT_INTERVAL_SECONDS, each live version's
+# logged rows of the last DRIFT_WINDOW_MINUTES are compared with its reference data, when
+# there are at least DRIFT_MIN_ROWS of them.
+DRIFT_INTERVAL_SECONDS = env_int("DRIFT_INTERVAL_SECONDS", 3600)
+DRIFT_WINDOW_MINUTES = env_int("DRIFT_WINDOW_MINUTES", 60)
+DRIFT_MIN_ROWS = env_int("DRIFT_MIN_ROWS", 100)
 # Heartbeat pings (/ping/<uuid>, no login: the uuid is the secret): bodies over
 # HEARTBEAT_BODY_MAX bytes are refused (413), the last HEARTBEAT_BODY_KEEP bytes are kept;
 # more than HEARTBEAT_PINGS_PER_MINUTE pings of one key in a minute get 429.
@@ -321,6 +327,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(PREDICTION_COLLECT_INTERVAL_SECONDS),
     },
     "roll-up-live-quality": {"task": "monitoring.tasks.roll_up_live_quality", "schedule": 3600.0},
+    "compute-drift": {
+        "task": "monitoring.tasks.compute_drift",
+        "schedule": float(DRIFT_INTERVAL_SECONDS),
+    },
     "resolve-quiet-incidents": {
         "task": "monitoring.tasks.resolve_quiet_incidents",
         "schedule": 60.0,
@@ -374,6 +384,7 @@ JOB_LOG_RETENTION_DAYS = env_int("JOB_LOG_RETENTION_DAYS", 90)
 NOTIFICATION_RETENTION_DAYS = env_int("NOTIFICATION_RETENTION_DAYS", 90)
 CHANGE_RECORD_RETENTION_DAYS = env_int("CHANGE_RECORD_RETENTION_DAYS", 730)
 PREDICTION_LOG_RETENTION_DAYS = env_int("PREDICTION_LOG_RETENTION_DAYS", 30)
+DRIFT_SCORE_RETENTION_DAYS = env_int("DRIFT_SCORE_RETENTION_DAYS", 180)
 
 # REST API.
 REST_FRAMEWORK = {

@@ -1,4 +1,5 @@
-"""Plotly figures of a check's latency and availability (plotly.js is served locally)."""
+"""Plotly figures: a check's latency and availability, serving metrics, drift (plotly.js is
+served locally)."""
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -122,3 +123,33 @@ def live_quality_chart(hours, regression: bool, offline: tuple[str, float] | Non
                                 "font": {"size": 14}},
                          legend={"orientation": "h", "y": -0.15}, bargap=0)  # fmt: skip
     return figure_html(figure, {"displaylogo": False})
+
+
+DRIFT_LINES_SHOWN = 8  # the most drifted features; the rest are in the table
+
+
+def drift_chart(series, title: str) -> str:
+    """PSI over time: one line for the predictions and for each of the most drifted
+    features, with the warn (0.1) and drift (0.25) levels; '' without data."""
+    if not series:
+        return ""
+    lines: dict[str, tuple[list, list]] = {}
+    for end, name, value in series:
+        times, values = lines.setdefault(name, ([], []))
+        times.append(end)
+        values.append(value)
+    ranked = sorted((n for n in lines if n != "prediction"), key=lambda n: -max(lines[n][1]))
+    shown = (["prediction"] if "prediction" in lines else []) + ranked[:DRIFT_LINES_SHOWN]
+    figure = go.Figure()
+    for name in shown:
+        times, values = lines[name]
+        width = 2.5 if name == "prediction" else 1.5
+        figure.add_trace(go.Scatter(x=times, y=values, name=name, mode="lines+markers",
+                                    line={"width": width}))  # fmt: skip
+    figure.add_hline(y=0.1, line={"color": "#ffc107", "dash": "dot"}, annotation_text="warn")
+    figure.add_hline(y=0.25, line={"color": "#dc3545", "dash": "dot"}, annotation_text="drift")
+    figure.update_yaxes(title_text="PSI", rangemode="tozero")
+    figure.update_layout(height=360, margin={"l": 50, "r": 10, "t": 36, "b": 60},
+                         title={"text": title, "font": {"size": 14}},
+                         legend={"orientation": "h", "y": -0.15, "x": 0})  # fmt: skip
+    return figure_html(figure, {"displaylogo": False, "responsive": True})

@@ -77,6 +77,14 @@ class RuleMetric(models.TextChoices):
     # From feedback labels on logged predictions (monitoring.services.quality).
     LIVE_ACCURACY = "live_accuracy", "Live accuracy (% of labelled predictions right)"
     LIVE_MAE = "live_mae", "Live MAE (mean absolute error of labelled predictions)"
+    # Drift (PSI of the latest drift windows, monitoring.services.drift): of one named
+    # feature, of the most drifted feature, of the predictions.
+    DRIFT_FEATURE = "drift_feature", "Drift of one feature (PSI)"
+    DRIFT_MAX = "drift_max", "Drift of any feature (highest PSI)"
+    DRIFT_PREDICTION = "drift_prediction", "Drift of the predictions (PSI)"
+
+
+DRIFT_METRICS = (RuleMetric.DRIFT_FEATURE, RuleMetric.DRIFT_MAX, RuleMetric.DRIFT_PREDICTION)
 
 
 class ModelTask(models.TextChoices):
@@ -96,3 +104,25 @@ class Comparison(models.TextChoices):
 class RuleState(models.TextChoices):
     OK = "ok", "OK"
     FIRING = "firing", "Firing"
+
+
+class DriftSubject(models.TextChoices):
+    FEATURE = "feature", "Feature"
+    PREDICTION = "prediction", "Prediction"
+
+
+class DriftMethod(models.TextChoices):
+    PSI = "psi", "PSI"
+    KS = "ks", "Kolmogorov-Smirnov"
+    CHI2 = "chi2", "Chi-squared"
+
+
+class DriftStatus(models.TextChoices):
+    OK = "ok", "OK"
+    WARN = "warn", "Warning"
+    DRIFT = "drift", "Drift"
+
+
+class ReferenceSource(models.TextChoices):
+    FILE = "file", "Reference data file"
+    SAMPLE_INPUT = "sample_input", "Sample input"

@@ -1,8 +1,8 @@
 from django import forms
 
 from deployments.forms import JSONTextField
-from deployments.models import Target
-from monitoring.choices import CheckKind, HttpMethod, Severity
+from deployments.models import RegisteredModel, Target
+from monitoring.choices import CheckKind, Comparison, HttpMethod, RuleMetric, Severity
 
 
 class CheckForm(forms.Form):
@@ -54,3 +54,39 @@ class IncidentForm(forms.Form):
 class NoteForm(forms.Form):
     note = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     severity = forms.ChoiceField(choices=Severity.choices, required=False)
+
+
+class AlertRuleForm(forms.Form):
+    """Create or edit an alert rule (alerts.create_rule / update_rule); the scope (model or
+    target) is chosen once, at creation."""
+
+    name = forms.CharField(max_length=200)
+    model = forms.ModelChoiceField(
+        queryset=RegisteredModel.objects.order_by("name"), required=False,
+        help_text="Watch this model's live deployments on every target…",
+    )  # fmt: skip
+    target = forms.ModelChoiceField(
+        queryset=Target.objects.order_by("name"), required=False,
+        help_text="…or whatever is live on this target (one of the two).",
+    )  # fmt: skip
+    metric = forms.ChoiceField(choices=RuleMetric.choices)
+    feature = forms.CharField(
+        max_length=200, required=False,
+        help_text="Drift of one feature only: the feature's name (a reference data column).",
+    )  # fmt: skip
+    comparison = forms.ChoiceField(choices=Comparison.choices, initial=Comparison.GT)
+    threshold = forms.FloatField(
+        min_value=0, help_text="% for error rate and drop, ms for latency, PSI for drift "
+        "(0.1: a shift worth a look, 0.25: drifted).",
+    )  # fmt: skip
+    for_minutes = forms.IntegerField(
+        min_value=1, max_value=1440, initial=5,
+        help_text="Serving metrics: over the last N minutes. Drift: held in every drift "
+        "window of the last N minutes.",
+    )  # fmt: skip
+    severity = forms.ChoiceField(choices=Severity.choices, initial=Severity.SEV3)
+    enabled = forms.BooleanField(required=False, initial=True)
+
+
+class MuteForm(forms.Form):
+    reason = forms.CharField(max_length=300, help_text="Kept on the change record.")

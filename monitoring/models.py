@@ -8,11 +8,15 @@ from monitoring.choices import (
     CheckKind,
     CheckState,
     Comparison,
+    DriftMethod,
+    DriftStatus,
+    DriftSubject,
     HttpMethod,
     IncidentEventKind,
     IncidentSource,
     IncidentState,
     PingKind,
+    ReferenceSource,
     Resolution,
     RuleMetric,
     RuleState,
@@ -413,6 +417,7 @@ class AlertRule(models.Model):
         related_name="alert_rules",
     )  # fmt: skip
     metric = models.CharField(max_length=20, choices=RuleMetric.choices)
+    feature = models.CharField(max_length=200, blank=True)  # drift_feature: which one
     comparison = models.CharField(max_length=2, choices=Comparison.choices, default=Comparison.GT)
     threshold = models.FloatField()
     for_minutes = models.PositiveIntegerField(default=5)
@@ -446,7 +451,8 @@ class AlertRule(models.Model):
 
     @property
     def condition(self) -> str:
-        return f"{self.metric} {self.comparison} {self.threshold:g} for {self.for_minutes} min"
+        metric = f"{self.metric}({self.feature})" if self.feature else self.metric
+        return f"{metric} {self.comparison} {self.threshold:g} for {self.for_minutes} min"
 
 
 class LoggedPrediction(models.Model):
@@ -524,3 +530,64 @@ class LiveQuality(models.Model):
         if not self.labelled or self.absolute_error is None:
             return None
         return self.absolute_error / self.labelled
+
+
+class DriftReference(models.Model):
+    """What a version's live inputs are compared with, summarised once (the hourly drift
+    job then reads one row, not the file): per feature its kind, PSI bins and reference
+    shares, and for numeric features a sorted sample for the KS test. The predictions'
+    reference is the version's first window of logged predictions, frozen when seen."""
+
+    version = models.OneToOneField(
+        "deployments.ModelVersion", on_delete=models.CASCADE, primary_key=True,
+        related_name="drift_reference",
+    )  # fmt: skip
+    source = models.CharField(max_length=12, choices=ReferenceSource.choices)
+    rows = models.PositiveIntegerField()
+    features = models.JSONField()  # [{"name", "kind", "edges"|"categories", "shares", …}]
+    prediction = models.JSONField(null=True, blank=True)  # the same for the predictions
+    error = models.CharField(max_length=500, blank=True)  # why no drift can be computed
+    computed_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"reference of version {self.version_id} ({self.rows} rows)"
+
+
+class DriftScore(models.Model):
+    """One drift figure: a version's feature (or its predictions) in one window of logged
+    rows, by one method. PSI sets the status (< 0.1 ok, < 0.25 warn, else drift); KS and
+    chi-squared rows carry their statistic as score and their p-value."""
+
+    id = models.BigAutoField(primary_key=True)
+    version = models.ForeignKey(
+        "deployments.ModelVersion", on_delete=models.CASCADE, related_name="drift_scores"
+    )
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    subject = models.CharField(max_length=10, choices=DriftSubject.choices)
+    feature = models.CharField(max_length=200, blank=True)  # blank for the predictions
+    method = models.CharField(max_length=4, choices=DriftMethod.choices)
+    score = models.FloatField()
+    p_value = models.FloatField(null=True, blank=True)
+    status = models.CharField(max_length=5, choices=DriftStatus.choices)
+    rows = models.PositiveIntegerField()  # logged rows in the window
+
+    class Meta:
+        ordering = ["window_end", "feature"]
+        constraints = [
+            # A window is scored once (a second run of the same minute adds nothing).
+            models.UniqueConstraint(
+                fields=["version", "window_end", "subject", "feature", "method"],
+                name="drift_score_unique",
+            )
+        ]
+        indexes = [
+            # The version page (latest window, chart of a week) and the drift rules (one
+            # version's PSI rows since a time): one version, one method, a time range.
+            models.Index(fields=["version", "method", "window_end"], name="drift_version_idx"),
+            # Retention: the oldest windows first.
+            models.Index(fields=["window_end"], name="drift_age_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.version_id} {self.feature or self.subject} {self.method}={self.score:.3f}"

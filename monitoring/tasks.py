@@ -6,7 +6,16 @@ from celery import shared_task
 from redis import RedisError
 
 from mlops_portal.core import metrics
-from monitoring.services import alerts, checks, heartbeats, predictions, quality, rollups, serving
+from monitoring.services import (
+    alerts,
+    checks,
+    drift,
+    heartbeats,
+    predictions,
+    quality,
+    rollups,
+    serving,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +44,13 @@ def scrape_serving_metrics() -> dict:
     then evaluate the alert rules on what it read."""
     scraped = serving.scrape_live_deployments()
     return {**scraped, **alerts.evaluate_rules()}
+
+
+@shared_task(ignore_result=True)
+def compute_drift() -> dict:
+    """Beat, every DRIFT_INTERVAL_SECONDS: score each live version's last window of logged
+    rows against its reference, then evaluate the alert rules on the new figures."""
+    return {**drift.compute_drift(), **alerts.evaluate_rules()}
 
 
 @shared_task(ignore_result=True)

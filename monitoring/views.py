@@ -1,5 +1,5 @@
-"""Monitoring pages: checks with charts, incidents with their timeline. Every change is a
-service call; views fetch, call and render."""
+"""Monitoring pages: checks with charts, alert rules, incidents with their timeline. Every
+change is a service call; views fetch, call and render."""
 
 import time
 from datetime import timedelta
@@ -27,9 +27,9 @@ from mlops_portal.core.utils import service_errors_on
 from monitoring import charts, series
 from monitoring.choices import CheckKind, CheckState, IncidentState, PingKind, Severity
 from monitoring.filters import HealthCheckFilter, IncidentFilter
-from monitoring.forms import CheckForm, IncidentForm, NoteForm, SnoozeForm
-from monitoring.models import MTTA, MTTR, HealthCheck, Incident
-from monitoring.services import checks, heartbeats, incidents
+from monitoring.forms import AlertRuleForm, CheckForm, IncidentForm, MuteForm, NoteForm, SnoozeForm
+from monitoring.models import MTTA, MTTR, AlertRule, HealthCheck, Incident
+from monitoring.services import alerts, checks, heartbeats, incidents
 
 PER_PAGE = 50
 RUNS_SHOWN = 50
@@ -154,6 +154,65 @@ def check_action(request, pk, verb):
     else:
         messages.success(request, f"Check {check.name}: {verb} done.")
     return redirect(check)
+
+
+# --- alert rules ---------------------------------------------------------------------------
+
+
+def _get_rule(pk) -> AlertRule:
+    return get_object_or_404(AlertRule.objects.select_related("model", "target"), pk=pk)
+
+
+def rule_list(request):
+    rules = AlertRule.objects.select_related("model", "target").order_by("name", "pk")
+    page = Paginator(rules, PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "monitoring/rule_list.html",
+        {"page": page, "can_manage": can(request.user, "rule.manage"), "mute_form": MuteForm()},
+    )
+
+
+def rule_form(request, pk=None):
+    rule = _get_rule(pk) if pk else None
+    require(request.user, "rule.manage", rule)
+    initial = {name: getattr(rule, name) for name in alerts.EDITABLE} if rule else {}
+    if rule:
+        initial.update(model=rule.model, target=rule.target)
+    form = AlertRuleForm(request.POST or None, initial=initial)
+    if rule:  # the scope is chosen once
+        form.fields["model"].disabled = form.fields["target"].disabled = True
+    if request.method == "POST" and form.is_valid():
+        data = dict(form.cleaned_data)
+        model, target = data.pop("model"), data.pop("target")
+        with service_errors_on(form):
+            if rule:
+                rule = alerts.update_rule(request.user, rule, **data)
+            else:
+                rule = alerts.create_rule(request.user, model=model, target=target, **data)
+            messages.success(request, f"Rule {rule.name} saved: {rule.condition}.")
+            return redirect("rule-list")
+    return render(request, "monitoring/rule_form.html", {"form": form, "rule": rule})
+
+
+@require_POST
+def rule_action(request, pk, verb):
+    rule = _get_rule(pk)
+    if verb not in ("mute", "unmute", "delete"):
+        raise Http404(f"No action {verb!r}.")
+    require(request.user, "rule.manage", rule)  # a viewer: 403
+    try:
+        if verb == "mute":  # the service checks the reason
+            alerts.set_muted(request.user, rule, True, request.POST.get("reason", ""))
+        elif verb == "unmute":
+            alerts.set_muted(request.user, rule, False)
+        else:
+            alerts.delete_rule(request.user, rule)
+    except ValidationError as exc:
+        messages.error(request, f"{rule.name}: {' '.join(exc.messages)}")
+    else:
+        messages.success(request, f"Rule {rule.name}: {verb} done.")
+    return redirect("rule-list")
 
 
 def incident_list(request):

@@ -20,7 +20,8 @@ VOLATILE = {"updated_at", "updated_by", "revision_number"}
 DERIVED = {
     **{key: {"ping_deadline"} for key in ("period_seconds", "grace_seconds",
                                           "cron_expression", "cron_timezone")},
-    **{key: {"condition"} for key in ("metric", "comparison", "threshold", "for_minutes")},
+    **{key: {"condition"} for key in ("metric", "comparison", "threshold", "for_minutes",
+                                      "feature")},
 }  # fmt: skip
 
 # path template -> {field: a valid value that differs from the object built by `world`}.
@@ -71,6 +72,7 @@ CASES = {
         "severity": "sev1",
         "enabled": False,
     },
+    "/api/v1/alert-rules/{id}/#drift": {"feature": "petal_width"},
     "/api/v1/pages/{slug}/": {
         "title": "Iris runbook v2",
         "body": "Restart it, then check the logs.",
@@ -126,6 +128,10 @@ def world(alice, bob):
         bob, name="iris latency", model=model, metric="latency_p95", threshold=500.0,
         for_minutes=5, severity="sev3",
     )  # fmt: skip
+    drift_rule = alerts.create_rule(
+        bob, name="iris petal drift", model=model, metric="drift_feature",
+        feature="petal_length", threshold=0.25, for_minutes=60,
+    )  # fmt: skip
     scheduled = checks.create_check(
         bob, name="nightly scoring", kind="heartbeat", cron_expression="0 2 * * *",
         cron_timezone="Europe/Paris", grace_seconds=600,
@@ -145,6 +151,7 @@ def world(alice, bob):
         "/api/v1/checks/{id}/#heartbeat": f"/api/v1/checks/{heartbeat.pk}/",
         "/api/v1/checks/{id}/#cron": f"/api/v1/checks/{scheduled.pk}/",
         "/api/v1/alert-rules/{id}/": f"/api/v1/alert-rules/{rule.pk}/",
+        "/api/v1/alert-rules/{id}/#drift": f"/api/v1/alert-rules/{drift_rule.pk}/",
         "/api/v1/pages/{slug}/": f"/api/v1/pages/{page.slug}/",
     }
 

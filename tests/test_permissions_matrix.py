@@ -206,6 +206,9 @@ TARGET_FORM = {"environment": "staging", "backend_settings": "{}", "queue_policy
 CHECK_FORM = {"name": "churn 2", "url": "http://127.0.0.1:9/", "method": "GET",
               "interval_seconds": 30, "timeout_seconds": 5, "expected_statuses": "[200]",
               "failures_before_down": 3}  # fmt: skip
+RULE_FORM = {"name": "churn drift", "model": ("pk", "model"), "metric": "drift_max",
+             "comparison": ">", "threshold": 0.25, "for_minutes": 60, "severity": "sev3",
+             "enabled": "on"}  # fmt: skip
 CHANNEL_FORM = {"name": "ops-2", "kind": "chat", "url": "http://127.0.0.1:9/c",
                 "events": ["incident.opened"], "enabled": "on"}  # fmt: skip
 
@@ -363,6 +366,17 @@ PAGE_ROWS = [
     Row("check-action", "post", lambda w, u: f"/checks/{w['check'].pk}/snooze/",
         {"hours": 1, "reason": "maintenance"}, lambda w: fresh(w["check"]).snooze_reason,
         page("operators", MSG), extra={"verb": "snooze"}),
+    Row("rule-create", "post", lambda w, u: "/alert-rules/new/", RULE_FORM, count(AlertRule),
+        page("operators")),
+    Row("rule-edit", "post", lambda w, u: f"/alert-rules/{w['rule'].pk}/edit/", RULE_FORM,
+        lambda w: fresh(w["rule"]).name, page("operators")),
+    Row("rule-action", "post", lambda w, u: f"/alert-rules/{w['rule'].pk}/mute/",
+        {"reason": "load test"}, lambda w: fresh(w["rule"]).mute_reason, page("operators"),
+        extra={"verb": "mute"}),
+    Row("rule-action", "post", lambda w, u: f"/alert-rules/{w['rule'].pk}/unmute/", {},
+        lambda w: fresh(w["rule"]).muted, page("operators"), extra={"verb": "unmute"}),
+    Row("rule-action", "post", lambda w, u: f"/alert-rules/{w['rule'].pk}/delete/", {},
+        count(AlertRule), page("operators"), extra={"verb": "delete"}),
     Row("incident-create", "post", lambda w, u: "/incidents/new/",
         {"title": "slow", "severity": "sev3"}, count(Incident), page("authors")),
     *[
@@ -402,6 +416,7 @@ READ_ONLY_PAGES = {
     "target-detail": "/targets/staging/", "deployment-list": "/deployments/",
     "deployment-detail": "/deployments/{pending}/", "check-list": "/checks/",
     "check-detail": "/checks/{check}/", "incident-list": "/incidents/",
+    "rule-list": "/alert-rules/",
     "incident-detail": "/incidents/{incident}/", "model-card": "/models/churn/card/",
     "page-list": "/docs/", "page-detail": "/docs/runbook/",
     "page-history": "/docs/runbook/history/", "page-diff": "/docs/runbook/diff/?a=1&b=2",

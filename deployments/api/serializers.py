@@ -80,6 +80,11 @@ class ModelVersionSerializer(serializers.Serializer):
     source_url = serializers.CharField(read_only=True)
     description = serializers.CharField(read_only=True)
     sample_input = RowsField(read_only=True)
+    reference_data = serializers.CharField(
+        read_only=True, allow_null=True,
+        help_text="The reference data file's name in the portal's storage (drift); null "
+        "without one.",
+    )  # fmt: skip
     tags = serializers.ListField(child=serializers.CharField(), read_only=True)
     archived = serializers.BooleanField(read_only=True)
     registered_by = serializers.CharField(source="registered_by.username", read_only=True)
@@ -93,8 +98,8 @@ class ModelVersionSerializer(serializers.Serializer):
         "model_name", "number", "status", "status_detail", "flavor", "mlflow_flavors",
         "signature", "requirements", "missing_requirements", "artifact",
         "artifact_uri", "artifact_size", "artifact_sha256", "metrics", "params", "source_url",
-        "description", "sample_input", "tags", "archived", "registered_by_name", "created_at",
-        "validated_at", "id",
+        "description", "sample_input", "reference_data", "tags", "archived",
+        "registered_by_name", "created_at", "validated_at", "id",
     )  # fmt: skip
 
     def to_representation(self, version):
@@ -105,6 +110,7 @@ class ModelVersionSerializer(serializers.Serializer):
                 **{name: getattr(version, name, None) for name in self.ROW_FIELDS},
                 "model_name": joined(version, "model_name", "model.name"),
                 "artifact": version.artifact.name,
+                "reference_data": version.reference_data.name,
                 "registered_by_name": joined(
                     version, "registered_by_name", "registered_by.username"
                 ),
@@ -133,6 +139,7 @@ class ModelVersionSerializer(serializers.Serializer):
             "source_url": values["source_url"],
             "description": values["description"],
             "sample_input": values["sample_input"],
+            "reference_data": values["reference_data"] or None,
             "tags": values["tags"],
             "archived": values["archived"],
             "registered_by": values["registered_by_name"],
@@ -210,6 +217,11 @@ class ModelVersionUploadSerializer(VersionDetailsSerializer):
 
     artifact = serializers.FileField(allow_empty_file=True)
     sample_input = RowsTextField(required=False, default=None)
+    reference_data = serializers.FileField(
+        required=False, default=None, allow_empty_file=True,
+        help_text="Rows typical of the training data (CSV with a header, or Parquet), the "
+        "model's columns: live inputs are compared with them for drift.",
+    )  # fmt: skip
 
 
 class ModelAliasSerializer(serializers.Serializer):

@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from deployments import archives, artifacts, sources
+from deployments import archives, artifacts, reference, sources
 from deployments.choices import Flavor, VersionEventKind, VersionStatus
 from deployments.models import ModelVersion, RegisteredModel, VersionEvent
 from deployments.serving import mlflow_model
@@ -177,6 +177,7 @@ def register_version(
     source_url="",
     description="",
     sample_input=None,
+    reference_data=None,
     tags=(),
     mlflow_tags=None,
     run_id="",
@@ -190,7 +191,10 @@ def register_version(
     `flavor` empty: detected from the artifact (an archive or an MLflow URI is an MLflow
     model); validation settles it from the files. Without `sample_input` (MLflow clients
     send none) validation predicts on an MLflow model's own input example, or only loads
-    the model when it has none."""
+    the model when it has none.
+
+    `reference_data` (an upload, CSV or Parquet): the rows live inputs are compared with
+    for drift; its columns must be the model's (`deployments.reference`)."""
     require(actor, "version.register")
     artifact_sha256 = (artifact_sha256 or "").strip().lower()
     errors: dict[str, list[str]] = {}
@@ -214,6 +218,7 @@ def register_version(
         errors.setdefault("source_url", []).append("Use at most 500 characters.")
     tag_names = clean_tags(tags, errors)
     upload_digest = _check_upload_digest(artifact, artifact_sha256, errors)
+    _check_reference_data(reference_data, sample_input, errors)
     if errors:
         raise ValidationError(errors)
 
@@ -239,6 +244,11 @@ def register_version(
         if artifact is not None:
             version.artifact_sha256, version.artifact_size = upload_digest
             version.artifact.save(f"{model.name}-v{version.number}-{artifact.name}", artifact)
+        if reference_data is not None:
+            version.reference_data.save(
+                f"{model.name}-v{version.number}-{reference_data.name}", reference_data,
+                save=False,
+            )  # fmt: skip
         version.save()
         _record(version, VersionEventKind.REGISTERED, actor, f"Registered by {actor}.")
         events.publish("version.registered", version=version)
@@ -411,6 +421,8 @@ def _run_validation(version: ModelVersion) -> str:
                 f"registered {version.artifact_sha256}."
             )
         facts = _record_facts(version, local)
+        if facts and version.reference_data:
+            _check_reference_columns(version, facts.signature)
         model = load_model(local.path, local.flavor)
         sample = version.sample_input or (facts.input_example if facts else None)
         if not sample:
@@ -507,6 +519,36 @@ def _check_metrics(metrics, errors) -> None:
             errors.setdefault("metrics", []).append(f"Metric {name!r} must be a number.")
         elif not math.isfinite(value):
             errors.setdefault("metrics", []).append(f"Metric {name!r} must be finite.")
+
+
+def _check_reference_data(upload, sample_input, errors) -> None:
+    """A reference file must be CSV or Parquet, readable, and as wide as the sample rows."""
+    if upload is None:
+        return
+    if upload.size > settings.ARTIFACT_MAX_BYTES:
+        errors.setdefault("reference_data", []).append(
+            f"The file is {upload.size} bytes; the limit is {settings.ARTIFACT_MAX_BYTES} "
+            "bytes (ARTIFACT_MAX_BYTES)."
+        )
+        return
+    try:
+        frame = reference.read_table(upload, upload.name)
+        if isinstance(sample_input, list):
+            reference.check_width(frame, sample_input)
+    except reference.ReferenceDataError as exc:
+        errors.setdefault("reference_data", []).append(str(exc))
+    finally:
+        upload.seek(0)
+
+
+def _check_reference_columns(version, signature) -> None:
+    """Validation: the reference file's columns must be the signature's inputs."""
+    try:
+        with version.reference_data.open("rb") as handle:
+            frame = reference.read_table(handle, version.reference_data.name)
+        reference.in_signature_order(frame, signature)
+    except reference.ReferenceDataError as exc:
+        raise ArtifactError(f"reference_data: {exc}") from exc
 
 
 def _check_json_object(field, value, errors) -> None:

@@ -8,6 +8,7 @@
 - the prediction log (`LoggedPrediction`, with its feedback labels):
   PREDICTION_LOG_RETENTION_DAYS, by when the prediction was made. The hourly live-quality
   roll-ups (`LiveQuality`) are kept, so the quality chart outlives the rows.
+- drift figures (`DriftScore`): DRIFT_SCORE_RETENTION_DAYS, by the end of their window.
 
 Deletes go in batches of BATCH rows, each its own short transaction, so a first run over a
 large backlog never holds long locks.
@@ -23,7 +24,7 @@ from deployments.choices import DeploymentState
 from deployments.models import DeploymentLogLine
 from mlops_portal.choices import DeliveryStatus
 from mlops_portal.models import Notification
-from monitoring.models import LoggedPrediction
+from monitoring.models import DriftScore, LoggedPrediction
 
 BATCH = 5_000
 UNFINISHED_DELIVERIES = (DeliveryStatus.PENDING, DeliveryStatus.SENDING, DeliveryStatus.RETRYING)
@@ -57,6 +58,11 @@ def prune_old_records(now=None) -> dict[str, int]:
     if days:
         pruned["logged_predictions"] = delete_in_batches(
             LoggedPrediction.objects.filter(logged_at__lt=now - timedelta(days=days))
+        )
+    days = settings.DRIFT_SCORE_RETENTION_DAYS
+    if days:
+        pruned["drift_scores"] = delete_in_batches(
+            DriftScore.objects.filter(window_end__lt=now - timedelta(days=days))
         )
     return pruned
 

@@ -167,8 +167,8 @@ class AlertRuleSerializer(serializers.ModelSerializer):
     class Meta:
         model = AlertRule
         fields = [
-            "id", "name", "model", "target", "metric", "comparison", "threshold", "for_minutes",
-            "severity", "enabled", "muted", "mute_reason", "condition", "state",
+            "id", "name", "model", "target", "metric", "feature", "comparison", "threshold",
+            "for_minutes", "severity", "enabled", "muted", "mute_reason", "condition", "state",
             "firing_since", "last_evaluated_at", "last_value", "created_at",
         ]  # fmt: skip
         read_only_fields = fields
@@ -184,8 +184,14 @@ class AlertRuleWriteSerializer(serializers.Serializer):
         required=False, allow_null=True, default=None, help_text="The target's name (or a model)."
     )
     metric = serializers.ChoiceField(choices=RuleMetric.choices)
+    feature = serializers.CharField(
+        required=False, allow_blank=True, max_length=200, default="",
+        help_text="drift_feature only: the feature's name (a reference data column).",
+    )  # fmt: skip
     comparison = serializers.ChoiceField(choices=Comparison.choices, default=Comparison.GT)
-    threshold = serializers.FloatField(help_text="% for error rate and drop, ms for latency.")
+    threshold = serializers.FloatField(
+        help_text="% for error rate and drop, ms for latency, PSI for drift (0.25: drifted)."
+    )
     for_minutes = serializers.IntegerField(default=5)
     severity = serializers.ChoiceField(choices=Severity.choices, default=Severity.SEV3)
     enabled = serializers.BooleanField(default=True)

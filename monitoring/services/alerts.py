@@ -10,6 +10,10 @@ minutes of each deployment's minute roll-ups:
     live_accuracy       % of the predictions logged in the window whose feedback label
                         matches (monitoring.services.quality)
     live_mae            mean absolute error of those predictions (regressors)
+    drift_feature       PSI of the named `feature` in the latest drift windows
+    drift_max           the highest PSI of any feature in them
+    drift_prediction    PSI of the predictions in them
+(the drift figures come from the hourly drift job: `services.drift.measure_rule`)
 
 A rule that breaches on any deployment fires: it opens one incident (never two for a rule)
 through the incident service, naming the breaching deployment as the likely cause, with
@@ -29,6 +33,7 @@ from deployments.models import Deployment
 from mlops_portal.core import audit
 from mlops_portal.core.policy import require
 from monitoring.choices import (
+    DRIFT_METRICS,
     UNRESOLVED_STATES,
     Comparison,
     IncidentSource,
@@ -39,10 +44,11 @@ from monitoring.choices import (
     Severity,
 )
 from monitoring.models import AlertRule, Incident, ServingRollup
-from monitoring.services import checks, incidents, quality
+from monitoring.services import checks, drift, incidents, quality
 from monitoring.services.serving import merge, quantiles
 
-EDITABLE = ("name", "metric", "comparison", "threshold", "for_minutes", "severity", "enabled")
+EDITABLE = ("name", "metric", "comparison", "threshold", "for_minutes", "severity", "enabled",
+            "feature")  # fmt: skip
 COMPARE = {Comparison.GT: operator.gt, Comparison.GE: operator.ge,
            Comparison.LT: operator.lt, Comparison.LE: operator.le}  # fmt: skip
 BASELINE = timedelta(hours=1)  # what a request-rate drop is measured against
@@ -81,6 +87,8 @@ def set_muted(actor, rule, muted: bool, reason: str = "") -> AlertRule:
     reason = (reason or "").strip()
     if muted and not reason:
         raise ValidationError({"reason": ["Say why, so the next on-call knows."]})
+    if len(reason) > 300:
+        raise ValidationError({"reason": ["Use at most 300 characters."]})
     rule.muted, rule.mute_reason = muted, reason
     with audit.acting_as(actor):
         rule.save(update_fields=["muted", "mute_reason"])
@@ -116,8 +124,19 @@ def _validate(rule) -> None:
         errors["for_minutes"] = ["Between 1 minute and a day (1440)."]
     if rule.severity not in Severity.values:
         errors["severity"] = [f"Choose one of {', '.join(Severity.values)}."]
+    _validate_feature(rule, errors)
     if errors:
         raise ValidationError(errors)
+
+
+def _validate_feature(rule, errors) -> None:
+    rule.feature = (rule.feature or "").strip()
+    if rule.metric == RuleMetric.DRIFT_FEATURE and not rule.feature:
+        errors["feature"] = ["Name the feature whose drift this rule watches."]
+    elif rule.metric != RuleMetric.DRIFT_FEATURE and rule.feature:
+        errors["feature"] = [f"Only {RuleMetric.DRIFT_FEATURE} rules name a feature."]
+    elif len(rule.feature) > 200:
+        errors["feature"] = ["Use at most 200 characters."]
 
 
 # --- evaluation --------------------------------------------------------------------------
@@ -166,6 +185,8 @@ def _in_scope(rule):
 def measure(rule, deployment_id: int, now) -> dict | None:
     """The rule's metric on one deployment over the last `for_minutes` minutes, with the
     figures behind it; None without traffic to judge."""
+    if rule.metric in DRIFT_METRICS:
+        return drift.measure_rule(rule, deployment_id, now)
     start = (now - timedelta(minutes=rule.for_minutes)).replace(second=0, microsecond=0)
     if rule.metric in LIVE_METRICS:
         return quality.measure(rule.metric, deployment_id, start, now)
@@ -226,6 +247,7 @@ def _automate_incident(rule, before, breach) -> None:
 def _describe(rule, value) -> str:
     units = {RuleMetric.LATENCY_P95: " ms", RuleMetric.LIVE_MAE: ""}
     unit = units.get(rule.metric, " %")
+    unit = "" if rule.metric in DRIFT_METRICS else unit  # PSI has no unit
     shown = "no data" if value is None else f"{value:.2f}{unit}"
     return f"{rule.metric} = {shown} over the last {rule.for_minutes} min " \
            f"(rule: {rule.comparison} {rule.threshold:g}{unit})"  # fmt: skip

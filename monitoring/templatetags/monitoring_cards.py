@@ -7,10 +7,10 @@ from django.utils import timezone
 
 from monitoring import serving_series
 from monitoring.behaviour import production_stats
-from monitoring.charts import live_quality_chart, serving_chart
+from monitoring.charts import drift_chart, live_quality_chart, serving_chart
 from monitoring.choices import ModelTask
-from monitoring.models import AlertRule
-from monitoring.services import quality
+from monitoring.models import AlertRule, DriftReference
+from monitoring.services import drift, quality
 
 register = template.Library()
 
@@ -67,6 +67,19 @@ def version_live_quality(version) -> dict:
         "live": live,
         "labelled": labelled,
         "offline": offline,
+    }
+
+
+@register.inclusion_tag("monitoring/_drift_panel.html")
+def version_drift(version) -> dict:
+    """The version page: its latest drift window (feature, PSI, status, test) and PSI over
+    the last 7 days."""
+    series = drift.psi_series(version.pk, timezone.now() - timedelta(days=7))
+    return {
+        "rows": drift.latest_table(version.pk),
+        "chart": drift_chart(series, "Drift (PSI) per window, last 7 days"),
+        "reference": DriftReference.objects.filter(version_id=version.pk).first(),
+        "version": version,
     }
 
 

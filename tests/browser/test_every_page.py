@@ -22,7 +22,7 @@ from docs_app import services as docs
 from mlops_portal.core import tokens
 from mlops_portal.core.roles import Role
 from monitoring.models import ProbeResult
-from monitoring.services import checks, incidents, rollups
+from monitoring.services import alerts, checks, incidents, rollups
 from tests.conftest import ARTIFACTS_DIR, ROOT
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -88,6 +88,12 @@ def world(db):
     )  # fmt: skip
     rollups.roll_up_minutes(now - timedelta(hours=4), now)
     rollups.roll_up_hours(now - timedelta(hours=4), now)
+    iris = RegisteredModel.objects.get(name="iris-classifier")
+    alerts.create_rule(bob, name="iris inputs drift", model=iris, metric="drift_max",
+                       threshold=0.25, for_minutes=60)  # fmt: skip
+    muted = alerts.create_rule(bob, name="iris errors", model=iris, metric="error_rate",
+                               threshold=5)  # fmt: skip
+    alerts.set_muted(bob, muted, True, "retraining this week")
     incident = incidents.open_incident(
         bob,
         title="iris-production answers 503",
@@ -117,6 +123,7 @@ def world(db):
         "check": f"/checks/{check.pk}/?range=24h",
         "incidents": "/incidents/",
         "incident": f"/incidents/{incident.pk}/",
+        "alert-rules": "/alert-rules/",
         "docs": "/docs/",
         "doc-page": f"/docs/{page.slug}/",
         "doc-history": f"/docs/{page.slug}/history/",
@@ -136,6 +143,7 @@ WRITER_PAGES = {  # forms a viewer is refused (the role tests cover that)
     "doc-edit": "/docs/iris-runbook/edit/",
     "new-incident": "/incidents/new/",
 }
+ENGINEER_PAGES = {"new-alert-rule": "/alert-rules/new/"}  # data scientists get 403 too
 
 
 def walk(browser, base_url, role, pages) -> tuple[list[str], int]:
@@ -195,6 +203,8 @@ def test_every_page_as_every_role_at_desktop_and_phone_width(browser, live_serve
     started, problems, views = time.monotonic(), [], 0
     for role in ROLES:
         pages = world if role == "viewer" else {**world, **WRITER_PAGES}
+        if role == "engineer":
+            pages.update(ENGINEER_PAGES)
         found, count = walk(browser, live_server.url, role, pages)
         problems += found
         views += count

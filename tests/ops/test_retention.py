@@ -14,6 +14,7 @@ from mlops_portal.choices import DeliveryStatus, Medium, NotificationEvent
 from mlops_portal.models import Delivery, Notification
 from mlops_portal.overview import retention
 from mlops_portal.overview.tasks import prune_old_records_task
+from monitoring.models import DriftScore
 
 pytestmark = pytest.mark.django_db
 NOW = timezone.now()
@@ -46,6 +47,7 @@ def test_old_rows_go_recent_rows_and_unfinished_work_stay(settings, alice, bob, 
     settings.JOB_LOG_RETENTION_DAYS = 30
     settings.NOTIFICATION_RETENTION_DAYS = 30
     settings.CHANGE_RECORD_RETENTION_DAYS = 365
+    settings.DRIFT_SCORE_RETENTION_DAYS = 90
     ended = services.request_deployment(alice, version=ready_version, target=staging, reason="a")
     Deployment.objects.filter(pk=ended.pk).update(state=State.FAILED)
     running = services.request_deployment(alice, version=ready_version, target=staging, reason="b")
@@ -60,11 +62,13 @@ def test_old_rows_go_recent_rows_and_unfinished_work_stay(settings, alice, bob, 
     old_record = LogEntry.objects.order_by("pk").first()
     LogEntry.objects.filter(pk=old_record.pk).update(timestamp=days_ago(400))
     records_before = LogEntry.objects.count()
+    drift_scores(ready_version, 100, 10)
 
     pruned = prune_old_records_task()
 
     assert pruned == {"job_log_lines": 1, "notifications": 2, "change_records": 1,
-                      "logged_predictions": 0}  # fmt: skip
+                      "logged_predictions": 0, "drift_scores": 1}  # fmt: skip
+    assert list(DriftScore.objects.values_list("feature", flat=True)) == ["10 days old"]
     assert sorted(DeploymentLogLine.objects.values_list("deployment_id", "message")) == [
         (ended.pk, "10 days old"), (running.pk, "40 days old"),
     ]  # fmt: skip
@@ -74,11 +78,21 @@ def test_old_rows_go_recent_rows_and_unfinished_work_stay(settings, alice, bob, 
     assert not LogEntry.objects.filter(pk=old_record.pk).exists()
 
 
+def drift_scores(version, *ages):
+    for age in ages:
+        DriftScore.objects.create(
+            version=version, window_start=days_ago(age) - timedelta(hours=1),
+            window_end=days_ago(age), subject="feature", feature=f"{age} days old",
+            method="psi", score=0.01, status="ok", rows=100,
+        )  # fmt: skip
+
+
 def test_zero_keeps_everything(settings, alice):
     settings.JOB_LOG_RETENTION_DAYS = 0
     settings.NOTIFICATION_RETENTION_DAYS = 0
     settings.CHANGE_RECORD_RETENTION_DAYS = 0
     settings.PREDICTION_LOG_RETENTION_DAYS = 0
+    settings.DRIFT_SCORE_RETENTION_DAYS = 0
     notification("ancient", 5000, DeliveryStatus.SENT, user=alice)
     assert retention.prune_old_records() == {}
     assert Notification.objects.filter(key="ancient").exists()
@@ -99,6 +113,6 @@ def test_every_retention_setting_is_documented():
     readme = (ROOT / "README.md").read_text()
     for name in (
         "JOB_LOG_RETENTION_DAYS", "NOTIFICATION_RETENTION_DAYS", "CHANGE_RECORD_RETENTION_DAYS",
-        "HEALTHCHECK_RESULT_RETENTION_DAYS",
+        "HEALTHCHECK_RESULT_RETENTION_DAYS", "DRIFT_SCORE_RETENTION_DAYS",
     ):  # fmt: skip
         assert f"`{name}`" in readme, name
