@@ -314,6 +314,17 @@ def notification_worker(transactional_db, settings):
         yield worker
 
 
+@pytest.fixture(scope="session")
+def portal_gunicorn(celery_worker_process, tmp_path_factory):
+    """The portal served by its real gunicorn (2 workers) on a free 127.0.0.1 port, the test
+    database and Redis, beside the session's Celery worker; one for the whole session, with
+    `.url`. Tests using it are `worker` and `django_db(transaction=True)` (tests/live.py)."""
+    from tests.live import start_portal
+
+    with start_portal(tmp_path_factory.mktemp("gunicorn") / "web.log") as portal:
+        yield portal
+
+
 def control_app(broker_url):
     """A Celery app to ping or inspect workers on `broker_url`: the portal's own, or a bare
     one for a test's own broker."""

@@ -35,3 +35,17 @@ REST_FRAMEWORK = {**REST_FRAMEWORK, "TEST_REQUEST_DEFAULT_FORMAT": "json"}  # no
 
 # A deploy worker that kills itself at this named step (deployments/steps.py); tests only.
 DEPLOY_CRASH_AT = os.environ.get("DEPLOY_CRASH_AT", "")
+
+if os.environ.get("TESTS_LIVE_PORTAL"):
+    # The gunicorn of the live-portal tests (tests/live.py) outlives the table flushes
+    # between tests, which renumber the content types; Django caches them per process, and
+    # a change record would point at a content type that is gone. Each request reads them
+    # anew, as each task of the worker does (mlops_portal.celery).
+    from django.core.signals import request_started
+
+    def forget_cached_content_types(**kwargs):
+        from django.contrib.contenttypes.models import ContentType
+
+        ContentType.objects.clear_cache()
+
+    request_started.connect(forget_cached_content_types, weak=False)

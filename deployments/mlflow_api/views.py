@@ -123,7 +123,8 @@ def search_registered_models(request, params):
     rows = wire.model_rows(models, offset, offset + max_results + 1)
     page = rows[:max_results]
     ids = [model.id for model in page]
-    latest, pairs = wire.latest_versions(ids), wire.aliases_of_models(ids)
+    latest = wire.latest_versions(ids, by_stage_name=True)
+    pairs = wire.aliases_of_models(ids)
     body = {
         "registered_models": [
             wire.registered_model(model, request, latest.get(model.id), pairs.get(model.id))

@@ -8,7 +8,7 @@ The functions read flat attributes: `model_name`, `registered_by_name` and `owne
 from types import SimpleNamespace as Row
 
 from django.core.files.storage import default_storage
-from django.db.models import Case, CharField, F, Value, When, Window
+from django.db.models import Case, CharField, F, Min, Value, When, Window
 from django.db.models.functions import RowNumber
 
 from deployments.choices import Stage, VersionStatus
@@ -122,21 +122,23 @@ def model_rows(models, start=None, stop=None) -> list[Row]:
     return [Row(**row) for row in values]
 
 
-def latest_versions(model_ids, stages=None) -> dict[int, list[Row]]:
+def latest_versions(model_ids, stages=None, *, by_stage_name=False) -> dict[int, list[Row]]:
     """The newest version in each stage of each model (MLflow's `latest_versions`), in one
-    query; `stages` (our values) narrows it."""
+    query; `stages` (our values) narrows it.
+
+    In MLflow's order: a search lists a model's stages by name (`by_stage_name`); a model
+    read alone (get, update, rename, get-latest-versions) lists them in the order its
+    versions first reach them, by the lowest version number in each stage."""
+    stage = [F("model_id"), effective_stage()]
     ranked = (
         ModelVersion.objects.filter(model_id__in=model_ids)
         .annotate(
             effective=effective_stage(),
-            rank=Window(
-                RowNumber(),
-                partition_by=[F("model_id"), effective_stage()],
-                order_by=F("number").desc(),
-            ),
+            rank=Window(RowNumber(), partition_by=stage, order_by=F("number").desc()),
+            first_in_stage=Window(Min("number"), partition_by=stage),
         )
         .filter(rank=1)
-        .order_by("model_id", "effective")  # as MLflow lists them: by stage name
+        .order_by("model_id", "effective" if by_stage_name else "first_in_stage")
     )
     if stages is not None:
         ranked = ranked.filter(effective__in=stages)

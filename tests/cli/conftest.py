@@ -1,5 +1,6 @@
 """The `mlops` CLI run as a subprocess, as a pipeline runs it, against a live portal: the
-live server, the real Celery worker on Redis, PostgreSQL and the local backend."""
+portal's gunicorn (`portal_gunicorn`), the real Celery worker on Redis, PostgreSQL and the
+local backend. Every test using `mlops` is `worker` and `django_db(transaction=True)`."""
 
 import itertools
 import json
@@ -57,12 +58,12 @@ def token_of():
 
 
 @pytest.fixture
-def mlops(live_server, tmp_path, token_of, alice):
+def mlops(portal_gunicorn, tmp_path, token_of, alice):
     """Run `mlops ARGS…` as Alice (or `token=`), in a temporary folder; return its Outcome.
     With `background=True`, return the running Popen instead."""
 
     def run(*args, token=None, url=None, background=False, timeout=120, **env):
-        url = live_server.url if url is None else url
+        url = portal_gunicorn.url if url is None else url
         environment = cli_environment(url, token_of(alice) if token is None else token, **env)
         if background:
             return subprocess.Popen(

@@ -59,7 +59,7 @@ def tools(folder) -> str:
 
 @pytest.mark.parametrize("pipeline", [github_steps, gitlab_steps], ids=["github", "gitlab"])
 def test_the_pipeline_trains_registers_deploys_to_staging_and_requests_production(
-    pipeline, live_server, celery_worker_process, alice, bob, token_of, tmp_path
+    pipeline, portal_gunicorn, alice, bob, token_of, tmp_path
 ):
     services.create_model(alice, name="churn", team="growth")
     services.create_target(bob, name="churn-staging", environment="staging")
@@ -72,7 +72,7 @@ def test_the_pipeline_trains_registers_deploys_to_staging_and_requests_productio
     given = {name: value for name, value in variables.items() if "$" not in str(value)}
     env = {
         **given,
-        **cli_environment(live_server.url, token_of(alice)),
+        **cli_environment(portal_gunicorn.url, token_of(alice)),
         "PATH": f"{tools(tmp_path / 'bin')}:{os.environ['PATH']}",
         "SOURCE_URL": "https://git.internal/ml/churn/commit/abc123",
     }

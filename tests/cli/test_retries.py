@@ -13,7 +13,7 @@ from deployments.models import ModelVersion
 from mlops_portal.models import IdempotencyKey
 from tests.factories import iris_artifact
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 class DroppingProxy:
@@ -63,12 +63,12 @@ class DroppingProxy:
 
 
 def test_a_lost_answer_is_retried_with_the_same_key_and_registers_one_version(
-    mlops, live_server, alice, iris, tmp_path
+    mlops, portal_gunicorn, alice, iris, tmp_path
 ):
     artifact, metrics, _, sample = iris_artifact()
     (tmp_path / "model.joblib").write_bytes(artifact)
     (tmp_path / "sample.json").write_text(json.dumps(sample))
-    proxy = DroppingProxy(live_server.url)
+    proxy = DroppingProxy(portal_gunicorn.url)
     try:
         outcome = mlops(
             "versions", "register", "iris", "--artifact", "model.joblib",
@@ -92,7 +92,7 @@ def test_without_retries_left_a_dropped_connection_exits_1(mlops, alice, iris):
     assert "No answer from http://127.0.0.1:9/api/v1/" in outcome.stderr
 
 
-def test_concurrent_retries_with_one_key_make_one_version(live_server, alice, iris, token_of):
+def test_concurrent_retries_with_one_key_make_one_version(portal_gunicorn, alice, iris, token_of):
     """Eight copies of one registration at the same moment: the first reserves the key in
     its transaction, the others wait on the key's unique index and then replay its answer."""
     import httpx
@@ -106,7 +106,7 @@ def test_concurrent_retries_with_one_key_make_one_version(live_server, alice, ir
         start.wait()
         answers.append(
             httpx.post(
-                f"{live_server.url}/api/v1/models/iris/versions/",
+                f"{portal_gunicorn.url}/api/v1/models/iris/versions/",
                 json=body,
                 headers=headers,
                 timeout=30,

@@ -1,7 +1,8 @@
-"""A live portal for the contract tests: the schema it serves, a token, and one object of
-every kind, so that operations with a path parameter reach their code instead of a 404."""
+"""A live portal for the contract tests (the session's gunicorn and worker, `portal_gunicorn`):
+the schema it serves, a token, and one object of every kind, so that operations with a path
+parameter reach their code instead of a 404. Tests using it are `worker` and
+`django_db(transaction=True)`."""
 
-import socket
 from dataclasses import dataclass, field
 
 import httpx
@@ -51,17 +52,12 @@ def admin(transactional_db):
 
 
 @pytest.fixture
-def live_portal(live_server, settings, admin) -> Portal:
-    """The live server, a superuser's token and the schema it serves."""
-    # Fuzzing sends thousands of requests, some with a broken token on purpose: the
-    # bad-token throttle (per address) would otherwise lock the valid token out too.
-    settings.API_TOKEN_FAILURE_LIMIT = 1_000_000
-    # The live server sends the headers and the body of a response in two writes; with
-    # Nagle's algorithm the body waits for the client's delayed ACK, 40 ms a request (48 ms
-    # against 3 ms measured). Accepted connections inherit the option on Linux.
-    live_server.thread.httpd.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def live_portal(portal_gunicorn, admin) -> Portal:
+    """The live portal, a superuser's token and the schema it serves. (Fuzzing sends some
+    broken tokens on purpose: the portal runs with a bad-token limit no run reaches,
+    tests/live.py.)"""
     _, secret = tokens.create_token(admin, "contract")
-    portal = Portal(url=live_server.url, token=secret)
+    portal = Portal(url=portal_gunicorn.url, token=secret)
     portal.schema = fetch_schema(portal.url, secret)
     return portal
 

@@ -20,7 +20,7 @@ from deployments import services as registry
 from tests.conftest import stop_model_servers
 from tests.factories import iris_artifact
 
-pytestmark = [pytest.mark.worker]
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 GENERATOR = str(Path(sys.executable).parent / "openapi-python-client")
 PACKAGE = "portal_client"
 

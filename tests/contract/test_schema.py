@@ -2,9 +2,12 @@
 OpenAPI 3, and says what a client generator needs: typed JSON bodies, one multipart
 operation, errors, a stable operationId and an area tag on every operation."""
 
+import pytest
 from openapi_spec_validator import validate
 
 from mlops_portal.core.api.schema import TAGS
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 

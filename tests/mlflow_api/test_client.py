@@ -119,6 +119,28 @@ def test_stages_and_latest_versions(alice, mlflow_for, artifact_server):
     assert [v.version for v in client.get_latest_versions("churn", ["Production"])] == ["2"]
 
 
+def test_latest_versions_come_in_mlflows_order(alice, mlflow_for, artifact_server):
+    """A model read alone lists its stages in the order its versions first reach them; a
+    search lists them by stage name (as a real `mlflow server` answers: the comparison in
+    test_live_scenario.py found it)."""
+    client = mlflow_for(alice)
+    client.create_registered_model("churn")
+    for _ in range(3):
+        register(client, "churn", f"{artifact_server}/model.joblib")
+    client.transition_model_version_stage("churn", "1", "Staging")
+    client.transition_model_version_stage("churn", "2", "Production")
+    alone = [("Staging", "1"), ("Production", "2"), ("None", "3")]
+    assert stages(client.get_registered_model("churn").latest_versions) == alone
+    assert stages(client.get_latest_versions("churn")) == alone
+    assert stages(client.update_registered_model("churn", "d").latest_versions) == alone
+    (found,) = client.search_registered_models("name = 'churn'")
+    assert stages(found.latest_versions) == [("None", "3"), ("Production", "2"), ("Staging", "1")]
+
+
+def stages(versions) -> list[tuple[str, str]]:
+    return [(version.current_stage, version.version) for version in versions]
+
+
 def test_search_filters_order_and_pages(alice, mlflow_for, artifact_server):
     client = mlflow_for(alice)
     for name in ("churn-a", "churn-b", "fraud", "churn-c"):
