@@ -2,6 +2,7 @@
 subprocess and the browser set-up that every journey test reuses."""
 
 import contextlib
+import functools
 import itertools
 import os
 import signal
@@ -191,14 +192,22 @@ def start_celery_worker(
 
 
 def subprocess_env() -> dict:
-    """The environment for a portal process (worker, relay, web) on the test database."""
+    """The environment for a portal process (worker, relay, web) on the test database. Its
+    links to the portal (signed artifact links a Ray replica downloads) point at the
+    session's gunicorn (`portal_gunicorn`), on a port chosen for it up front."""
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "DATABASE_URL": database_url_for_subprocesses(),
         "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+        "PORTAL_BASE_URL": f"http://127.0.0.1:{session_portal_port()}",
     }
+
+
+@functools.cache
+def session_portal_port() -> int:
+    return free_port()
 
 
 def stop_process(process, timeout=20) -> None:
@@ -321,7 +330,8 @@ def portal_gunicorn(celery_worker_process, tmp_path_factory):
     `.url`. Tests using it are `worker` and `django_db(transaction=True)` (tests/live.py)."""
     from tests.live import start_portal
 
-    with start_portal(tmp_path_factory.mktemp("gunicorn") / "web.log") as portal:
+    log_path = tmp_path_factory.mktemp("gunicorn") / "web.log"
+    with start_portal(log_path, port=session_portal_port()) as portal:
         yield portal
 
 

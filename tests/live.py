@@ -63,13 +63,14 @@ class LivePortal:
 
 
 @contextlib.contextmanager
-def start_portal(log_path: Path, env: dict | None = None, workers: int = WEB_WORKERS):
+def start_portal(
+    log_path: Path, env: dict | None = None, workers: int = WEB_WORKERS, port: int | None = None
+):
     """Run gunicorn (mlops_portal/gunicorn.conf.py, its own control socket and metrics
     folder) on a free 127.0.0.1 port, logging to `log_path`, until the block ends; yield a
     `LivePortal`. `env` adds or overrides settings (environment variables), e.g. a private
     broker's CELERY_BROKER_URL or the ARTIFACT_S3_* of a test's S3 server."""
-    port = free_port()
-    bind = f"127.0.0.1:{port}"
+    bind = f"127.0.0.1:{port or free_port()}"
     var_dir = Path(tempfile.mkdtemp(prefix="live-"))  # short: a socket path has 108 bytes
     environment = {**subprocess_env(), **LIVE_ENV, "VAR_DIR": str(var_dir), "PORTAL_BIND": bind}
     environment.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the instance's own folder
