@@ -3,6 +3,8 @@ import threading
 import time
 
 import pytest
+import redis
+from django.conf import settings
 
 from monitoring.services import checks
 
@@ -52,6 +54,15 @@ def endpoint():
         server.stop()
     except OSError:
         pass
+
+
+@pytest.fixture
+def stream():
+    """A Redis client on the test Redis, and an empty prediction-log stream of our own."""
+    client = redis.Redis.from_url(settings.PREDICTION_LOG_URL)
+    client.delete(settings.PREDICTION_LOG_STREAM)
+    yield client
+    client.delete(settings.PREDICTION_LOG_STREAM)
 
 
 @pytest.fixture

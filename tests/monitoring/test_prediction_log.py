@@ -33,15 +33,6 @@ IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5],
 
 
 @pytest.fixture
-def stream():
-    """A Redis client on the test Redis, and an empty prediction-log stream of our own."""
-    client = redis.Redis.from_url(settings.PREDICTION_LOG_URL)
-    client.delete(settings.PREDICTION_LOG_STREAM)
-    yield client
-    client.delete(settings.PREDICTION_LOG_STREAM)
-
-
-@pytest.fixture
 def version(alice, iris):
     return validated(register_iris_version(alice, iris, metrics={"accuracy": 0.97}))
 
