@@ -82,6 +82,7 @@ test: lint $(VENV)/bin/mlops $(PROMTOOL) $(MERMAID_JS) $(AXE_JS) $(MLFLOW_VENV)/
 bench: $(VENV)/.dev $(MLFLOW_VENV)/.installed
 	$(PY) bench/run.py
 	$(PY) bench/deploy_latency.py
+	$(PY) bench/mlflow_peer.py
 	$(PY) bench/monitoring.py
 
 # Starts its own stack (private Redis, a fresh database on DATABASE_URL's PostgreSQL

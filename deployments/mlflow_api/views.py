@@ -3,6 +3,7 @@ request's fields to MLflow's response body. Every change goes through
 `deployments.services`, as the pages and `/api/v1/` do."""
 
 import logging
+from types import SimpleNamespace as Row
 
 import orjson
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -223,7 +224,17 @@ def create_model_version(request, params):
 
 
 def get_model_version(request, params):
-    return _version_body(request, _named_version(params))
+    """Read with compiled queries (mlops_portal.core.compiled): MLflow clients call this
+    for every model they load."""
+    name, number = params.string("name", required=True), params.version()
+    rows = wire.VERSION_ROW.rows(name, number) if 0 <= number <= wire.MAX_NUMBER else []
+    if not rows:
+        raise missing(f"Model Version (name={name}, version={number}) not found")
+    version = Row(**rows[0])
+    names = [
+        row["alias"] for row in wire.MODEL_ALIASES.rows(name) if row["version_id"] == version.id
+    ]
+    return {"model_version": wire.model_version(version, request, names)}
 
 
 def update_model_version(request, params):
