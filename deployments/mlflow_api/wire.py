@@ -12,7 +12,7 @@ from django.db.models import Case, CharField, F, Value, When, Window
 from django.db.models.functions import RowNumber
 
 from deployments.choices import Stage, VersionStatus
-from deployments.models import ModelAlias, ModelVersion
+from deployments.models import ModelAlias, ModelVersion, RegisteredModel
 from mlops_portal.core.compiled import CompiledValues
 
 STATUS = {
@@ -148,9 +148,23 @@ def model_rows(models, start=None, stop=None) -> list[Row]:
 def latest_versions(model_ids, stages=None) -> dict[int, list[Row]]:
     """The newest version in each stage of each model (MLflow's `latest_versions`), in one
     query; `stages` (our values) narrows it."""
-    ranked = (
-        ModelVersion.objects.filter(model_id__in=model_ids)
-        .annotate(
+    ranked = newest_per_stage(ModelVersion.objects.filter(model_id__in=model_ids))
+    if stages is not None:
+        ranked = ranked.filter(effective__in=stages)
+    return by_model(version_rows(ranked))
+
+
+def by_model(versions) -> dict[int, list[Row]]:
+    found: dict[int, list[Row]] = {}
+    for version in versions:
+        found.setdefault(version.model_id, []).append(version)
+    return found
+
+
+def newest_per_stage(versions):
+    """`versions` narrowed to the newest in each stage of each model."""
+    return (
+        versions.annotate(
             effective=effective_stage(),
             rank=Window(
                 RowNumber(),
@@ -161,12 +175,6 @@ def latest_versions(model_ids, stages=None) -> dict[int, list[Row]]:
         .filter(rank=1)
         .order_by("model_id", "effective")  # as MLflow lists them: by stage name
     )
-    if stages is not None:
-        ranked = ranked.filter(effective__in=stages)
-    found: dict[int, list[Row]] = {}
-    for version in version_rows(ranked):
-        found.setdefault(version.model_id, []).append(version)
-    return found
 
 
 def aliases_of_models(model_ids) -> dict[int, list[tuple[str, int]]]:
@@ -187,3 +195,47 @@ def aliases_of_versions(version_ids) -> dict[int, list[str]]:
     for version_id, alias in rows.order_by("version_id", "alias"):
         found.setdefault(version_id, []).append(alias)
     return found
+
+
+# --- the unfiltered search of models by name, compiled once per process ------------------------
+# MLflow clients page through every model this way (`search_registered_models()`). A page
+# ordered by name holds exactly the models named from its first to its last, so its latest
+# versions and aliases are read by that range: queries of fixed shape, compiled once.
+
+MODEL_PAGE = CompiledValues(
+    lambda: RegisteredModel.objects.for_api().order_by("name").values(*MODEL_COLUMNS)
+)
+LATEST_BETWEEN = CompiledValues(
+    lambda first, last: (
+        newest_per_stage(ModelVersion.objects.filter(model__name__gte=first, model__name__lte=last))
+        .for_api()
+        .values(*VERSION_COLUMNS)
+    ),
+    "\x00first-name",
+    "\x00last-name",
+)
+ALIASES_BETWEEN = CompiledValues(
+    lambda first, last: (
+        ModelAlias.objects.filter(model__name__gte=first, model__name__lte=last)
+        .order_by("model_id", "alias")
+        .values("model_id", "alias", number=F("version__number"))
+    ),
+    "\x00first-name",
+    "\x00last-name",
+)
+
+
+def models_by_name(offset: int, count: int) -> tuple[list[Row], dict, dict]:
+    """`count` models from `offset` in name order, with `latest_versions` and
+    `aliases_of_models` of those on the page (the first `count - 1`: the last row only
+    tells whether there is a next page)."""
+    rows = [Row(**row) for row in MODEL_PAGE.rows(limit=count, offset=offset)]
+    page = rows[: count - 1]
+    if not page:
+        return rows, {}, {}
+    first, last = page[0].name, page[-1].name
+    latest = by_model(Row(**row) for row in LATEST_BETWEEN.rows(first, last))
+    pairs: dict[int, list[tuple[str, int]]] = {}
+    for row in ALIASES_BETWEEN.rows(first, last):
+        pairs.setdefault(row["model_id"], []).append((row["alias"], row["number"]))
+    return rows, latest, pairs
