@@ -123,6 +123,7 @@ test: lint audit $(VENV)/bin/mlops $(PROMTOOL) $(MERMAID_JS) $(BOOTSTRAP_CSS) $(
 bench: $(VENV)/.dev $(MLFLOW_VENV)/.installed
 	$(PY) bench/run.py
 	$(PY) bench/deploy_latency.py
+	$(PY) bench/mlflow_peer.py
 	$(PY) bench/monitoring.py
 
 # Starts its own stack (private Redis, a fresh database on DATABASE_URL's PostgreSQL

@@ -21,7 +21,8 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -203,22 +204,72 @@ def rounds(servers: dict[str, Server], plan: Plan, count: int) -> dict[tuple[str
     return figures
 
 
-def report(figures: dict[tuple[str, str], list]) -> None:
+# The issue's targets: MLflow's CPU per request / the portal's, at least this (above 1, the
+# portal is cheaper); the same target for `/api/v1/` and for the MLflow-compatible endpoints.
+TARGETS = {
+    "get one version": 2.0,
+    "25 versions": 2.0,
+    "models page of 100": 5.0,
+    "register": 1.0,
+}
+RESULTS_FILE = run.RESULTS_DIR / "mlflow_peer.json"
+
+
+def ratios(figures: dict[tuple[str, str], list]) -> list[dict]:
+    """Per workload: the median CPU ms of each side, and MLflow / portal against the target."""
+    rows = []
+    for name in PORTAL_V1:
+        theirs = statistics.median(figures[("mlflow", name)])
+        row = {"workload": name, "target_ratio": TARGETS[name], "mlflow_cpu_ms": round(theirs, 3)}
+        for key, side in (("v1", "portal /api/v1"), ("mlflow_api", "portal MLflow API")):
+            ours = statistics.median(figures[(side, name)])
+            ratio = theirs / ours
+            row[f"{key}_cpu_ms"] = round(ours, 3)
+            row[f"{key}_ratio"] = round(ratio, 2)
+            row[f"{key}_passed"] = ratio >= TARGETS[name]
+        rows.append(row)
+    return rows
+
+
+def report(rows: list[dict]) -> None:
     header = (
-        f"{'workload':<20} {'mlflow':>8} {'/api/v1':>8} {'ratio':>6} "
-        f"{'MLflow API':>10} {'ratio':>6}"
+        f"{'workload':<20} {'mlflow':>8} {'/api/v1':>8} {'ratio':>6} {'':<4} "
+        f"{'MLflow API':>10} {'ratio':>6} {'':<4} {'target':>7}"
     )
     print(header)
     print("-" * len(header))
-    for name in PORTAL_V1:
-        theirs = statistics.median(figures[("mlflow", name)])
-        v1 = statistics.median(figures[("portal /api/v1", name)])
-        compat = statistics.median(figures[("portal MLflow API", name)])
+    for row in rows:
+        target = f"{row['target_ratio']:.0f}x"
         print(
-            f"{name:<20} {theirs:>8.2f} {v1:>8.2f} {theirs / v1:>5.2f}x "
-            f"{compat:>10.2f} {theirs / compat:>5.2f}x"
+            f"{row['workload']:<20} {row['mlflow_cpu_ms']:>8.2f} "
+            f"{row['v1_cpu_ms']:>8.2f} {row['v1_ratio']:>5.2f}x {verdict(row['v1_passed']):<4} "
+            f"{row['mlflow_api_cpu_ms']:>10.2f} {row['mlflow_api_ratio']:>5.2f}x "
+            f"{verdict(row['mlflow_api_passed']):<4} {'>= ' + target:>7}"
         )
     print("CPU ms per request (median of rounds); ratio = MLflow / portal (higher: portal cheaper)")
+
+
+def verdict(passed: bool) -> str:
+    return "PASS" if passed else "FAIL"
+
+
+def write_json(rows: list[dict], plan: Plan, round_count: int) -> None:
+    run.RESULTS_DIR.mkdir(exist_ok=True)
+    document = {
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "setup": {
+            "models": MODELS,
+            "versions_per_model": VERSIONS_PER_MODEL,
+            "web_workers": run.WEB_WORKERS,
+            "rounds": round_count,
+            **asdict(plan),
+            "cpus": os.cpu_count(),
+        },
+        "workloads": rows,
+        "passed": all(row["v1_passed"] and row["mlflow_api_passed"] for row in rows),
+    }
+    RESULTS_FILE.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"\nwrote {RESULTS_FILE.relative_to(run.ROOT)}")
 
 
 def main() -> int:
@@ -258,7 +309,9 @@ def main() -> int:
             if server is not None:
                 run.stop_server(server)
         run.flush_broker()
-    report(figures)
+    rows = ratios(figures)
+    report(rows)
+    write_json(rows, plan, args.rounds)
     return 0
 
 

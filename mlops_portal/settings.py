@@ -72,11 +72,13 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "mlops_portal.core.middleware.LoginRequiredMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    # Django's, building the message storage only for requests that use it.
+    "mlops_portal.core.middleware.LazyMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "mlops_portal.core.audit.AuditActorMiddleware",
-    "csp.middleware.CSPMiddleware",
+    # django-csp's, with the headers built once per process.
+    "mlops_portal.core.middleware.ContentSecurityPolicyMiddleware",
     # Last: turns the lockout that its backend flags during authentication into a page.
     "axes.middleware.AxesMiddleware",
 ]

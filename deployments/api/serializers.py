@@ -27,7 +27,25 @@ class RegisteredModelSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField(read_only=True)
     updated_at = serializers.DateTimeField(read_only=True)
 
+    # The columns a response shows, read with `.values()` for the unfiltered list.
+    ROW_FIELDS = (
+        "name", "description", "owner_name", "team", "tags", "latest_version_number",
+        "created_at", "updated_at",
+    )  # fmt: skip
+
     def to_representation(self, model):
+        if isinstance(model, dict):  # a `.values(*ROW_FIELDS)` row
+            return {
+                "name": model["name"],
+                "description": model["description"],
+                "owner": model["owner_name"],
+                "team": model["team"],
+                "tags": model["tags"],
+                "version_count": model["latest_version_number"],
+                "latest_version": model["latest_version_number"],
+                "created_at": iso(model["created_at"]),
+                "updated_at": iso(model["updated_at"]),
+            }
         return {
             "name": model.name,
             "description": model.description,

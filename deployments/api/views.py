@@ -1,3 +1,4 @@
+from django.db.models import Count, F, Func
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiRequest, extend_schema
@@ -23,6 +24,53 @@ from deployments.services import aliases
 from mlops_portal.core.api.idempotency import idempotent
 from mlops_portal.core.api.parsers import SafeJSONParser
 from mlops_portal.core.api.viewsets import ServiceBackedViewSet
+from mlops_portal.core.compiled import CompiledValues
+
+# The largest version number PostgreSQL's integer column holds: a bigger one names nothing
+# (and, sent as a parameter, would be a database error).
+MAX_VERSION_NUMBER = 2_147_483_647
+
+# The hot reads of a model's versions, compiled once per process (mlops_portal.core.compiled).
+# The placeholders mark where a request's model name and number go.
+VERSION_ROW = CompiledValues(
+    lambda name, number: (
+        ModelVersion.objects.for_api()
+        .filter(model__name=name, number=number)
+        .values(*ModelVersionSerializer.ROW_FIELDS)
+    ),
+    "\x00model-name",
+    2_147_000_001,
+)
+VERSION_ROWS = CompiledValues(
+    lambda name: (
+        ModelVersion.objects.for_api()
+        .filter(model__name=name)
+        .values(*ModelVersionSerializer.ROW_FIELDS)
+    ),
+    "\x00model-name",
+)
+VERSION_COUNT = CompiledValues(
+    lambda name: (
+        ModelVersion.objects.filter(model__name=name)
+        .order_by()
+        .values("model_id")
+        .annotate(count=Count("id"))
+    ),
+    "\x00model-name",
+)
+MODEL_ROWS = CompiledValues(
+    lambda: RegisteredModel.objects.for_api().values(*RegisteredModelSerializer.ROW_FIELDS)
+)
+MODEL_COUNT = CompiledValues(
+    lambda: RegisteredModel.objects.order_by().values(count=Func(F("id"), function="COUNT"))
+)
+# A model has a handful of aliases: reading them all is one query whatever the page.
+MODEL_ALIASES = CompiledValues(
+    lambda name: (
+        ModelAlias.objects.filter(model__name=name).order_by("alias").values("version_id", "alias")
+    ),
+    "\x00model-name",
+)
 
 
 class RegisteredModelViewSet(ServiceBackedViewSet):
@@ -45,6 +93,13 @@ class RegisteredModelViewSet(ServiceBackedViewSet):
         "remove_alias": "alias.set",
     }
     http_method_names = [*ServiceBackedViewSet.http_method_names, "delete"]
+
+    def get_queryset(self):
+        if self.action != "list" or getattr(self, "swagger_fake_view", False):
+            return super().get_queryset()
+        if self.asks_for_a_filter():
+            return super().get_queryset()
+        return ModelPage()  # the unfiltered list: compiled queries
 
     @extend_schema(
         request=RegisteredModelCreateSerializer, responses={201: RegisteredModelSerializer}
@@ -117,10 +172,26 @@ class ModelVersionViewSet(ServiceBackedViewSet):
     queryset = ModelVersion.objects.none()  # for the schema; requests use get_queryset
 
     def get_queryset(self):
-        versions = ModelVersion.objects.for_api().filter(model__name=self.kwargs["model_name"])
-        if self.action == "list":
+        name = self.kwargs["model_name"]
+        if self.action != "list":
+            return ModelVersion.objects.for_api().filter(model__name=name)
+        if getattr(self, "swagger_fake_view", False) or self.asks_for_a_filter():
+            versions = ModelVersion.objects.for_api().filter(model__name=name)
             return versions.values(*ModelVersionSerializer.ROW_FIELDS)
-        return versions
+        return VersionPage(name)  # the unfiltered list: compiled queries
+
+    def retrieve(self, request, model_name=None, version=None):
+        """One version, read as a row with one compiled query (and one for its aliases)."""
+        number = int(version)
+        rows = VERSION_ROW.rows(model_name, number) if number <= MAX_VERSION_NUMBER else []
+        if not rows:
+            raise Http404("No ModelVersion matches the given query.")
+        row = rows[0]
+        self.check_object_permissions(request, row)
+        row["aliases"] = [
+            a["alias"] for a in MODEL_ALIASES.rows(model_name) if a["version_id"] == row["id"]
+        ]
+        return Response(ModelVersionSerializer.row(row))
 
     def paginate_queryset(self, queryset):
         """A page of version rows, each with its alias names (one query for the page)."""
@@ -128,9 +199,8 @@ class ModelVersionViewSet(ServiceBackedViewSet):
         if rows is None or self.action != "list":
             return rows
         names = {}
-        found = ModelAlias.objects.filter(version_id__in=[row["id"] for row in rows])
-        for version_id, alias in found.order_by("alias").values_list("version_id", "alias"):
-            names.setdefault(version_id, []).append(alias)
+        for alias in MODEL_ALIASES.rows(self.kwargs["model_name"]):
+            names.setdefault(alias["version_id"], []).append(alias["alias"])
         for row in rows:
             row["aliases"] = names.get(row["id"], [])
         return rows
@@ -178,3 +248,33 @@ class ModelVersionViewSet(ServiceBackedViewSet):
         if archived is not None:
             services.set_version_archived(request.user, instance, archived)
         return self.respond_with(instance)
+
+
+class VersionPage:
+    """The versions of one model as the paginator reads them (a count, then a slice), each
+    through a compiled query: what `.values()` on the queryset does, without building and
+    compiling its SQL on every request."""
+
+    ordered = True  # newest first (ModelVersion.Meta.ordering): no paginator warning
+
+    def __init__(self, model_name: str):
+        self.model_name = model_name
+
+    def count(self) -> int:
+        found = VERSION_COUNT.rows(self.model_name)
+        return found[0]["count"] if found else 0
+
+    def __getitem__(self, page: slice) -> list[dict]:
+        return VERSION_ROWS.rows(self.model_name, limit=page.stop - page.start, offset=page.start)
+
+
+class ModelPage:
+    """Every registered model, as the paginator reads them (see VersionPage)."""
+
+    ordered = True  # by name (RegisteredModel.Meta.ordering)
+
+    def count(self) -> int:
+        return MODEL_COUNT.rows()[0]["count"]
+
+    def __getitem__(self, page: slice) -> list[dict]:
+        return MODEL_ROWS.rows(limit=page.stop - page.start, offset=page.start)

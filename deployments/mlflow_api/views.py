@@ -3,6 +3,7 @@ request's fields to MLflow's response body. Every change goes through
 `deployments.services`, as the pages and `/api/v1/` do."""
 
 import logging
+from types import SimpleNamespace as Row
 
 import orjson
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -17,6 +18,7 @@ from deployments.mlflow_api.errors import MlflowError, from_service, invalid, mi
 from deployments.mlflow_api.params import Params
 from deployments.models import ModelAlias, ModelVersion, RegisteredModel
 from deployments.services import aliases
+from mlops_portal.core.compiled import CompiledValues
 from mlops_portal.core.policy import require
 
 logger = logging.getLogger(__name__)
@@ -116,15 +118,20 @@ def delete_registered_model(request, params):
 
 def search_registered_models(request, params):
     max_results = _max_results(params, 100, MODELS_MAX_RESULTS)
-    condition = grammar.models_filter(grammar.parse_filter(params.string("filter")))
+    clauses = grammar.parse_filter(params.string("filter"))
+    condition = grammar.models_filter(clauses)
     order = grammar.models_order(params.strings("order_by"))
     offset = grammar.page_offset(params.string("page_token"))
-    models = RegisteredModel.objects.filter(condition).order_by(*order)
-    rows = wire.model_rows(models, offset, offset + max_results + 1)
-    page = rows[:max_results]
-    ids = [model.id for model in page]
-    latest = wire.latest_versions(ids, by_stage_name=True)
-    pairs = wire.aliases_of_models(ids)
+    if not clauses and order == ["name"]:  # every model by name: compiled queries
+        rows, latest, pairs = wire.models_by_name(offset, max_results + 1)
+        page = rows[:max_results]
+    else:
+        models = RegisteredModel.objects.filter(condition).order_by(*order)
+        rows = wire.model_rows(models, offset, offset + max_results + 1)
+        page = rows[:max_results]
+        ids = [model.id for model in page]
+        latest = wire.latest_versions(ids, by_stage_name=True)
+        pairs = wire.aliases_of_models(ids)
     body = {
         "registered_models": [
             wire.registered_model(model, request, latest.get(model.id), pairs.get(model.id))
@@ -224,7 +231,17 @@ def create_model_version(request, params):
 
 
 def get_model_version(request, params):
-    return _version_body(request, _named_version(params))
+    """Read with compiled queries (mlops_portal.core.compiled): MLflow clients call this
+    for every model they load."""
+    name, number = params.string("name", required=True), params.version()
+    rows = wire.VERSION_ROW.rows(name, number) if 0 <= number <= wire.MAX_NUMBER else []
+    if not rows:
+        raise missing(f"Model Version (name={name}, version={number}) not found")
+    version = Row(**rows[0])
+    names = [
+        row["alias"] for row in wire.MODEL_ALIASES.rows(name) if row["version_id"] == version.id
+    ]
+    return {"model_version": wire.model_version(version, request, names)}
 
 
 def update_model_version(request, params):
@@ -252,16 +269,45 @@ def get_model_version_download_uri(request, params):
 
 def search_model_versions(request, params):
     max_results = _max_results(params, 10_000, VERSIONS_MAX_RESULTS)
-    condition = grammar.versions_filter(grammar.parse_filter(params.string("filter")))
-    order = grammar.versions_order(params.strings("order_by"))
+    clauses = grammar.parse_filter(params.string("filter"))
+    condition = grammar.versions_filter(clauses)
+    order_by = params.strings("order_by")
+    order = grammar.versions_order(order_by)
     offset = grammar.page_offset(params.string("page_token"))
-    versions = ModelVersion.objects.filter(condition).order_by(*order)
-    rows = wire.version_rows(versions, offset, offset + max_results + 1)
+    if not order_by and _one_model(clauses):  # `name = '…'`: a compiled query
+        found = VERSIONS_OF_MODEL.rows(clauses[0].value, limit=max_results + 1, offset=offset)
+        rows = [Row(**row) for row in found]
+    else:
+        versions = ModelVersion.objects.filter(condition).order_by(*order)
+        rows = wire.version_rows(versions, offset, offset + max_results + 1)
     # Without aliases: an MLflow server leaves them out of search results too.
     body = {"model_versions": [wire.model_version(v, request) for v in rows[:max_results]]}
     if len(rows) > max_results:
         body["next_page_token"] = grammar.page_token(offset + max_results)
     return body
+
+
+# The versions of one model in MLflow's default order (what `search_model_versions("name='…'")`
+# asks for), compiled once per process (mlops_portal.core.compiled).
+VERSIONS_OF_MODEL = CompiledValues(
+    lambda name: (
+        ModelVersion.objects.filter(model__name=name)
+        .order_by(*grammar.versions_order([]))
+        .for_api()
+        .values(*wire.VERSION_COLUMNS)
+    ),
+    "\x00model-name",
+)
+
+
+def _one_model(clauses) -> bool:
+    """Whether the filter is exactly `name = '<a name>'`."""
+    if len(clauses) != 1:
+        return False
+    clause = clauses[0]
+    return (clause.kind, clause.key, clause.comparator) == ("attribute", "name", "=") and (
+        isinstance(clause.value, str)
+    )
 
 
 def set_model_version_tag(request, params):

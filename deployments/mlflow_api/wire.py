@@ -12,7 +12,8 @@ from django.db.models import Case, CharField, F, Min, Value, When, Window
 from django.db.models.functions import RowNumber
 
 from deployments.choices import Stage, VersionStatus
-from deployments.models import ModelAlias, ModelVersion
+from deployments.models import ModelAlias, ModelVersion, RegisteredModel
+from mlops_portal.core.compiled import CompiledValues
 
 STATUS = {
     VersionStatus.REGISTERED: "PENDING_REGISTRATION",
@@ -111,6 +112,28 @@ MODEL_COLUMNS = (
 )  # fmt: skip
 
 
+# The largest version number PostgreSQL's integer column holds: a bigger one names nothing
+# (and, sent as a parameter, would be a database error).
+MAX_NUMBER = 2_147_483_647
+# One version by model name and number, and a model's aliases (a handful), compiled once per
+# process (mlops_portal.core.compiled); the placeholders mark the request's name and number.
+VERSION_ROW = CompiledValues(
+    lambda name, number: (
+        ModelVersion.objects.for_api()
+        .filter(model__name=name, number=number)
+        .values(*VERSION_COLUMNS)
+    ),
+    "\x00model-name",
+    2_147_000_001,
+)
+MODEL_ALIASES = CompiledValues(
+    lambda name: (
+        ModelAlias.objects.filter(model__name=name).order_by("alias").values("version_id", "alias")
+    ),
+    "\x00model-name",
+)
+
+
 def version_rows(versions, start=None, stop=None) -> list[Row]:
     """`versions[start:stop]` (a queryset) as rows with the columns the JSON needs."""
     values = versions.for_api().values(*VERSION_COLUMNS)[start:stop]
@@ -129,23 +152,33 @@ def latest_versions(model_ids, stages=None, *, by_stage_name=False) -> dict[int,
     In MLflow's order: a search lists a model's stages by name (`by_stage_name`); a model
     read alone (get, update, rename, get-latest-versions) lists them in the order its
     versions first reach them, by the lowest version number in each stage."""
-    stage = [F("model_id"), effective_stage()]
-    ranked = (
-        ModelVersion.objects.filter(model_id__in=model_ids)
-        .annotate(
-            effective=effective_stage(),
-            rank=Window(RowNumber(), partition_by=stage, order_by=F("number").desc()),
-            first_in_stage=Window(Min("number"), partition_by=stage),
-        )
-        .filter(rank=1)
-        .order_by("model_id", "effective" if by_stage_name else "first_in_stage")
-    )
+    versions = ModelVersion.objects.filter(model_id__in=model_ids)
+    ranked = newest_per_stage(versions, by_stage_name=by_stage_name)
     if stages is not None:
         ranked = ranked.filter(effective__in=stages)
+    return by_model(version_rows(ranked))
+
+
+def by_model(versions) -> dict[int, list[Row]]:
     found: dict[int, list[Row]] = {}
-    for version in version_rows(ranked):
+    for version in versions:
         found.setdefault(version.model_id, []).append(version)
     return found
+
+
+def newest_per_stage(versions, *, by_stage_name=True):
+    """`versions` narrowed to the newest in each stage of each model, listed by stage name
+    (as a search lists them) or by the lowest version number in each stage (as a model
+    read alone lists them)."""
+    stage = [F("model_id"), effective_stage()]
+    ranked = versions.annotate(
+        effective=effective_stage(),
+        rank=Window(RowNumber(), partition_by=stage, order_by=F("number").desc()),
+    )
+    if by_stage_name:
+        return ranked.filter(rank=1).order_by("model_id", "effective")
+    ranked = ranked.annotate(first_in_stage=Window(Min("number"), partition_by=stage))
+    return ranked.filter(rank=1).order_by("model_id", "first_in_stage")
 
 
 def aliases_of_models(model_ids) -> dict[int, list[tuple[str, int]]]:
@@ -166,3 +199,47 @@ def aliases_of_versions(version_ids) -> dict[int, list[str]]:
     for version_id, alias in rows.order_by("version_id", "alias"):
         found.setdefault(version_id, []).append(alias)
     return found
+
+
+# --- the unfiltered search of models by name, compiled once per process ------------------------
+# MLflow clients page through every model this way (`search_registered_models()`). A page
+# ordered by name holds exactly the models named from its first to its last, so its latest
+# versions and aliases are read by that range: queries of fixed shape, compiled once.
+
+MODEL_PAGE = CompiledValues(
+    lambda: RegisteredModel.objects.for_api().order_by("name").values(*MODEL_COLUMNS)
+)
+LATEST_BETWEEN = CompiledValues(
+    lambda first, last: (
+        newest_per_stage(ModelVersion.objects.filter(model__name__gte=first, model__name__lte=last))
+        .for_api()
+        .values(*VERSION_COLUMNS)
+    ),
+    "\x00first-name",
+    "\x00last-name",
+)
+ALIASES_BETWEEN = CompiledValues(
+    lambda first, last: (
+        ModelAlias.objects.filter(model__name__gte=first, model__name__lte=last)
+        .order_by("model_id", "alias")
+        .values("model_id", "alias", number=F("version__number"))
+    ),
+    "\x00first-name",
+    "\x00last-name",
+)
+
+
+def models_by_name(offset: int, count: int) -> tuple[list[Row], dict, dict]:
+    """`count` models from `offset` in name order, with `latest_versions` and
+    `aliases_of_models` of those on the page (the first `count - 1`: the last row only
+    tells whether there is a next page)."""
+    rows = [Row(**row) for row in MODEL_PAGE.rows(limit=count, offset=offset)]
+    page = rows[: count - 1]
+    if not page:
+        return rows, {}, {}
+    first, last = page[0].name, page[-1].name
+    latest = by_model(Row(**row) for row in LATEST_BETWEEN.rows(first, last))
+    pairs: dict[int, list[tuple[str, int]]] = {}
+    for row in ALIASES_BETWEEN.rows(first, last):
+        pairs.setdefault(row["model_id"], []).append((row["alias"], row["number"]))
+    return rows, latest, pairs

@@ -1,0 +1,130 @@
+"""`.values()` queries that hot API endpoints run on every request, compiled to SQL once per
+process instead of once per request.
+
+Django builds and compiles a queryset's SQL anew each time it runs; for the small queries
+behind "get one version" or a page of versions, that cost more CPU than sending the query
+to PostgreSQL and reading the rows back (bench/instructions.py). A `CompiledValues` is
+written as an ordinary queryset, built once with placeholder arguments; each request reuses
+its SQL with the real arguments, and its rows go through the same converters Django applies
+(JSON columns decoded with orjson, several times faster than `json.loads`).
+"""
+
+import json
+from collections.abc import Callable
+
+import orjson
+from django.db import connections, models
+
+# Appended to a compiled query to read one page of it (PostgreSQL and SQLite alike).
+PAGE_SQL = " LIMIT %s OFFSET %s"
+
+
+class CompiledValues:
+    """The rows (dicts) of `build(*arguments)`, a `.values()` queryset. `placeholders` are
+    one value per argument, of its type, that the queryset would never hold as a constant:
+    they mark where each argument goes among the compiled query's parameters."""
+
+    def __init__(self, build: Callable[..., models.QuerySet], *placeholders, using="default"):
+        self.build = build
+        self.placeholders = placeholders
+        self.using = using
+        self._compiled: dict[str, tuple] = {}  # by database vendor (tests may switch)
+
+    def rows(self, *arguments, limit: int | None = None, offset: int = 0) -> list[dict]:
+        connection = connections[self.using]
+        sql, slots, names, converters = self._compile(connection)
+        params = [slot.value(arguments) for slot in slots]
+        if limit is not None:
+            sql, params = sql + PAGE_SQL, [*params, limit, offset]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            found = cursor.fetchall()
+        rows = []
+        for row in found:
+            row = list(row)
+            for position, convert, expression in converters:
+                row[position] = convert(row[position], expression, connection)
+            rows.append(dict(zip(names, row, strict=True)))
+        return rows
+
+    def _compile(self, connection) -> tuple:
+        compiled = self._compiled.get(connection.vendor)
+        if compiled is None:
+            compiled = self._compiled[connection.vendor] = self._compile_now(connection)
+        return compiled
+
+    def _compile_now(self, connection) -> tuple:
+        query = self.build(*self.placeholders).query
+        compiler = query.get_compiler(connection=connection)
+        sql, params = compiler.as_sql()
+        slots = [self._slot(param) for param in params]
+        missing = set(range(len(self.placeholders))) - {s.index for s in slots}
+        if missing:
+            raise ValueError(f"placeholders {sorted(missing)} are not parameters of: {sql}")
+        # As ValuesIterable names a row's columns.
+        names = list(query.selected or ())
+        if not names:
+            names = [*query.extra_select, *query.values_select, *query.annotation_select]
+        expressions = [select[0] for select in compiler.select[: compiler.col_count]]
+        converters = [
+            (position, fast_converter(convert), expression)
+            for position, (converts, expression) in compiler.get_converters(expressions).items()
+            for convert in converts
+        ]
+        return sql, slots, names, converters
+
+    def _slot(self, param):
+        for index, placeholder in enumerate(self.placeholders):
+            if isinstance(param, type(placeholder)) and param == placeholder:
+                return Argument(index, type(param))
+        return Constant(param)
+
+
+class Argument:
+    """A parameter of the compiled query that is an argument of `rows`, wrapped in the type
+    the database adapter gave the placeholder (psycopg's Int4 for an integer column)."""
+
+    def __init__(self, index: int, kind: type):
+        self.index = index
+        self.kind = kind
+
+    def value(self, arguments):
+        return self.kind(arguments[self.index])
+
+
+class Constant:
+    """A parameter of the compiled query that is the same on every request."""
+
+    index = None
+
+    def __init__(self, value):
+        self.value_ = value
+
+    def value(self, arguments):
+        return self.value_
+
+
+def fast_converter(convert):
+    """JSONField's converter without a custom decoder becomes orjson's; others stay."""
+    field = getattr(convert, "__self__", None)
+    if (
+        isinstance(field, models.JSONField)
+        and getattr(convert, "__func__", None) is models.JSONField.from_db_value
+        and field.decoder is None
+    ):
+        return decode_json
+    return convert
+
+
+def decode_json(value, expression, connection):
+    """JSONField.from_db_value, with orjson (which refuses what json.loads also refuses,
+    except integers beyond 64 bits: those go to json.loads)."""
+    if value is None or not isinstance(value, str | bytes):
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
