@@ -562,6 +562,9 @@ LOGGING = {
         "django.request": {"filters": ["one_line_forbidden"]},
         # mlops_portal.security writes the one line per failed login; axes would add two.
         "axes": {"level": "ERROR"},
+        # httpx logs every outgoing request at INFO (scrapes, webhooks, the demo's traffic
+        # several times a second); the callers log what went wrong themselves.
+        "httpx": {"level": "WARNING"},
         # gunicorn's own lines through the same formatter (its access log is ours: one line
         # per request with its request id, mlops_portal.request).
         "gunicorn.error": {"level": "INFO", "propagate": True},
