@@ -44,6 +44,17 @@ def test_a_csv_with_the_models_columns_is_stored_and_read_through_the_field(alic
     assert list(frame.columns)[:2] == ["sepal_length", "sepal_width"] and len(frame) == 150
 
 
+def test_a_parquet_file_is_read_like_the_csv(alice, iris):
+    table = reference.read_table(iris_reference_csv(), "reference.csv")
+    parquet = io.BytesIO()
+    table.to_parquet(parquet)
+    upload = ContentFile(parquet.getvalue(), name="reference.parquet")
+    version = register_iris_version(alice, iris, reference_data=upload)
+    with version.reference_data.open("rb") as handle:
+        frame = reference.read_table(handle, version.reference_data.name)
+    pandas.testing.assert_frame_equal(frame, table)
+
+
 @pytest.mark.parametrize(
     ("upload", "message"),
     [
