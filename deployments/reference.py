@@ -7,11 +7,18 @@ version's sample input stands in (a few rows: a rough reference).
 
 The columns must be the model's: as many as the sample input's rows have values, and,
 when the version has an MLflow signature (known after validation), its input names, in
-any order (they are put in the signature's order)."""
+any order (they are put in the signature's order).
+
+pandas is imported only when a file is read: the web process, which checks an upload at
+registration, runs without the ML stack in a web-only install (requirements/web.in)."""
+
+from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
-import pandas
+if TYPE_CHECKING:
+    import pandas
 
 EXTENSIONS = (".csv", ".parquet")
 MAX_COLUMNS = 1000
@@ -22,7 +29,10 @@ class ReferenceDataError(ValueError):
 
 
 def read_table(handle, filename: str) -> pandas.DataFrame:
-    """The file's rows as a data frame; ReferenceDataError naming what is wrong."""
+    """The file's rows as a data frame; ReferenceDataError naming what is wrong (ImportError
+    without pandas)."""
+    import pandas
+
     lowered = filename.lower()
     if not lowered.endswith(EXTENSIONS):
         raise ReferenceDataError("Upload the reference data as a .csv or .parquet file.")
@@ -39,6 +49,8 @@ def read_table(handle, filename: str) -> pandas.DataFrame:
 
 
 def _read_parquet(data: bytes) -> pandas.DataFrame:
+    import pandas
+
     if not data.startswith(b"PAR1"):
         raise ReferenceDataError("Not a Parquet file (it does not start with PAR1).")
     try:

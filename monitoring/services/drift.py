@@ -6,13 +6,17 @@ DRIFT_WINDOW_MINUTES (`LoggedPrediction`, one query, the JSON cast to text and p
 go), and with at least DRIFT_MIN_ROWS of them scores every feature against the version's
 `DriftReference` (PSI, plus KS or chi-squared: `monitoring.drift`) and the predictions
 against the version's first scored window. The figures are `DriftScore` rows; the version
-page charts them and the drift rules read them."""
+page charts them and the drift rules read them.
+
+numpy, pandas and scipy (`monitoring.drift`) are imported by the job's functions only: the
+web process reads the figures (pages, rules) and runs without the ML stack."""
+
+from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-import numpy
 import orjson
-import pandas
 from django.conf import settings
 from django.db import connection
 from django.db.models import Max, TextField
@@ -21,7 +25,6 @@ from django.utils import timezone
 
 from deployments import reference
 from deployments.models import Deployment, ModelVersion
-from monitoring import drift
 from monitoring.choices import (
     DriftMethod,
     DriftStatus,
@@ -31,11 +34,22 @@ from monitoring.choices import (
 )
 from monitoring.models import DriftReference, DriftScore, LoggedPrediction
 
+if TYPE_CHECKING:
+    import numpy
+    import pandas
+
 TESTS = {"ks": DriftMethod.KS, "chi2": DriftMethod.CHI2}
 SCALARS = {int, float, str, bool, type(None)}
 
 
 # --- the job -----------------------------------------------------------------------------
+
+
+def _maths():
+    """The drift arithmetic (numpy, scipy), imported when the job first needs it."""
+    from monitoring import drift
+
+    return drift
 
 
 def compute_drift(now=None) -> dict[str, int]:
@@ -85,7 +99,9 @@ def _feature_scores(summaries, features, window) -> list[DriftScore]:
     matrix = _matrix(features, len(summaries))
     scores = []
     for index, summary in enumerate(summaries):
-        result = drift.score(summary, _column(matrix[:, index], summary)) if len(matrix) else None
+        result = (
+            _maths().score(summary, _column(matrix[:, index], summary)) if len(matrix) else None
+        )
         if result is not None:
             scores += _rows(result, DriftSubject.FEATURE, summary["name"], window)
     return scores
@@ -93,19 +109,21 @@ def _feature_scores(summaries, features, window) -> list[DriftScore]:
 
 def _prediction_scores(ref, predictions, window) -> list[DriftScore]:
     """Score the predictions against the first window's; the first window becomes it."""
+    import numpy
+
     scalars = set(map(type, predictions)) <= SCALARS  # the usual case: no list to unwrap
     values = predictions if scalars else [_scalar(p) for p in predictions]
     if ref.prediction is None:
-        ref.prediction = drift.summarise("prediction", values)
+        ref.prediction = _maths().summarise("prediction", values)
         ref.save(update_fields=["prediction"])
         return []
-    result = drift.score(ref.prediction, numpy.asarray(values, dtype=object))
+    result = _maths().score(ref.prediction, numpy.asarray(values, dtype=object))
     return _rows(result, DriftSubject.PREDICTION, "", window) if result else []
 
 
 def _rows(result, subject, feature, window) -> list[DriftScore]:
     common = {**window, "subject": subject, "feature": feature, "rows": result["rows"]}
-    significant = (result["p_value"] or 0) < drift.TEST_P_VALUE
+    significant = (result["p_value"] or 0) < _maths().TEST_P_VALUE
     test_status = DriftStatus.DRIFT if significant else DriftStatus.OK
     return [
         DriftScore(method=DriftMethod.PSI, score=result["psi"],
@@ -119,6 +137,8 @@ def _matrix(rows, width) -> numpy.ndarray:
     """Rows of `width` values as a 2-D object array; rows of another width (not this
     model's) are left out. Checked with map() over the whole list (C speed) before any
     row is looked at in Python."""
+    import numpy
+
     if set(map(type, rows)) != {list} or set(map(len, rows)) != {width}:
         rows = [row for row in rows if isinstance(row, list) and len(row) == width]
     if not rows:
@@ -131,12 +151,12 @@ def _matrix(rows, width) -> numpy.ndarray:
 def _column(values, summary) -> numpy.ndarray:
     """A numeric feature's column as floats (NaN for a missing value, or for text where a
     number belongs); a categorical one as it is."""
-    if summary["kind"] != drift.NUMERIC:
+    if summary["kind"] != _maths().NUMERIC:
         return values
     try:
         return values.astype(float)
     except (TypeError, ValueError):
-        return drift.as_numbers(values)
+        return _maths().as_numbers(values)
 
 
 def _scalar(prediction):
@@ -166,13 +186,15 @@ def reference_for(version: ModelVersion) -> DriftReference | None:
         return None
     types = _declared_types(version.signature, list(frame.columns))
     summaries = [
-        drift.summarise(str(name), frame[name].tolist(), types.get(str(name), ""))
+        _maths().summarise(str(name), frame[name].tolist(), types.get(str(name), ""))
         for name in frame.columns
     ]
     return _store(version, source, len(frame), summaries)
 
 
 def _reference_frame(version) -> tuple[pandas.DataFrame | None, str]:
+    import pandas
+
     if version.reference_data:
         with version.reference_data.open("rb") as handle:
             frame = reference.read_table(handle, version.reference_data.name)
