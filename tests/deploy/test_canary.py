@@ -135,3 +135,48 @@ def test_a_canary_whose_step_job_is_lost_is_stopped_by_the_reconciler(
     assert httpx.get(f"{stable.endpoint}/health").json()["version"] == 1
     # The step job delivered late finds nothing to decide.
     assert canary.run_step(deployment.pk, 0) is None
+
+
+@pytest.mark.django_db
+def test_the_request_form_takes_a_canary_and_shows_errors_on_its_fields(
+    client, alice, ready_version, staging, webhook_target
+):
+    client.force_login(alice)
+    fields = {"version": ready_version.pk, "reason": "Canary", "strategy": "canary",
+              "canary_steps": "10, 50", "canary_step_seconds": 120}  # fmt: skip
+    refused = client.post("/deployments/new/", {**fields, "target": webhook_target.pk})
+    assert "cannot split traffic" in " ".join(refused.context["form"].errors["strategy"])
+    wrong = client.post("/deployments/new/", {**fields, "target": staging.pk,
+                                              "canary_steps": "50, ten"})  # fmt: skip
+    assert "Whole percentages" in " ".join(wrong.context["form"].errors["canary_steps"])
+    assert not Deployment.objects.exists()
+
+    client.post("/deployments/new/", {**fields, "target": staging.pk})
+    deployment = Deployment.objects.get()
+    assert (deployment.strategy, deployment.canary_steps, deployment.canary_step_seconds) == (
+        "canary", [10, 50], 120,
+    )  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_the_page_of_a_running_canary_offers_promote_and_abort_to_engineers_only(
+    client, alice, bob, carol, ready_version, staging
+):
+    deployment = services.request_deployment(
+        alice, version=ready_version, target=staging, reason="Canary",
+        strategy="canary", canary_steps=[10, 50], canary_step_seconds=60,
+    )  # fmt: skip
+    Deployment.objects.filter(pk=deployment.pk).update(
+        state=State.RUNNING, canary_weight=10, endpoint="http://127.0.0.1:9"
+    )
+    client.force_login(carol)
+    assert "Promote now" not in client.get(deployment.get_absolute_url()).content.decode()
+    assert client.post(f"/deployments/{deployment.pk}/promote/").status_code == 403
+
+    client.force_login(bob)
+    page = client.get(deployment.get_absolute_url()).content.decode()
+    assert "Now <strong>10 %</strong> of the traffic" in page and "Promote now" in page
+    client.post(f"/deployments/{deployment.pk}/abort/", {"reason": "Latency."})
+    deployment.refresh_from_db()
+    assert deployment.canary_step == canary.DECIDING  # its job carries out the abort
+    assert deployment.events.filter(message="Abort by hand: Latency.", actor=bob).exists()
