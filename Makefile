@@ -125,6 +125,7 @@ bench: $(VENV)/.dev $(MLFLOW_VENV)/.installed
 	$(PY) bench/deploy_latency.py
 	$(PY) bench/mlflow_peer.py
 	$(PY) bench/monitoring.py
+	$(PY) bench/canary.py
 
 # Starts its own stack (private Redis, a fresh database on DATABASE_URL's PostgreSQL
 # server); CHAOS_ARGS=--quick for a few runs of each check.

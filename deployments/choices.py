@@ -61,6 +61,14 @@ QUEUE_POLICY_HELP = (
 )
 
 
+class Strategy(models.TextChoices):
+    """How a deployment replaces the live one (DeploymentState stays the same for both: a
+    canary is `running` while its steps hold, with `Deployment.canary_weight` set)."""
+
+    ALL_AT_ONCE = "all_at_once", "All at once (blue/green)"
+    CANARY = "canary", "Canary: a share of the traffic first, analysed step by step"
+
+
 class DeploymentState(models.TextChoices):
     REQUESTED = "requested", "Requested"
     APPROVED = "approved", "Approved"
@@ -111,3 +119,4 @@ class DeploymentEventKind(models.TextChoices):
     COMMENT = "comment", "Comment"
     OVERRIDE = "override", "Policy override"
     NOTE = "note", "Note"
+    CANARY = "canary", "Canary step or decision"

@@ -9,6 +9,7 @@ from deployments.choices import (
     Environment,
     Flavor,
     QueuePolicy,
+    Strategy,
     VersionStatus,
 )
 from deployments.models import ModelVersion, Target
@@ -182,6 +183,29 @@ class DeploymentRequestForm(forms.Form):
     change_ticket = forms.URLField(
         required=False, max_length=500, label="Change ticket URL", assume_scheme="https"
     )
+    strategy = forms.ChoiceField(
+        choices=Strategy.choices, initial=Strategy.ALL_AT_ONCE, required=False
+    )
+    canary_steps = forms.CharField(
+        required=False, label="Canary steps (% of the traffic)",
+        help_text="Increasing percentages, each held then analysed, e.g. 10, 50.",
+    )  # fmt: skip
+    canary_step_seconds = forms.IntegerField(
+        required=False, min_value=0, initial=300, label="Hold per step (seconds)",
+        help_text="Before each step's analysis of error rate and p95 against the live version.",
+    )  # fmt: skip
+
+    def clean_canary_steps(self) -> list[int]:
+        text = self.cleaned_data["canary_steps"].replace(",", " ").replace("%", " ")
+        try:
+            return [int(part) for part in text.split()]
+        except ValueError:
+            raise forms.ValidationError(
+                "Whole percentages separated by commas, e.g. 10, 50."
+            ) from None
+
+    def clean_canary_step_seconds(self) -> int:
+        return self.cleaned_data["canary_step_seconds"] or 0
 
     def __init__(self, *args, model=None, **kwargs):
         super().__init__(*args, **kwargs)

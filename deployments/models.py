@@ -13,6 +13,7 @@ from deployments.choices import (
     Flavor,
     QueuePolicy,
     Stage,
+    Strategy,
     VersionEventKind,
     VersionStatus,
 )
@@ -311,6 +312,20 @@ class Deployment(models.Model):
     # stopped the server; if the job dies first, the reconciler does.
     stop_pending = models.BooleanField(default=False)
     failure_reason = models.TextField(blank=True)
+    # A canary (services.canary): the traffic percentages it holds in turn, each for
+    # `canary_step_seconds`, then promoted. While it runs, `canary_weight` is the share it
+    # takes now and `canary_step` the index of the step whose hold is under way (its job
+    # claims the step by moving it on, so two deciders never both act).
+    strategy = models.CharField(
+        max_length=20, choices=Strategy.choices, default=Strategy.ALL_AT_ONCE
+    )
+    canary_steps = models.JSONField(default=list, blank=True)
+    canary_step_seconds = models.PositiveIntegerField(default=0)
+    canary_weight = models.PositiveSmallIntegerField(null=True, blank=True)
+    canary_step = models.PositiveSmallIntegerField(default=0)
+    # The stable deployment the canary is compared with, and the metrics read at the start
+    # of the step under way: {"stable": counters, "canary": counters}.
+    canary_baseline = models.JSONField(default=dict, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     queued_at = models.DateTimeField(null=True, blank=True)

@@ -4,6 +4,7 @@ from celery import shared_task
 from django.db import OperationalError
 
 from deployments import services
+from deployments.services import canary
 from mlops_portal.core import outbox
 
 
@@ -39,6 +40,19 @@ def requeue_stale_validations() -> int:
 def run_deployment_task(deployment_id: int) -> str | None:
     """Run one deploy job (queue `deploy`); delivered twice, it runs once."""
     return services.run_deployment(deployment_id)
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def canary_step_task(deployment_id: int, step: int) -> str | None:
+    """The end of a canary step's hold (queue `deploy`): analyse, then advance, promote or
+    abort; a step another decider took is skipped."""
+    return canary.run_step(deployment_id, step)
+
+
+@shared_task(acks_late=True, autoretry_for=(OperationalError,), retry_backoff=True, max_retries=5)
+def canary_decision_task(deployment_id: int, decision: str, actor_id: int, comment: str):
+    """An engineer's promote or abort of a canary (queue `deploy`)."""
+    return canary.run_decision(deployment_id, decision, actor_id, comment)
 
 
 @shared_task

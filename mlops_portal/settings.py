@@ -219,6 +219,15 @@ SERVING_DIR = Path(env_str("SERVING_DIR", str(VAR_DIR / "serving")))  # model se
 DEPLOY_LEASE_SECONDS = env_int("DEPLOY_LEASE_SECONDS", 120)  # a silent job this long is lost
 DEPLOY_RESEND_QUEUED_SECONDS = env_int("DEPLOY_RESEND_QUEUED_SECONDS", 60)
 WEBHOOK_SIGNATURE_TOLERANCE_SECONDS = env_int("WEBHOOK_SIGNATURE_TOLERANCE_SECONDS", 300)
+# Canary analysis between steps (deployments.canary_analysis): a canary with fewer
+# predictions than CANARY_MIN_REQUESTS in a step is not judged; it fails on an error rate
+# more than CANARY_MAX_ERROR_RATE_INCREASE percentage points above the stable version's,
+# or a p95 latency over CANARY_MAX_P95_RATIO times the stable's (p95s under
+# CANARY_P95_FLOOR_SECONDS always pass).
+CANARY_MIN_REQUESTS = env_int("CANARY_MIN_REQUESTS", 20)
+CANARY_MAX_ERROR_RATE_INCREASE = float(os.environ.get("CANARY_MAX_ERROR_RATE_INCREASE", "1.0"))
+CANARY_MAX_P95_RATIO = float(os.environ.get("CANARY_MAX_P95_RATIO", "1.5"))
+CANARY_P95_FLOOR_SECONDS = float(os.environ.get("CANARY_P95_FLOOR_SECONDS", "0.025"))
 
 # Monitoring.
 # Where health checks may point: CIDRs and host names ("*.svc.cluster.local"). Default:
@@ -297,6 +306,8 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # Exact task names: a glob route is matched with fnmatch on every publish.
 CELERY_TASK_ROUTES = {
     "deployments.tasks.run_deployment_task": {"queue": "deploy"},
+    "deployments.tasks.canary_step_task": {"queue": "deploy"},
+    "deployments.tasks.canary_decision_task": {"queue": "deploy"},
     "monitoring.tasks.dispatch_probes": {"queue": "probes"},
     "monitoring.tasks.scrape_serving_metrics": {"queue": "probes"},
     # Sends wait on mail servers and webhooks; they never hold up validations or deploys.

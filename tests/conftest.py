@@ -371,13 +371,15 @@ def wait_until(condition, timeout=30.0, interval=0.2):
 # --- model servers ----------------------------------------------------------------------
 
 
-def running_model_servers() -> set[int]:
-    """The pids of the model servers this test session started that still run.
+def running_model_servers(module=None) -> set[int]:
+    """The pids of the model servers (or, with `module`, the canary proxies) this test
+    session started that still run.
 
     Found by their command line (artifacts under this session's temporary folders), not
     through the database, which a transactional test has already emptied by teardown."""
     from deployments.backends.local import SERVER_MODULE
 
+    module = module or SERVER_MODULE
     ours = (str(settings.MEDIA_ROOT), str(settings.SERVING_DIR))
     pids = set()
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
@@ -385,17 +387,19 @@ def running_model_servers() -> set[int]:
             text = cmdline.read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if SERVER_MODULE in text and any(folder in text for folder in ours):
+        if module in text and any(folder in text for folder in ours):
             pids.add(int(cmdline.parent.name))
     return pids
 
 
 def stop_model_servers():
     """Stop every model server this test session started (they outlive workers by design)."""
-    from deployments.backends.local import terminate
+    from deployments.backends.local import PROXY_MODULE, terminate
 
     for pid in running_model_servers():
         terminate(pid)
+    for pid in running_model_servers(PROXY_MODULE):
+        terminate(pid, module=PROXY_MODULE)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -142,6 +142,11 @@ def build_world():
     live = deployment(v2, staging, DeploymentState.SUCCEEDED, now)
     pending = deployment(v2, production, DeploymentState.REQUESTED)
     running_hook = deployment(v2, hooked, DeploymentState.RUNNING)
+    canary = Deployment.objects.create(
+        version=v1, target=staging, state=DeploymentState.RUNNING, reason="r",
+        requested_by=alice, strategy="canary", canary_steps=[10, 50], canary_step_seconds=60,
+        canary_weight=10,
+    )  # fmt: skip
     check = HealthCheck.objects.create(
         name="churn", url="http://127.0.0.1:9/", created_by=bob, expected_statuses=[200],
         state="up",
@@ -164,6 +169,7 @@ def build_world():
     return {
         "users": users, "model": model, "v1": v1, "staging": staging, "live": live,
         "pending": pending, "hook": running_hook, "check": check, "incident": incident,
+        "canary": canary,
         "page": page_, "channel": channel, "tokens": tokens, "rule": rule,
     }  # fmt: skip
 
@@ -178,6 +184,11 @@ def count(model, **filters):
 
 def state_of(key):
     return lambda w: fresh(w[key]).state
+
+
+def canary_step_of(key):
+    """A canary's step moves to DECIDING when someone takes the decision by hand."""
+    return lambda w: fresh(w[key]).canary_step
 
 
 def events_of(key, kind):
@@ -247,6 +258,10 @@ API_ROWS = [
         {"reason": "bad"}, count(Deployment), api(operators=True)),
     Row("api:deployment-comments", "post", lambda w, u: f"{D}{w['pending'].pk}/comments/",
         {"body": "looks good"}, events_of("pending", "comment"), api(authors=True)),
+    Row("api:deployment-promote", "post", lambda w, u: f"{D}{w['canary'].pk}/promote/",
+        {"comment": "ok"}, canary_step_of("canary"), api(operators=True)),
+    Row("api:deployment-abort", "post", lambda w, u: f"{D}{w['canary'].pk}/abort/",
+        {"reason": "slow"}, canary_step_of("canary"), api(operators=True)),
     # The CD system's callback: the signature is the credential, whoever calls.
     Row("api:deployment-callback", "post", lambda w, u: f"{D}{w['hook'].pk}/callback/",
         {"status": "succeeded"}, state_of("hook"), cells(*[401] * 7)),
@@ -352,6 +367,11 @@ PAGE_ROWS = [
     Row("deployment-action", "post", lambda w, u: f"{E}{w['live'].pk}/rollback/",
         {"reason": "bad"}, count(Deployment), page("operators", MSG),
         extra={"verb": "rollback"}),
+    Row("deployment-action", "post", lambda w, u: f"{E}{w['canary'].pk}/promote/", {},
+        canary_step_of("canary"), page("operators"), extra={"verb": "promote"}),
+    Row("deployment-action", "post", lambda w, u: f"{E}{w['canary'].pk}/abort/",
+        {"reason": "slow"}, canary_step_of("canary"), page("operators"),
+        extra={"verb": "abort"}),
     Row("deployment-action", "post", lambda w, u: f"{E}{w['pending'].pk}/comment/",
         {"body": "hi"}, events_of("pending", "comment"), page("authors", MSG),
         extra={"verb": "comment"}),

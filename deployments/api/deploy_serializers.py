@@ -3,7 +3,7 @@
 from rest_framework import serializers
 
 from deployments.backends import public_settings
-from deployments.choices import QUEUE_POLICY_HELP, Backend, Environment, QueuePolicy
+from deployments.choices import QUEUE_POLICY_HELP, Backend, Environment, QueuePolicy, Strategy
 from deployments.models import Deployment, DeploymentEvent, DeploymentLogLine, Target
 from mlops_portal.core.api.fields import JSONObjectField
 
@@ -84,6 +84,11 @@ class DeploymentSerializer(serializers.ModelSerializer):
     )
     change_ticket = serializers.CharField(read_only=True, help_text="A URL, or empty.")
     endpoint = serializers.CharField(read_only=True, help_text="Where it serves; empty before.")
+    canary_steps = serializers.ListField(child=serializers.IntegerField(), read_only=True)
+    canary_weight = serializers.IntegerField(
+        read_only=True, allow_null=True,
+        help_text="The share of the traffic a running canary takes now; null otherwise.",
+    )  # fmt: skip
     duration_seconds = serializers.SerializerMethodField()
 
     class Meta:
@@ -102,6 +107,10 @@ class DeploymentSerializer(serializers.ModelSerializer):
             "rollback_of",
             "endpoint",
             "failure_reason",
+            "strategy",
+            "canary_steps",
+            "canary_step_seconds",
+            "canary_weight",
             "attempts",
             "created_at",
             "queued_at",
@@ -127,6 +136,20 @@ class DeploymentRequestSerializer(serializers.Serializer):
     change_ticket = serializers.URLField(
         required=False, allow_blank=True, max_length=500, default=""
     )
+    strategy = serializers.ChoiceField(
+        choices=Strategy.choices, default=Strategy.ALL_AT_ONCE,
+        help_text="canary: take canary_steps % of the traffic in turn, each analysed "
+        "against the live version after canary_step_seconds, then promote or abort.",
+    )  # fmt: skip
+    canary_steps = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=99), required=False,
+        default=list, max_length=10,
+        help_text="Increasing traffic percentages for a canary, e.g. [10, 50].",
+    )  # fmt: skip
+    canary_step_seconds = serializers.IntegerField(
+        required=False, default=0, min_value=0, max_value=86_400,
+        help_text="How long each canary step holds before its analysis.",
+    )  # fmt: skip
 
     def validate(self, attrs):
         if ("version" in attrs) == ("alias" in attrs):

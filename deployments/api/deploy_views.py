@@ -25,7 +25,7 @@ from deployments.backends.webhook import SIGNATURE_HEADER, CallbackRefused
 from deployments.choices import Backend, DeploymentEventKind, DeploymentState
 from deployments.filters import DeploymentFilter
 from deployments.models import Deployment, ModelAlias, RegisteredModel, Target
-from deployments.services import aliases
+from deployments.services import aliases, canary
 from mlops_portal.core.api.idempotency import idempotent
 from mlops_portal.core.api.viewsets import ServiceBackedViewSet, named_object, query_int
 
@@ -95,6 +95,8 @@ class DeploymentViewSet(ServiceBackedViewSet):
         "reject": DecisionSerializer,
         "cancel": ReasonSerializer,
         "rollback": ReasonSerializer,
+        "promote": DecisionSerializer,
+        "abort": ReasonSerializer,
         "comments": CommentSerializer,
     }
     action_policy = {
@@ -103,6 +105,8 @@ class DeploymentViewSet(ServiceBackedViewSet):
         "reject": "deployment.reject",
         "cancel": "deployment.cancel",
         "rollback": "deployment.rollback",
+        "promote": "deployment.canary",
+        "abort": "deployment.canary",
         "comments": "deployment.comment",
     }
 
@@ -119,6 +123,9 @@ class DeploymentViewSet(ServiceBackedViewSet):
             target=target,
             reason=data["reason"],
             change_ticket=data["change_ticket"],
+            strategy=data["strategy"],
+            canary_steps=data["canary_steps"],
+            canary_step_seconds=data["canary_step_seconds"],
         )
         return self.respond_with(deployment, status.HTTP_201_CREATED)
 
@@ -146,6 +153,22 @@ class DeploymentViewSet(ServiceBackedViewSet):
     def cancel(self, request, pk=None):
         reason = self.parse_input()["reason"]
         deployment = services.cancel_deployment(request.user, self.get_object(), reason=reason)
+        return self.respond_with(deployment)
+
+    @extend_schema(request=DecisionSerializer, responses=DeploymentSerializer)
+    @action(detail=True, methods=["post"])
+    def promote(self, request, pk=None):
+        """Promote a running canary now (its promotion runs as a job; follow `state`)."""
+        comment = self.parse_input()["comment"]
+        deployment = canary.promote_canary(request.user, self.get_object(), comment=comment)
+        return self.respond_with(deployment)
+
+    @extend_schema(request=ReasonSerializer, responses=DeploymentSerializer)
+    @action(detail=True, methods=["post"])
+    def abort(self, request, pk=None):
+        """Abort a running canary: the live version takes all the traffic back."""
+        reason = self.parse_input()["reason"]
+        deployment = canary.abort_canary(request.user, self.get_object(), reason=reason)
         return self.respond_with(deployment)
 
     @extend_schema(request=ReasonSerializer, responses={201: DeploymentSerializer})

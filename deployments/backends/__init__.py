@@ -104,6 +104,12 @@ class DeployBackend:
     def status(self, deployment) -> str:
         raise NotImplementedError
 
+    def canary_metrics_urls(self, deployment, stable) -> tuple[str, str] | None:
+        """The /metrics URLs of `stable`'s server and of the canary's, for the analysis
+        between steps (services.canary); None when the backend cannot reach each version
+        apart (then the steps advance on time alone, and the timeline says so)."""
+        return None
+
 
 def backend_class(name: str) -> type[DeployBackend]:
     from deployments.backends.kserve import KServeBackend

@@ -3,7 +3,14 @@ process on a free port of this host, blue/green: the new process must answer /he
 before the target switches to it, and the previous one is stopped afterwards.
 
 The process is started in its own session, so it keeps serving when the worker or the
-portal restarts; its pid and port live in `Deployment.backend_state`."""
+portal restarts; its pid and port live in `Deployment.backend_state`.
+
+Canary (`start_canary` …): the candidate's model server starts as for a deploy, and a
+weighted reverse proxy (deployments/serving/canary_proxy.py) in front of the stable server
+and the candidate's sends it the canary's share; the proxy's URL is the canary's endpoint
+while it runs. The share is a file the proxy re-reads. Promoted, the candidate's own server
+is the endpoint and the proxy stops; aborted, the proxy sends everything to the stable
+server until the failed deployment is stopped (proxy and candidate server with it)."""
 
 import os
 import shutil
@@ -23,9 +30,12 @@ from deployments.serving.loading import file_digest
 from mlops_portal.core import logs
 
 SERVER_MODULE = "deployments.serving.server"
+PROXY_MODULE = "deployments.serving.canary_proxy"
+WEIGHT_APPLY_SECONDS = 5.0
 
 
 class LocalBackend(DeployBackend):
+    supports_canary = True
     settings_spec = (
         SettingSpec("host", str, default="127.0.0.1", help="Interface the model server binds."),
         SettingSpec(
@@ -161,18 +171,102 @@ class LocalBackend(DeployBackend):
         )
 
     def stop(self, deployment) -> str | None:
-        pid = (deployment.backend_state or {}).get("pid")
+        state = deployment.backend_state or {}
+        stopped = stop_proxy(state)
+        pid = state.get("pid")
         if pid and is_model_server(pid):
             terminate(pid)
             shutil.rmtree(deployment_folder(deployment), ignore_errors=True)
-            return f"Model server stopped (pid {pid})."
-        return None
+            stopped.append(f"Model server stopped (pid {pid}).")
+        return " ".join(stopped) or None
 
     def status(self, deployment) -> str:
         state = deployment.backend_state or {}
+        if state.get("proxy_pid") and is_proxy(state["proxy_pid"]):
+            return "serving" if health_ok(deployment.endpoint) else "unhealthy"
         if not state.get("pid") or not is_model_server(state["pid"]):
             return "stopped"
-        return "serving" if health_ok(deployment.endpoint) else "unhealthy"
+        endpoint = state.get("server_endpoint") or deployment.endpoint
+        return "serving" if health_ok(endpoint) else "unhealthy"
+
+    # --- canary: a weighted reverse proxy in front of the two servers ---------------------
+
+    def start_canary(self, deployment, stable, weight: int, log) -> Outcome:
+        """Start `deployment`'s model server, then the proxy sending it `weight` % of the
+        requests and `stable`'s server the rest; the proxy's URL is the outcome."""
+        if not stable.endpoint:
+            raise DeployError(f"#{stable.pk} has no endpoint to split traffic with.")
+        server = self.deploy(deployment, log).endpoint
+        weight_file = serving_dir() / f"deployment-{deployment.pk}.weight"
+        write_weight(weight_file, weight)
+        port = free_port()
+        log_file = serving_dir() / f"deployment-{deployment.pk}-proxy.log"
+        command = [
+            sys.executable, "-m", PROXY_MODULE, "--stable", stable.endpoint,
+            "--canary", server, "--weight-file", str(weight_file),
+            "--host", self.settings["host"], "--port", str(port),
+        ]  # fmt: skip
+        with open(log_file, "ab") as output:
+            process = subprocess.Popen(
+                command, cwd=settings.BASE_DIR, stdout=output, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+        proxy = f"http://127.0.0.1:{port}"
+        recorded = record_process(
+            deployment, proxy_pid=process.pid, proxy_port=port, server_endpoint=server,
+            weight_file=str(weight_file),
+        )  # fmt: skip
+        if not recorded:
+            terminate(process.pid, module=PROXY_MODULE)
+            raise DeployError("The deployment ended while its canary proxy started.")
+        self.wait_for_weight(proxy, weight, process)
+        log(f"Canary proxy pid {process.pid} at {proxy}: {weight} % to {server}, the rest "
+            f"to #{stable.pk} at {stable.endpoint}.")  # fmt: skip
+        return Outcome(endpoint=proxy)
+
+    def set_canary_weight(self, deployment, stable, weight: int, log) -> None:
+        state = deployment.backend_state or {}
+        write_weight(Path(state["weight_file"]), weight)
+        self.wait_for_weight(f"http://127.0.0.1:{state['proxy_port']}", weight)
+        log(f"Canary proxy: {weight} % of the requests go to #{deployment.pk}.")
+
+    def promote_canary(self, deployment, stable, log) -> Outcome:
+        """All requests to the candidate, then the proxy stops: its own server is the
+        endpoint from now on."""
+        self.set_canary_weight(deployment, stable, 100, log)
+        state = dict(deployment.backend_state)
+        stopped = stop_proxy(state)
+        for name in ("proxy_pid", "proxy_port", "weight_file"):
+            state.pop(name, None)
+        deployment.backend_state = {}
+        record_process(deployment, **state)  # the proxy's keys removed
+        log(" ".join(stopped) or "The canary proxy had already stopped.")
+        return Outcome(endpoint=state["server_endpoint"])
+
+    def abort_canary(self, deployment, stable, log) -> None:
+        """Every request through the proxy to the stable server; stopping the failed
+        deployment then stops the proxy and the candidate's server."""
+        self.set_canary_weight(deployment, stable, 0, log)
+
+    def canary_metrics_urls(self, deployment, stable) -> tuple[str, str] | None:
+        server = (deployment.backend_state or {}).get("server_endpoint")
+        if not (server and stable.endpoint):
+            return None
+        return f"{stable.endpoint}/metrics", f"{server}/metrics"
+
+    def wait_for_weight(self, proxy: str, weight: int, process=None) -> None:
+        """Until the proxy says it applies `weight` (it re-reads the file per request)."""
+        deadline = time.monotonic() + WEIGHT_APPLY_SECONDS
+        while time.monotonic() < deadline:
+            if process is not None and process.poll() is not None:
+                raise DeployError(f"The canary proxy exited with status {process.returncode}.")
+            try:
+                if httpx.get(f"{proxy}/_canary", timeout=1.0).json().get("weight") == weight:
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.05)
+        raise DeployError(f"The canary proxy at {proxy} did not take the weight {weight} %.")
 
 
 def prediction_log_environment(rate: float) -> dict[str, str]:
@@ -225,16 +319,38 @@ def health_ok(endpoint: str) -> bool:
         return False
 
 
-def is_model_server(pid: int) -> bool:
+def is_model_server(pid: int, module: str = SERVER_MODULE) -> bool:
     """True when `pid` is alive and is one of our model servers (pids get reused)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return SERVER_MODULE.encode() in cmdline
+    return module.encode() in cmdline
 
 
-def terminate(pid: int, grace_seconds: float = 5.0) -> None:
+def is_proxy(pid: int) -> bool:
+    """True when `pid` is alive and is one of our canary proxies."""
+    return is_model_server(pid, module=PROXY_MODULE)
+
+
+def stop_proxy(state: dict) -> list[str]:
+    """Stop the canary proxy of a backend_state, if it runs; say so (or nothing)."""
+    pid = state.get("proxy_pid")
+    if not (pid and is_proxy(pid)):
+        return []
+    terminate(pid, module=PROXY_MODULE)
+    Path(state.get("weight_file") or "/nonexistent").unlink(missing_ok=True)
+    return [f"Canary proxy stopped (pid {pid})."]
+
+
+def write_weight(path: Path, weight: int) -> None:
+    """Write the canary's share for the proxy: a whole file appears at once (rename)."""
+    partial = path.with_suffix(".part")
+    partial.write_text(f"{int(weight)}\n")
+    partial.replace(path)
+
+
+def terminate(pid: int, grace_seconds: float = 5.0, module: str = SERVER_MODULE) -> None:
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -242,7 +358,7 @@ def terminate(pid: int, grace_seconds: float = 5.0) -> None:
     deadline = time.monotonic() + grace_seconds
     while time.monotonic() < deadline:
         _reap(pid)
-        if not is_model_server(pid):
+        if not is_model_server(pid, module):
             return
         time.sleep(0.05)
     try:

@@ -23,6 +23,7 @@ from deployments.choices import (
     DeploymentEventKind,
     DeploymentState,
     QueuePolicy,
+    Strategy,
     VersionStatus,
 )
 from deployments.models import (
@@ -45,10 +46,17 @@ SERVED_BACKENDS = ("local", "ray")
 # --- requests and decisions ------------------------------------------------------------
 
 
-def request_deployment(actor, *, version: ModelVersion, target, reason, change_ticket=""):
+def request_deployment(
+    actor, *, version: ModelVersion, target, reason, change_ticket="",
+    strategy="", canary_steps=None, canary_step_seconds=0,
+):  # fmt: skip
     """Ask for `version` on `target`; return the deployment (queued at once when the
-    target needs no approval)."""
+    target needs no approval). A canary (`strategy="canary"`) takes `canary_steps` % of
+    the traffic in turn, each for `canary_step_seconds` (services.canary)."""
+    from deployments.services import canary
+
     require(actor, "deployment.request")
+    plan = canary.clean_request(target, strategy, canary_steps, canary_step_seconds)
     errors = {}
     if version.status != VersionStatus.READY:
         errors["version"] = [
@@ -67,6 +75,7 @@ def request_deployment(actor, *, version: ModelVersion, target, reason, change_t
             reason=reason.strip(),
             change_ticket=change_ticket or "",
             requested_by=actor,
+            **plan,
         )
         _event(deployment, actor, "", State.REQUESTED, reason.strip())
         awaiting = target.requires_approval
@@ -227,6 +236,8 @@ def add_comment(actor, deployment, body) -> DeploymentEvent:
 def run_deployment(deployment_id: int) -> str | None:
     """Run one queued deployment to its end; return its final state, or None when there is
     nothing to do (gone, not queued, or another rollout holds the target)."""
+    from deployments.services import canary
+
     deployment = _claim(deployment_id)
     if deployment is None:
         return None
@@ -237,6 +248,8 @@ def run_deployment(deployment_id: int) -> str | None:
     # Before the backend restarts anything: monitoring opens its deploy window here.
     events.publish("deployment.started", deployment=deployment)
     try:
+        if deployment.strategy == Strategy.CANARY and canary.start(deployment, backend, log):
+            return State.RUNNING  # its step jobs take it on
         outcome = backend.deploy(deployment, log)
     except DeployError as exc:
         return _fail_and_clean_up(deployment, backend, str(exc))
@@ -309,6 +322,7 @@ def fail_deployment(deployment, reason: str) -> str:
         _transition(
             deployment, State.FAILED, None, reason, failure_reason=reason,
             finished_at=timezone.now(), lease_expires_at=None, stop_pending=True,
+            canary_weight=None,
         )  # fmt: skip
         _start_next_waiting(deployment.target)
     return State.FAILED
@@ -516,6 +530,12 @@ def reconcile_deployments(now=None) -> dict[str, int]:
 def _fail_stuck(deployment) -> bool:
     if deployment.backend_state.get("awaiting_callback"):
         reason = "No answer from the CD system within the target's timeout_seconds."
+    elif deployment.canary_weight is not None:
+        reason = (
+            "The canary's step job did not run within its hold and "
+            f"{settings.DEPLOY_LEASE_SECONDS} s (its worker was lost): the canary is "
+            "stopped, the stable version keeps all the traffic."
+        )
     else:
         reason = (
             "The deploy job stopped before finishing (its worker was lost; no heartbeat for "

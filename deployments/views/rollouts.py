@@ -23,6 +23,7 @@ from deployments.forms import (
     TargetEditForm,
 )
 from deployments.models import Deployment, RegisteredModel, Target
+from deployments.services import canary
 from mlops_portal.core.errors import Conflict
 from mlops_portal.core.policy import can, require
 from mlops_portal.core.utils import service_errors_on
@@ -173,6 +174,9 @@ def deployment_detail(request, pk):
             "can_roll_back": deployment.state == DeploymentState.SUCCEEDED
             and can(user, "deployment.rollback", deployment),
             "can_comment": can(user, "deployment.comment", deployment),
+            "can_decide_canary": deployment.canary_weight is not None
+            and deployment.state == DeploymentState.RUNNING
+            and can(user, "deployment.canary", deployment),
             # The live one can be deployed again (a fresh server for the same version), the
             # way out when its server died; the backend says whether it still serves.
             "can_redeploy": live and can(user, "deployment.request"),
@@ -198,10 +202,10 @@ def deployment_action(request, pk, verb):
     deployment = _get_deployment(pk)
     # A role that may never do this gets 403 (a viewer's POST); a refusal about this one
     # deployment (not your request, your own request) comes back as a message below.
-    require(request.user, f"deployment.{verb}")
-    form_class = {"comment": CommentForm, "cancel": ReasonForm, "rollback": ReasonForm}.get(
-        verb, DecisionForm
-    )
+    require(request.user, POLICY.get(verb, f"deployment.{verb}"))
+    form_class = {
+        "comment": CommentForm, "cancel": ReasonForm, "rollback": ReasonForm, "abort": ReasonForm,
+    }.get(verb, DecisionForm)  # fmt: skip
     form = form_class(request.POST)
     if not form.is_valid():
         messages.error(request, "; ".join(str(e) for errs in form.errors.values() for e in errs))
@@ -246,13 +250,18 @@ ACTIONS = {
     "cancel": lambda user, d, data: services.cancel_deployment(user, d, reason=data["reason"]),
     "rollback": lambda user, d, data: services.rollback_deployment(user, d, reason=data["reason"]),
     "comment": lambda user, d, data: services.add_comment(user, d, data["body"]),
+    "promote": lambda user, d, data: canary.promote_canary(user, d, comment=data["comment"]),
+    "abort": lambda user, d, data: canary.abort_canary(user, d, reason=data["reason"]),
 }
+POLICY = {"promote": "deployment.canary", "abort": "deployment.canary"}
 SUCCESS = {
     "approve": "Approved: deployment #{d.pk} is queued.",
     "reject": "Deployment #{d.pk} rejected.",
     "cancel": "Deployment #{d.pk} cancelled.",
     "rollback": "Rollback #{r.pk} requested: {r.version} goes back on {r.target}.",
     "comment": "Comment added.",
+    "promote": "Promoting the canary #{d.pk}: it takes all the traffic in a moment.",
+    "abort": "Aborting the canary #{d.pk}: the live version takes all the traffic back.",
 }
 
 

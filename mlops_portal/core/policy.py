@@ -125,6 +125,7 @@ rule(
 rule("deployment.approve", OPERATORS, "approve deployments", _not_own_request, _says(OWN_REQUEST))
 rule("deployment.reject", OPERATORS, "reject deployments")
 rule("deployment.rollback", OPERATORS, "roll back deployments")
+rule("deployment.canary", OPERATORS, "promote or abort canaries")
 rule("deployment.comment", AUTHORS, "comment on deployments")
 rule("deployment.try", AUTHORS, "try deployed models")
 rule("target.manage", OPERATORS, "manage targets")

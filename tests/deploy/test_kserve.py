@@ -442,3 +442,59 @@ def test_an_mlflow_model_is_served_by_mlserver_over_the_v2_protocol(bob, kube, m
     }
     with backend_for(target).cluster() as cluster:
         assert manifest_errors(manifest(cluster, 1, {"predictor": predictor})) == []
+
+
+def test_a_canary_request_walks_its_steps_on_kserve_through_the_step_jobs(
+    alice, ready_version, second_version, kserve_target, kube
+):
+    from deployments.services import canary
+
+    stable = deploy(alice, ready_version, kserve_target)
+    candidate = services.request_deployment(
+        alice, version=second_version, target=kserve_target, reason="Canary",
+        strategy="canary", canary_steps=[10, 50], canary_step_seconds=60,
+    )  # fmt: skip
+    assert services.run_deployment(candidate.pk) == State.RUNNING
+    candidate.refresh_from_db()
+    assert candidate.canary_weight == 10 and candidate.endpoint == "http://iris.models.example.com"
+    assert kube.get("models", "iris")["spec"]["predictor"]["canaryTrafficPercent"] == 10
+
+    assert canary.run_step(candidate.pk, 0) == State.RUNNING
+    predictor = kube.get("models", "iris")["status"]["components"]["predictor"]
+    assert [entry["percent"] for entry in predictor["traffic"]] == [50, 50]
+    assert canary.run_step(candidate.pk, 0) is None  # delivered twice: decided once
+
+    assert canary.run_step(candidate.pk, 1) == State.SUCCEEDED
+    live = kube.get("models", "iris")
+    assert "canaryTrafficPercent" not in live["spec"]["predictor"]
+    assert live["metadata"]["annotations"][OWNER_ANNOTATION] == str(candidate.pk)
+    stable.refresh_from_db()
+    assert stable.state == State.SUPERSEDED
+    notes = list(candidate.events.filter(kind="canary").values_list("message", flat=True))
+    assert "Not judged: the kserve backend gives no metrics per version" in notes[1]
+    assert notes[-1].startswith("Promoted automatically")
+
+
+def test_an_engineers_abort_of_a_kserve_canary_restores_the_stable_spec(
+    alice, bob, ready_version, second_version, kserve_target, kube
+):
+    from deployments.services import canary
+
+    stable = deploy(alice, ready_version, kserve_target)
+    candidate = services.request_deployment(
+        alice, version=second_version, target=kserve_target, reason="Canary",
+        strategy="canary", canary_steps=[10], canary_step_seconds=60,
+    )  # fmt: skip
+    services.run_deployment(candidate.pk)
+    canary.abort_canary(bob, candidate, reason="Errors on the dashboard.")
+    assert canary.run_step(candidate.pk, 0) is None  # the hand took the decision first
+    assert canary.run_decision(candidate.pk, "abort", bob.pk, "Errors on the dashboard.") == (
+        State.FAILED
+    )
+    live = kube.get("models", "iris")
+    assert live["metadata"]["annotations"][OWNER_ANNOTATION] == str(stable.pk)
+    assert live["status"]["components"]["predictor"]["traffic"][0]["percent"] == 100
+    candidate.refresh_from_db()
+    assert candidate.failure_reason == "Canary aborted by bob: Errors on the dashboard."
+    stable.refresh_from_db()
+    assert stable.state == State.SUCCEEDED
