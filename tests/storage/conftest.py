@@ -1,5 +1,4 @@
 import itertools
-import threading
 from datetime import UTC, datetime, timedelta
 from unittest import mock
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -11,7 +10,9 @@ from botocore.config import Config
 from deployments import services
 from deployments.storage import artifact_storage
 from tests.conftest import stop_model_servers
-from tests.deploy.conftest import WEBHOOK_SECRET, CDStandIn
+
+# The CD system stand-in and its webhook target, shared with the deploy tests.
+from tests.deploy.conftest import cd_system, webhook_target  # noqa: F401
 
 BUCKETS = itertools.count(1)
 
@@ -76,28 +77,6 @@ def presigned_refusal(url: str, s3_server, now: datetime) -> str | None:
 def stop_model_servers_after_each_test():
     yield
     stop_model_servers()
-
-
-@pytest.fixture
-def cd_system():
-    """A local stand-in for a CD system (tests/deploy/conftest.py's), answering 200."""
-    server = CDStandIn()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def webhook_target(bob, cd_system):
-    return services.create_target(
-        bob,
-        name="cd",
-        environment="staging",
-        backend="webhook",
-        backend_settings={"url": cd_system.url, "secret": WEBHOOK_SECRET, "timeout_seconds": 30},
-    )
 
 
 @pytest.fixture
