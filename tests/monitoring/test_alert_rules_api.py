@@ -85,3 +85,11 @@ def test_the_model_page_lists_its_rules_with_their_state(client, bob, iris):
     rules = page.split('data-testid="alert-rules"', 1)[1].split("</table>", 1)[0]
     assert "iris errors" in rules and "error_rate &gt; 5 for 5 min" in rules
     assert "Firing" in rules and "muted: known bad batch" in rules and "12.50" in rules
+
+
+def test_a_reason_longer_than_the_schema_allows_is_refused_even_with_spaces_around(api, iris):
+    rule = AlertRule.objects.create(name="r", model=iris, metric="error_rate", threshold=1)
+    over = api.post(f"{R}{rule.pk}/mute/", {"reason": " " + "x" * 300}, format="json")
+    assert over.status_code == 400 and "reason" in over.json()
+    within = api.post(f"{R}{rule.pk}/mute/", {"reason": " known bad batch "}, format="json")
+    assert within.status_code == 200 and within.json()["mute_reason"] == "known bad batch"

@@ -47,7 +47,8 @@ def test_the_reconciler_revalidates_a_version_whose_worker_died(celery_worker_pr
         validated_at=None,
         validation_started_at="2020-01-01T00:00Z",
     )
-    requeue_stale_validations.delay()
-    revalidated = wait_until(lambda: final_status(version.pk))
+    # The reconciler runs here and queues the validation for the worker.
+    assert requeue_stale_validations() == 1
+    revalidated = wait_until(lambda: final_status(version.pk), timeout=60)
     assert revalidated.status == VersionStatus.READY
     assert revalidated.validation_attempts == 2
