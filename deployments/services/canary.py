@@ -30,9 +30,8 @@ from deployments.models import Deployment
 from deployments.services.rollouts import (
     JobLog,
     _record,
-    _start_next_waiting,
-    _transition,
     complete_deployment,
+    fail_deployment,
     stop_server,
 )
 from mlops_portal.core import outbox
@@ -249,12 +248,7 @@ def _abort(deployment, stable, backend, log, actor, reason) -> str:
     with transaction.atomic():
         _record(deployment, actor, DeploymentEventKind.CANARY,
                 f"{message} The stable version keeps all the traffic.")  # fmt: skip
-        _transition(
-            deployment, State.FAILED, actor, message, failure_reason=message,
-            finished_at=timezone.now(), lease_expires_at=None, stop_pending=True,
-            canary_weight=None,
-        )  # fmt: skip
-        _start_next_waiting(deployment.target)
+        fail_deployment(deployment, message, actor)
     log(message)
     stop_server(deployment)
     return State.FAILED

@@ -315,12 +315,13 @@ def receive_callback(deployment, body: bytes, signature: str):
     return deployment
 
 
-def fail_deployment(deployment, reason: str) -> str:
-    """End a running deployment as failed; what its backend started is left `stop_pending`
-    for the caller's `stop_server` (or the reconciler's)."""
+def fail_deployment(deployment, reason: str, actor=None) -> str:
+    """End a running deployment as failed (by `actor`, or by the portal itself); what its
+    backend started is left `stop_pending` for the caller's `stop_server` (or the
+    reconciler's)."""
     with transaction.atomic():
         _transition(
-            deployment, State.FAILED, None, reason, failure_reason=reason,
+            deployment, State.FAILED, actor, reason, failure_reason=reason,
             finished_at=timezone.now(), lease_expires_at=None, stop_pending=True,
             canary_weight=None,
         )  # fmt: skip

@@ -16,7 +16,6 @@ import contextlib
 import mlflow
 import pytest
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 
 from deployments.demo import churn_data
 from mlops_portal.core import tokens
@@ -30,7 +29,7 @@ from tests.conftest import (
 )
 from tests.factories import lightgbm_model_folder
 from tests.live import start_portal
-from tests.mlflow_api.test_parity import differing, plain
+from tests.mlflow_api.test_parity import differing, recorder
 from tests.test_outbox import PrivateRedis
 
 # The one difference left, on purpose: MLflow's server resolves a `models:/m-<id>` source
@@ -115,14 +114,7 @@ def scenario(tracking_uri: str, registry_uri: str, s3_source: str, run_id: str) 
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=registry_uri)
     runs_source = f"runs:/{run_id}/model"
     results = []
-
-    def step(label, call, *args, **kwargs):
-        try:
-            outcome = plain(call(*args, **kwargs))
-        except MlflowException as error:
-            outcome = {"error": error.error_code}
-        results.append((label, outcome))
-        return outcome
+    step = recorder(results)
 
     def register(name, source, **fields):
         # The portal answers PENDING_REGISTRATION until its worker has fetched and

@@ -90,9 +90,9 @@ def plain(value):
     return value
 
 
-def scenario(client: MlflowClient, source: str) -> list:
-    """Every registry call, in the order a team makes them; each outcome recorded."""
-    results = []
+def recorder(results: list):
+    """`step(label, call, *args, **kwargs)`: make the client call and append its outcome
+    (plain values, or an MLflow error as its `error_code`) to `results`."""
 
     def step(label, call, *args, **kwargs):
         try:
@@ -101,6 +101,14 @@ def scenario(client: MlflowClient, source: str) -> list:
             outcome = {"error": error.error_code}
         results.append((label, outcome))
         return outcome
+
+    return step
+
+
+def scenario(client: MlflowClient, source: str) -> list:
+    """Every registry call, in the order a team makes them; each outcome recorded."""
+    results = []
+    step = recorder(results)
 
     step("create a", client.create_registered_model, "parity-a", {"team": "growth"}, "A")
     step("create b", client.create_registered_model, "parity-b")
