@@ -379,6 +379,15 @@ class Deployment(models.Model):
         return self.state in FINAL_STATES or self.state == DeploymentState.SUCCEEDED
 
     @property
+    def canary_step_number(self) -> int | None:
+        """Which of `canary_steps` (from 1) a running canary is at, read from the share it
+        takes now (`canary_step` is a claim marker while a decision acts); None when it is
+        not splitting traffic."""
+        if self.canary_weight not in self.canary_steps:
+            return None
+        return self.canary_steps.index(self.canary_weight) + 1
+
+    @property
     def duration(self):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at

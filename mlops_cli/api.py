@@ -32,6 +32,12 @@ class Api:
     def get(self, path: str, **params) -> dict | list:
         return self._send("GET", path, params={k: v for k, v in params.items() if v is not None})
 
+    def act(self, path: str, *, json=None) -> dict:
+        """POST an action the portal does not deduplicate (promote, abort): retried only when
+        it cannot have reached the portal (no connection made, or refused with 429), since
+        a second copy of a decision that went through is answered 409."""
+        return self._send("POST", path, json=json, safe=False)
+
     def create(self, path: str, *, json=None, data=None, files=None) -> dict:
         """POST that creates something, with a fresh Idempotency-Key reused by its retries.
         `files` is {field: path}: each try reopens the file."""
@@ -40,21 +46,23 @@ class Api:
             "POST", path, json=json, data=data, files=files, headers={"Idempotency-Key": key}
         )
 
-    def _send(self, method, path, *, files=None, **options):
+    def _send(self, method, path, *, files=None, safe=True, **options):
+        """Send, retrying as the class says; `safe=False` retries only what never arrived."""
+        unsent = (httpx.ConnectError, httpx.ConnectTimeout)
         for attempt in range(RETRIES + 1):
             last = attempt == RETRIES
             try:
                 with _opened(files) as parts:
                     response = self.http.request(method, path, files=parts, **options)
             except httpx.TransportError as exc:
-                if last:
+                if last or not (safe or isinstance(exc, unsent)):
                     raise CliError(f"No answer from {self.http.base_url}: {exc}") from None
                 time.sleep(self.backoff * 2**attempt)
                 continue
             if response.status_code == 429 and not last:
                 time.sleep(_retry_after(response))
                 continue
-            if response.status_code in RETRY_STATUSES and not last:
+            if response.status_code in RETRY_STATUSES and safe and not last:
                 time.sleep(self.backoff * 2**attempt)
                 continue
             return _answer(response)
@@ -105,12 +113,22 @@ def _answer(response: httpx.Response):
 
 
 def describe(body) -> str:
-    """An error body as one line: `detail`, or `field: message` pairs."""
+    """An error body as one line: `detail`, or `field: message` pairs; a list's item is
+    named by its index, e.g. `canary_steps[2]: Ensure this value is less than or equal to
+    99.`"""
     if isinstance(body, dict):
         if set(body) == {"detail"}:
             return str(body["detail"])
-        return "; ".join(
-            f"{field}: {' '.join(map(str, messages)) if isinstance(messages, list) else messages}"
-            for field, messages in body.items()
-        )
+        return "; ".join(_field_messages(body))
     return str(body)
+
+
+def _field_messages(errors: dict, prefix: str = ""):
+    for field, messages in errors.items():
+        name = f"{prefix}[{field}]" if prefix else str(field)
+        if isinstance(messages, dict):  # errors of a list's items or a nested object's fields
+            yield from _field_messages(messages, name)
+        elif isinstance(messages, list):
+            yield f"{name}: {' '.join(map(str, messages))}"
+        else:
+            yield f"{name}: {messages}"

@@ -16,8 +16,9 @@ from mlops_cli.output import emit, progress
 MODEL_COLUMNS = ["name", "owner", "team", "latest_version", "description"]
 VERSION_COLUMNS = ["model", "version", "status", "status_detail", "metrics", "created_at"]
 DEPLOYMENT_COLUMNS = [
-    "id", "model", "version", "target", "state", "endpoint", "failure_reason",
-    "requested_by", "approved_by", "created_at", "finished_at", "duration_seconds",
+    "id", "model", "version", "target", "state", "strategy", "canary_steps", "canary_weight",
+    "endpoint", "failure_reason", "requested_by", "approved_by", "created_at", "finished_at",
+    "duration_seconds",
 ]  # fmt: skip
 INCIDENT_COLUMNS = ["id", "severity", "state", "title", "target", "opened_at"]
 CHECK_COLUMNS = ["id", "name", "state", "target", "last_latency_ms", "last_probe_at", "url"]
@@ -33,6 +34,9 @@ DEPLOYMENT_OUTCOMES = {
     "rejected": exits.REJECTED,
     "cancelled": exits.REJECTED,
 }
+# An abort by hand has done what was asked once the canary has failed, the stable version
+# serving everything; it was too late when the canary had been promoted already.
+ABORT_OUTCOMES = {**DEPLOYMENT_OUTCOMES, "failed": exits.OK, "succeeded": exits.FAILED}
 VERSION_OUTCOMES = {"ready": exits.OK, "invalid": exits.FAILED}
 DEFAULT_TIMEOUT = 900.0
 
@@ -87,6 +91,16 @@ def connect(url, token) -> Api:
     if not token:
         raise click.UsageError("Give an API token: --token or MLOPS_TOKEN.")
     return Api(url, token, timeout=float(os.environ.get("MLOPS_HTTP_TIMEOUT", "60")))
+
+
+def percentages(ctx, param, value: str | None) -> list[int] | None:
+    """`10,50` as [10, 50]; the portal judges the numbers (range, order) and names the field."""
+    if value is None:
+        return None
+    try:
+        return [int(part) for part in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not whole numbers separated by commas.") from None
 
 
 def json_option(value: str | None, name: str):
@@ -207,18 +221,52 @@ def wait_for_version(api, version, deadline, as_json):
 @click.option("--target", required=True, help="The target's name, e.g. churn-staging.")
 @click.option("--reason", required=True, help="Why: shown to approvers and on the timeline.")
 @click.option("--change-ticket", default="", help="A URL of the change ticket.")
+@click.option(
+    "--strategy",
+    help="all_at_once (the default) or canary: a share of the traffic first, step by step.",
+)
+@click.option(
+    "--canary-steps",
+    "--steps",
+    "canary_steps",
+    callback=percentages,
+    metavar="PERCENTS",
+    help="A canary's increasing traffic percentages below 100, e.g. 10,50.",
+)
+@click.option(
+    "--canary-step-seconds",
+    "--step-seconds",
+    "canary_step_seconds",
+    type=int,
+    metavar="SECONDS",
+    help="How long each canary step holds before its analysis (1 to 86400).",
+)
 @wait_options
 @portal_options
-def deploy(model, version, target, reason, change_ticket, wait, timeout, url, token, as_json):
-    """Request a deployment of MODEL VERSION to a target; with --wait, follow its log until
-    it succeeds (0), fails (1), is rejected or cancelled (3), or --timeout passes (4)."""
+def deploy(
+    model, version, target, reason, change_ticket, strategy, canary_steps, canary_step_seconds,
+    wait, timeout, url, token, as_json,
+):  # fmt: skip
+    """Request a deployment of MODEL VERSION to a target; with --wait, follow its log (and a
+    canary's steps) until it succeeds (0), fails (1), is rejected or cancelled (3), or
+    --timeout passes (4)."""
     started = time.monotonic()
-    api = connect(url, token)
     body = {"model": model, "version": version, "target": target, "reason": reason}
     if change_ticket:
         body["change_ticket"] = change_ticket
+    body.update(strategy_fields(strategy, canary_steps, canary_step_seconds))
+    api = connect(url, token)
     deployment = api.create("deployments/", json=body)
     finish_deployment(api, deployment, wait, started + timeout, as_json)
+
+
+def strategy_fields(strategy, steps, step_seconds) -> dict:
+    """The request's strategy fields, as given: the portal validates them, so its 400 names
+    the field. Canary options without `--strategy canary` would be ignored: refuse them."""
+    if strategy != "canary" and (steps is not None or step_seconds is not None):
+        raise click.UsageError("--canary-steps and --canary-step-seconds need --strategy canary.")
+    fields = {"strategy": strategy, "canary_steps": steps, "canary_step_seconds": step_seconds}
+    return {name: value for name, value in fields.items() if value is not None}
 
 
 @cli.command()
@@ -250,28 +298,42 @@ def progress_log(line):
     progress(f"  {line['created_at']}  {line['message']}")
 
 
-def follow_deployment(api, deployment, deadline, as_json, on_line, after=0):
+def follow_deployment(
+    api, deployment, deadline, as_json, on_line, after=0, outcomes=DEPLOYMENT_OUTCOMES
+):
     """Poll the deployment and its log (each new line to `on_line`) until a final state;
-    return it with its exit code. Past `deadline`, exit 4."""
+    return it with its exit code from `outcomes`. Past `deadline`, exit 4."""
     path = f"deployments/{deployment['id']}/"
     seen = None
     while True:
         for line in api.get(f"{path}logs/", after=after):
             on_line(line)
             after = line["id"]
-        if deployment["state"] != seen:
-            seen = deployment["state"]
-            waiting = " (waiting for an MLOps engineer's approval)" if seen == "requested" else ""
-            progress(f"Deployment #{deployment['id']}: {seen}{waiting}")
-        if seen in DEPLOYMENT_OUTCOMES:
+        if phase(deployment) != seen:
+            seen = phase(deployment)
+            progress(f"Deployment #{deployment['id']}: {seen}")
+        if deployment["state"] in outcomes:
             if deployment.get("failure_reason"):
                 progress(f"Failed: {deployment['failure_reason']}")
-            return deployment, DEPLOYMENT_OUTCOMES[seen]
+            return deployment, outcomes[deployment["state"]]
         if not sleep_until_next_poll(deadline):
             timed_out(
                 deployment, as_json, DEPLOYMENT_COLUMNS, f"deployment #{deployment['id']}", seen
             )
         deployment = api.get(path)
+
+
+def phase(deployment) -> str:
+    """Its state as a person follows it: a running canary is at one of its steps (the
+    portal keeps `running` for all of them, with the share it takes in `canary_weight`)."""
+    state, weight = deployment["state"], deployment.get("canary_weight")
+    if state == "requested":
+        return "requested (waiting for an MLOps engineer's approval)"
+    if state == "running" and weight is not None:
+        steps = deployment["canary_steps"]
+        step = f"step {steps.index(weight) + 1} of {len(steps)}, " if weight in steps else ""
+        return f"running as a canary: {step}{weight} % of the traffic"
+    return state
 
 
 def sleep_until_next_poll(deadline) -> bool:
@@ -290,7 +352,7 @@ def timed_out(current, as_json, columns, what, state):
 
 @cli.group()
 def deployments():
-    """Deployments: show one, read its log."""
+    """Deployments: show one, read its log, promote or abort a canary."""
 
 
 @deployments.command("show")
@@ -321,6 +383,47 @@ def deployments_logs(deployment_id, follow, url, token, as_json):
 
     deployment = api.get(f"deployments/{deployment_id}/")
     _, code = follow_deployment(api, deployment, float("inf"), as_json, print_line)
+    raise SystemExit(code)
+
+
+@deployments.command("promote")
+@click.argument("deployment_id", metavar="ID", type=int)
+@click.option("--comment", default="", help="Why: recorded on the timeline.")
+@wait_options
+@portal_options
+def deployments_promote(deployment_id, comment, wait, timeout, url, token, as_json):
+    """Promote the running canary ID now, skipping its remaining steps (MLOps engineers).
+    With --wait, until it serves all the traffic (0) or its promotion fails (1)."""
+    started = time.monotonic()
+    api = connect(url, token)
+    deployment = api.act(f"deployments/{deployment_id}/promote/", json={"comment": comment})
+    progress(f"Promoting the canary #{deployment_id}.")
+    finish_decision(api, deployment, wait, started + timeout, as_json, DEPLOYMENT_OUTCOMES)
+
+
+@deployments.command("abort")
+@click.argument("deployment_id", metavar="ID", type=int)
+@click.option("--reason", default="", help="Why: recorded on the timeline and as the failure.")
+@wait_options
+@portal_options
+def deployments_abort(deployment_id, reason, wait, timeout, url, token, as_json):
+    """Abort the running canary ID: the live version takes all the traffic back (MLOps
+    engineers). With --wait, until the canary has failed and stopped (0)."""
+    started = time.monotonic()
+    api = connect(url, token)
+    deployment = api.act(f"deployments/{deployment_id}/abort/", json={"reason": reason})
+    progress(f"Aborting the canary #{deployment_id}.")
+    finish_decision(api, deployment, wait, started + timeout, as_json, ABORT_OUTCOMES)
+
+
+def finish_decision(api, deployment, wait, deadline, as_json, outcomes):
+    """The decision runs as a job: with `wait`, follow the deployment until it ends."""
+    code = exits.OK
+    if wait:
+        deployment, code = follow_deployment(
+            api, deployment, deadline, as_json, progress_log, outcomes=outcomes
+        )
+    emit(deployment, as_json, DEPLOYMENT_COLUMNS)
     raise SystemExit(code)
 
 

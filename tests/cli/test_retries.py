@@ -122,3 +122,20 @@ def test_concurrent_retries_with_one_key_make_one_version(portal_gunicorn, alice
     assert {answer.json()["version"] for answer in answers} == {1}
     assert sum("Idempotent-Replayed" in answer.headers for answer in answers) == 7
     assert ModelVersion.objects.count() == 1
+
+
+def test_a_canary_decision_whose_answer_is_lost_is_not_sent_again(
+    mlops, portal_gunicorn, bob, token_of
+):
+    """The portal keeps no Idempotency-Key for promote/abort: a second copy of a decision
+    that went through would be answered 409 and read as a failure, so the CLI says it got
+    no answer instead (the portal's answer here: 404, for a deployment that is not there)."""
+    proxy = DroppingProxy(portal_gunicorn.url)
+    try:
+        outcome = mlops("deployments", "promote", "424242", url=proxy.url, token=token_of(bob))
+    finally:
+        proxy.close()
+    assert proxy.dropped and proxy.dropped[0].startswith(b"HTTP/1.1 404")
+    assert proxy.connections == 1
+    assert outcome.code == 1
+    assert f"No answer from {proxy.url}/api/v1/" in outcome.stderr

@@ -175,7 +175,8 @@ def test_the_page_of_a_running_canary_offers_promote_and_abort_to_engineers_only
 
     client.force_login(bob)
     page = client.get(deployment.get_absolute_url()).content.decode()
-    assert "Now <strong>10 %</strong> of the traffic" in page and "Promote now" in page
+    assert "Step 1 of 2: now <strong>10 %</strong> of the traffic" in page
+    assert "Promote now" in page
     client.post(f"/deployments/{deployment.pk}/abort/", {"reason": "Latency."})
     deployment.refresh_from_db()
     assert deployment.canary_step == canary.DECIDING  # its job carries out the abort
