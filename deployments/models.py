@@ -105,6 +105,10 @@ class ModelVersion(models.Model):
     # In the ARTIFACT_STORAGE (deployments.storage), chosen at runtime, not in migrations.
     artifact = models.FileField(upload_to="artifacts/%Y/%m/", blank=True, storage=field_storage)
     artifact_uri = models.CharField(max_length=1000, blank=True)
+    # Where a `models:/m-<id>` source (an MLflow 3 logged model) resolved to when the
+    # validation job fetched it: the logged model's artifact URI on the tracking server.
+    # MLflow records the same and answers it as the version's download URI.
+    storage_location = models.CharField(max_length=1000, blank=True)
     artifact_size = models.BigIntegerField(null=True, blank=True)
     artifact_sha256 = models.CharField(max_length=64, blank=True)
     # The artifact's format: how the validation job and the model server load it.

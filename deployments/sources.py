@@ -176,15 +176,17 @@ class Budget:
                 handle.write(chunk)
 
 
-def fetch(uri: str, destination: Path) -> Path:
+def fetch(uri: str, destination: Path) -> tuple[Path, str]:
     """Fetch the artifact at `uri` to the new path `destination` (a file, or a folder for
-    a model folder); return it. Raises SourceError or artifacts.Refused."""
+    a model folder); return it and the artifact URI a logged model's ID resolved to
+    (`models:/m-<id>`; "" for other sources). Raises SourceError or artifacts.Refused."""
     parsed = urlparse(uri)
     error = check_uri(uri)
     if error:
         raise SourceError(error)
     partial = destination.with_name(destination.name + ".part")
     _remove(partial)
+    resolved = ""
     try:
         budget = Budget()
         if parsed.scheme in ("http", "https"):
@@ -194,7 +196,7 @@ def fetch(uri: str, destination: Path) -> Path:
         elif parsed.scheme == "file":
             _fetch_file(parsed, partial, budget)
         else:
-            MlflowArtifacts(_tracking_base(parsed)).fetch(parsed, partial, budget)
+            resolved = MlflowArtifacts(_tracking_base(parsed)).fetch(parsed, partial, budget)
         partial.rename(destination)
     except httpx.HTTPError as exc:
         _remove(partial)
@@ -202,7 +204,7 @@ def fetch(uri: str, destination: Path) -> Path:
     except BaseException:
         _remove(partial)
         raise
-    return destination
+    return destination, resolved
 
 
 def _remove(path: Path) -> None:
@@ -363,20 +365,26 @@ class MlflowArtifacts:
 
     base: str
 
-    def fetch(self, parsed, target: Path, budget: Budget) -> None:
+    def fetch(self, parsed, target: Path, budget: Budget) -> str:
+        """Download what `parsed` names into `target`. Returns a logged model's artifact
+        URI for `models:/m-<id>` (what an MLflow server records as the version's storage
+        location and answers as its download URI), else ""."""
         with artifacts.client(budget.timeout) as http:
             self.http = http
             headers = {}
             if settings.ARTIFACT_MLFLOW_TRACKING_TOKEN:
                 headers["Authorization"] = f"Bearer {settings.ARTIFACT_MLFLOW_TRACKING_TOKEN}"
             self.http.headers.update(headers)
+            resolved = ""
             if parsed.scheme == "runs":
                 location = self.run_location(*_run_parts(parsed))
             elif parsed.scheme == "models":
-                location = self.logged_model_location(_logged_model_id(parsed))
+                resolved = self.logged_model_uri(_logged_model_id(parsed))
+                location = self.artifacts_path(resolved)
             else:
                 location = (parsed.path or "").strip("/")
             self.download_tree(location, target, budget)
+        return resolved
 
     def run_location(self, run_id: str, path: str) -> str:
         """The mlflow-artifacts path of `path` in run `run_id` (or of the run's logged
@@ -395,10 +403,10 @@ class MlflowArtifacts:
             raise SourceError(f"Run {run_id} has no artifact or logged model named {path!r}.")
         return self.artifacts_path(models[0]["info"]["artifact_uri"])
 
-    def logged_model_location(self, model_id: str) -> str:
-        """The mlflow-artifacts path of the logged model `model_id`."""
+    def logged_model_uri(self, model_id: str) -> str:
+        """The artifact URI of the logged model `model_id`, as the tracking server keeps it."""
         answer = self.get_json(f"/api/2.0/mlflow/logged-models/{quote(model_id)}", params={})
-        return self.artifacts_path(answer["model"]["info"]["artifact_uri"])
+        return answer["model"]["info"]["artifact_uri"]
 
     def artifacts_path(self, uri: str) -> str:
         parsed = urlparse(uri)
@@ -469,18 +477,20 @@ class MlflowArtifacts:
 @dataclass
 class LocalArtifact:
     """A version's artifact on disk: `path` to load (a joblib file or an MLflow model
-    folder), its `flavor`, and the SHA-256 and size of what was uploaded or fetched."""
+    folder), its `flavor`, the SHA-256 and size of what was uploaded or fetched, and the
+    artifact URI its `models:/m-<id>` source resolved to ("" for other sources)."""
 
     path: Path
     flavor: str
     sha256: str
     size: int
+    storage_location: str = ""
 
 
-def lay_out(source: Path, folder: Path) -> LocalArtifact:
+def lay_out(source: Path, folder: Path, storage_location: str = "") -> LocalArtifact:
     """From an uploaded or fetched artifact at `source`, return what to load: an archive
     is unpacked into `folder`/model (safely, within the limits), a folder must hold an
-    MLflow model, a plain file is a joblib pickle."""
+    MLflow model, a plain file is a joblib pickle. `storage_location` is passed through."""
     digest, size = path_digest(source)
     path = source
     if archives.is_archive(source):
@@ -499,13 +509,14 @@ def lay_out(source: Path, folder: Path) -> LocalArtifact:
             raise SourceError(
                 "The artifact is a folder without an MLmodel file: not an MLflow model."
             )
-        return LocalArtifact(root, "mlflow", digest, size)
-    return LocalArtifact(path, "sklearn", digest, size)
+        return LocalArtifact(root, "mlflow", digest, size, storage_location)
+    return LocalArtifact(path, "sklearn", digest, size, storage_location)
 
 
 def local_copy(version, folder: Path) -> LocalArtifact:
     """Lay out `version`'s artifact (its upload, or a fetch of its URI) under the existing
     empty `folder`; return what to load. Raises SourceError or artifacts.Refused."""
+    storage_location = ""
     if version.artifact:
         try:
             source = Path(version.artifact.path)
@@ -513,8 +524,8 @@ def local_copy(version, folder: Path) -> LocalArtifact:
             source = folder / "upload"
             _copy_upload(version.artifact, source)
     else:
-        source = fetch(version.artifact_uri, folder / "fetched")
-    return lay_out(source, folder)
+        source, storage_location = fetch(version.artifact_uri, folder / "fetched")
+    return lay_out(source, folder, storage_location)
 
 
 def _copy_upload(field_file, target: Path) -> None:

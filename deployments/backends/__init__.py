@@ -3,7 +3,8 @@
 Each has `deploy(deployment, log) -> Outcome`, `stop(deployment) -> str | None` (what it
 stopped, for the deployment's timeline) and `status(deployment)`;
 `clean_settings(raw)` validates a target's settings when the target is saved, so a wrong
-setting is a form/API error instead of a failed job later."""
+setting is a form/API error instead of a failed job later: each setting's type and bounds
+from its `SettingSpec`, then the backend's own rules (`check_values`)."""
 
 from dataclasses import dataclass
 
@@ -24,14 +25,55 @@ class Outcome:
     awaiting_callback: bool = False
 
 
+KIND_ERRORS = {
+    int: "must be a whole number",
+    bool: "must be true or false",
+    float: "must be a number",
+    str: "must be text",
+}
+
+
 @dataclass(frozen=True)
 class SettingSpec:
+    """One setting of a backend: its type (int, float, bool or str), default, whether it
+    is required or a secret, and a number's bounds, all checked by `clean_settings`."""
+
     name: str
     kind: type
     default: object = None
     required: bool = False
     secret: bool = False
     help: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    # The minimum itself is refused too (a replica needs more than 0 CPUs).
+    above_minimum: bool = False
+
+    def kind_error(self, value) -> str | None:
+        """Why `value` is not of this setting's type, or None. JSON's true and false are
+        not numbers here, though Python's bool is an int."""
+        if self.kind is bool:
+            fits = isinstance(value, bool)
+        elif self.kind is float:
+            fits = isinstance(value, int | float) and not isinstance(value, bool)
+        else:
+            fits = isinstance(value, self.kind) and not isinstance(value, bool)
+        return None if fits else f"{self.name} {KIND_ERRORS[self.kind]}."
+
+    def bounds_error(self, value) -> str | None:
+        """Why the number `value` is out of this setting's bounds, or None."""
+        low, high = self.minimum, self.maximum
+        too_low = low is not None and (value <= low if self.above_minimum else value < low)
+        if not too_low and (high is None or value <= high):
+            return None
+        if low is None:
+            return f"{self.name} must be at most {high}."
+        least = f"more than {low}" if self.above_minimum else f"at least {low}"
+        if high is None:
+            return f"{self.name} must be {least}."
+        if self.above_minimum:
+            return f"{self.name} must be {least} and at most {high}."
+        return f"{self.name} must be between {low} and {high}."
 
 
 class DeployBackend:
@@ -68,20 +110,13 @@ class DeployBackend:
                 if spec.required:
                     errors.append(f"{spec.name} is required: {spec.help}")
                 continue
-            if spec.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-                errors.append(f"{spec.name} must be a whole number.")
+            if kind_error := spec.kind_error(value):
+                errors.append(kind_error)
                 continue
-            if spec.kind is bool and not isinstance(value, bool):
-                errors.append(f"{spec.name} must be true or false.")
-                continue
-            if spec.kind is float and (
-                isinstance(value, bool) or not isinstance(value, int | float)
-            ):
-                errors.append(f"{spec.name} must be a number.")
-                continue
-            if spec.kind is str and not isinstance(value, str):
-                errors.append(f"{spec.name} must be text.")
-                continue
+            if spec.kind in (int, float) and (bounds_error := spec.bounds_error(value)):
+                errors.append(bounds_error)
+            # Kept even when out of bounds: check_values' rules between settings compare
+            # what was given (any error refuses the whole set).
             cleaned[spec.name] = value
         errors += cls.check_values(cleaned)
         if errors:
@@ -90,7 +125,8 @@ class DeployBackend:
 
     @classmethod
     def check_values(cls, cleaned: dict) -> list[str]:
-        """Backend-specific checks on typed values; return error messages."""
+        """Backend-specific checks on typed values (formats, rules between settings; the
+        bounds of one number are its SettingSpec's); return error messages."""
         return []
 
     def deploy(self, deployment, log) -> Outcome:

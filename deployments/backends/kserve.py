@@ -73,9 +73,18 @@ class KServeBackend(DeployBackend):
             "in_cluster", bool, default=False,
             help="Use the worker pod's service account instead of a kubeconfig.",
         ),
-        SettingSpec("timeout_seconds", int, default=600, help="How long to wait for Ready."),
-        SettingSpec("min_replicas", int, default=1, help="spec.predictor.minReplicas."),
-        SettingSpec("max_replicas", int, default=1, help="spec.predictor.maxReplicas."),
+        SettingSpec(
+            "timeout_seconds", int, default=600, minimum=1, maximum=3600,
+            help="How long to wait for Ready.",
+        ),
+        SettingSpec(
+            "min_replicas", int, default=1, minimum=0, maximum=100,
+            help="spec.predictor.minReplicas.",
+        ),
+        SettingSpec(
+            "max_replicas", int, default=1, minimum=1, maximum=100,
+            help="spec.predictor.maxReplicas.",
+        ),
         SettingSpec("cpu_request", str, help="e.g. 500m."),
         SettingSpec("memory_request", str, help="e.g. 1Gi."),
         SettingSpec("cpu_limit", str, help="e.g. 1."),
@@ -105,11 +114,10 @@ class KServeBackend(DeployBackend):
         if not NAMESPACE.match(cleaned.get("namespace", "default")):
             errors.append("namespace must be a DNS label (lowercase letters, digits, '-').")
         errors += credential_errors(cleaned)
-        if not 1 <= cleaned.get("timeout_seconds", 600) <= 3600:
-            errors.append("timeout_seconds must be between 1 and 3600.")
-        low, high = cleaned.get("min_replicas", 1), cleaned.get("max_replicas", 1)
-        if not (0 <= low <= high and 1 <= high <= 100):
-            errors.append("Replicas need 0 ≤ min_replicas ≤ max_replicas, 1 ≤ max_replicas ≤ 100.")
+        if cleaned.get("min_replicas", 1) > cleaned.get("max_replicas", 1):
+            errors.append(
+                "Replicas need min_replicas ≤ max_replicas (max_replicas is 1 when not set)."
+            )
         for name, _, _ in RESOURCES:
             if name in cleaned and not QUANTITY.match(cleaned[name]):
                 errors.append(f"{name} must be a Kubernetes quantity such as 500m, 1 or 2Gi.")

@@ -39,11 +39,18 @@ class LocalBackend(DeployBackend):
     settings_spec = (
         SettingSpec("host", str, default="127.0.0.1", help="Interface the model server binds."),
         SettingSpec(
-            "startup_timeout_seconds", int, default=60, help="How long to wait for /health."
+            "startup_timeout_seconds",
+            int,
+            default=60,
+            minimum=1,
+            maximum=600,
+            help="How long to wait for /health.",
         ),
         SettingSpec(
             "prediction_sample_rate",
             float,
+            minimum=0,
+            maximum=1,
             help="Share of requests logged for drift and live quality, 0 to 1 "
             "(default: the portal's PREDICTION_SAMPLE_RATE).",
         ),
@@ -54,10 +61,6 @@ class LocalBackend(DeployBackend):
         errors = []
         if cleaned.get("host", "127.0.0.1") not in ("127.0.0.1", "0.0.0.0", "localhost"):
             errors.append("host must be 127.0.0.1, localhost or 0.0.0.0.")
-        if not 1 <= cleaned.get("startup_timeout_seconds", 60) <= 600:
-            errors.append("startup_timeout_seconds must be between 1 and 600.")
-        if not 0 <= cleaned.get("prediction_sample_rate", 0) <= 1:
-            errors.append("prediction_sample_rate must be between 0 and 1.")
         return errors
 
     def deploy(self, deployment, log) -> Outcome:

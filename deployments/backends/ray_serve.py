@@ -31,7 +31,6 @@ APPLICATIONS = "/api/serve/applications/"
 # deployment's start (the app also keeps the artifact on each node, by SHA-256).
 ARTIFACT_URL_SECONDS = 7 * 24 * 3600
 REDACTED = "(signed URL, not stored)"
-NUMBER = (int, float)
 
 
 class RayServeBackend(DeployBackend):
@@ -42,12 +41,21 @@ class RayServeBackend(DeployBackend):
             "(http://head:8265).",
         ),
         SettingSpec("route_prefix", str, help="Where the model answers; default /<target name>."),
-        SettingSpec("num_replicas", int, default=1, help="Replicas serving the model (1-64)."),
-        SettingSpec("num_cpus", float, default=1, help="CPUs per replica (fractions allowed)."),
-        SettingSpec("num_gpus", float, help="GPUs per replica."),
-        SettingSpec("memory_mb", int, help="Memory reserved per replica, in MiB."),
         SettingSpec(
-            "http_port", int, default=8000,
+            "num_replicas", int, default=1, minimum=1, maximum=64,
+            help="Replicas serving the model (1-64).",
+        ),
+        SettingSpec(
+            "num_cpus", float, default=1, minimum=0, above_minimum=True, maximum=64,
+            help="CPUs per replica (fractions allowed).",
+        ),
+        SettingSpec("num_gpus", float, minimum=0, maximum=16, help="GPUs per replica."),
+        SettingSpec(
+            "memory_mb", int, minimum=1, maximum=1024 * 1024,
+            help="Memory reserved per replica, in MiB.",
+        ),
+        SettingSpec(
+            "http_port", int, default=8000, minimum=1, maximum=65535,
             help="Serve's HTTP port, used when Serve is not running on the cluster yet.",
         ),
         SettingSpec(
@@ -64,7 +72,10 @@ class RayServeBackend(DeployBackend):
             help="runtime_env working_dir: a URL of a zip of this repository, for a cluster "
             "whose Python cannot import deployments.serving.",
         ),
-        SettingSpec("timeout_seconds", int, default=300, help="How long to wait for RUNNING."),
+        SettingSpec(
+            "timeout_seconds", int, default=300, minimum=1, maximum=3600,
+            help="How long to wait for RUNNING.",
+        ),
     )  # fmt: skip
 
     @classmethod
@@ -79,22 +90,6 @@ class RayServeBackend(DeployBackend):
         prefix = cleaned.get("route_prefix")
         if prefix is not None and (not prefix.startswith("/") or " " in prefix):
             errors.append("route_prefix must start with / and contain no spaces.")
-        if not 1 <= cleaned.get("num_replicas", 1) <= 64:
-            errors.append("num_replicas must be between 1 and 64.")
-        for name, low, high in (("num_cpus", 0, 64), ("num_gpus", 0, 16)):
-            value = cleaned.get(name)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, NUMBER):
-                errors.append(f"{name} must be a number.")
-            elif not low <= value <= high or (name == "num_cpus" and value == 0):
-                errors.append(f"{name} must be more than 0 and at most {high}.")
-        if not 1 <= cleaned.get("memory_mb", 1) <= 1024 * 1024:
-            errors.append("memory_mb must be between 1 and 1048576.")
-        if not 1 <= cleaned.get("http_port", 8000) <= 65535:
-            errors.append("http_port must be between 1 and 65535.")
-        if not 1 <= cleaned.get("timeout_seconds", 300) <= 3600:
-            errors.append("timeout_seconds must be between 1 and 3600.")
         return errors
 
     # --- names and configs ----------------------------------------------------------------

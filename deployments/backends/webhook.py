@@ -33,7 +33,14 @@ class WebhookBackend(DeployBackend):
         SettingSpec(
             "secret", str, required=True, secret=True, help="Shared HMAC key, 16+ characters."
         ),
-        SettingSpec("timeout_seconds", int, default=600, help="How long to wait for the outcome."),
+        SettingSpec(
+            "timeout_seconds",
+            int,
+            default=600,
+            minimum=1,
+            maximum=86400,
+            help="How long to wait for the outcome.",
+        ),
     )
 
     @classmethod
@@ -44,8 +51,6 @@ class WebhookBackend(DeployBackend):
             errors.append("url must be an http:// or https:// URL.")
         if cleaned.get("secret") and len(cleaned["secret"]) < 16:
             errors.append("secret must be at least 16 characters.")
-        if not 1 <= cleaned.get("timeout_seconds", 600) <= 86400:
-            errors.append("timeout_seconds must be between 1 and 86400.")
         return errors
 
     def deploy(self, deployment, log) -> Outcome:

@@ -264,7 +264,7 @@ def delete_model_version(request, params):
 
 
 def get_model_version_download_uri(request, params):
-    return {"artifact_uri": wire.source(_named_version(params), request)}
+    return {"artifact_uri": wire.download_uri(_named_version(params), request)}
 
 
 def search_model_versions(request, params):

@@ -94,6 +94,13 @@ def source(version: ModelVersion, request) -> str:
     return request.build_absolute_uri(default_storage.url(name)) if name else ""
 
 
+def download_uri(version: ModelVersion, request) -> str:
+    """Where a client downloads the version from, as an MLflow server answers it: the
+    storage location a `models:/m-<id>` source resolved to (the logged model's artifact
+    URI, recorded by the validation job), else the source."""
+    return version.storage_location or source(version, request)
+
+
 def _pairs(tags: dict) -> list[dict]:
     return [{"key": key, "value": value} for key, value in tags.items()]
 

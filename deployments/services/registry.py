@@ -415,6 +415,10 @@ def _run_validation(version: ModelVersion) -> str:
     """Check the artifact end to end; return a one-line summary or raise ArtifactError."""
     with tempfile.TemporaryDirectory(prefix="mlops-validate-") as folder:
         local = _local_artifact(version, Path(folder))
+        if local.storage_location:  # a logged model's location: MLflow's download URI
+            ModelVersion.objects.filter(pk=version.pk).update(
+                storage_location=local.storage_location
+            )
         if version.artifact_sha256 and local.sha256 != version.artifact_sha256:
             raise ArtifactError(
                 f"Checksum mismatch: the artifact's SHA-256 is {local.sha256}, "

@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, connection, transaction
 
 from deployments import services
+from deployments.backends import backend_class
 from deployments.choices import DeploymentState as State
 from deployments.models import Deployment
 from mlops_portal.choices import NotificationEvent
@@ -203,6 +204,38 @@ def test_a_wrong_backend_setting_is_a_field_error_when_saving(bob):
     assert "url must be an http:// or https:// URL." in errors
     assert "secret must be at least 16 characters." in errors
     assert "Unknown setting 'colour'." in errors
+
+
+@pytest.mark.parametrize(
+    ("backend", "name", "value", "bounds"),
+    [
+        ("local", "startup_timeout_seconds", 601, "between 1 and 600"),
+        ("local", "prediction_sample_rate", -0.1, "between 0 and 1"),
+        ("webhook", "timeout_seconds", 0, "between 1 and 86400"),
+        ("kserve", "max_replicas", 101, "between 1 and 100"),
+        ("kserve", "min_replicas", -1, "between 0 and 100"),
+        ("ray", "num_cpus", 0, "more than 0 and at most 64"),
+        ("ray", "num_gpus", 16.5, "between 0 and 16"),
+        ("ray", "memory_mb", 1024 * 1024 + 1, "between 1 and 1048576"),
+        ("ray", "http_port", 65536, "between 1 and 65535"),
+    ],
+)
+def test_a_number_out_of_its_bounds_is_refused_by_name(backend, name, value, bounds):
+    with pytest.raises(ValidationError) as refused:
+        backend_class(backend).clean_settings({name: value})
+    assert f"{name} must be {bounds}." in refused.value.message_dict["backend_settings"]
+
+
+def test_a_number_on_its_bounds_is_kept():
+    clean = backend_class("ray").clean_settings
+    edges = {"num_replicas": 64, "num_cpus": 64, "num_gpus": 0, "memory_mb": 1, "http_port": 1}
+    assert clean({"dashboard_url": "http://head:8265", **edges}) == {
+        "dashboard_url": "http://head:8265",
+        **edges,
+    }
+    assert backend_class("local").clean_settings({"prediction_sample_rate": 0}) == {
+        "prediction_sample_rate": 0
+    }
 
 
 def test_a_blank_secret_keeps_the_current_one(webhook_target, bob, cd_system):

@@ -76,6 +76,22 @@ def test_it_registers_versions_that_the_portal_shows(alice, mlflow_for, artifact
     assert not ModelVersion.objects.exists()
 
 
+def test_a_logged_model_version_downloads_from_where_its_source_resolved(
+    alice, mlflow_for, settings
+):
+    """The worker fills `storage_location` (tests/registry/test_artifact_sources.py, against
+    a real tracking server); until then the source is answered, MLflow's own fallback."""
+    settings.ARTIFACT_MLFLOW_TRACKING_URI = "http://127.0.0.1:9"
+    client = mlflow_for(alice)
+    client.create_registered_model("churn")
+    register(client, "churn", "models:/m-0123abcd")
+    assert client.get_model_version_download_uri("churn", "1") == "models:/m-0123abcd"
+    resolved = "mlflow-artifacts:/1/models/m-0123abcd/artifacts"
+    ModelVersion.objects.filter(number=1).update(storage_location=resolved)
+    assert client.get_model_version_download_uri("churn", "1") == resolved
+    assert client.get_model_version("churn", "1").source == "models:/m-0123abcd"
+
+
 def test_a_version_registered_in_the_portal_is_visible_to_mlflow(alice, mlflow_for):
     model = RegisteredModel.objects.create(name="iris", owner=alice)
     register_iris_version(alice, model)

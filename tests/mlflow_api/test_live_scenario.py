@@ -9,7 +9,9 @@ The same scenario runs against the real `mlflow server` (the tracking server's o
 registry, so `runs:/` resolves there too, with the same sources): the two sets of results
 must be equal field by field, errors as their `error_code`, apart from timestamps, ids
 (`user_id`, the run's id is the same on both) and the client-side `workspace`
-(tests/mlflow_api/test_parity.py's comparison)."""
+(tests/mlflow_api/test_parity.py's comparison). The download URI of a version registered
+from a logged model (`models:/m-<id>`) is compared too: the worker records where the
+source resolved, and the portal answers that, as MLflow does."""
 
 import contextlib
 
@@ -31,13 +33,6 @@ from tests.factories import lightgbm_model_folder
 from tests.live import start_portal
 from tests.mlflow_api.test_parity import differing, recorder
 from tests.test_outbox import PrivateRedis
-
-# The one difference left, on purpose: MLflow's server resolves a `models:/m-<id>` source
-# (what `mlflow.register_model("runs:/…")` sends) to the logged model's artifact location
-# when the version is registered, and answers that as the download URI; the portal resolves
-# it when its worker fetches the artifact, and answers the source. The client loads either
-# (the "load champion (run)" predictions are equal).
-DOWNLOAD_URI_OF_A_LOGGED_MODEL = "download uri (run model)"
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -239,7 +234,6 @@ def test_the_stock_mlflow_client_runs_the_registry_scenario_as_against_mlflow(
     differences = [
         f"{label}{path}: portal {mine!r}, mlflow {theirs!r}"
         for (label, ours), (_, peer) in zip(portal, reference, strict=True)
-        if label != DOWNLOAD_URI_OF_A_LOGGED_MODEL
         for path, mine, theirs in differing(ours, peer)
     ]
     assert differences == [], "\n".join(differences)
@@ -248,9 +242,10 @@ def test_the_stock_mlflow_client_runs_the_registry_scenario_as_against_mlflow(
     outcomes = dict(portal)
     source = outcomes["register a from run"]["source"]
     assert source.startswith("models:/m-")
-    assert outcomes[DOWNLOAD_URI_OF_A_LOGGED_MODEL] == source
+    # A logged model's version downloads from where the worker resolved it, as on MLflow.
     model_id = source.removeprefix("models:/")
-    assert dict(reference)[DOWNLOAD_URI_OF_A_LOGGED_MODEL].endswith(f"/{model_id}/artifacts")
+    assert outcomes["download uri (run model)"].startswith("mlflow-artifacts:/")
+    assert outcomes["download uri (run model)"].endswith(f"/{model_id}/artifacts")
     for label in ("register a from s3", "register a from run", "register b by runs source"):
         assert outcomes[label]["status"] == "READY", outcomes[label]
     assert len(outcomes["load champion (s3)"]) == len(outcomes["load champion (run)"]) == 3

@@ -161,6 +161,12 @@ def test_a_runs_uri_resolves_to_the_runs_logged_model(alice, churn, tracking, lo
     by_id = validated(register_uri(alice, churn, f"models:/{model_id}"))
     assert by_id.status == VersionStatus.READY, by_id.status_detail
     assert by_id.artifact_sha256 == by_run.artifact_sha256
+    # The worker records where the ID resolved, as MLflow records the version's storage
+    # location; a runs:/ source keeps none (MLflow's is the source itself).
+    logged = mlflow.MlflowClient(tracking_uri=tracking).get_logged_model(model_id)
+    assert by_id.storage_location == logged.artifact_location
+    assert by_id.storage_location.startswith("mlflow-artifacts:/")
+    assert by_run.storage_location == ""
 
 
 def test_a_runs_uri_to_plain_run_artifacts_and_an_mlflow_artifacts_uri(
