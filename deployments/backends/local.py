@@ -32,6 +32,7 @@ from mlops_portal.core import logs
 SERVER_MODULE = "deployments.serving.server"
 PROXY_MODULE = "deployments.serving.canary_proxy"
 WEIGHT_APPLY_SECONDS = 5.0
+MAX_WORKERS = 16
 
 
 class LocalBackend(DeployBackend):
@@ -47,6 +48,13 @@ class LocalBackend(DeployBackend):
             help="Share of requests logged for drift and live quality, 0 to 1 "
             "(default: the portal's PREDICTION_SAMPLE_RATE).",
         ),
+        SettingSpec(
+            "workers",
+            int,
+            default=1,
+            help="Processes of each model server, sharing its port (1-16); /metrics counts "
+            "the requests of all of them.",
+        ),
     )
 
     @classmethod
@@ -58,6 +66,8 @@ class LocalBackend(DeployBackend):
             errors.append("startup_timeout_seconds must be between 1 and 600.")
         if not 0 <= cleaned.get("prediction_sample_rate", 0) <= 1:
             errors.append("prediction_sample_rate must be between 0 and 1.")
+        if not 1 <= cleaned.get("workers", 1) <= MAX_WORKERS:
+            errors.append(f"workers must be between 1 and {MAX_WORKERS}.")
         return errors
 
     def deploy(self, deployment, log) -> Outcome:
@@ -128,6 +138,7 @@ class LocalBackend(DeployBackend):
             "--model", version.model.name, "--version", str(version.number),
             "--host", self.settings["host"], "--port", str(port),
             "--deployment-id", str(deployment.pk), "--version-id", str(version.pk),
+            "--workers", str(self.settings["workers"]),
         ]  # fmt: skip
         with open(log_file, "ab") as output:
             return subprocess.Popen(
