@@ -126,6 +126,7 @@ bench: $(VENV)/.dev $(MLFLOW_VENV)/.installed
 	$(PY) bench/mlflow_peer.py
 	$(PY) bench/monitoring.py
 	$(PY) bench/canary.py
+	$(PY) bench/model_server.py
 
 # Starts its own stack (private Redis, a fresh database on DATABASE_URL's PostgreSQL
 # server); CHAOS_ARGS=--quick for a few runs of each check.

@@ -84,7 +84,19 @@ def listen(host: str, port: int) -> socket.socket:
     """The listening socket, opened here (not by uvicorn) so that a refusal has its own exit
     status, and so that forked workers share it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=BACKLOG)
+    # IPPROTO_TCP named (socket.create_server leaves 0): asyncio sets TCP_NODELAY only on
+    # connections of such a socket, and without it each response written in two parts (as
+    # h11 does) waits ~40 ms for the client's delayed ACK (Nagle's algorithm).
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        listener.bind((host, port))
+        listener.listen(BACKLOG)
+    except OSError:
+        listener.close()
+        raise
+    return listener
 
 
 def main(argv=None) -> int:
