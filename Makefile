@@ -1,6 +1,6 @@
 # make run   — set up and serve the portal with demo data (SQLite, web + worker + beat)
 # make test  — set up and run ruff, import-linter and the whole test suite (PostgreSQL + Redis)
-# make bench — API benchmark (PostgreSQL, gunicorn) and approval-to-serving time (local backend)
+# make bench — API benchmark (PostgreSQL, gunicorn), approval-to-serving time (local backend), model server per core
 # make chaos — attack a live stack (kill -9, Redis restart, races, malformed input, schemathesis)
 # make scale-check — 2 web instances, 2 workers, 1 beat driven together (jobs once, one approval wins, kill -9 of a web)
 # make lock  — recompile the hashed lock files requirements/*.txt from requirements/*.in
@@ -126,6 +126,7 @@ bench: $(VENV)/.dev $(MLFLOW_VENV)/.installed
 	$(PY) bench/mlflow_peer.py
 	$(PY) bench/monitoring.py
 	$(PY) bench/canary.py
+	$(PY) bench/model_server.py
 
 # Starts its own stack (private Redis, a fresh database on DATABASE_URL's PostgreSQL
 # server); CHAOS_ARGS=--quick for a few runs of each check.

@@ -32,6 +32,7 @@ from mlops_portal.core import logs
 SERVER_MODULE = "deployments.serving.server"
 PROXY_MODULE = "deployments.serving.canary_proxy"
 WEIGHT_APPLY_SECONDS = 5.0
+MAX_WORKERS = 16
 
 
 class LocalBackend(DeployBackend):
@@ -53,6 +54,15 @@ class LocalBackend(DeployBackend):
             maximum=1,
             help="Share of requests logged for drift and live quality, 0 to 1 "
             "(default: the portal's PREDICTION_SAMPLE_RATE).",
+        ),
+        SettingSpec(
+            "workers",
+            int,
+            default=1,
+            minimum=1,
+            maximum=MAX_WORKERS,
+            help="Processes of each model server, sharing its port (1-16); /metrics counts "
+            "the requests of all of them.",
         ),
     )
 
@@ -131,6 +141,7 @@ class LocalBackend(DeployBackend):
             "--model", version.model.name, "--version", str(version.number),
             "--host", self.settings["host"], "--port", str(port),
             "--deployment-id", str(deployment.pk), "--version-id", str(version.pk),
+            "--workers", str(self.settings["workers"]),
         ]  # fmt: skip
         with open(log_file, "ab") as output:
             return subprocess.Popen(

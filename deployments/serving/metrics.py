@@ -17,13 +17,23 @@ users see.
 Prediction labels are the class a classifier returned; past MAX_LABELS distinct labels, or
 for a regression's non-integer numbers, they are counted as label="other".
 
+With several worker processes on one port (server.py --workers N), `share_between_processes`
+switches prometheus-client to its multiprocess mode first: each worker writes its values to
+memory-mapped files in a private directory, and a scrape, whichever worker answers it, sums
+the files of all of them (a restarted worker's files stay, so counters never go down). Info
+and uptime are computed when rendering, the same in both modes. The per-label cap counts
+the labels one worker has seen.
+
 The portal's scrape job reads these (monitoring.services.serving); it imports no Django.
 """
 
+import os
 import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
 
 # Seconds; Prometheus' default buckets plus finer ones, since small models answer in ~1 ms.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -31,20 +41,34 @@ MAX_LABELS = 50
 OTHER = "other"
 PREDICTION_PATHS = ("/predict", "/v2/infer")
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+# The directory of the multiprocess mode's files, once share_between_processes was called.
+_shared_directory: str | None = None
+
+
+def share_between_processes(directory: str) -> None:
+    """Keep the values of every Metrics built from now on in files in `directory`, one per
+    process, and render the sum of all of them. Call once, before any Metrics is built and
+    before the worker processes are forked.
+
+    prometheus-client picks its value class from PROMETHEUS_MULTIPROC_DIR when it is
+    imported; this process imported it already, so the class is switched here as well (what
+    prometheus-client's own tests do)."""
+    global _shared_directory
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    values.ValueClass = values.MultiProcessValue()
+    _shared_directory = directory
 
 
 class Metrics:
-    """The metrics of one server. Thread-safe: prometheus-client locks each value."""
+    """The metrics of one server. Thread-safe: prometheus-client locks each value.
 
-    def __init__(self, model: str, version: int, buckets: tuple[float, ...] = LATENCY_BUCKETS):
+    `started` is time.monotonic() when the server started serving (now by default); with
+    several workers, the first process's, so that every worker reports the same uptime."""
+
+    def __init__(self, model: str, version: int, buckets: tuple[float, ...] = LATENCY_BUCKETS,
+                 started: float | None = None):  # fmt: skip
         self.registry = CollectorRegistry(auto_describe=True)
-        started = time.monotonic()
-        info = Gauge("model_server_info", "The model this server serves; always 1.",
-                     ["model", "version"], registry=self.registry)  # fmt: skip
-        info.labels(model, str(version)).set(1)
-        uptime = Gauge("model_server_uptime_seconds", "Seconds since the server started serving.",
-                       registry=self.registry)  # fmt: skip
-        uptime.set_function(lambda: time.monotonic() - started)
+        self.about = ServerInfo(model, version, time.monotonic() if started is None else started)
         self.requests = Counter(
             "model_server_requests", "HTTP requests answered, by path and status.",
             ["path", "status"], registry=self.registry,
@@ -107,4 +131,25 @@ class Metrics:
         return label
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if _shared_directory is None:
+            return generate_latest(self.registry) + generate_latest(self.about)
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=_shared_directory)
+        return generate_latest(registry) + generate_latest(self.about)
+
+
+class ServerInfo:
+    """model_server_info and model_server_uptime_seconds: the same in every worker, so
+    computed when rendering rather than kept per process."""
+
+    def __init__(self, model: str, version: int, started: float):
+        self.model, self.version, self.started = model, str(version), started
+
+    def collect(self):
+        info = GaugeMetricFamily("model_server_info", "The model this server serves; always 1.",
+                                 labels=["model", "version"])  # fmt: skip
+        info.add_metric([self.model, self.version], 1)
+        uptime = GaugeMetricFamily("model_server_uptime_seconds",
+                                   "Seconds since the server started serving.",
+                                   value=time.monotonic() - self.started)  # fmt: skip
+        return [info, uptime]

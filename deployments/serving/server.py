@@ -1,310 +1,60 @@
-"""The model server that the "local" deploy backend starts, one process per deployment.
+"""The model server that the "local" deploy backend starts, one per deployment.
 
     python -m deployments.serving.server --artifact PATH --flavor sklearn|mlflow \\
         --model NAME --version N --port PORT [--host 127.0.0.1] [--access-log] \\
-        [--deployment-id ID --version-id ID]
+        [--deployment-id ID --version-id ID] [--workers N]
 
 It loads the artifact once (a joblib pickle, or an MLflow model folder with mlflow.pyfunc),
-then answers over HTTP (JSON unless said otherwise):
+listens, then answers over HTTP with uvicorn running the Starlette application of app.py
+(/health, /predict, /metrics, /v2/...; see there).
 
-    GET  /health   {"status": "ok", "model", "version", "uptime_seconds", "pid"}
-    POST /predict  {"instances": [[...], ...]}
-                   -> {"predictions": [...], "model", "version", "prediction_id", "logged"}
-    GET  /metrics  Prometheus text exposition format
-    /v2/...        the Open Inference Protocol (V2): health, model metadata, infer (v2.py)
+With --workers N above 1, this first process forks N worker processes after loading the
+model and opening the port: each runs its own uvicorn on the shared listening socket (the
+kernel spreads the connections), and the model's memory is shared until written. Their
+metrics are summed through files in a private temporary directory (metrics.py), removed on
+exit. This process only supervises: it restarts a worker that dies and, on SIGTERM or
+SIGINT, stops them all. A worker whose supervisor is gone (SIGKILL) stops within 0.1 s.
 
-Every prediction (/predict and V2 infer) gets a prediction id, in the body and in the
-X-Prediction-ID header, by which feedback (the true label) is sent to the portal later. A
-sample of the requests (PREDICTION_SAMPLE_RATE) goes to the prediction log
-(prediction_log.py), off the request path; "logged" says whether this one did.
-
-Errors are JSON {"error": "..."}: 400 for malformed input, 404/405 for unknown paths and
-methods, 411/413 for bodies without a length or over MAX_BODY_BYTES, 500 when the model fails.
-
-It deliberately imports neither Django nor anything of the portal but `loading`, so it starts
-fast and keeps serving while the portal and the worker restart.
+It deliberately imports neither Django nor anything of the portal but deployments.serving,
+so it starts fast and keeps serving while the portal and the worker restart.
 
 Exit status: 0 after SIGTERM or SIGINT, 2 when the artifact cannot be loaded (or the arguments
 are wrong), 3 when it cannot listen on the address; the reason is printed on stderr.
 """
 
 import argparse
-import json
 import os
+import shutil
 import signal
-import socketserver
+import socket
 import sys
-import threading
+import tempfile
 import time
-import uuid
-from dataclasses import dataclass
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import urlsplit
 
-from deployments.serving import logs, prediction_log, v2
-from deployments.serving.loading import ArtifactError, InputError, load_model, predict
-from deployments.serving.metrics import CONTENT_TYPE, Metrics
+import uvicorn
+
+from deployments.serving import app, logs, metrics, prediction_log
+from deployments.serving.loading import ArtifactError, load_model
 
 log = logs.configure()
 
-MAX_BODY_BYTES = 10 * 1024 * 1024
-# Each keep-alive connection holds a thread; close connections idle for this long.
-IDLE_TIMEOUT_SECONDS = 60
 EXIT_ARTIFACT = 2
 EXIT_LISTEN = 3
-JSON = "application/json"
-PREDICTION_ID_HEADER = "X-Prediction-ID"
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: bytes
-    content_type: str = JSON
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-class HTTPError(Exception):
-    """Raised by a route to answer with `status` and {"error": message}."""
-
-    def __init__(self, status: int, message: str, headers: tuple[tuple[str, str], ...] = ()):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
-
-
-def json_response(status: int, payload, headers: tuple[tuple[str, str], ...] = ()) -> Response:
-    # allow_nan=False: NaN is not JSON, and clients would fail on it far from the cause.
-    body = json.dumps(payload, allow_nan=False).encode()
-    return Response(status, body, JSON, headers)
-
-
-class ModelServer(ThreadingHTTPServer):
-    """An HTTP server holding one loaded model, its identity and its metrics."""
-
-    # Handler threads must not keep the process alive after shutdown: idle keep-alive
-    # connections would otherwise block the exit for IDLE_TIMEOUT_SECONDS.
-    daemon_threads = True
-
-    def __init__(self, address, model, name: str, version: int, access_log: bool = False,
-                 predictions_to=None):  # fmt: skip
-        self.model = model
-        self.model_name = name
-        self.model_version = version
-        self.access_log = access_log
-        self.metrics = Metrics(name, version)  # see deployments.serving.metrics
-        # Where sampled requests go: a PredictionLog, or None (logging off).
-        self.prediction_log = predictions_to
-        super().__init__(address, ModelRequestHandler)
-        self.started = time.monotonic()
-
-    def server_bind(self):
-        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn) that can take seconds and
-        # whose result is never used here.
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-
-    def uptime(self) -> float:
-        return time.monotonic() - self.started
-
-
-class ModelRequestHandler(BaseHTTPRequestHandler):
-    """Routes requests to /health, /predict and /metrics; everything else is a JSON error."""
-
-    protocol_version = "HTTP/1.1"
-    server_version = "model-server/1"
-    timeout = IDLE_TIMEOUT_SECONDS
-    server: ModelServer
-    # path -> (method, name of the route method)
-    ROUTES = {
-        "/health": ("GET", "_health"),
-        "/predict": ("POST", "_predict"),
-        "/metrics": ("GET", "_metrics"),
-    }
-
-    def _handle(self) -> None:
-        """Answer one request with any method: route it, count it, send the response."""
-        started = time.perf_counter()
-        self._body_read = False
-        path = urlsplit(self.path).path
-        try:
-            response = self._route(path)
-        except HTTPError as exc:
-            response = json_response(exc.status, {"error": exc.message}, exc.headers)
-        except Exception:
-            log.exception("model server: error answering a request")  # report, keep serving
-            response = json_response(500, {"error": "Internal server error; see the server log."})
-        label = "/v2/infer" if v2.is_infer(path) else path if path in self.ROUTES else "other"
-        # Counted before sending, so a client that sees the response also sees it counted.
-        self.server.metrics.observe(label, response.status, time.perf_counter() - started)
-        self._send(response)
-
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
-
-    def _route(self, path: str) -> Response:
-        if path == "/v2" or path.startswith("/v2/"):
-            return self._v2(path)
-        if path not in self.ROUTES:
-            known = ", ".join(f"{method} {route}" for route, (method, _) in self.ROUTES.items())
-            raise HTTPError(404, f"No such path {path!r}; this server answers {known}.")
-        method, route = self.ROUTES[path]
-        if self.command != method:
-            raise HTTPError(405, f"{path} accepts {method} only.", (("Allow", method),))
-        return getattr(self, route)()
-
-    def _health(self) -> Response:
-        return json_response(
-            200,
-            {
-                "status": "ok",
-                "model": self.server.model_name,
-                "version": self.server.model_version,
-                "uptime_seconds": round(self.server.uptime(), 3),
-                "pid": os.getpid(),
-            },
-        )
-
-    def _metrics(self) -> Response:
-        return Response(200, self.server.metrics.render(), CONTENT_TYPE)
-
-    def _predict(self) -> Response:
-        payload = self._read_json()
-        if not isinstance(payload, dict):
-            raise HTTPError(400, 'The body must be a JSON object: {"instances": [[...], ...]}.')
-        if "instances" not in payload:
-            raise HTTPError(400, 'The body has no "instances"; send {"instances": [[...], ...]}.')
-        try:
-            predictions = predict(self.server.model, payload["instances"])
-        except InputError as exc:
-            raise HTTPError(400, str(exc)) from exc
-        except ArtifactError as exc:
-            raise HTTPError(500, str(exc)) from exc
-        self.server.metrics.count_predictions(predictions)
-        prediction_id = new_prediction_id()
-        result = {
-            "predictions": predictions,
-            "model": self.server.model_name,
-            "version": self.server.model_version,
-            "prediction_id": prediction_id,
-            "logged": self._log(prediction_id, payload["instances"], predictions),
-        }
-        try:
-            return json_response(200, result, ((PREDICTION_ID_HEADER, prediction_id),))
-        except ValueError as exc:
-            raise HTTPError(
-                500, "The model returned NaN or infinity, which JSON cannot carry."
-            ) from exc
-
-    def _log(self, prediction_id: str, rows, predictions) -> bool:
-        """Offer the request to the prediction log (a sample is kept); True if it was."""
-        log_to = self.server.prediction_log
-        return log_to is not None and log_to.maybe_log(prediction_id, rows, predictions)
-
-    def _v2(self, path: str) -> Response:
-        server = self.server
-        try:
-            payload = v2.handle(
-                self.command, path, server.model, server.model_name, server.model_version,
-                self._read_v2_json,
-            )  # fmt: skip
-            if not v2.is_infer(path):
-                return json_response(200, payload)
-            outputs = payload["outputs"][0]["data"]
-            self.server.metrics.count_predictions(outputs)
-            prediction_id = new_prediction_id()
-            inputs = self._v2_inputs
-            logged = self._log(prediction_id, lambda: v2.rows_of(inputs), outputs)
-            payload["parameters"] = {"prediction_id": prediction_id, "logged": logged}
-            return json_response(200, payload, ((PREDICTION_ID_HEADER, prediction_id),))
-        except v2.V2Error as exc:
-            raise HTTPError(exc.status, exc.message, exc.headers) from exc
-
-    def _read_v2_json(self):
-        payload = self._read_json()
-        self._v2_inputs = payload.get("inputs") if isinstance(payload, dict) else None
-        return payload
-
-    def _read_json(self):
-        body = self._read_body()
-        if not body:
-            raise HTTPError(400, 'The body is empty; send {"instances": [[...], ...]}.')
-        try:
-            return json.loads(body)
-        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError too
-            raise HTTPError(400, f"The body is not valid JSON: {exc}") from exc
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding"):
-            raise HTTPError(411, "Send the body with a Content-Length; chunked is not supported.")
-        try:
-            length = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            length = -1
-        if length < 0:
-            raise HTTPError(400, "The Content-Length header is not a valid length.")
-        if length > MAX_BODY_BYTES:
-            raise HTTPError(413, f"The body is {length} bytes; the limit is {MAX_BODY_BYTES}.")
-        body = self.rfile.read(length)
-        self._body_read = True
-        if len(body) < length:
-            raise HTTPError(400, f"The body ended after {len(body)} of {length} bytes.")
-        return body
-
-    def _body_left_unread(self) -> bool:
-        if self._body_read:
-            return False
-        length = self.headers.get("Content-Length", "0").strip()
-        return bool(self.headers.get("Transfer-Encoding")) or length not in ("", "0")
-
-    def _send(self, response: Response, close: bool = False) -> None:
-        self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(response.body)))
-        for name, value in response.headers:
-            self.send_header(name, value)
-        # An unread body would be parsed as the next request on this connection: drop it.
-        if close or self._body_left_unread():
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(response.body)
-
-    def send_error(self, code, message=None, explain=None):
-        """Answer protocol errors found by http.server (bad request line, unknown method)."""
-        response = json_response(code, {"error": message or HTTPStatus(code).phrase})
-        self.server.metrics.observe("other", code, 0.0)
-        self._send(response, close=True)  # the request could not be parsed: don't reuse
-
-    def log_request(self, code="-", size="-"):
-        if self.server.access_log:
-            caller_id = self.headers.get("X-Request-ID") if self.headers else None
-            line = log.bind(request_id=caller_id) if caller_id else log
-            line.info(
-                f"{self.command} {self.path} {code}",
-                client=self.address_string(),
-                status=int(code) if str(code).isdigit() else code,
-            )
-
-    def log_error(self, format, *args):
-        # Mostly idle keep-alive connections timing out: noise unless asked for.
-        if self.server.access_log:
-            super().log_error(format, *args)
-
-    def log_message(self, format, *args):
-        log.warning(format % args, client=self.address_string())
-
-
-def new_prediction_id() -> str:
-    """A fresh id for one response's predictions (32 hex digits)."""
-    return uuid.uuid4().hex
+# Idle keep-alive connections are closed after this long (clients' pools reuse them).
+IDLE_TIMEOUT_SECONDS = 60
+# On SIGTERM: requests in flight get this long, then the prediction log FLUSH_SECONDS; the
+# local backend kills a server still running 5 s after its SIGTERM.
+GRACE_SECONDS = 2
+FLUSH_SECONDS = 2.0
+# A worker that died is replaced, but not more often than this (a crash loop stays slow).
+RESTART_INTERVAL_SECONDS = 1.0
+BACKLOG = 2048
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m deployments.serving.server",
-        description="Serve one model artifact over HTTP (/health, /predict, /metrics).",
+        description="Serve one model artifact over HTTP (/health, /predict, /metrics, /v2).",
     )
     parser.add_argument("--artifact", required=True, help="path of the model artifact")
     parser.add_argument("--flavor", required=True, help="how to load it: sklearn or mlflow")
@@ -315,19 +65,38 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--access-log", action="store_true", help="log every request")
     parser.add_argument("--deployment-id", type=int, help="the portal's deployment, for the log")
     parser.add_argument("--version-id", type=int, help="the portal's model version, for the log")
+    parser.add_argument("--workers", type=worker_count, default=1,
+                        help="processes serving the port (default 1)")  # fmt: skip
     return parser.parse_args(argv)
 
 
-def stop_on_signals(server: ModelServer) -> None:
-    """Make SIGTERM and SIGINT shut the server down cleanly, so that main() returns 0."""
+def worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= 64:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers from 1 to 64")
+    return count
 
-    def stop(signum, frame):
-        # shutdown() waits for serve_forever() to return, and serve_forever() runs in this very
-        # thread (signal handlers run in the main thread): calling it here would deadlock.
-        threading.Thread(target=server.shutdown, daemon=True).start()
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, opened here (not by uvicorn) so that a refusal has its own exit
+    status, and so that forked workers share it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP named (socket.create_server leaves 0): asyncio sets TCP_NODELAY only on
+    # connections of such a socket, and without it each response written in two parts (as
+    # h11 does) waits ~40 ms for the client's delayed ACK (Nagle's algorithm).
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        listener.bind((host, port))
+        listener.listen(BACKLOG)
+    except OSError:
+        listener.close()
+        raise
+    return listener
 
 
 def main(argv=None) -> int:
@@ -339,32 +108,179 @@ def main(argv=None) -> int:
         log.error(f"model server: cannot load {args.artifact}: {exc}")
         return EXIT_ARTIFACT
     try:
-        server = ModelServer(
-            (args.host, args.port), model, args.model, args.version, args.access_log
-        )
+        listener = listen(args.host, args.port)
     except OSError as exc:
         log.error(f"model server: cannot listen on {args.host}:{args.port}: {exc}")
         return EXIT_LISTEN
-    server.prediction_log = prediction_log.from_environment(
-        os.environ, args.deployment_id, args.version_id, server.metrics.count_logged
-    )
-    stop_on_signals(server)
+    port = listener.getsockname()[1]
     log.info(
-        f"model server: serving {args.model} v{args.version} on "
-        f"http://{args.host}:{server.server_port} (pid {os.getpid()})",
+        f"model server: serving {args.model} v{args.version} on http://{args.host}:{port} "
+        f"(pid {os.getpid()}, {args.workers} worker{'s' if args.workers > 1 else ''})",
         model=args.model,
         version=args.version,
-        port=server.server_port,
+        port=port,
     )
-    try:
-        # shutdown() is noticed only between polls; 0.1 s (not 0.5) makes a redeploy quicker.
-        server.serve_forever(poll_interval=0.1)
-    finally:
-        server.server_close()
-        server.prediction_log.flush(timeout=2.0)  # what was sampled before the stop
+    started = time.monotonic()
+    if args.workers == 1:
+        serve(listener, model, args, started)
+    else:
+        supervise(listener, model, args, started)
     log.info("model server: stopped")
     return 0
 
 
+def serve(listener: socket.socket, model, args, started: float, parent: int | None = None):
+    """Serve on `listener` in this process until SIGTERM/SIGINT (or until `parent`, the
+    supervisor's pid, is gone); then flush the prediction log."""
+    served = app.Served(model, args.model, args.version,
+                        metrics.Metrics(args.model, args.version, started=started),
+                        access_log=args.access_log, started=started)  # fmt: skip
+    served.prediction_log = prediction_log.from_environment(
+        os.environ, args.deployment_id, args.version_id, served.metrics.count_logged
+    )
+    config = uvicorn.Config(
+        app.build(served),
+        # httptools and uvloop when installed (the dev set), h11 and asyncio otherwise.
+        http="auto",
+        loop="auto",
+        interface="asgi3",
+        lifespan="off",
+        ws="none",
+        log_config=None,  # our own log lines (logs.py); uvicorn's warnings forwarded there
+        access_log=False,  # app.Observed writes it, with the caller's X-Request-ID
+        server_header=False,
+        timeout_keep_alive=IDLE_TIMEOUT_SECONDS,
+        timeout_graceful_shutdown=GRACE_SECONDS,
+    )
+    logs.forward("uvicorn.error", log)
+    server = Server(config, parent)
+    # uvicorn handles SIGTERM/SIGINT while it serves, then restores the previous handlers and
+    # raises the signal again: with the default ones, that would kill this process.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
+    try:
+        server.run(sockets=[listener])
+    finally:
+        served.prediction_log.flush(timeout=FLUSH_SECONDS)  # what was sampled before the stop
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, which in a worker also stops when its supervisor is gone."""
+
+    def __init__(self, config: uvicorn.Config, parent: int | None = None):
+        super().__init__(config)
+        self.parent = parent
+
+    def handle_exit(self, sig, frame) -> None:
+        if not self.should_exit:
+            log.info(f"model server: stopping on signal {sig}")
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:  # every 0.1 s
+        if self.parent is not None and os.getppid() != self.parent:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+
+def supervise(listener: socket.socket, model, args, started: float) -> None:
+    """Fork args.workers workers serving `listener`, keep that many until SIGTERM/SIGINT,
+    then stop them; their shared metrics live in a temporary directory removed at the end."""
+    directory = tempfile.mkdtemp(prefix="model-server-metrics-")
+    metrics.share_between_processes(directory)
+    supervisor_pid = os.getpid()
+    supervisor = Supervisor(lambda: serve(listener, model, args, started, supervisor_pid))
+    try:
+        supervisor.run(args.workers)
+    finally:
+        listener.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+class Supervisor:
+    """Keeps `count` forked workers running `work()` until told to stop."""
+
+    def __init__(self, work):
+        self.work = work
+        self.workers: dict[int, float] = {}  # pid -> when it was started
+        self.stopping = False
+
+    def run(self, count: int) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self.stop)
+        for _ in range(count):
+            self.start_worker()
+        restarts: list[float] = []  # when to start a replacement
+        while not self.stopping:
+            time.sleep(0.1)
+            for pid, status, since in self.reap():
+                log.error(f"model server: worker {pid} exited ({describe(status)}); restarting")
+                restarts.append(since + RESTART_INTERVAL_SECONDS)
+            due = [when for when in restarts if when <= time.monotonic()]
+            for when in due:
+                restarts.remove(when)
+                self.start_worker()
+        self.stop_workers()
+
+    def stop(self, signum, frame) -> None:
+        self.stopping = True
+
+    def start_worker(self) -> None:
+        pid = os.fork()
+        if pid:
+            self.workers[pid] = time.monotonic()
+            return
+        status = 1
+        try:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, signal.SIG_DFL)
+            self.work()
+            status = 0
+        except BaseException:
+            log.exception("model server: worker failed")
+        finally:
+            sys.stderr.flush()
+            os._exit(status)  # never return into the supervisor's loop
+
+    def reap(self) -> list[tuple[int, int, float]]:
+        """The workers that exited: (pid, wait status, when it had started)."""
+        exited = []
+        while self.workers:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if not pid:
+                break
+            exited.append((pid, status, self.workers.pop(pid, time.monotonic())))
+        return exited
+
+    def stop_workers(self) -> None:
+        for pid in self.workers:
+            signal_quietly(pid, signal.SIGTERM)
+        deadline = time.monotonic() + GRACE_SECONDS + FLUSH_SECONDS + 0.5
+        while self.workers and time.monotonic() < deadline:
+            self.reap()
+            time.sleep(0.05)
+        for pid in self.workers:  # still there: stuck
+            signal_quietly(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+
+def signal_quietly(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {os.WTERMSIG(status)}"
+    return f"status {os.waitstatus_to_exitcode(status)}"
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # Everything is written (the prediction log flushed, stderr below): skip the
+    # interpreter's teardown of numpy, scikit-learn and the rest, ~0.3 s that the local
+    # backend, and a redeploy behind it, would spend waiting for this pid to be gone.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

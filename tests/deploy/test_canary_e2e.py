@@ -83,6 +83,15 @@ def request_canary(requester, version, target, steps=(10, 50), hold=HOLD_SECONDS
     )  # fmt: skip
 
 
+def stopped(deployment) -> None:
+    """Both processes of an aborted canary stop: its proxy, then its model server. The job
+    stops them after it commits the failure the test waited for, so wait (a few tenths of a
+    second) rather than race it."""
+    state = deployment.backend_state
+    wait_until(lambda: not is_proxy(state["proxy_pid"]), timeout=10, interval=0.05)
+    wait_until(lambda: not is_model_server(state["pid"]), timeout=10, interval=0.05)
+
+
 def _ended(pk):
     deployment = Deployment.objects.get(pk=pk)
     return deployment if deployment.state in (State.SUCCEEDED, State.FAILED) else None
@@ -181,8 +190,7 @@ def test_a_canary_that_returns_errors_is_aborted_and_the_stable_keeps_all_traffi
         for rows in (GOOD, BAD) * 20:
             assert client.post("/predict", json={"instances": rows}).status_code == 200
         assert client.get("/health").json()["version"] == 1
-    assert not is_proxy(running.backend_state["proxy_pid"])
-    assert not is_model_server(running.backend_state["pid"])
+    stopped(running)
     messages = canary_messages(done)
     assert messages[1].startswith("Step 1 (10 %): Analysis failed: error rate")
     assert messages[2].startswith("Canary aborted automatically")
@@ -228,4 +236,4 @@ def test_an_engineer_aborts_through_the_api_and_a_viewer_may_not(
     assert done.state == State.FAILED
     assert done.failure_reason == "Canary aborted by bob: Latency on the dashboard."
     assert Deployment.objects.live().get(target=staging) == stable
-    assert not is_proxy(running.backend_state["proxy_pid"])
+    stopped(running)

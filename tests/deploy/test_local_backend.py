@@ -4,13 +4,16 @@ previous deployment serving, and the reconciler notices dead model servers."""
 import os
 import signal
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
+from django.core.exceptions import ValidationError
 from django.test import override_settings
 from django.utils import timezone
 
 from deployments import services
+from deployments.backends import backend_for
 from deployments.backends.local import is_model_server
 from deployments.choices import DeploymentState as State
 from deployments.models import Deployment
@@ -63,3 +66,30 @@ def test_the_reconciler_resends_a_queued_job_whose_message_was_lost(
     sent_tasks.clear()  # the message sent on request, pretend it was lost
     assert services.reconcile_deployments()["resent"] == 1
     assert sent_tasks == [Sent("deployments.tasks.run_deployment_task", (deployment.pk,), "deploy")]
+
+
+def test_a_target_with_two_workers_serves_with_two_processes_and_stops_them_all(
+    alice, bob, ready_version
+):
+    target = services.create_target(bob, name="iris-two-workers", environment="staging",
+                                    backend_settings={"workers": 2})  # fmt: skip
+    live = deploy_now(alice, ready_version, target)
+    assert live.state == State.SUCCEEDED
+    supervisor = live.backend_state["pid"]
+    workers = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    assert len(workers) == 2
+    assert httpx.post(f"{live.endpoint}/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]},
+                      timeout=10).status_code == 200  # fmt: skip
+
+    stopped = backend_for(target).stop(live)
+
+    assert stopped == f"Model server stopped (pid {supervisor})."
+
+    assert not is_model_server(supervisor)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
+
+
+def test_workers_must_be_between_1_and_16(bob):
+    with pytest.raises(ValidationError, match="workers must be between 1 and 16"):
+        services.create_target(bob, name="iris-many", environment="staging",
+                               backend_settings={"workers": 17})  # fmt: skip

@@ -9,6 +9,8 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -30,7 +32,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def server_command(artifact: Path, port: int, flavor: str = "sklearn") -> list[str]:
+def server_command(artifact: Path, port: int, flavor: str = "sklearn", workers: int = 1):
     return [
         sys.executable,
         "-m",
@@ -45,6 +47,8 @@ def server_command(artifact: Path, port: int, flavor: str = "sklearn") -> list[s
         str(VERSION),
         "--port",
         str(port),
+        "--workers",
+        str(workers),
     ]
 
 
@@ -55,12 +59,16 @@ def write_iris(directory: Path) -> Path:
 
 
 def start_server(
-    artifact: Path, log_path: Path, flavor: str = "sklearn"
+    artifact: Path, log_path: Path, flavor: str = "sklearn", workers: int = 1, module_as=None
 ) -> tuple[subprocess.Popen, str]:
-    """Start the server and wait until /health answers; return the process and its URL."""
+    """Start the server and wait until /health answers; return the process and its URL.
+    `module_as` replaces `-m deployments.serving.server` (e.g. `-c CODE` running it)."""
     port = free_port()
+    command = server_command(artifact, port, flavor, workers)
+    if module_as:
+        command[1:3] = module_as
     with open(log_path, "w") as log:
-        process = subprocess.Popen(server_command(artifact, port, flavor), cwd=ROOT, stderr=log)
+        process = subprocess.Popen(command, cwd=ROOT, stderr=log)
     url = f"http://127.0.0.1:{port}"
 
     def healthy():
@@ -187,7 +195,7 @@ def test_it_refuses_a_body_over_10_mb_without_reading_it(server_url):
         reply = connection.makefile("rb").read()  # the server closes the connection
 
     assert reply.startswith(b"HTTP/1.1 413 ")
-    assert b"Connection: close" in reply
+    assert b"\r\nconnection: close\r\n" in reply.lower()  # header names have no case
     assert b"limit" in reply
 
 
@@ -321,3 +329,97 @@ def test_metrics_count_predictions_per_class_with_prometheus_text(client):
     for label in {str(p) for p in predicted}:
         expected = sum(1 for p in predicted if str(p) == label)
         assert after[label] - before.get(label, 0) == expected
+
+
+def worker_pids(supervisor: int) -> set[int]:
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return {int(pid) for pid in children}
+
+
+def test_two_workers_serve_one_port_and_metrics_count_every_request(tmp_path):
+    process, url = start_server(write_iris(tmp_path), tmp_path / "server.log", workers=2)
+    sample = iris_artifact()[3]
+    sent, answered_by = 0, set()
+    try:
+        workers = worker_pids(process.pid)
+        before = read_metrics(httpx.Client(base_url=url, timeout=10))  # start_server's /health
+        # A new connection each time, until both workers answered (the kernel hands each
+        # connection to whichever worker accepts it first).
+        while answered_by != workers and sent < 200:
+            with httpx.Client(base_url=url, timeout=10) as fresh:
+                assert fresh.post("/predict", json={"instances": sample}).status_code == 200
+                answered_by.add(fresh.get("/health").json()["pid"])
+            sent += 1
+        with httpx.Client(base_url=url, timeout=10) as fresh:
+            assert fresh.post("/predict", json={"rows": sample}).status_code == 400
+        scrapes = []
+        for _ in range(6):  # whichever worker answers the scrape counts them all
+            with httpx.Client(base_url=url, timeout=10) as fresh:
+                scrapes.append(read_metrics(fresh))
+        shared = {path.parent for worker in workers for path in metric_files(worker)}
+    finally:
+        stop_server(process)
+
+    assert len(workers) == 2 and answered_by == workers
+    for samples in scrapes:
+        assert samples['model_server_requests_total{path="/predict",status="200"}'] == sent
+        assert samples['model_server_requests_total{path="/predict",status="400"}'] == 1
+        health = 'model_server_requests_total{path="/health",status="200"}'
+        assert samples[health] - before[health] == sent
+        assert samples["model_server_request_duration_seconds_count"] == sent + 1
+        assert samples["model_server_errors_total"] == 1
+        per_class = [v for k, v in samples.items() if k.startswith("model_server_predictions")]
+        assert sum(per_class) == sent * len(sample)
+    assert process.returncode == 0
+    assert len(shared) == 1 and not shared.pop().exists()  # the private directory is gone
+
+
+def metric_files(pid: int) -> list[Path]:
+    """The multiprocess metrics files a worker writes (prometheus-client names them so)."""
+    return list(Path(tempfile.gettempdir()).glob(f"model-server-metrics-*/*_{pid}.db"))
+
+
+def test_a_worker_that_dies_is_replaced_and_its_counts_kept(tmp_path):
+    process, url = start_server(write_iris(tmp_path), tmp_path / "server.log", workers=2)
+    sample = iris_artifact()[3]
+    try:
+        for _ in range(10):
+            with httpx.Client(base_url=url, timeout=10) as fresh:
+                assert fresh.post("/predict", json={"instances": sample}).status_code == 200
+        killed = min(worker_pids(process.pid))
+        os.kill(killed, signal.SIGKILL)
+        replaced = wait_until(
+            lambda: len(pids := worker_pids(process.pid)) == 2 and killed not in pids and pids,
+            timeout=10,
+        )
+        samples = read_metrics(httpx.Client(base_url=url, timeout=10))
+    finally:
+        stop_server(process)
+
+    assert killed not in replaced
+    assert samples['model_server_requests_total{path="/predict",status="200"}'] == 10
+    assert process.returncode == 0
+
+
+ML_SET = (  # the server as requirements/ml.txt installs it: no httptools, no uvloop
+    "import runpy, sys; sys.modules['httptools'] = sys.modules['uvloop'] = None; "
+    "runpy.run_module('deployments.serving.server', run_name='__main__')"
+)
+
+
+def test_h11_on_asyncio_answers_without_waiting_for_delayed_acks(tmp_path):
+    # Without TCP_NODELAY, a response written in two parts waits ~40 ms for the client's
+    # delayed ACK: every keep-alive request took 44 ms on h11 before the listener named TCP.
+    process, url = start_server(write_iris(tmp_path), tmp_path / "server.log",
+                                module_as=["-c", ML_SET])  # fmt: skip
+    try:
+        with httpx.Client(base_url=url, timeout=10) as keep_alive:
+            timings = []
+            for _ in range(21):
+                started = time.perf_counter()
+                assert keep_alive.post("/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
+                timings.append(time.perf_counter() - started)
+    finally:
+        stop_server(process)
+
+    assert sorted(timings)[10] < 0.025
