@@ -13,7 +13,14 @@ A new version changes the application's `args`, so Serve replaces its replicas; 
 start the old ones keep serving. The config the application had before is recorded in
 `Deployment.backend_state["previous_config"]` (without its signed URL): `stop` of a failed
 deployment puts it back (re-signed), or deletes the application when there was none.
-`stop` of a replaced deployment does nothing: the application serves its successor."""
+`stop` of a replaced deployment does nothing: the application serves its successor.
+
+A canary (`start_canary` …) re-submits the application with both versions behind a router
+deployment (ray_app.CanaryRouter) whose `user_config` holds the canary's weight: a step
+changes that alone, which Serve applies in place. The router counts each side, and the
+step analysis reads it at `<endpoint>/-/metrics/stable|canary`. Promotion and abort
+submit one version's config again (docs/architecture.md, "Canary releases", says why a
+router and not Serve's model multiplexing)."""
 
 import copy
 import time

@@ -26,6 +26,7 @@ from mlops_portal.celery import app
 from mlops_portal.core import outbox
 from tests.conftest import ROOT, start_celery_worker, wait_for_worker, wait_until
 from tests.deploy.conftest import delete_applications
+from tests.deploy.test_mlflow_e2e import check_v2_answers, register_churn_model
 
 SAMPLE = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 
@@ -335,3 +336,16 @@ def enqueue_on(queue, send):
         return send(task, *args, **options)
 
     return enqueue
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_an_mlflow_lightgbm_model_deploys_on_ray_and_answers_v2_infer(
+    celery_worker_process, api_client_for, alice, ray_target
+):
+    """The portal's bundle of an MLflow model: the replica fetches it, unpacks it and
+    loads it with mlflow.pyfunc, as the local model server does."""
+    version = register_churn_model(api_client_for, alice)
+    deployment = deploy(alice, version, ray_target, reason="Churn model on Ray")
+    check_v2_answers(deployment.endpoint)
+    assert httpx.get(f"{deployment.endpoint}/health").json()["model"] == "churn-lgbm"

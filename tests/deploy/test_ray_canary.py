@@ -151,11 +151,19 @@ def run_canary(requester, version, target, bad_every):
             steps_end.append(len(traffic.answers))
             if _ended(deployment.pk):
                 break
-            wait_until(lambda: not deciding(deployment.pk), timeout=90, interval=0.1)
+            wait_until(lambda: not deciding(deployment.pk) or _ended(deployment.pk), timeout=90,
+                       interval=0.1)  # fmt: skip
         done = wait_until(lambda: _ended(deployment.pk), timeout=180, interval=0.2)
+    except AssertionError as exc:  # a canary stuck somewhere: say where
+        raise AssertionError(f"{exc}; the job's log:\n{job_log(deployment.pk)}") from exc
     finally:
         traffic.stop()
     return done, traffic, steps_end
+
+
+def job_log(pk) -> str:
+    deployment = Deployment.objects.get(pk=pk)
+    return "\n".join(line.message for line in deployment.log_lines.all())
 
 
 def deciding(pk) -> bool:
