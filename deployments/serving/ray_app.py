@@ -192,7 +192,8 @@ class CanaryRouter:
                 request.method, path, body
             )
         except Exception as exc:  # a replica that died or raised: the side answered nothing
-            status, payload, headers = 502, {"error": f"The {side} version failed: {exc}"}, {}
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
+            status, payload, headers = 502, {"error": f"The {side} version failed: {reason}"}, {}
         self.router.observe(side, path, status, started)
         return JSONResponse(payload, status, {**headers, canary_split.SERVED_BY: side})
 
