@@ -211,4 +211,5 @@ def test_an_engineer_aborts_through_the_api_and_a_viewer_may_not(
     assert done.state == State.FAILED
     assert done.failure_reason == "Canary aborted by bob: Latency on the dashboard."
     assert Deployment.objects.live().get(target=staging) == stable
-    assert not is_proxy(running.backend_state["proxy_pid"])
+    # The job stops the proxy right after the failure commits, which the test may see first.
+    wait_until(lambda: not is_proxy(running.backend_state["proxy_pid"]), timeout=10)
