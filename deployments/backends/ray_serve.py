@@ -395,6 +395,9 @@ class RayServeBackend(DeployBackend):
     def serve_alone(self, deployment, log) -> Outcome:
         """Submit the config serving `deployment` only; wait until it answers."""
         config = self.app_config(deployment, signed(deployment))
+        # A promoted canary's state names its config from now on (a no-op for the stable
+        # one of an abort, which is not running).
+        record_state(deployment, config=redacted(config))
         log(f"Submitting {self.app_name} serving #{deployment.pk} ({deployment.version}) alone.")
         self.submit(self.read_cluster(), config)
         self.wait_until_running(deployment, log)

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from deployments import canary_analysis as analysis
+from deployments.backends.ray_serve import REDACTED
 from deployments.choices import DeploymentState as State
 from deployments.models import Deployment
 from deployments.services.canary import DECIDING
@@ -116,6 +117,10 @@ def test_a_healthy_canary_is_promoted_and_an_erroring_one_aborted_on_ray(
     app = serve_app(ray_cluster, ray_target)
     assert set(app["deployments"]) == {"ModelServer"}
     assert app["deployed_app_config"]["args"]["deployment"] == promoted.pk
+    assert "canary" not in promoted.backend_state["config"]["args"]
+    assert promoted.backend_state["previous_config"]["args"]["deployment"] == first.pk
+    for kept in (promoted.backend_state["config"], promoted.backend_state["previous_config"]):
+        assert kept["args"]["artifact_url"] == REDACTED  # no signed URL is stored
     assert {httpx.get(f"{endpoint}/health").json()["version"] for _ in range(10)} == {2}
     first.refresh_from_db()
     assert first.state == State.SUPERSEDED
