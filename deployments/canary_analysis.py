@@ -97,6 +97,10 @@ def read_counters(text: str) -> dict:
 
 def window(before: dict, after: dict) -> Window:
     """What happened between two readings of one server's counters."""
+    if after["requests"] < before.get("requests", 0.0):
+        # Counters went back: the server restarted (a Ray router replica Serve replaced),
+        # and counts from zero since, as Prometheus' rate() takes a reset.
+        before = {}
     buckets = {
         le: after["buckets"][le] - before.get("buckets", {}).get(le, 0.0) for le in after["buckets"]
     }

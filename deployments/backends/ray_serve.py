@@ -13,7 +13,14 @@ A new version changes the application's `args`, so Serve replaces its replicas; 
 start the old ones keep serving. The config the application had before is recorded in
 `Deployment.backend_state["previous_config"]` (without its signed URL): `stop` of a failed
 deployment puts it back (re-signed), or deletes the application when there was none.
-`stop` of a replaced deployment does nothing: the application serves its successor."""
+`stop` of a replaced deployment does nothing: the application serves its successor.
+
+A canary (`start_canary` …) re-submits the application with both versions behind a router
+deployment (ray_app.CanaryRouter) whose `user_config` holds the canary's weight: a step
+changes that alone, which Serve applies in place. The router counts each side, and the
+step analysis reads it at `<endpoint>/-/metrics/stable|canary`. Promotion and abort
+submit one version's config again (docs/architecture.md, "Canary releases", says why a
+router and not Serve's model multiplexing)."""
 
 import copy
 import time
@@ -23,6 +30,7 @@ import httpx
 
 from deployments import steps, storage
 from deployments.backends import DeployBackend, DeployError, Outcome, SettingSpec
+from deployments.serving import canary_split
 
 IMPORT_PATH = "deployments.serving.ray_app:build"
 DEPLOYMENT_NAME = "ModelServer"  # the @serve.deployment name in ray_app
@@ -31,9 +39,11 @@ APPLICATIONS = "/api/serve/applications/"
 # deployment's start (the app also keeps the artifact on each node, by SHA-256).
 ARTIFACT_URL_SECONDS = 7 * 24 * 3600
 REDACTED = "(signed URL, not stored)"
+ROUTER_CPUS = 0.1  # it forwards requests through handles: no model, little CPU
 
 
 class RayServeBackend(DeployBackend):
+    supports_canary = True
     settings_spec = (
         SettingSpec(
             "dashboard_url", str, required=True,
@@ -104,39 +114,61 @@ class RayServeBackend(DeployBackend):
 
     def app_config(self, deployment, artifact: storage.SignedArtifact) -> dict:
         """The Serve application config that serves `deployment`'s version."""
+        config = {
+            "name": self.app_name,
+            "route_prefix": self.route_prefix,
+            "import_path": IMPORT_PATH,
+            "args": self.model_args(deployment, artifact),
+            "deployments": [self.model_options(DEPLOYMENT_NAME)],
+        }
+        if self.settings.get("working_dir"):
+            config["runtime_env"] = {"working_dir": self.settings["working_dir"]}
+        return config
+
+    def canary_config(self, deployment, stable, weight: int) -> dict:
+        """The config serving `stable` and `deployment` behind the weighted router: the
+        candidate's args under `args["canary"]`, the router's weight in its user_config."""
+        config = self.app_config(stable, signed(stable))
+        config["args"]["canary"] = self.model_args(deployment, signed(deployment))
+        config["deployments"] += [
+            self.model_options(canary_split.CANARY_DEPLOYMENT),
+            {
+                "name": canary_split.ROUTER_DEPLOYMENT,
+                "num_replicas": 1,  # its counters are the analysis' figures: one set
+                "user_config": {"weight": weight},
+                "ray_actor_options": {"num_cpus": ROUTER_CPUS},
+            },
+        ]
+        return config
+
+    def model_args(self, deployment, artifact: storage.SignedArtifact) -> dict:
+        """One version's part of the application's `args` (ray_app.model_server_args)."""
         version = deployment.version
+        return {
+            "artifact_url": artifact.url,
+            # Of the served file (the pickle, or the portal's bundle of an MLflow model),
+            # which the replica checks before loading it.
+            "sha256": artifact.sha256,
+            "flavor": version.flavor,
+            "model": version.model.name,
+            "version": version.number,
+            "deployment": deployment.pk,
+        }
+
+    def model_options(self, name: str) -> dict:
+        """The config of one model version's Serve deployment, from the target's settings."""
         actor_options = {"num_cpus": self.settings["num_cpus"]}
         if self.settings.get("num_gpus"):
             actor_options["num_gpus"] = self.settings["num_gpus"]
         if self.settings.get("memory_mb"):
             actor_options["memory"] = self.settings["memory_mb"] * 1024 * 1024
-        config = {
-            "name": self.app_name,
-            "route_prefix": self.route_prefix,
-            "import_path": IMPORT_PATH,
-            "args": {
-                "artifact_url": artifact.url,
-                # Of the served file (the pickle, or the portal's bundle of an MLflow model),
-                # which the replica checks before loading it.
-                "sha256": artifact.sha256,
-                "flavor": version.flavor,
-                "model": version.model.name,
-                "version": version.number,
-                "deployment": deployment.pk,
-            },
-            "deployments": [
-                {
-                    "name": DEPLOYMENT_NAME,
-                    "num_replicas": self.settings["num_replicas"],
-                    # New replicas start before old ones stop: no gap in serving.
-                    "max_surge_percent": 100,
-                    "ray_actor_options": actor_options,
-                }
-            ],
+        return {
+            "name": name,
+            "num_replicas": self.settings["num_replicas"],
+            # New replicas start before old ones stop: no gap in serving.
+            "max_surge_percent": 100,
+            "ray_actor_options": actor_options,
         }
-        if self.settings.get("working_dir"):
-            config["runtime_env"] = {"working_dir": self.settings["working_dir"]}
-        return config
 
     # --- the cluster's Serve REST API ---------------------------------------------------
 
@@ -196,8 +228,7 @@ class RayServeBackend(DeployBackend):
 
     def deploy(self, deployment, log) -> Outcome:
         version = deployment.version
-        artifact = storage.signed_artifact(version, expires_in=ARTIFACT_URL_SECONDS)
-        config = self.app_config(deployment, artifact)
+        config = self.app_config(deployment, signed(deployment))
         cluster = self.read_cluster()
         self.check_route_prefix_is_free(cluster)
         current = (cluster.get("applications") or {}).get(self.app_name) or {}
@@ -302,6 +333,103 @@ class RayServeBackend(DeployBackend):
             return "serving"
         return "unhealthy"
 
+    # --- canary: a router deployment in front of both versions ---------------------------
+
+    def start_canary(self, deployment, stable, weight: int, log) -> Outcome:
+        """Rebuild the application with `stable`'s and `deployment`'s model deployments
+        behind the router, at `weight` %; the endpoint stays the application's."""
+        cluster = self.read_cluster()
+        current = self.our_app(cluster)
+        if not current or not serves(current, stable) or canary_of(current):
+            raise DeployError(f"Serve application {self.app_name} does not serve #{stable.pk} "
+                              "alone; deploy all at once.")  # fmt: skip
+        config = self.canary_config(deployment, stable, weight)
+        if not record_state(
+            deployment, app=self.app_name, config=redacted(config),
+            previous_config=redacted(current["deployed_app_config"]),
+        ):  # fmt: skip
+            raise DeployError("The deployment ended before its Serve config was submitted.")
+        log(f"Submitting {self.app_name} with a canary router: {weight} % to {deployment.version}"
+            f", the rest to #{stable.pk} ({stable.version}).")  # fmt: skip
+        self.submit(cluster, config)
+        steps.reached("server_started")
+        self.wait_until_running(deployment, log)
+        endpoint = self.endpoint(cluster)
+        self.wait_for_weight(deployment, endpoint, weight)
+        log(f"Canary router of {self.app_name} at {endpoint}: {weight} % to #{deployment.pk}.")
+        return Outcome(endpoint=endpoint)
+
+    def set_canary_weight(self, deployment, stable, weight: int, log) -> None:
+        """Re-submit the running config with the router's new weight only: Serve
+        reconfigures the router in place (same args, so no replica restarts)."""
+        cluster = self.read_cluster()
+        app = self.our_app(cluster)
+        if not app or canary_of(app) != deployment.pk:
+            raise DeployError(f"Serve application {self.app_name} no longer runs this canary.")
+        config = with_weight(app["deployed_app_config"], weight)
+        record_state(deployment, config=redacted(config))
+        self.submit(cluster, config)
+        self.wait_for_weight(deployment, self.endpoint(cluster), weight)
+        log(f"Canary router: {weight} % of the requests go to #{deployment.pk}.")
+
+    def promote_canary(self, deployment, stable, log) -> Outcome:
+        """All requests to the candidate, then the application becomes the candidate's
+        alone (the router and the stable version's replicas go, as in a plain deploy)."""
+        self.set_canary_weight(deployment, stable, 100, log)
+        return self.serve_alone(deployment, log)
+
+    def abort_canary(self, deployment, stable, log) -> None:
+        """No request to the candidate any more, then the application becomes `stable`'s
+        alone again (the config it had before the canary, re-signed)."""
+        try:
+            self.set_canary_weight(deployment, stable, 0, log)
+        except DeployError as exc:  # putting the stable config back still frees the traffic
+            log(f"Could not set the canary's weight to 0: {exc}")
+        self.serve_alone(stable, log)
+
+    def serve_alone(self, deployment, log) -> Outcome:
+        """Submit the config serving `deployment` only; wait until it answers."""
+        config = self.app_config(deployment, signed(deployment))
+        # A promoted canary's state names its config from now on (a no-op for the stable
+        # one of an abort, which is not running).
+        record_state(deployment, config=redacted(config))
+        log(f"Submitting {self.app_name} serving #{deployment.pk} ({deployment.version}) alone.")
+        self.submit(self.read_cluster(), config)
+        self.wait_until_running(deployment, log)
+        endpoint = self.endpoint(self.read_cluster())
+        self.wait_until_serving(deployment, endpoint, log)
+        self.wait_until_router_gone(endpoint)
+        return Outcome(endpoint=endpoint)
+
+    def canary_metrics_urls(self, deployment, stable) -> tuple[str, str] | None:
+        """The router's counters of each side (one router replica: the whole traffic)."""
+        endpoint = deployment.endpoint or stable.endpoint
+        if not endpoint:
+            return None
+        return tuple(f"{endpoint}{canary_split.METRICS_PATH}{side}" for side in canary_split.SIDES)
+
+    def wait_until_router_gone(self, endpoint: str, timeout=60.0) -> None:
+        """Until Serve's proxy sends the route to the model deployment, not the router."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if router_status(endpoint) is None:
+                return
+            time.sleep(0.2)
+        raise DeployError(f"The canary router still answers at {endpoint} after {timeout:.0f} s.")
+
+    def wait_for_weight(self, deployment, endpoint: str, weight: int, timeout=30.0) -> None:
+        """Until the router of `deployment`'s canary says it applies `weight`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            seen = router_status(endpoint) or {}
+            if seen.get("weight") == weight and seen.get("deployments", {}).get("canary") == (
+                deployment.pk
+            ):
+                return
+            time.sleep(0.2)
+        raise DeployError(f"The canary router at {endpoint} did not take {weight} % within "
+                          f"{timeout:.0f} s.")  # fmt: skip
+
 
 def host_of(parsed) -> str | None:
     try:
@@ -311,9 +439,26 @@ def host_of(parsed) -> str | None:
 
 
 def serves(app: dict, deployment) -> bool:
-    """Whether the application's submitted config is `deployment`'s."""
+    """Whether the application's submitted config serves `deployment` (alone, or as a
+    canary's stable or candidate version)."""
     args = (app.get("deployed_app_config") or {}).get("args") or {}
-    return args.get("deployment") == deployment.pk
+    return deployment.pk in (args.get("deployment"), canary_of(app))
+
+
+def canary_of(app: dict) -> int | None:
+    """The deployment id of the canary the application runs, if it runs one."""
+    args = (app.get("deployed_app_config") or {}).get("args") or {}
+    return (args.get("canary") or {}).get("deployment")
+
+
+def with_weight(config: dict, weight: int) -> dict:
+    """A copy of a canary config with the router's weight set to `weight`."""
+    changed = copy.deepcopy(config)
+    for options in changed.get("deployments") or []:
+        if options.get("name") == canary_split.ROUTER_DEPLOYMENT:
+            options["user_config"] = {"weight": weight}
+            return changed
+    raise DeployError("The application's config has no canary router.")
 
 
 def failure_message(app: dict) -> str:
@@ -342,23 +487,47 @@ def serving_deployment(endpoint: str) -> int | None:
         return None
 
 
+def router_status(endpoint: str) -> dict | None:
+    """What the canary router at `endpoint` says (canary_split.Router.own_answer); None
+    when no router answers there (the model server answers 404 to its path)."""
+    try:
+        response = httpx.get(f"{endpoint}{canary_split.STATUS_PATH}", timeout=2.0, trust_env=False)
+        seen = response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+    return seen if isinstance(seen, dict) else None
+
+
 def redacted(config: dict) -> dict:
-    """`config` without its signed URL, which grants access to the artifact."""
+    """`config` without its signed URLs, which grant access to the artifacts."""
     kept = copy.deepcopy(config)
-    kept.setdefault("args", {})["artifact_url"] = REDACTED
+    for part in version_parts(kept.setdefault("args", {})):
+        part["artifact_url"] = REDACTED
     return kept
 
 
 def resigned(config: dict) -> dict:
-    """A recorded config with a fresh signed URL of its deployment's version."""
+    """A recorded config with fresh signed URLs of its deployments' versions."""
     from deployments.models import Deployment
 
     restored = copy.deepcopy(config)
-    owner = Deployment.objects.select_related("version").get(pk=restored["args"]["deployment"])
-    restored["args"]["artifact_url"] = storage.signed_artifact_url(
-        owner.version, expires_in=ARTIFACT_URL_SECONDS
-    )
+    for part in version_parts(restored["args"]):
+        owner = Deployment.objects.select_related("version").get(pk=part["deployment"])
+        part["artifact_url"] = storage.signed_artifact_url(
+            owner.version, expires_in=ARTIFACT_URL_SECONDS
+        )
     return restored
+
+
+def version_parts(args: dict) -> list[dict]:
+    """The parts of an application's args that each name one version: the args
+    themselves, and the canary's during a canary."""
+    return [args] + ([args["canary"]] if args.get("canary") else [])
+
+
+def signed(deployment) -> storage.SignedArtifact:
+    """`deployment`'s served file behind a URL that outlives replica restarts."""
+    return storage.signed_artifact(deployment.version, expires_in=ARTIFACT_URL_SECONDS)
 
 
 def record_state(deployment, **state) -> bool:

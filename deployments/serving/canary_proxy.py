@@ -9,7 +9,7 @@ Every request goes, unchanged, to the stable server or to the canary; the respon
 file, re-read whenever the file changes (the backend writes it with a rename), so the
 weight moves at run time without a restart or an admin port. The split is smooth and
 exact, not random: of any 100 consecutive requests, `weight` go to the canary, spread
-evenly (request n goes to the canary when floor((n+1)·w/100) > floor(n·w/100)).
+evenly (canary_split.Split, which the Ray backend's router uses too).
 
     GET /_canary   {"weight": w, "served": {"stable": n, "canary": m}} (the proxy's own)
 
@@ -28,8 +28,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-STABLE, CANARY = "stable", "canary"
-SERVED_BY = "X-Served-By"
+from deployments.serving.canary_split import CANARY, SERVED_BY, STABLE, Split
+
 # Hop-by-hop headers (RFC 9110 §7.6.1) and those aiohttp sets itself.
 HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
@@ -61,21 +61,6 @@ class WeightFile:
                 return self.weight
             self._seen = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
         return self.weight
-
-
-class Split:
-    """Which side serves the next request, for a weight (smooth, exact interleaving)."""
-
-    def __init__(self):
-        self.count = 0
-        self.served = {STABLE: 0, CANARY: 0}
-
-    def next_side(self, weight: int) -> str:
-        n = self.count % 100
-        self.count += 1
-        side = CANARY if (n + 1) * weight // 100 > n * weight // 100 else STABLE
-        self.served[side] += 1
-        return side
 
 
 def make_app(stable: str, canary: str, weights: WeightFile) -> web.Application:

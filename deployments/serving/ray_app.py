@@ -12,6 +12,11 @@ validation uses (`loading.load_model`), and answers under the application's rout
     POST /predict  {"instances": [[...], ...]} -> {"predictions": [...], "model", "version"}
     /v2/...        the Open Inference Protocol (V2), as the local model server (v2.py)
 
+During a canary the `args` also name the candidate (`args["canary"]`): the application
+then holds the stable version's ModelServer, the candidate's (CanaryModelServer) and a
+CanaryRouter as its ingress, which sends each request to one of them by the weight in its
+`user_config` (canary_split.py says how, and which paths it answers itself).
+
 A fetched artifact is kept per SHA-256 in the node's temp folder, so a replica Serve
 restarts (after a crash) loads it again even when the signed URL has expired meanwhile.
 """
@@ -21,13 +26,14 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from ray import serve
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
-from deployments.serving import fetching, v2
+from deployments.serving import canary_split, fetching, metrics, v2
 from deployments.serving.loading import (
     ArtifactError,
     InputError,
@@ -79,26 +85,33 @@ class ModelServer:
         self.name, self.version, self.deployment = model, int(version), int(deployment)
 
     async def __call__(self, request: Request) -> JSONResponse:
-        path = relative_path(request.scope)
+        body = await request.body() if request.method == "POST" else b""
+        status, payload, headers = await self.answer(
+            request.method, relative_path(request.scope), body
+        )
+        return JSONResponse(payload, status, headers)
+
+    async def answer(self, method: str, path: str, body: bytes) -> tuple[int, dict, dict]:
+        """(status, JSON body, headers) for one request: what `__call__` sends, and what
+        the canary router (CanaryRouter) asks through a handle."""
         try:
             if path == "/health":
-                return JSONResponse(self.health())
+                return 200, self.health(), {}
             if path == "/predict":
-                if request.method != "POST":
+                if method != "POST":
                     raise v2.V2Error(405, "/predict accepts POST only.", (("Allow", "POST"),))
-                payload = await read_json(request)
-                return JSONResponse(await asyncio.to_thread(self.predict, payload))
+                payload = read_json(body)
+                return 200, await asyncio.to_thread(self.predict, payload), {}
             if path == "/v2" or path.startswith("/v2/"):
-                body = await request.body() if request.method == "POST" else b""
                 answer = await asyncio.to_thread(
-                    v2.handle, request.method, path, self.model, self.name, self.version,
+                    v2.handle, method, path, self.model, self.name, self.version,
                     lambda: parse_json(body),
                 )  # fmt: skip
-                return JSONResponse(answer)
+                return 200, answer, {}
             raise v2.V2Error(404, f"No such path {path!r}; this server answers /health, "
                                   "POST /predict and /v2/.")  # fmt: skip
         except v2.V2Error as exc:
-            return JSONResponse({"error": exc.message}, exc.status, dict(exc.headers))
+            return exc.status, {"error": exc.message}, dict(exc.headers)
 
     def health(self) -> dict:
         return {
@@ -130,8 +143,7 @@ def relative_path(scope: dict) -> str:
     return "/" + path.lstrip("/")
 
 
-async def read_json(request: Request):
-    body = await request.body()
+def read_json(body: bytes):
     if len(body) > MAX_BODY_BYTES:
         raise v2.V2Error(413, f"The body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}.")
     return parse_json(body)
@@ -146,13 +158,69 @@ def parse_json(body: bytes):
         raise v2.V2Error(400, f"The body is not valid JSON: {exc}") from exc
 
 
+@serve.deployment(name=canary_split.ROUTER_DEPLOYMENT, num_replicas=1)
+class CanaryRouter:
+    """The ingress while a canary runs: sends each request to the stable or the canary
+    deployment by the weight in its `user_config`, and counts each side's answers.
+
+    One replica: its counters are the whole application's, so the analysis reads one
+    /-/metrics/<side> and compares like with like (latency is timed here, handle hop
+    included, for both sides alike). A weight change re-submits the config with a new
+    `user_config` only: Serve calls `reconfigure` on the running replica, and neither the
+    model replicas nor the counters restart."""
+
+    def __init__(self, stable, canary, identities: dict):
+        self.handles = {canary_split.STABLE: stable, canary_split.CANARY: canary}
+        self.router = canary_split.Router({side: tuple(who) for side, who in identities.items()})
+
+    def reconfigure(self, config: dict) -> None:
+        self.router.reconfigure(config)
+
+    async def __call__(self, request: Request) -> Response:
+        path = relative_path(request.scope)
+        own = self.router.own_answer(path)
+        if own is not None:
+            status, payload = own
+            if isinstance(payload, bytes):
+                return Response(payload, status, media_type=metrics.CONTENT_TYPE)
+            return JSONResponse(payload, status)
+        side = self.router.next_side()
+        body = await request.body() if request.method == "POST" else b""
+        started = time.perf_counter()
+        try:
+            status, payload, headers = await self.handles[side].answer.remote(
+                request.method, path, body
+            )
+        except Exception as exc:  # a replica that died or raised: the side answered nothing
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
+            status, payload, headers = 502, {"error": f"The {side} version failed: {reason}"}, {}
+        self.router.observe(side, path, status, started)
+        return JSONResponse(payload, status, {**headers, canary_split.SERVED_BY: side})
+
+
+def model_server_args(args: dict) -> dict:
+    """The ModelServer's constructor arguments from one version's part of the `args`."""
+    return {
+        "artifact_url": args["artifact_url"],
+        "sha256": args.get("sha256", ""),
+        "flavor": args["flavor"],
+        "model": args["model"],
+        "version": args["version"],
+        "deployment": args["deployment"],
+    }
+
+
 def build(args: dict):
-    """The application Serve builds from the config's `args` (one model version)."""
-    return ModelServer.bind(
-        artifact_url=args["artifact_url"],
-        sha256=args.get("sha256", ""),
-        flavor=args["flavor"],
-        model=args["model"],
-        version=args["version"],
-        deployment=args["deployment"],
+    """The application Serve builds from the config's `args`: one model version, or during
+    a canary (`args["canary"]` naming the candidate) both behind a CanaryRouter."""
+    stable = ModelServer.bind(**model_server_args(args))
+    if not args.get("canary"):
+        return stable
+    canary = ModelServer.options(name=canary_split.CANARY_DEPLOYMENT).bind(
+        **model_server_args(args["canary"])
     )
+    identities = {
+        side: (part["model"], part["version"], part["deployment"])
+        for side, part in ((canary_split.STABLE, args), (canary_split.CANARY, args["canary"]))
+    }
+    return CanaryRouter.bind(stable, canary, identities)

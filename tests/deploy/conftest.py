@@ -1,14 +1,19 @@
 import http.server
+import io
 import json
 import threading
 import time
 
+import httpx
+import joblib
 import pytest
+from django.core.files.base import ContentFile
 
 from deployments import services
 from mlops_portal.core.roles import Role
-from tests.conftest import stop_model_servers
+from tests.conftest import stop_model_servers, wait_until
 from tests.factories import UserFactory, register_iris_version, validated
+from tests.monitoring.flaky_model import RaisesOnNegativeInput
 
 WEBHOOK_SECRET = "s3cret-signing-key-for-tests"
 
@@ -121,3 +126,49 @@ def ray_cluster():
         yield head
     finally:
         cluster.stop(head)
+
+
+@pytest.fixture
+def ray_cluster_emptied(ray_cluster):
+    """The session's cluster, its Serve applications deleted after the test."""
+    yield ray_cluster
+    delete_applications(ray_cluster)
+
+
+def delete_applications(cluster):
+    url = f"{cluster.dashboard_url}/api/serve/applications/"
+    details = httpx.get(url, timeout=10).json()
+    options = {key: details["http_options"][key] for key in ("host", "port")}
+    httpx.put(url, json={"http_options": options, "applications": []}, timeout=60)
+    wait_until(lambda: not httpx.get(url, timeout=10).json().get("applications"), timeout=60)
+
+
+@pytest.fixture
+def ray_target(bob, ray_cluster_emptied, portal_gunicorn):
+    # The replicas download the version from a signed link to the session's gunicorn.
+    ray_cluster = ray_cluster_emptied
+    return services.create_target(
+        bob,
+        name="iris-ray",
+        environment="staging",
+        backend="ray",
+        backend_settings={
+            "dashboard_url": ray_cluster.dashboard_url,
+            "num_cpus": 0.25,
+            "http_host": "127.0.0.1",
+            "http_port": ray_cluster.serve_port,
+            "timeout_seconds": 120,
+        },
+    )
+
+
+@pytest.fixture
+def flaky_version(alice, iris, ready_version):
+    """The next version of iris: a model that answers 500 for rows with a negative value."""
+    buffer = io.BytesIO()
+    joblib.dump(RaisesOnNegativeInput(), buffer)
+    version = register_iris_version(
+        alice, iris, artifact=ContentFile(buffer.getvalue(), name="flaky.joblib"),
+        sample_input=[[5.1, 3.5, 1.4, 0.2]],
+    )  # fmt: skip
+    return validated(version)

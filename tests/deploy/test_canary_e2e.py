@@ -2,14 +2,11 @@
 the step jobs, real model servers serve both versions, the real weighted proxy splits the
 traffic a client loop in the test sends, and the analysis reads the servers' /metrics."""
 
-import io
 import threading
 import time
 
 import httpx
-import joblib
 import pytest
-from django.core.files.base import ContentFile
 
 from deployments import services
 from deployments.backends.local import is_model_server, is_proxy
@@ -18,8 +15,6 @@ from deployments.choices import DeploymentState as State
 from deployments.models import Deployment
 from deployments.services import canary
 from tests.conftest import wait_until
-from tests.factories import register_iris_version, validated
-from tests.monitoring.flaky_model import RaisesOnNegativeInput
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -108,18 +103,6 @@ def canary_messages(deployment):
         .order_by("pk")
         .values_list("message", flat=True)
     )
-
-
-@pytest.fixture
-def flaky_version(alice, iris, ready_version):
-    """v2 of iris: a model that answers 500 for rows with a negative value."""
-    buffer = io.BytesIO()
-    joblib.dump(RaisesOnNegativeInput(), buffer)
-    version = register_iris_version(
-        alice, iris, artifact=ContentFile(buffer.getvalue(), name="flaky.joblib"),
-        sample_input=GOOD,
-    )  # fmt: skip
-    return validated(version)
 
 
 def test_a_healthy_canary_is_promoted_through_every_step_with_real_traffic(

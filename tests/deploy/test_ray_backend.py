@@ -25,6 +25,8 @@ from deployments.tasks import run_deployment_task
 from mlops_portal.celery import app
 from mlops_portal.core import outbox
 from tests.conftest import ROOT, start_celery_worker, wait_for_worker, wait_until
+from tests.deploy.conftest import delete_applications
+from tests.deploy.test_mlflow_e2e import check_v2_answers, register_churn_model
 
 SAMPLE = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 
@@ -72,40 +74,6 @@ def test_the_portal_never_imports_ray():
 
 
 # --- on a real cluster --------------------------------------------------------------------
-
-
-@pytest.fixture
-def ray_cluster_emptied(ray_cluster):
-    """The session's cluster, its Serve applications deleted after the test."""
-    yield ray_cluster
-    delete_applications(ray_cluster)
-
-
-def delete_applications(cluster):
-    url = f"{cluster.dashboard_url}/api/serve/applications/"
-    details = httpx.get(url, timeout=10).json()
-    options = {key: details["http_options"][key] for key in ("host", "port")}
-    httpx.put(url, json={"http_options": options, "applications": []}, timeout=60)
-    wait_until(lambda: not httpx.get(url, timeout=10).json().get("applications"), timeout=60)
-
-
-@pytest.fixture
-def ray_target(bob, ray_cluster_emptied, portal_gunicorn):
-    # The replicas download the version from a signed link to the session's gunicorn.
-    ray_cluster = ray_cluster_emptied
-    return services.create_target(
-        bob,
-        name="iris-ray",
-        environment="staging",
-        backend="ray",
-        backend_settings={
-            "dashboard_url": ray_cluster.dashboard_url,
-            "num_cpus": 0.25,
-            "http_host": "127.0.0.1",
-            "http_port": ray_cluster.serve_port,
-            "timeout_seconds": 120,
-        },
-    )
 
 
 def settled(deployment_id):
@@ -368,3 +336,16 @@ def enqueue_on(queue, send):
         return send(task, *args, **options)
 
     return enqueue
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_an_mlflow_lightgbm_model_deploys_on_ray_and_answers_v2_infer(
+    celery_worker_process, api_client_for, alice, ray_target
+):
+    """The portal's bundle of an MLflow model: the replica fetches it, unpacks it and
+    loads it with mlflow.pyfunc, as the local model server does."""
+    version = register_churn_model(api_client_for, alice)
+    deployment = deploy(alice, version, ray_target, reason="Churn model on Ray")
+    check_v2_answers(deployment.endpoint)
+    assert httpx.get(f"{deployment.endpoint}/health").json()["model"] == "churn-lgbm"
