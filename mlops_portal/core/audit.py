@@ -3,15 +3,21 @@ LogEntry table with old → new per field gives the global change feed directly,
 django-pghistory because triggers need PostgreSQL while `make run` uses SQLite).
 
 Saves through the ORM are recorded by auditlog's signals. State changes that services
-make with a conditional UPDATE (no signal) record themselves with `record_update`.
+make with a conditional UPDATE (no signal) record themselves with `record_update`, and rows
+inserted without save() (`mlops_portal.core.inserts`) with `creation_record`.
 Secrets never reach a record: target settings are excluded and logged masked."""
 
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from auditlog.cid import get_cid
+from auditlog.diff import model_instance_diff
 from auditlog.models import LogEntry
 from auditlog.registry import auditlog
+from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
 from django.db.models.signals import pre_save
+from django.utils import timezone
 
 _current_request = ContextVar("audited_request", default=None)
 _current_actor = ContextVar("audited_actor", default=None)
@@ -126,4 +132,30 @@ def record_update(instance, actor, changes: dict) -> LogEntry | None:
         action=LogEntry.Action.UPDATE,
         changes={field: [str(old), str(new)] for field, (old, new) in changes.items()},
         actor=actor if getattr(actor, "is_authenticated", False) else None,
+    )
+
+
+def creation_record(instance, actor) -> LogEntry:
+    """The unsaved record auditlog's post_save would write for `instance`, a new row inserted
+    without save() (`mlops_portal.core.inserts` links its object_pk and object_id). Its
+    `auto_now` fields are stamped first, as save() would, so the record shows what is written.
+    """
+    now = timezone.now()
+    for field in instance._meta.concrete_fields:
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            setattr(instance, field.attname, now)
+    changes = model_instance_diff(
+        None, instance, use_json_for_changes=settings.AUDITLOG_STORE_JSON_CHANGES
+    )
+    known = actor if getattr(actor, "is_authenticated", False) else None
+    return LogEntry(
+        content_type=ContentType.objects.get_for_model(instance),
+        object_repr=str(instance),
+        serialized_data=LogEntry.objects._get_serialized_data_or_none(instance),
+        action=LogEntry.Action.CREATE,
+        changes=changes,
+        cid=get_cid(),
+        actor=known,
+        actor_email=known.email if known else None,
+        timestamp=now,
     )
