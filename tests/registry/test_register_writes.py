@@ -93,3 +93,19 @@ def test_a_refused_registration_writes_nothing(dave, churn):
     assert not ModelVersion.objects.exists()
     assert not OutboxMessage.objects.exists()
     assert churn.versions.count() == 0
+
+
+def test_the_registration_serializer_gives_each_request_its_own_fields():
+    from deployments.api.serializers import ModelVersionByUriSerializer
+
+    first = ModelVersionByUriSerializer(data={"artifact_uri": URI, "tags": ["a"]})
+    second = ModelVersionByUriSerializer(data={"artifact_uri": " ", "tags": [""]})
+    assert first.is_valid(), first.errors
+    assert not second.is_valid()
+    assert second.errors == {
+        "artifact_uri": ["This field may not be blank."],
+        "tags": {0: ["This field may not be blank."]},
+    }
+    assert first.validated_data["tags"] == ["a"]
+    assert all(field.parent is first for field in first.fields.values())
+    assert not set(map(id, first.fields.values())) & set(map(id, second.fields.values()))
