@@ -146,6 +146,13 @@ WORKLOADS = [
         expected_status=201,
         target_ms=3.5,
     ),
+    # The same registration through the MLflow API, as MLflow's client sends it.
+    Workload(
+        "MLflow register",
+        "POST",
+        lambda i: "/api/2.0/mlflow/model-versions/create",
+        body_fn=lambda i: {"name": model_name(i), "source": REGISTER_BODY["artifact_uri"]},
+    ),
     # Search over every kind at this scale (the docs issue: under 100 ms).
     Workload(
         "search",

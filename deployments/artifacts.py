@@ -10,6 +10,7 @@ same rules as health checks (mlops_portal.core.netpolicy), from ARTIFACT_ALLOWED
   setting says. No proxy from the environment is used: it would hide the real target.
 """
 
+import functools
 import socket
 
 import httpcore
@@ -32,7 +33,14 @@ class Refused(Exception):
 
 
 def policy_from_settings() -> ArtifactPolicy:
-    return ArtifactPolicy.from_setting(getattr(settings, SETTING, DEFAULT_ALLOWED))
+    entries = getattr(settings, SETTING, DEFAULT_ALLOWED)
+    return _parsed_policy(entries if isinstance(entries, str) else tuple(entries))
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_policy(entries) -> ArtifactPolicy:
+    """Parsed once per setting value (tests change it): every registration checks its URI."""
+    return ArtifactPolicy.from_setting(entries)
 
 
 def check_uri(uri: str) -> str | None:

@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from deployments.choices import Flavor, VersionStatus
 from mlops_portal.core.api.fields import (
+    FieldsBuiltOnce,
     JSONObjectField,
     MetricsField,
     RowsField,
@@ -222,7 +223,7 @@ class VersionDetailsSerializer(serializers.Serializer):
     tags = TagListField(required=False, default=list)
 
 
-class ModelVersionByUriSerializer(VersionDetailsSerializer):
+class ModelVersionByUriSerializer(FieldsBuiltOnce, VersionDetailsSerializer):
     """JSON: the artifact stays where it is, at a URI the worker fetches (http(s), s3://,
     runs:/, mlflow-artifacts:/, file:// under the configured roots)."""
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -27,7 +27,7 @@ from deployments.serving.loading import (
     load_model,
     predict,
 )
-from mlops_portal.core import audit, events, outbox
+from mlops_portal.core import audit, events, inserts, outbox
 from mlops_portal.core.policy import require
 from mlops_portal.core.validation import clean_tags, field_errors
 
@@ -243,17 +243,38 @@ def register_version(
         )
         if artifact is not None:
             version.artifact_sha256, version.artifact_size = upload_digest
-            version.artifact.save(f"{model.name}-v{version.number}-{artifact.name}", artifact)
+            version.artifact.save(
+                f"{model.name}-v{version.number}-{artifact.name}", artifact, save=False
+            )
         if reference_data is not None:
             version.reference_data.save(
                 f"{model.name}-v{version.number}-{reference_data.name}", reference_data,
                 save=False,
             )  # fmt: skip
-        version.save()
-        _record(version, VersionEventKind.REGISTERED, actor, f"Registered by {actor}.")
+        _insert_registration(version, actor)
         events.publish("version.registered", version=version)
-        _enqueue_validation(version.pk)
     return version
+
+
+def _insert_registration(version: ModelVersion, actor) -> None:
+    """Write the version, its event, its change record and its validation job's outbox row
+    in one statement (the hot write of the registry: see mlops_portal.core.inserts), and
+    publish the job once the transaction commits."""
+    from deployments.tasks import validate_version_task
+
+    event = VersionEvent(kind=VersionEventKind.REGISTERED, actor=actor,
+                         message=f"Registered by {actor}.")  # fmt: skip
+    record = audit.creation_record(version, actor)
+    [job] = outbox.new_jobs(validate_version_task, [()])  # its argument: the version's id
+    inserts.insert_family(
+        version,
+        [
+            inserts.Child(event, {"version_id": "id"}),
+            inserts.Child(record, {"object_id": "id", "object_pk": "text"}),
+            inserts.Child(job, {"args": "list"}),
+        ],
+    )
+    outbox.publish_on_commit([job])
 
 
 def update_version(actor, version: ModelVersion, *, description=None, tags=None):
@@ -300,15 +321,28 @@ def set_version_archived(actor, version: ModelVersion, archived: bool, reason=""
 def _claim_next_number(model_name: str) -> RegisteredModel:
     """Count up the model's latest version number and read its row, in one statement (one
     round trip); the UPDATE's row lock holds until the transaction ends."""
-    table = RegisteredModel._meta.db_table
-    claimed = RegisteredModel.objects.raw(  # UPDATE … RETURNING: PostgreSQL, SQLite 3.35+
-        f"UPDATE {table} SET latest_version_number = latest_version_number + 1 "
-        "WHERE name = %s RETURNING *",
-        [model_name],
-    )
-    for model in claimed:
-        return model
-    raise RegisteredModel.DoesNotExist(f"No model is named {model_name!r}.")
+    fields = RegisteredModel._meta.concrete_fields
+    with connection.cursor() as cursor:  # UPDATE … RETURNING: PostgreSQL, SQLite 3.35+
+        cursor.execute(
+            f"UPDATE {RegisteredModel._meta.db_table} "
+            "SET latest_version_number = latest_version_number + 1 WHERE name = %s "
+            f"RETURNING {', '.join(field.column for field in fields)}",
+            [model_name],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise RegisteredModel.DoesNotExist(f"No model is named {model_name!r}.")
+    # from_db, not .raw(): raw() works out its columns' order anew on every call.
+    values = [_from_db(field, value) for field, value in zip(fields, row, strict=True)]
+    return RegisteredModel.from_db(connection.alias, [f.attname for f in fields], values)
+
+
+def _from_db(field, value):
+    """A column's value as the ORM reads it (JSON decoded, SQLite's datetimes parsed)."""
+    column = field.get_col(RegisteredModel._meta.db_table)
+    for convert in connection.ops.get_db_converters(column) + column.get_db_converters(connection):
+        value = convert(value, column, connection)
+    return value
 
 
 def _upload_digest(upload) -> tuple[str, int]:
@@ -332,12 +366,6 @@ def _check_upload_digest(artifact, expected_sha256, errors) -> tuple[str, int] |
             "the upload may be corrupt or the wrong file."
         )
     return digest, size
-
-
-def _enqueue_validation(version_id: int) -> None:
-    from deployments.tasks import validate_version_task
-
-    outbox.enqueue(validate_version_task, version_id)
 
 
 def _record(version, kind, actor=None, message="") -> VersionEvent:

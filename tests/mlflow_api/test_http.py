@@ -162,3 +162,24 @@ def test_a_deployed_version_is_not_deleted(alice, bob, artifact_server):
         assert response.status_code == 400
         assert "archive" in response.json()["message"]
     assert ModelVersion.objects.filter(model=model).exists()
+
+
+@pytest.mark.django_db
+def test_creating_a_version_costs_three_statements(alice):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = token_client(alice)
+    services.create_model(alice, name="m")
+    body = {"name": "m", "source": "https://artifacts.example.com/m.joblib"}
+    client.post(f"{API}/model-versions/create", body, content_type="application/json")
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(
+            f"{API}/model-versions/create", body, content_type="application/json"
+        )
+    assert response.json()["model_version"]["version"] == "2"
+    statements = [query["sql"].split()[0] for query in queries]
+    statements = [verb for verb in statements if verb not in ("SAVEPOINT", "RELEASE")]
+    # token, the model's number (UPDATE … RETURNING), then the version, its event, its
+    # change record and its validation job in one statement; nothing read back.
+    assert statements == ["SELECT", "UPDATE", "WITH"], statements

@@ -1,6 +1,8 @@
 """Serializer fields the apps share, with the JSON types the OpenAPI schema declares for
 them, and the check that a JSON body's values have those types."""
 
+import copy
+
 from django.http import QueryDict
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -165,3 +167,19 @@ def json_type_name(value) -> str:
     names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
              list: "a list", dict: "an object"}  # fmt: skip
     return names.get(type(value), type(value).__name__)
+
+
+class FieldsBuiltOnce:
+    """For the input serializer of a hot write (registering a version): DRF deep-copies
+    every declared field for each request, half of what parsing the body cost; this builds
+    them once per class and gives each serializer shallow copies, which DRF then binds to it.
+    Flat serializers only: a nested serializer keeps per-request state in itself."""
+
+    def get_fields(self):
+        built = type(self).__dict__.get("_built_fields")
+        if built is None:
+            built = super().get_fields()
+            if any(isinstance(field, serializers.BaseSerializer) for field in built.values()):
+                raise TypeError(f"{type(self).__name__} nests a serializer: not FieldsBuiltOnce")
+            type(self)._built_fields = built
+        return {name: copy.copy(field) for name, field in built.items()}
