@@ -3,7 +3,7 @@
 CPU time per request on a shared VM drifts by a factor of two from one day to the next (the
 floor view measured 0.47 ms one day and 1.22 ms the next); the instruction count does not,
 so it shows whether a change made a request cheaper. Run after `bench/run.py`, which leaves
-the seeded mlops_bench database behind; needs Debian's `valgrind`:
+the seeded mlops_bench database (BENCH_DB) behind; needs Debian's `valgrind`:
 
     .venv/bin/python bench/instructions.py "register by URI" floor [--requests 100]
 

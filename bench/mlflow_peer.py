@@ -32,9 +32,10 @@ from bench import run
 from bench.run import MODELS, VERSIONS_PER_MODEL, Plan, Workload, model_name, version_number
 
 MLFLOW = run.ROOT / ".venv-mlflow" / "bin" / "mlflow"
-MLFLOW_DB = "mlflow_bench"
-# The portal's side in databases of its own, so this never drops `make bench`'s.
-PORTAL_DB = "mlops_bench_mlflow_peer"
+# Both sides in databases of their own, so this never drops `make bench`'s; overridable, so
+# two people can run it on one PostgreSQL and Redis at the same time.
+MLFLOW_DB = os.environ.get("BENCH_MLFLOW_DB", "mlflow_bench")
+PORTAL_DB = os.environ.get("BENCH_PEER_DB", "mlops_bench_mlflow_peer")
 PORTAL_BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13")
 MLFLOW_LOG = run.RESULTS_DIR / "mlflow-server.log"
 SOURCE = "http://127.0.0.1:9/model.joblib"

@@ -1,6 +1,6 @@
 """Profile one benchmark workload in-process, to see where its server CPU goes.
 
-Run after `bench/run.py` (which leaves the seeded mlops_bench database behind):
+Run after `bench/run.py` (which leaves the seeded mlops_bench database, or BENCH_DB, behind):
 
     .venv/bin/python bench/profile_endpoint.py "get one version" [--sort tottime] [--queries]
 

@@ -36,8 +36,9 @@ RESULTS_FILE = RESULTS_DIR / "registry.json"
 SERVER_LOG = RESULTS_DIR / "gunicorn.log"
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-BENCH_DB = "mlops_bench"
-BROKER_URL = "redis://127.0.0.1:6379/14"
+# Overridable, so two people can bench on one PostgreSQL and Redis at the same time.
+BENCH_DB = os.environ.get("BENCH_DB", "mlops_bench")
+BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
 
 MODELS = 200
 VERSIONS_PER_MODEL = 25
