@@ -45,14 +45,14 @@ def instructions(workload_name: str, count: int) -> int:
 
 
 def main() -> None:
-    names = [w.name for w in run.WORKLOADS]
+    names = [w.name for w in run.WORKLOADS + run.MLFLOW_API_WORKLOADS]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workloads", nargs="+", choices=names, metavar="WORKLOAD")
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # the measured child
     args = parser.parse_args()
     if args.serve is not None:
-        serve_under_count(run.WORKLOADS[names.index(args.workloads[0])], args.serve)
+        serve_under_count(run.workload_named(args.workloads[0]), args.serve)
         return
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed: apt-get install -y valgrind")
