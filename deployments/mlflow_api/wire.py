@@ -50,6 +50,10 @@ class EpochMillis(Func):
 
     output_field = BigIntegerField()
 
+    @property
+    def convert_value(self):
+        return self._convert_value_noop  # already an integer: no int() for each of the 400
+
     def as_sql(self, compiler, connection, **extra):  # PostgreSQL
         template = "FLOOR(EXTRACT(EPOCH FROM %(expressions)s) * 1000)::bigint"
         return super().as_sql(compiler, connection, template=template, **extra)
