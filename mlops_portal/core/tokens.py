@@ -67,7 +67,7 @@ def revoke_token(user, token: ApiToken) -> ApiToken:
 # queries (token joined to its user, then the user's groups for the role checks) cost more
 # CPU than the rest of a small API response; read with a plain cursor and made into a user
 # with `from_db`, as a queryset would, because `.raw()` spent as long again working out
-# its columns on every call (3.7 M → … instructions per API GET, bench/instructions.py).
+# its columns on every call (about 0.5 M instructions of an API GET, bench/instructions.py).
 TOKEN_USER_SQL = """
     SELECT {user_columns}, t.id, t.last_used_at, t.scope, t.expires_at,
         (SELECT {concat} FROM {membership_table} m JOIN {group_table} g ON g.id = m.group_id

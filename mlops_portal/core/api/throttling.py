@@ -32,10 +32,10 @@ class ApiRateThrottle(BaseThrottle):
 
     On Redis (production) both counts are one round trip: a Lua script of atomic increments;
     other caches (a folder for `make run`, memory in tests) read then write. A token request
-    was already counted by its authentication, in the round trip that read its address's
-    token failures (`count_token_request`); a session request is counted here. Fails open
-    when the cache is down, like the token failure throttle: an outage must not refuse
-    every call."""
+    was already counted by its authentication (`RateCount.of` in ApiTokenAuthentication), in
+    the round trip that read its address's token failures; a session request is counted
+    here. Fails open when the cache is down, like the token failure throttle: an outage must
+    not refuse every call."""
 
     def allow_request(self, request, view) -> bool:
         self.retry_after = None
