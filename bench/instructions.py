@@ -3,7 +3,7 @@
 CPU time per request on a shared VM drifts by a factor of two from one day to the next (the
 floor view measured 0.47 ms one day and 1.22 ms the next); the instruction count does not,
 so it shows whether a change made a request cheaper. Run after `bench/run.py`, which leaves
-the seeded mlops_bench database behind; needs Debian's `valgrind`:
+the seeded mlops_bench database (BENCH_DB) behind; needs Debian's `valgrind`:
 
     .venv/bin/python bench/instructions.py "register by URI" floor [--requests 100]
 
@@ -45,14 +45,14 @@ def instructions(workload_name: str, count: int) -> int:
 
 
 def main() -> None:
-    names = [w.name for w in run.WORKLOADS]
+    names = [w.name for w in run.WORKLOADS + run.MLFLOW_API_WORKLOADS]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workloads", nargs="+", choices=names, metavar="WORKLOAD")
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # the measured child
     args = parser.parse_args()
     if args.serve is not None:
-        serve_under_count(run.WORKLOADS[names.index(args.workloads[0])], args.serve)
+        serve_under_count(run.workload_named(args.workloads[0]), args.serve)
         return
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed: apt-get install -y valgrind")

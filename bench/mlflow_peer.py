@@ -24,60 +24,26 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import run
-from bench.run import MODELS, VERSIONS_PER_MODEL, Plan, Workload, model_name, version_number
+from bench.run import MODELS, VERSIONS_PER_MODEL, Plan, Workload, model_name
 
 MLFLOW = run.ROOT / ".venv-mlflow" / "bin" / "mlflow"
-MLFLOW_DB = "mlflow_bench"
-# The portal's side in databases of its own, so this never drops `make bench`'s.
-PORTAL_DB = "mlops_bench_mlflow_peer"
+# Both sides in databases of their own, so this never drops `make bench`'s; overridable, so
+# two people can run it on one PostgreSQL and Redis at the same time.
+MLFLOW_DB = os.environ.get("BENCH_MLFLOW_DB", "mlflow_bench")
+PORTAL_DB = os.environ.get("BENCH_PEER_DB", "mlops_bench_mlflow_peer")
 PORTAL_BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/13")
 MLFLOW_LOG = run.RESULTS_DIR / "mlflow-server.log"
-SOURCE = "http://127.0.0.1:9/model.joblib"
-API = "/api/2.0/mlflow"
+SOURCE = run.MLFLOW_SOURCE
+API = run.MLFLOW_API
 
 
 def mlflow_workloads() -> dict[str, Workload]:
     """The four calls, as MLflow's client sends them (the same paths on both servers)."""
-    return {
-        "get one version": Workload(
-            "get one version",
-            "GET",
-            lambda i: f"{API}/model-versions/get?name={model_name(i)}&version={version_number(i)}",
-        ),
-        "25 versions": Workload(
-            "25 versions",
-            "GET",
-            lambda i: (
-                f"{API}/model-versions/search?max_results=25&filter="
-                + quote(f"name = '{model_name(i)}'")
-            ),
-        ),
-        "models page of 100": Workload(
-            "models page of 100",
-            "GET",
-            lambda i: (
-                f"{API}/registered-models/search?max_results=100"
-                + ("" if i % 2 == 0 else "&page_token=" + quote(run_token(100)))
-            ),
-        ),
-        "register": Workload(
-            "register",
-            "POST",
-            lambda i: f"{API}/model-versions/create",
-            body_fn=lambda i: {"name": model_name(i), "source": SOURCE},
-        ),
-    }
-
-
-def run_token(offset: int) -> str:
-    import base64
-
-    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
+    return {w.name.removeprefix(run.MLFLOW_PREFIX): w for w in run.MLFLOW_API_WORKLOADS}
 
 
 V1 = {w.name: w for w in run.WORKLOADS}

@@ -1,6 +1,6 @@
 """Profile one benchmark workload in-process, to see where its server CPU goes.
 
-Run after `bench/run.py` (which leaves the seeded mlops_bench database behind):
+Run after `bench/run.py` (which leaves the seeded mlops_bench database, or BENCH_DB, behind):
 
     .venv/bin/python bench/profile_endpoint.py "get one version" [--sort tottime] [--queries]
 
@@ -80,7 +80,7 @@ def print_queries(handler, workload: run.Workload, secret: str, i: int) -> None:
 
 
 def main() -> None:
-    names = [w.name for w in run.WORKLOADS]
+    names = [w.name for w in run.WORKLOADS + run.MLFLOW_API_WORKLOADS]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("workload", choices=names)
     parser.add_argument("--requests", type=int, default=500)
@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=40)
     parser.add_argument("--queries", action="store_true", help="print one request's SQL")
     args = parser.parse_args()
-    workload = run.WORKLOADS[names.index(args.workload)]
+    workload = run.workload_named(args.workload)
 
     handler, secret = start_warm(workload, 50)
 

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -36,8 +37,9 @@ RESULTS_FILE = RESULTS_DIR / "registry.json"
 SERVER_LOG = RESULTS_DIR / "gunicorn.log"
 
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-BENCH_DB = "mlops_bench"
-BROKER_URL = "redis://127.0.0.1:6379/14"
+# Overridable, so two people can bench on one PostgreSQL and Redis at the same time.
+BENCH_DB = os.environ.get("BENCH_DB", "mlops_bench")
+BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14")
 
 MODELS = 200
 VERSIONS_PER_MODEL = 25
@@ -175,6 +177,59 @@ WORKLOADS = [
         target_ms=100.0,
     ),
 ]
+
+# The same reads and registration through the portal's MLflow-compatible API, as MLflow's
+# client sends them. bench/mlflow_peer.py drives them against a real MLflow server too;
+# `make bench` runs them there, not here. bench/instructions.py and profile_endpoint.py
+# take them by name like the workloads above.
+MLFLOW_API = "/api/2.0/mlflow"
+MLFLOW_PREFIX = "MLflow API "
+MLFLOW_SOURCE = "http://127.0.0.1:9/model.joblib"
+
+
+def mlflow_page_token(offset: int) -> str:
+    """MLflow's page token for `offset` (base64 of its JSON)."""
+    import base64
+
+    return base64.b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+MLFLOW_API_WORKLOADS = [
+    Workload(
+        MLFLOW_PREFIX + "get one version",
+        "GET",
+        lambda i: (
+            f"{MLFLOW_API}/model-versions/get?name={model_name(i)}&version={version_number(i)}"
+        ),
+    ),
+    Workload(
+        MLFLOW_PREFIX + "25 versions",
+        "GET",
+        lambda i: (
+            f"{MLFLOW_API}/model-versions/search?max_results=25&filter="
+            + quote(f"name = '{model_name(i)}'")
+        ),
+    ),
+    Workload(
+        MLFLOW_PREFIX + "models page of 100",
+        "GET",
+        lambda i: (
+            f"{MLFLOW_API}/registered-models/search?max_results=100"
+            + ("" if i % 2 == 0 else "&page_token=" + quote(mlflow_page_token(100)))
+        ),
+    ),
+    Workload(
+        MLFLOW_PREFIX + "register",
+        "POST",
+        lambda i: f"{MLFLOW_API}/model-versions/create",
+        body_fn=lambda i: {"name": model_name(i), "source": MLFLOW_SOURCE},
+    ),
+]
+
+
+def workload_named(name: str) -> Workload:
+    """A workload of either list, by name (for the scripts that take one by name)."""
+    return {w.name: w for w in WORKLOADS + MLFLOW_API_WORKLOADS}[name]
 
 
 @dataclass

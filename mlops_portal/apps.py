@@ -8,7 +8,7 @@ class MlopsPortalConfig(AppConfig):
     def ready(self):
         from django.contrib.auth.signals import user_login_failed
 
-        from mlops_portal.core import audit, login_protection
+        from mlops_portal.core import audit, db, login_protection
         from mlops_portal.core.api import (
             schema,  # noqa: F401  (registers the OpenAPI auth scheme)
             strings,
@@ -16,6 +16,7 @@ class MlopsPortalConfig(AppConfig):
         from mlops_portal.overview import announcements
 
         audit.register_models()
+        db.install()
         strings.install()
         announcements.subscribe()
         user_login_failed.connect(

@@ -12,6 +12,7 @@ from axes.models import AccessAttempt
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from mlops_portal.core import tokens
 from monitoring.services import incidents
 
 WRONG = "not-the-password-9431"  # the factories' users have the password "password"
@@ -189,6 +190,24 @@ def test_the_failure_count_lives_in_redis_where_every_worker_reads_it(
     assert int(client.get(key)) == low_token_limit  # another process sees the same count
     assert 0 < client.ttl(key) <= 301
     assert guesser.get("/api/v1/models/").status_code == 429
+
+
+@pytest.mark.parametrize("cache", ["redis", "memory"])
+def test_a_good_token_from_an_address_over_the_limit_gets_429_too(
+    request, alice, low_token_limit, cache
+):
+    """A good token reads the address's failures in the round trip that counts its rates,
+    after the lookup; the answer is the same 429 as a guess gets, before it as after."""
+    if cache == "redis":
+        request.getfixturevalue("redis_cache")
+    guesser = token_client("mlp_guessed-secret-0004", "203.0.113.12")
+    for _ in range(low_token_limit):
+        guesser.get("/api/v1/models/")
+    _, secret = tokens.create_token(alice, "good")
+    refused = token_client(secret, "203.0.113.12").get("/api/v1/models/")
+    assert refused.status_code == 429
+    assert "invalid API token" in refused.json()["detail"]
+    assert token_client(secret, "203.0.113.13").get("/api/v1/models/").status_code == 200
 
 
 def test_with_the_cache_down_tokens_are_still_checked_not_throttled(

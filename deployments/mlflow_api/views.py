@@ -294,7 +294,7 @@ VERSIONS_OF_MODEL = CompiledValues(
         ModelVersion.objects.filter(model__name=name)
         .order_by(*grammar.versions_order([]))
         .for_api()
-        .values(*wire.VERSION_COLUMNS)
+        .values(*wire.VERSION_COLUMNS, **wire.TIMES)
     ),
     "\x00model-name",
 )

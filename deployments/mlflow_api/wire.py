@@ -5,10 +5,11 @@ The functions read flat attributes: `model_name`, `registered_by_name` and `owne
 (the `for_api()` annotations on instances), so pages of rows are read with `.values()` into
 `Row`s instead of building model instances with their related users."""
 
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace as Row
 
 from django.core.files.storage import default_storage
-from django.db.models import Case, CharField, F, Min, Value, When, Window
+from django.db.models import BigIntegerField, Case, CharField, F, Func, Min, Value, When, Window
 from django.db.models.functions import RowNumber
 
 from deployments.choices import Stage, VersionStatus
@@ -27,8 +28,44 @@ ARCHIVED_LABEL = "Archived"
 STAGES_BY_NAME = {label.lower(): value for value, label in Stage.choices} | {"archived": "archived"}
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def millis(moment) -> int:
-    return int(moment.timestamp() * 1000)
+    """Milliseconds since the epoch, exactly (a float timestamp could round 0.123 s to 122)."""
+    return (moment - EPOCH) // timedelta(milliseconds=1)
+
+
+def timestamp(item, name: str) -> int:
+    """`<name>_at` in epoch milliseconds: rows read with `.values()` carry `<name>_ms`,
+    computed by the database (TIMES); a model instance has only the datetime."""
+    computed = getattr(item, f"{name}_ms", None)
+    return computed if computed is not None else millis(getattr(item, f"{name}_at"))
+
+
+class EpochMillis(Func):
+    """A timestamp column as whole milliseconds since the epoch, as `millis` computes it:
+    a page of 100 models in MLflow's format holds 400 timestamps, and reading each as a
+    datetime, then converting it, was a third of its CPU."""
+
+    output_field = BigIntegerField()
+
+    @property
+    def convert_value(self):
+        return self._convert_value_noop  # already an integer: no int() for each of the 400
+
+    def as_sql(self, compiler, connection, **extra):  # PostgreSQL
+        template = "FLOOR(EXTRACT(EPOCH FROM %(expressions)s) * 1000)::bigint"
+        return super().as_sql(compiler, connection, template=template, **extra)
+
+    def as_sqlite(self, compiler, connection, **extra):
+        # Stored as '2026-12-02 07:58:19.123456' (no fraction at 0 µs): whole seconds, then
+        # the first three digits of the fraction (strftime's %f would round them).
+        template = (
+            "(CAST(strftime('%%%%s', %(expressions)s) AS INTEGER) * 1000"
+            " + CAST(substr(%(expressions)s, 21, 3) AS INTEGER))"
+        )
+        return super().as_sql(compiler, connection, template=template, **extra)
 
 
 def current_stage(version) -> str:
@@ -48,8 +85,8 @@ def model_version(version: ModelVersion, request, aliases=None) -> dict:
     body = {
         "name": version.model_name,
         "version": str(version.number),
-        "creation_timestamp": millis(version.created_at),
-        "last_updated_timestamp": millis(version.updated_at),
+        "creation_timestamp": timestamp(version, "created"),
+        "last_updated_timestamp": timestamp(version, "updated"),
         "user_id": version.registered_by_name,
         "current_stage": current_stage(version),
         "description": version.description,
@@ -71,8 +108,8 @@ def registered_model(model, request, latest=(), aliases=()) -> dict:
     """One model; `latest` its latest version per stage, `aliases` (alias, number) pairs."""
     body = {
         "name": model.name,
-        "creation_timestamp": millis(model.created_at),
-        "last_updated_timestamp": millis(model.updated_at),
+        "creation_timestamp": timestamp(model, "created"),
+        "last_updated_timestamp": timestamp(model, "updated"),
         "user_id": model.owner_name,
     }
     if model.description:
@@ -108,15 +145,14 @@ def _pairs(tags: dict) -> list[dict]:
 # --- what a page of models or versions needs, in a fixed number of queries -------------------
 
 
-# What a version's JSON reads, for `.values()`.
+# What a version's JSON reads, for `.values(*COLUMNS, **TIMES)`.
 VERSION_COLUMNS = (
-    "id", "model_id", "model_name", "number", "created_at", "updated_at", "registered_by_name",
+    "id", "model_id", "model_name", "number", "registered_by_name",
     "stage", "archived", "description", "artifact_uri", "artifact", "run_id", "status",
     "status_detail", "mlflow_tags", "source_url",
 )  # fmt: skip
-MODEL_COLUMNS = (
-    "id", "name", "created_at", "updated_at", "owner_name", "description", "mlflow_tags",
-)  # fmt: skip
+MODEL_COLUMNS = ("id", "name", "owner_name", "description", "mlflow_tags")
+TIMES = {"created_ms": EpochMillis("created_at"), "updated_ms": EpochMillis("updated_at")}
 
 
 # The largest version number PostgreSQL's integer column holds: a bigger one names nothing
@@ -128,7 +164,7 @@ VERSION_ROW = CompiledValues(
     lambda name, number: (
         ModelVersion.objects.for_api()
         .filter(model__name=name, number=number)
-        .values(*VERSION_COLUMNS)
+        .values(*VERSION_COLUMNS, **TIMES)
     ),
     "\x00model-name",
     2_147_000_001,
@@ -143,12 +179,12 @@ MODEL_ALIASES = CompiledValues(
 
 def version_rows(versions, start=None, stop=None) -> list[Row]:
     """`versions[start:stop]` (a queryset) as rows with the columns the JSON needs."""
-    values = versions.for_api().values(*VERSION_COLUMNS)[start:stop]
+    values = versions.for_api().values(*VERSION_COLUMNS, **TIMES)[start:stop]
     return [Row(**row) for row in values]
 
 
 def model_rows(models, start=None, stop=None) -> list[Row]:
-    values = models.for_api().values(*MODEL_COLUMNS)[start:stop]
+    values = models.for_api().values(*MODEL_COLUMNS, **TIMES)[start:stop]
     return [Row(**row) for row in values]
 
 
@@ -214,13 +250,13 @@ def aliases_of_versions(version_ids) -> dict[int, list[str]]:
 # versions and aliases are read by that range: queries of fixed shape, compiled once.
 
 MODEL_PAGE = CompiledValues(
-    lambda: RegisteredModel.objects.for_api().order_by("name").values(*MODEL_COLUMNS)
+    lambda: RegisteredModel.objects.for_api().order_by("name").values(*MODEL_COLUMNS, **TIMES)
 )
 LATEST_BETWEEN = CompiledValues(
     lambda first, last: (
         newest_per_stage(ModelVersion.objects.filter(model__name__gte=first, model__name__lte=last))
         .for_api()
-        .values(*VERSION_COLUMNS)
+        .values(*VERSION_COLUMNS, **TIMES)
     ),
     "\x00first-name",
     "\x00last-name",

@@ -9,6 +9,7 @@ from rest_framework import authentication, exceptions
 
 from mlops_portal.choices import TokenScope
 from mlops_portal.core import security_log
+from mlops_portal.core.api.throttling import RateCount
 from mlops_portal.core.tokens import TokenExpired, authenticate_token
 
 logger = logging.getLogger(__name__)
@@ -20,7 +21,11 @@ class TokenFailureThrottle:
     web worker adds to the same count: after API_TOKEN_FAILURE_LIMIT failures, token
     requests from that address answer 429 until the window ends, whatever the token.
 
-    Checked before the token is looked up, so guessing stops paying off at the limit.
+    Past the limit every token request from the address answers 429, a good token's too,
+    so guessing stops paying off. A bad token's request reads the count before it is logged
+    and counted; a good token's reads it in the round trip that counts the request against
+    its rates (ApiTokenAuthentication), after the lookup: one Redis round trip per request
+    instead of two, for the price of an indexed lookup per guess while an address is over.
     Fails open: with the cache down, tokens are still checked, just not throttled."""
 
     def __init__(self, request):
@@ -39,7 +44,11 @@ class TokenFailureThrottle:
         except (RedisError, OSError):
             logger.warning("Token throttle skipped: the cache does not answer", exc_info=True)
             return
-        if failures >= self.limit:
+        self.refuse_over_limit(failures)
+
+    def refuse_over_limit(self, failures: int | None) -> None:
+        """Raise Throttled when `failures` (this address's count, read) reach the limit."""
+        if failures is not None and failures >= self.limit:
             raise exceptions.Throttled(
                 wait=self.wait, detail="Too many requests with an invalid API token."
             )
@@ -75,7 +84,6 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         if not header or header[0].lower() not in self.keywords:
             return None
         throttle = TokenFailureThrottle(request)
-        throttle.check()
         if len(header) != 2:
             self._failed(request, throttle, "malformed")
             raise exceptions.AuthenticationFailed(
@@ -91,9 +99,15 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         if user is None:
             self._failed(request, throttle, "invalid")
             raise exceptions.AuthenticationFailed("Invalid or revoked token.")
+        # One round trip: the address's token failures, read, and this request counted
+        # against its rates (ApiRateThrottle answers from `rate_count` after the permissions).
+        counted = RateCount.of(user.pk, user.token_id, read_key=throttle.key)
+        throttle.refuse_over_limit(counted.read)
+        request.rate_count = counted
         return user, TokenCredential(user.token_id, user.token_scope)
 
     def _failed(self, request, throttle, reason: str) -> None:
+        throttle.check()  # over the limit: 429, neither logged nor counted
         throttle.record_failure()
         security_log.token_failed(request, reason)
 
