@@ -140,7 +140,7 @@ def serve(listener: socket.socket, model, args, started: float, parent: int | No
     )
     config = uvicorn.Config(
         app.build(served),
-        # httptools and uvloop when installed (the dev set), h11 and asyncio otherwise.
+        # httptools and uvloop (requirements/ml.in names them); h11 and asyncio if missing.
         http="auto",
         loop="auto",
         interface="asgi3",
