@@ -141,8 +141,13 @@ def summary(rounds: list[dict]) -> dict:
 def run(rounds: int, seconds: float, names: list[str]) -> dict:
     from deployments.demo import train_iris
 
-    artifact = Path(tempfile.mkdtemp(prefix="bench-model-server-")) / "model.joblib"
-    artifact.write_bytes(train_iris()[0])
+    with tempfile.TemporaryDirectory(prefix="bench-model-server-") as folder:
+        artifact = Path(folder) / "model.joblib"
+        artifact.write_bytes(train_iris()[0])
+        return measure(rounds, seconds, names, artifact)
+
+
+def measure(rounds: int, seconds: float, names: list[str], artifact: Path) -> dict:
     servers = {name: start(name, artifact) for name in names}
     results: dict = {"rounds": rounds, "seconds_per_round": seconds, "servers": {}}
     try:
