@@ -9,6 +9,10 @@ from tests.docs.test_pages import PNG
 from tests.factories import UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+# Mermaid lays a diagram out in the browser, after the preview's own round trip: on a
+# loaded 2-core machine that outlasted Playwright's 5 s default once (as Plotly's charts
+# did in test_csp.py).
+DRAWN = 20_000
 
 FIRST = """## Serving path
 ```mermaid
@@ -32,10 +36,10 @@ def test_write_a_page_with_a_diagram_and_an_image_edit_diff_and_restore(
     page.get_by_role("link", name="New page", exact=True).click()
     page.fill("#id_title", "Iris serving")
     page.fill("#id_body", FIRST)
-    expect(page.get_by_test_id("preview").locator("pre.mermaid svg")).to_be_visible()
+    expect(page.get_by_test_id("preview").locator("pre.mermaid svg")).to_be_visible(timeout=DRAWN)
     page.get_by_role("button", name="Save").click()
     expect(page.get_by_role("heading", name="Iris serving")).to_be_visible()
-    expect(page.locator("pre.mermaid svg")).to_be_visible()  # rendered in the browser
+    expect(page.locator("pre.mermaid svg")).to_be_visible(timeout=DRAWN)  # rendered in the browser
 
     page.set_input_files("input[name=file]", str(image))
     page.get_by_role("button", name="Attach image").click()
@@ -56,7 +60,7 @@ def test_write_a_page_with_a_diagram_and_an_image_edit_diff_and_restore(
     page.get_by_role("button", name="Restore").click()
     expect(page.get_by_text("Revision 1 restored as a new revision.")).to_be_visible()
     expect(page.get_by_test_id("page-body").locator("img")).to_have_count(0)
-    expect(page.locator("pre.mermaid svg")).to_be_visible()
+    expect(page.locator("pre.mermaid svg")).to_be_visible(timeout=DRAWN)
     screenshot("restored")
 
     outside = [url for url in requests if not url.startswith(live_server.url)]
