@@ -28,6 +28,7 @@ from deployments.serving.loading import (
     predict,
 )
 from mlops_portal.core import audit, events, inserts, outbox
+from mlops_portal.core.compiled import InstanceReader
 from mlops_portal.core.policy import require
 from mlops_portal.core.validation import clean_tags, field_errors
 
@@ -36,6 +37,9 @@ SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 RESERVED_MODEL_NAMES = {"new"}  # /models/new/ is the create page
 # MLflow's tag keys: letters, digits, _ - . : / and spaces, never a path going up or rooted.
 TAG_KEY_PATTERN = re.compile(r"^(?!/)(?!.*(?:^|/)\.\.?(?:/|$))[/\w.\- :]+$")
+
+# The model row `_claim_next_number` reads back from its UPDATE.
+MODEL_ROW = InstanceReader(RegisteredModel)
 
 
 # --- models -------------------------------------------------------------------------------
@@ -321,28 +325,17 @@ def set_version_archived(actor, version: ModelVersion, archived: bool, reason=""
 def _claim_next_number(model_name: str) -> RegisteredModel:
     """Count up the model's latest version number and read its row, in one statement (one
     round trip); the UPDATE's row lock holds until the transaction ends."""
-    fields = RegisteredModel._meta.concrete_fields
     with connection.cursor() as cursor:  # UPDATE … RETURNING: PostgreSQL, SQLite 3.35+
         cursor.execute(
             f"UPDATE {RegisteredModel._meta.db_table} "
             "SET latest_version_number = latest_version_number + 1 WHERE name = %s "
-            f"RETURNING {', '.join(field.column for field in fields)}",
+            f"RETURNING {MODEL_ROW.columns(connection)}",
             [model_name],
         )
         row = cursor.fetchone()
     if row is None:
         raise RegisteredModel.DoesNotExist(f"No model is named {model_name!r}.")
-    # from_db, not .raw(): raw() works out its columns' order anew on every call.
-    values = [_from_db(field, value) for field, value in zip(fields, row, strict=True)]
-    return RegisteredModel.from_db(connection.alias, [f.attname for f in fields], values)
-
-
-def _from_db(field, value):
-    """A column's value as the ORM reads it (JSON decoded, SQLite's datetimes parsed)."""
-    column = field.get_col(RegisteredModel._meta.db_table)
-    for convert in connection.ops.get_db_converters(column) + column.get_db_converters(connection):
-        value = convert(value, column, connection)
-    return value
+    return MODEL_ROW.instance(connection, row)
 
 
 def _upload_digest(upload) -> tuple[str, int]:

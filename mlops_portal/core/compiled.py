@@ -140,3 +140,42 @@ def decode_json(value, expression, connection):
             return json.loads(value)
         except json.JSONDecodeError:
             return value
+
+
+class InstanceReader:
+    """Model instances from rows of hand-written SQL that select `model`'s concrete columns
+    in order (`columns`): each value goes through the converters a queryset applies, then
+    `from_db`, as a queryset would. For the hot lookups written as SQL (the API token's
+    user, the claimed version number's model): `.raw()` works out its columns' order anew
+    on every call, as much CPU again as the query."""
+
+    def __init__(self, model: type[models.Model]):
+        self.model = model
+        self.fields = model._meta.concrete_fields
+        self.attnames = [field.attname for field in self.fields]
+        self._converters: dict[str, list[tuple]] = {}  # by database vendor (tests may switch)
+
+    def columns(self, connection, prefix: str = "") -> str:
+        """The model's columns for a SELECT or RETURNING list, each after `prefix` ("u.")."""
+        return ", ".join(f"{prefix}{connection.ops.quote_name(f.column)}" for f in self.fields)
+
+    def instance(self, connection, row) -> models.Model:
+        """The instance read from the first len(fields) values of `row`."""
+        values = list(row[: len(self.fields)])
+        for position, convert, column in self._converters_for(connection):
+            values[position] = convert(values[position], column, connection)
+        return self.model.from_db(connection.alias, self.attnames, values)
+
+    def _converters_for(self, connection) -> list[tuple]:
+        found = self._converters.get(connection.vendor)
+        if found is None:
+            table = self.model._meta.db_table
+            found = self._converters[connection.vendor] = [
+                (position, convert, column)
+                for position, column in enumerate(f.get_col(table) for f in self.fields)
+                for convert in [
+                    *connection.ops.get_db_converters(column),
+                    *column.get_db_converters(connection),
+                ]
+            ]
+        return found

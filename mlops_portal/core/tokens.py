@@ -13,6 +13,7 @@ from django.utils.dateparse import parse_datetime
 
 from mlops_portal.choices import TokenScope
 from mlops_portal.core import audit
+from mlops_portal.core.compiled import InstanceReader
 from mlops_portal.core.policy import require
 from mlops_portal.models import ApiToken, hash_token_secret
 
@@ -80,47 +81,33 @@ CONCAT_NAMES = {"postgresql": "STRING_AGG(g.name, ',')", "sqlite": "GROUP_CONCAT
 
 @dataclass(frozen=True)
 class UserLookup:
-    """The lookup's SQL for one database and user model, with the user's fields in the order
-    it selects them and the converters their values need (a timestamp's on SQLite)."""
+    """The lookup's SQL for one database and user model, and the reader of its user."""
 
     sql: str
-    attnames: list[str]
-    converters: list[tuple]
+    users: InstanceReader
 
     @classmethod
     def build(cls, user_model, connection) -> "UserLookup":
-        fields = user_model._meta.concrete_fields
+        users = InstanceReader(user_model)
         membership = user_model.groups.through
         sql = TOKEN_USER_SQL.format(
-            user_columns=", ".join(f"u.{connection.ops.quote_name(f.column)}" for f in fields),
+            user_columns=users.columns(connection, prefix="u."),
             concat=CONCAT_NAMES.get(connection.vendor, "GROUP_CONCAT(g.name, ',')"),
             membership_table=membership._meta.db_table,
             group_table=Group._meta.db_table,
             user_table=user_model._meta.db_table,
             token_table=ApiToken._meta.db_table,
         )
-        converters = []
-        for position, field in enumerate(fields):
-            column = field.get_col(user_model._meta.db_table)
-            for convert in [
-                *connection.ops.get_db_converters(column),
-                *column.get_db_converters(connection),
-            ]:
-                converters.append((position, convert, column))
-        return cls(sql, [f.attname for f in fields], converters)
+        return cls(sql, users)
 
-    def user(self, user_model, connection, secret: str):
+    def user(self, connection, secret: str):
         """The user and the token's (id, last used, scope, expiry, role names), or None."""
         with connection.cursor() as cursor:
             cursor.execute(self.sql, [hash_token_secret(secret)])
             row = cursor.fetchone()
         if row is None:
             return None
-        count = len(self.attnames)
-        values = list(row[:count])
-        for position, convert, column in self.converters:
-            values[position] = convert(values[position], column, connection)
-        return user_model.from_db(connection.alias, self.attnames, values), row[count:]
+        return self.users.instance(connection, row), row[len(self.users.fields) :]
 
 
 _lookups: dict[tuple, UserLookup] = {}  # by database vendor and user model (tests may switch)
@@ -142,7 +129,7 @@ def authenticate_token(secret: str):
     `token_expires_at` set, recording the token's use (at most once a minute); None for an
     unknown, revoked or inactive one. Raise TokenExpired for an expired one."""
     user_model = get_user_model()
-    found = _lookup(user_model).user(user_model, connection, secret)
+    found = _lookup(user_model).user(connection, secret)
     if found is None:
         return None
     user, token = found
