@@ -233,21 +233,29 @@ class RayServeBackend(DeployBackend):
         self.check_route_prefix_is_free(cluster)
         current = (cluster.get("applications") or {}).get(self.app_name) or {}
         previous = current.get("deployed_app_config")
+        replicas = self.settings["num_replicas"]
+        endpoint = self.submit_and_wait(
+            deployment, cluster, config, previous, log,
+            f"Submitting Serve application {self.app_name} ({version}, {replicas} replica(s)) "
+            f"at {self.route_prefix} to {self.settings['dashboard_url']}.",
+        )  # fmt: skip
+        self.wait_until_serving(deployment, endpoint, log)
+        log(f"Serve application {self.app_name} answers /v2/health/ready at {endpoint}.")
+        return Outcome(endpoint=endpoint)
+
+    def submit_and_wait(self, deployment, cluster, config, previous, log, announce) -> str:
+        """Record `config` (and the `previous` one, for a rollback) on the deployment, submit
+        it, wait until the application is RUNNING; its endpoint."""
         if not record_state(
             deployment, app=self.app_name, config=redacted(config),
             previous_config=redacted(previous) if previous else None,
         ):  # fmt: skip
             raise DeployError("The deployment ended before its Serve config was submitted.")
-        replicas = self.settings["num_replicas"]
-        log(f"Submitting Serve application {self.app_name} ({version}, {replicas} "
-            f"replica(s)) at {self.route_prefix} to {self.settings['dashboard_url']}.")  # fmt: skip
+        log(announce)
         self.submit(cluster, config)
         steps.reached("server_started")
         self.wait_until_running(deployment, log)
-        endpoint = self.endpoint(cluster)
-        self.wait_until_serving(deployment, endpoint, log)
-        log(f"Serve application {self.app_name} answers /v2/health/ready at {endpoint}.")
-        return Outcome(endpoint=endpoint)
+        return self.endpoint(cluster)
 
     def check_route_prefix_is_free(self, cluster: dict) -> None:
         for name, app in (cluster.get("applications") or {}).items():
@@ -344,17 +352,11 @@ class RayServeBackend(DeployBackend):
             raise DeployError(f"Serve application {self.app_name} does not serve #{stable.pk} "
                               "alone; deploy all at once.")  # fmt: skip
         config = self.canary_config(deployment, stable, weight)
-        if not record_state(
-            deployment, app=self.app_name, config=redacted(config),
-            previous_config=redacted(current["deployed_app_config"]),
-        ):  # fmt: skip
-            raise DeployError("The deployment ended before its Serve config was submitted.")
-        log(f"Submitting {self.app_name} with a canary router: {weight} % to {deployment.version}"
-            f", the rest to #{stable.pk} ({stable.version}).")  # fmt: skip
-        self.submit(cluster, config)
-        steps.reached("server_started")
-        self.wait_until_running(deployment, log)
-        endpoint = self.endpoint(cluster)
+        endpoint = self.submit_and_wait(
+            deployment, cluster, config, current["deployed_app_config"], log,
+            f"Submitting {self.app_name} with a canary router: {weight} % to "
+            f"{deployment.version}, the rest to #{stable.pk} ({stable.version}).",
+        )  # fmt: skip
         self.wait_for_weight(deployment, endpoint, weight)
         log(f"Canary router of {self.app_name} at {endpoint}: {weight} % to #{deployment.pk}.")
         return Outcome(endpoint=endpoint)
