@@ -1,15 +1,16 @@
-"""The unfiltered search of registered models in name order, the page every MLflow client
-pages through: on PostgreSQL, one query whose answer is the page's JSON, written by the
-database in exactly the bytes `wire.registered_model` and orjson give (the general path,
-which SQLite and every other filter or order take).
+"""The search of registered models in name order without a filter, or with only the stock
+client's "not prompts": the pages every MLflow client reads. On PostgreSQL, one query whose
+answer is the page's JSON, written by the database in exactly the bytes
+`wire.registered_model` and orjson give (the general path, which SQLite and every other
+filter or order take).
 
 Building 100 models' dicts in Python (with their latest versions, tags and aliases) was
-most of the request's CPU; PostgreSQL writes the same text for less than the CPU it took
-Python to read the rows, and the response embeds it with `orjson.Fragment`. Every string
-goes through `to_json` (PostgreSQL escapes exactly the characters orjson escapes, in the
-same form), so raw control characters never occur in its text: a version with an uploaded
-artifact marks its name between two \\x01 characters, and Python replaces that with the
-file's URL, which only Django's storage knows."""
+most of the request's CPU; the response embeds the database's text with `orjson.Fragment`
+(docs/architecture.md, "Speed"). Every string goes through `to_json` (PostgreSQL escapes
+exactly the characters orjson escapes, in the same form), so raw control characters never
+occur in its text: a version with an uploaded artifact marks its name between two \\x01
+characters, and Python replaces that with the file's URL, which only Django's storage
+knows."""
 
 from functools import cache
 
@@ -17,6 +18,7 @@ import orjson
 from django.db import connection
 
 from deployments.choices import VersionStatus
+from deployments.mlflow_api import search as grammar
 from deployments.mlflow_api import wire
 from deployments.models import ModelAlias, ModelVersion, RegisteredModel
 
@@ -24,13 +26,16 @@ from deployments.models import ModelAlias, ModelVersion, RegisteredModel
 UPLOAD_MARK = "\x01"
 
 
-def by_name(request, offset: int, count: int) -> tuple[object, int]:
+def by_name(request, offset: int, count: int, without_prompts=False) -> tuple[object, int]:
     """The JSON of up to `count` models from `offset` in name order (a list of dicts, or
     `orjson.Fragment` of PostgreSQL's text), and how many models there are from `offset`,
-    counted up to `count + 1` (more than `count`: there is a next page)."""
+    counted up to `count + 1` (more than `count`: there is a next page). `without_prompts`:
+    leave out prompts (`grammar.NOT_PROMPTS`, what the stock client asks)."""
     if connection.vendor == "postgresql":
-        return written_by_database(request, offset, count)
-    return built_in_python(RegisteredModel.objects.order_by("name"), request, offset, count)
+        return written_by_database(request, offset, count, without_prompts)
+    condition = grammar.models_filter([grammar.NOT_PROMPTS] if without_prompts else [])
+    models = RegisteredModel.objects.filter(condition).order_by("name")
+    return built_in_python(models, request, offset, count)
 
 
 def built_in_python(models, request, offset: int, count: int) -> tuple[list[dict], int]:
@@ -48,9 +53,11 @@ def built_in_python(models, request, offset: int, count: int) -> tuple[list[dict
     return built, len(rows)
 
 
-def written_by_database(request, offset: int, count: int) -> tuple[orjson.Fragment, int]:
+def written_by_database(
+    request, offset: int, count: int, without_prompts=False
+) -> tuple[orjson.Fragment, int]:
     with connection.cursor() as cursor:
-        cursor.execute(page_sql(), {"offset": offset, "count": count})
+        cursor.execute(page_sql(without_prompts), {"offset": offset, "count": count})
         found, text = cursor.fetchone()
     if UPLOAD_MARK in text:
         text = with_upload_urls(text, request)
@@ -175,13 +182,16 @@ def table_names() -> dict[str, str]:
 
 
 @cache
-def page_sql() -> str:
+def page_sql(without_prompts: bool) -> str:
     """One row: how many models there are from %(offset)s (at most %(count)s + 1), and the
     JSON array of the first %(count)s."""
     tables = table_names()
+    # As `grammar.NOT_PROMPTS` reads (`~Q(mlflow_tags__contains=…)`).
+    prompt = literal(orjson.dumps({grammar.PROMPT_TAG: "true"}).decode())
+    where = f"WHERE NOT (m.mlflow_tags @> {prompt}::jsonb)" if without_prompts else ""
     return f"""
         WITH found AS (
-            SELECT m.id FROM {tables["model"]} m ORDER BY m.name
+            SELECT m.id FROM {tables["model"]} m {where} ORDER BY m.name
             LIMIT %(count)s + 1 OFFSET %(offset)s
         )
         SELECT (SELECT count(*) FROM found),

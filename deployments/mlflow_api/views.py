@@ -122,8 +122,10 @@ def search_registered_models(request, params):
     condition = grammar.models_filter(clauses)
     order = grammar.models_order(params.strings("order_by"))
     offset = grammar.page_offset(params.string("page_token"))
-    if not clauses and order == ["name"]:  # every model by name: the database writes it
-        models, found = models_page.by_name(request, offset, max_results)
+    if order == ["name"] and (not clauses or grammar.only_not_prompts(clauses)):
+        # Every model (but prompts, as the stock client asks) by name: the database writes it.
+        without_prompts = bool(clauses)
+        models, found = models_page.by_name(request, offset, max_results, without_prompts)
     else:
         chosen = RegisteredModel.objects.filter(condition).order_by(*order)
         models, found = models_page.built_in_python(chosen, request, offset, max_results)
