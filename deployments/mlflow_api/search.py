@@ -202,6 +202,15 @@ def _tag(clause: Clause) -> Q:
     return _compare(KeyTextTransform(clause.key, "mlflow_tags"), clause.comparator, clause.value)
 
 
+# What the stock client adds to every `search_registered_models()` (MLflow 3).
+NOT_PROMPTS = Clause("tag", PROMPT_TAG, "!=", "true")
+
+
+def only_not_prompts(clauses: list[Clause]) -> bool:
+    """Whether the filter is exactly the stock client's "not prompts", nothing else."""
+    return clauses == [NOT_PROMPTS]
+
+
 def _prompts(clause: Clause) -> Q:
     """The client adds `tags.mlflow.prompt.is_prompt != 'true'` to every model search;
     MLflow reads it as "not prompts", models without the tag included (a plain != would

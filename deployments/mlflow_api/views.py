@@ -12,7 +12,7 @@ from django.http import HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from deployments import services
-from deployments.mlflow_api import auth, wire
+from deployments.mlflow_api import auth, models_page, wire
 from deployments.mlflow_api import search as grammar
 from deployments.mlflow_api.errors import MlflowError, from_service, invalid, missing
 from deployments.mlflow_api.params import Params
@@ -122,23 +122,15 @@ def search_registered_models(request, params):
     condition = grammar.models_filter(clauses)
     order = grammar.models_order(params.strings("order_by"))
     offset = grammar.page_offset(params.string("page_token"))
-    if not clauses and order == ["name"]:  # every model by name: compiled queries
-        rows, latest, pairs = wire.models_by_name(offset, max_results + 1)
-        page = rows[:max_results]
+    if order == ["name"] and (not clauses or grammar.only_not_prompts(clauses)):
+        # Every model (but prompts, as the stock client asks) by name: the database writes it.
+        without_prompts = bool(clauses)
+        models, found = models_page.by_name(request, offset, max_results, without_prompts)
     else:
-        models = RegisteredModel.objects.filter(condition).order_by(*order)
-        rows = wire.model_rows(models, offset, offset + max_results + 1)
-        page = rows[:max_results]
-        ids = [model.id for model in page]
-        latest = wire.latest_versions(ids, by_stage_name=True)
-        pairs = wire.aliases_of_models(ids)
-    body = {
-        "registered_models": [
-            wire.registered_model(model, request, latest.get(model.id), pairs.get(model.id))
-            for model in page
-        ]
-    }
-    if len(rows) > max_results:
+        chosen = RegisteredModel.objects.filter(condition).order_by(*order)
+        models, found = models_page.built_in_python(chosen, request, offset, max_results)
+    body = {"registered_models": models}
+    if found > max_results:
         body["next_page_token"] = grammar.page_token(offset + max_results)
     return body
 

@@ -13,7 +13,7 @@ from django.db.models import BigIntegerField, Case, CharField, F, Func, Min, Val
 from django.db.models.functions import RowNumber
 
 from deployments.choices import Stage, VersionStatus
-from deployments.models import ModelAlias, ModelVersion, RegisteredModel
+from deployments.models import ModelAlias, ModelVersion
 from mlops_portal.core.compiled import CompiledValues
 
 STATUS = {
@@ -128,7 +128,12 @@ def source(version: ModelVersion, request) -> str:
     if version.artifact_uri:
         return version.artifact_uri
     name = getattr(version.artifact, "name", version.artifact)  # a FieldFile, or its name
-    return request.build_absolute_uri(default_storage.url(name)) if name else ""
+    return upload_url(name, request) if name else ""
+
+
+def upload_url(name: str, request) -> str:
+    """The absolute URL of the uploaded artifact stored as `name`."""
+    return request.build_absolute_uri(default_storage.url(name))
 
 
 def download_uri(version: ModelVersion, request) -> str:
@@ -242,47 +247,3 @@ def aliases_of_versions(version_ids) -> dict[int, list[str]]:
     for version_id, alias in rows.order_by("version_id", "alias"):
         found.setdefault(version_id, []).append(alias)
     return found
-
-
-# --- the unfiltered search of models by name, compiled once per process ------------------------
-# MLflow clients page through every model this way (`search_registered_models()`). A page
-# ordered by name holds exactly the models named from its first to its last, so its latest
-# versions and aliases are read by that range: queries of fixed shape, compiled once.
-
-MODEL_PAGE = CompiledValues(
-    lambda: RegisteredModel.objects.for_api().order_by("name").values(*MODEL_COLUMNS, **TIMES)
-)
-LATEST_BETWEEN = CompiledValues(
-    lambda first, last: (
-        newest_per_stage(ModelVersion.objects.filter(model__name__gte=first, model__name__lte=last))
-        .for_api()
-        .values(*VERSION_COLUMNS, **TIMES)
-    ),
-    "\x00first-name",
-    "\x00last-name",
-)
-ALIASES_BETWEEN = CompiledValues(
-    lambda first, last: (
-        ModelAlias.objects.filter(model__name__gte=first, model__name__lte=last)
-        .order_by("model_id", "alias")
-        .values("model_id", "alias", number=F("version__number"))
-    ),
-    "\x00first-name",
-    "\x00last-name",
-)
-
-
-def models_by_name(offset: int, count: int) -> tuple[list[Row], dict, dict]:
-    """`count` models from `offset` in name order, with `latest_versions` and
-    `aliases_of_models` of those on the page (the first `count - 1`: the last row only
-    tells whether there is a next page)."""
-    rows = [Row(**row) for row in MODEL_PAGE.rows(limit=count, offset=offset)]
-    page = rows[: count - 1]
-    if not page:
-        return rows, {}, {}
-    first, last = page[0].name, page[-1].name
-    latest = by_model(Row(**row) for row in LATEST_BETWEEN.rows(first, last))
-    pairs: dict[int, list[tuple[str, int]]] = {}
-    for row in ALIASES_BETWEEN.rows(first, last):
-        pairs.setdefault(row["model_id"], []).append((row["alias"], row["number"]))
-    return rows, latest, pairs
