@@ -8,8 +8,9 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.db.models import F, Lookup, Q
+from django.db.models import F, Lookup, Q, TextField, Value
 from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Coalesce
 from django.db.models.lookups import Exact, In
 
 from deployments.mlflow_api.errors import invalid
@@ -216,7 +217,12 @@ def _prompts(clause: Clause) -> Q:
     MLflow reads it as "not prompts", models without the tag included (a plain != would
     drop them). `= 'true'` (or `!= 'false'`) asks for prompts only."""
     value = str(clause.value).lower()
-    is_prompt = Q(mlflow_tags__contains={PROMPT_TAG: "true"})
+    # The tag's text, "" when absent, so that "not a prompt" keeps models without the tag
+    # (a negated comparison with NULL would drop them); SQLite has no JSON containment.
+    tag_text = Coalesce(
+        KeyTextTransform(PROMPT_TAG, "mlflow_tags"), Value(""), output_field=TextField()
+    )
+    is_prompt = Q(Exact(tag_text, "true"))
     wants_prompts = (clause.comparator, value) in (("=", "true"), ("!=", "false"))
     return is_prompt if wants_prompts else ~is_prompt
 
@@ -306,6 +312,10 @@ def _tie_break(fields: list[str], defaults: list[str]) -> list[str]:
     return fields + [field for field in defaults if field.lstrip("-") not in used]
 
 
+# The databases' OFFSET is a signed 64-bit integer; beyond it the query itself would fail.
+LARGEST_OFFSET = 2**63 - 1
+
+
 def page_offset(token: str) -> int:
     if not token:
         return 0
@@ -317,7 +327,7 @@ def page_offset(token: str) -> int:
         offset = int(json.loads(decoded)["offset"])
     except (ValueError, TypeError, KeyError, RecursionError):
         raise invalid(f"Invalid page token, decoded value={decoded!r}") from None
-    if offset < 0:
+    if not 0 <= offset <= LARGEST_OFFSET:
         raise invalid(f"Invalid page token, offset={offset}")
     return offset
 

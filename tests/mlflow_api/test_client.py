@@ -195,6 +195,12 @@ def test_search_filters_order_and_pages(alice, mlflow_for, artifact_server):
         ("search_registered_models", {"order_by": ["size"]}, "INVALID_PARAMETER_VALUE"),
         ("search_registered_models", {"max_results": 5000}, "INVALID_PARAMETER_VALUE"),
         ("search_registered_models", {"page_token": "zzz"}, "INVALID_PARAMETER_VALUE"),
+        # Offsets beyond the databases' 64-bit OFFSET: {"offset": 1e30}, {"offset": 10**21}.
+        ("search_registered_models", {"page_token": "eyJvZmZzZXQiOiAxZTMwfQ=="},
+         "INVALID_PARAMETER_VALUE"),
+        ("search_model_versions",
+         {"page_token": "eyJvZmZzZXQiOiAxMDAwMDAwMDAwMDAwMDAwMDAwMDAwfQ=="},
+         "INVALID_PARAMETER_VALUE"),
         ("search_model_versions", {"filter_string": "tags.k > 'v'"}, "INVALID_PARAMETER_VALUE"),
         ("search_model_versions", {"filter_string": "run_id = "}, "INVALID_PARAMETER_VALUE"),
         ("search_model_versions", {"max_results": 0}, "INVALID_PARAMETER_VALUE"),
