@@ -416,6 +416,10 @@ REST_FRAMEWORK = {
     # JSON only, with a depth limit and text checks (mlops_portal.core.api.parsers); the one
     # multipart operation (registering a version by upload) names its own parsers.
     "DEFAULT_PARSER_CLASSES": ["mlops_portal.core.api.parsers.SafeJSONParser"],
+    # DRF's, without parsing the usual Accept header (none, */*, application/json).
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": (
+        "mlops_portal.core.api.negotiation.PortalContentNegotiation"
+    ),
     # Requests per API token and per user (API_THROTTLE_TOKEN_RATE, API_THROTTLE_USER_RATE):
     # over the rate, 429 with Retry-After (mlops_portal.core.api.throttling).
     "DEFAULT_THROTTLE_CLASSES": ["mlops_portal.core.api.throttling.ApiRateThrottle"],

@@ -1,4 +1,4 @@
-from django.db.models import Count, F, Func
+from django.db.models import Count, F, Func, JSONField, Window
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiRequest, extend_schema
@@ -17,6 +17,7 @@ from deployments.api.serializers import (
     RegisteredModelCreateSerializer,
     RegisteredModelSerializer,
     RegisteredModelUpdateSerializer,
+    iso,
 )
 from deployments.filters import ModelVersionFilter, RegisteredModelFilter
 from deployments.models import ModelAlias, ModelVersion, RegisteredModel
@@ -29,25 +30,105 @@ from mlops_portal.core.compiled import CompiledValues
 # The largest version number PostgreSQL's integer column holds: a bigger one names nothing
 # (and, sent as a parameter, would be a database error).
 MAX_VERSION_NUMBER = 2_147_483_647
+# A page starting further than this is past the last one of any model (numbers stop at
+# MAX_VERSION_NUMBER): its page query is not even tried.
+MAX_PAGE_OFFSET = MAX_VERSION_NUMBER
 
-# The hot reads of a model's versions, compiled once per process (mlops_portal.core.compiled).
-# The placeholders mark where a request's model name and number go.
+
+class AliasNames(Func):
+    """The names of a version's aliases, sorted as the alias query sorts them, as a JSON list:
+    one more column of the version's row, where a query of the model's aliases was one more
+    round trip per request."""
+
+    output_field = JSONField()
+    table = ModelAlias._meta.db_table
+    postgresql_template = (
+        f"COALESCE((SELECT JSONB_AGG(a.alias ORDER BY a.alias) FROM {table} a"
+        " WHERE a.version_id = %(expressions)s), '[]'::jsonb)"
+    )
+    # SQLite (`make run`) has no ORDER BY inside an aggregate: the sorted rows are aggregated.
+    template = (
+        f"(SELECT JSON_GROUP_ARRAY(alias) FROM (SELECT a.alias FROM {table} a"
+        " WHERE a.version_id = %(expressions)s ORDER BY a.alias))"
+    )
+
+    def __init__(self):
+        super().__init__(F("id"))
+
+    def as_postgresql(self, compiler, connection, **extra):
+        return self.as_sql(compiler, connection, template=self.postgresql_template, **extra)
+
+
+def version_shape(names: list[str]):
+    """What makes a row of VERSION_ROW or VERSION_PAGE (its columns: `names`) into the
+    response's dict, as ModelVersionSerializer.row makes it from a `.values()` dict, without
+    that dict (tests compare the two); a page's rows come with the count of all rows."""
+    at = {name: position for position, name in enumerate(names)}
+    (
+        model, number, status_, status_detail, flavor, mlflow_flavors, signature,
+        requirements, missing_requirements, artifact, artifact_uri, artifact_size,
+        artifact_sha256, metrics, params, source_url, description, sample_input,
+        reference_data, tags, archived, registered_by, created_at, validated_at, aliases,
+    ) = (at[name] for name in (*ModelVersionSerializer.ROW_FIELDS[:-1], "alias_names"))  # fmt: skip
+    total = at.get("total")
+
+    def shape(v: list):
+        version = {
+            "model": v[model],
+            "version": v[number],
+            "status": v[status_],
+            "status_detail": v[status_detail],
+            "flavor": v[flavor],
+            "mlflow_flavors": v[mlflow_flavors],
+            "signature": v[signature],
+            "requirements": v[requirements],
+            "missing_requirements": v[missing_requirements],
+            "artifact": v[artifact] or None,
+            "artifact_uri": v[artifact_uri],
+            "artifact_size": v[artifact_size],
+            "artifact_sha256": v[artifact_sha256],
+            "metrics": v[metrics],
+            "params": v[params],
+            "source_url": v[source_url],
+            "description": v[description],
+            "sample_input": v[sample_input],
+            "reference_data": v[reference_data] or None,
+            "tags": v[tags],
+            "archived": v[archived],
+            "registered_by": v[registered_by],
+            "created_at": iso(v[created_at]),
+            "validated_at": iso(v[validated_at]),
+            "aliases": v[aliases],
+        }
+        return version if total is None else (v[total], version)
+
+    return shape
+
+
+# The hot reads of a model's versions, compiled once per process (mlops_portal.core.compiled):
+# each is one round trip, its rows made into the response's dicts. The placeholders mark
+# where a request's model name and number go.
 VERSION_ROW = CompiledValues(
     lambda name, number: (
         ModelVersion.objects.for_api()
         .filter(model__name=name, number=number)
-        .values(*ModelVersionSerializer.ROW_FIELDS)
+        .annotate(alias_names=AliasNames())
+        .values(*ModelVersionSerializer.ROW_FIELDS, "alias_names")
     ),
     "\x00model-name",
     2_147_000_001,
+    shape=version_shape,
 )
-VERSION_ROWS = CompiledValues(
+# A page of versions and, on each row, the count of all of them (the paginator's count).
+VERSION_PAGE = CompiledValues(
     lambda name: (
         ModelVersion.objects.for_api()
         .filter(model__name=name)
-        .values(*ModelVersionSerializer.ROW_FIELDS)
+        .annotate(alias_names=AliasNames(), total=Window(Count("id")))
+        .values(*ModelVersionSerializer.ROW_FIELDS, "alias_names", "total")
     ),
     "\x00model-name",
+    shape=version_shape,
 )
 VERSION_COUNT = CompiledValues(
     lambda name: (
@@ -64,7 +145,8 @@ MODEL_ROWS = CompiledValues(
 MODEL_COUNT = CompiledValues(
     lambda: RegisteredModel.objects.order_by().values(count=Func(F("id"), function="COUNT"))
 )
-# A model has a handful of aliases: reading them all is one query whatever the page.
+# A model has a handful of aliases: reading them all is one query whatever the page (a
+# filtered list's; the unfiltered list and one version read theirs in their row).
 MODEL_ALIASES = CompiledValues(
     lambda name: (
         ModelAlias.objects.filter(model__name=name).order_by("alias").values("version_id", "alias")
@@ -181,23 +263,19 @@ class ModelVersionViewSet(ServiceBackedViewSet):
         return VersionPage(name)  # the unfiltered list: compiled queries
 
     def retrieve(self, request, model_name=None, version=None):
-        """One version, read as a row with one compiled query (and one for its aliases)."""
+        """One version and its aliases, read with one compiled query as the response's dict."""
         number = int(version)
         rows = VERSION_ROW.rows(model_name, number) if number <= MAX_VERSION_NUMBER else []
         if not rows:
             raise Http404("No ModelVersion matches the given query.")
-        row = rows[0]
-        self.check_object_permissions(request, row)
-        row["aliases"] = [
-            a["alias"] for a in MODEL_ALIASES.rows(model_name) if a["version_id"] == row["id"]
-        ]
-        return Response(ModelVersionSerializer.row(row))
+        self.check_object_permissions(request, rows[0])
+        return Response(rows[0])
 
     def paginate_queryset(self, queryset):
         """A page of version rows, each with its alias names (one query for the page)."""
         rows = super().paginate_queryset(queryset)
-        if rows is None or self.action != "list":
-            return rows
+        if rows is None or self.action != "list" or isinstance(queryset, VersionPage):
+            return rows  # VersionPage: the response's dicts, aliases in
         names = {}
         for alias in MODEL_ALIASES.rows(self.kwargs["model_name"]):
             names.setdefault(alias["version_id"], []).append(alias["alias"])
@@ -206,7 +284,17 @@ class ModelVersionViewSet(ServiceBackedViewSet):
         return rows
 
     def list(self, request, *args, **kwargs):
-        response = super().list(request, *args, **kwargs)
+        versions = self.filter_queryset(self.get_queryset())
+        if isinstance(versions, VersionPage):
+            # Read through the paginator (its 400s and 404s), before it asks for the count.
+            paginator = self.paginator
+            versions.expect_page(
+                paginator.get_page_size(request), paginator.get_page_number(request, None)
+            )
+            page = self.paginate_queryset(versions)  # the response's dicts: no serializer
+            response = self.get_paginated_response(page)
+        else:
+            response = super().list(request, *args, **kwargs)
         if not response.data["results"]:
             self.get_registered_model()  # 404 for an unknown model, not an empty list
         return response
@@ -253,19 +341,38 @@ class ModelVersionViewSet(ServiceBackedViewSet):
 class VersionPage:
     """The versions of one model as the paginator reads them (a count, then a slice), each
     through a compiled query: what `.values()` on the queryset does, without building and
-    compiling its SQL on every request."""
+    compiling its SQL on every request. Told the page the paginator will ask for
+    (`expect_page`), it reads that page and the count in one query (the count is on every
+    row); a page with no row (none there, or past the last) asks for the count alone."""
 
     ordered = True  # newest first (ModelVersion.Meta.ordering): no paginator warning
 
     def __init__(self, model_name: str):
         self.model_name = model_name
+        self.expected: tuple[int, int] | None = None  # (offset, size) of the page to read
+        self.read: list[dict] | None = None  # that page's rows, read with the count
+
+    def expect_page(self, size: int, number: int) -> None:
+        offset = (number - 1) * size
+        if offset <= MAX_PAGE_OFFSET:  # beyond: past any last page (and PostgreSQL's bigint)
+            self.expected = (offset, size)
 
     def count(self) -> int:
+        if self.expected is not None:
+            offset, size = self.expected
+            found = VERSION_PAGE.rows(self.model_name, limit=size, offset=offset)
+            if found:
+                self.read = [version for _total, version in found]
+                return found[0][0]
         found = VERSION_COUNT.rows(self.model_name)
         return found[0]["count"] if found else 0
 
     def __getitem__(self, page: slice) -> list[dict]:
-        return VERSION_ROWS.rows(self.model_name, limit=page.stop - page.start, offset=page.start)
+        size = page.stop - page.start
+        if self.read is not None and self.expected[0] == page.start:
+            return self.read[:size]
+        found = VERSION_PAGE.rows(self.model_name, limit=size, offset=page.start)
+        return [version for _total, version in found]
 
 
 class ModelPage:
