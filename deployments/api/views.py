@@ -177,11 +177,9 @@ class RegisteredModelViewSet(ServiceBackedViewSet):
     http_method_names = [*ServiceBackedViewSet.http_method_names, "delete"]
 
     def get_queryset(self):
-        if self.action != "list" or getattr(self, "swagger_fake_view", False):
-            return super().get_queryset()
-        if self.asks_for_a_filter():
-            return super().get_queryset()
-        return ModelPage()  # the unfiltered list: compiled queries
+        if self.lists_through_compiled_queries():
+            return ModelPage()
+        return super().get_queryset()
 
     @extend_schema(
         request=RegisteredModelCreateSerializer, responses={201: RegisteredModelSerializer}
@@ -255,12 +253,12 @@ class ModelVersionViewSet(ServiceBackedViewSet):
 
     def get_queryset(self):
         name = self.kwargs["model_name"]
+        if self.lists_through_compiled_queries():
+            return VersionPage(name)
+        versions = ModelVersion.objects.for_api().filter(model__name=name)
         if self.action != "list":
-            return ModelVersion.objects.for_api().filter(model__name=name)
-        if getattr(self, "swagger_fake_view", False) or self.asks_for_a_filter():
-            versions = ModelVersion.objects.for_api().filter(model__name=name)
-            return versions.values(*ModelVersionSerializer.ROW_FIELDS)
-        return VersionPage(name)  # the unfiltered list: compiled queries
+            return versions
+        return versions.values(*ModelVersionSerializer.ROW_FIELDS)
 
     def retrieve(self, request, model_name=None, version=None):
         """One version and its aliases, read with one compiled query as the response's dict."""

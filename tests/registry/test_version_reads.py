@@ -139,3 +139,15 @@ def test_content_negotiation_answers_as_drfs(accept, query):
         return type(renderer), media_type
 
     assert outcome(PortalContentNegotiation()) == outcome(DefaultContentNegotiation())
+
+
+@pytest.mark.parametrize("path", ["/api/v1/models/", URL, f"{URL}4/", f"{URL}?status=ready"])
+def test_the_browsable_api_shows_the_reads_in_html(client, alice, versions, path):
+    """A logged-in user opening the API in a browser gets DRF's HTML page (its filter form
+    needs the real queryset, not the compiled reads'), with the same data in it."""
+    client.force_login(alice)
+    response = client.get(path, HTTP_ACCEPT="text/html")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+    shows_version_3 = path in (URL, f"{URL}4/")  # number 4 is described "Version 3: …"
+    assert ("Version 3:" in response.content.decode()) == shows_version_3

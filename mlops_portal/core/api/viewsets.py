@@ -47,6 +47,17 @@ class ServiceBackedViewSet(
             return queryset
         return super().filter_queryset(queryset)
 
+    def lists_through_compiled_queries(self) -> bool:
+        """Whether this request is a list the view may read with its compiled queries: asked
+        without a filter, for JSON. The schema generator and the browsable API (its filter
+        form) need the real queryset."""
+        return (
+            self.action == "list"
+            and not getattr(self, "swagger_fake_view", False)
+            and self.request.accepted_renderer.format == "json"
+            and not self.asks_for_a_filter()
+        )
+
     def asks_for_a_filter(self) -> bool:
         filterset = self.filterset_class
         if filterset is None:
