@@ -363,6 +363,12 @@ def _json(body: dict) -> HttpResponse:
     return HttpResponse(orjson.dumps(body), content_type="application/json")
 
 
+# Writes whose every change is one service call in one transaction of its own (registering
+# writes all its rows in one): the endpoint's transaction around it would only add a
+# SAVEPOINT and its RELEASE, two round trips.
+ONE_SERVICE_TRANSACTION = {create_model_version}
+
+
 @csrf_exempt
 def endpoint(request, path: str):
     """Answer one MLflow call: authenticate, refuse a role that may not write at all,
@@ -380,6 +386,8 @@ def endpoint(request, path: str):
             require(request.user, action)
         params = Params(request)
         if action is None:  # a read: no transaction, no BEGIN/COMMIT round trips
+            return _json(handler(request, params))
+        if handler in ONE_SERVICE_TRANSACTION:  # nested, its transaction cost a SAVEPOINT
             return _json(handler(request, params))
         with transaction.atomic():  # a write: all of it or nothing
             return _json(handler(request, params))

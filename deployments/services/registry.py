@@ -1,6 +1,7 @@
 """Every state change of the model registry. Forms, the API and tasks call these functions;
 each checks permission, validates, writes its event row and enqueues work on commit."""
 
+import functools
 import hashlib
 import math
 import re
@@ -38,6 +39,7 @@ RESERVED_MODEL_NAMES = {"new"}  # /models/new/ is the create page
 # MLflow's tag keys: letters, digits, _ - . : / and spaces, never a path going up or rooted.
 TAG_KEY_PATTERN = re.compile(r"^(?!/)(?!.*(?:^|/)\.\.?(?:/|$))[/\w.\- :]+$")
 
+FLAVORS = frozenset(Flavor.values)  # Flavor.values makes its list anew on every read
 # The model row `_claim_next_number` reads back from its UPDATE.
 MODEL_ROW = InstanceReader(RegisteredModel)
 
@@ -212,7 +214,7 @@ def register_version(
     if len(run_id or "") > 100:
         errors.setdefault("run_id", []).append("Use at most 100 characters.")
     key_values = clean_key_values(mlflow_tags or {}, errors)
-    if flavor not in Flavor.values:
+    if flavor not in FLAVORS:
         errors.setdefault("flavor", []).append(f"Choose one of: {', '.join(Flavor.values)}.")
     # None: nothing given (MLflow clients); an empty list is an error except for an MLflow
     # model, whose own input example stands in.
@@ -326,16 +328,21 @@ def _claim_next_number(model_name: str) -> RegisteredModel:
     """Count up the model's latest version number and read its row, in one statement (one
     round trip); the UPDATE's row lock holds until the transaction ends."""
     with connection.cursor() as cursor:  # UPDATE … RETURNING: PostgreSQL, SQLite 3.35+
-        cursor.execute(
-            f"UPDATE {RegisteredModel._meta.db_table} "
-            "SET latest_version_number = latest_version_number + 1 WHERE name = %s "
-            f"RETURNING {MODEL_ROW.columns(connection)}",
-            [model_name],
-        )
+        cursor.execute(_claim_sql(connection.vendor), [model_name])
         row = cursor.fetchone()
     if row is None:
         raise RegisteredModel.DoesNotExist(f"No model is named {model_name!r}.")
     return MODEL_ROW.instance(connection, row)
+
+
+@functools.cache
+def _claim_sql(vendor: str) -> str:
+    """`_claim_next_number`'s statement, written once per database vendor (tests switch)."""
+    return (
+        f"UPDATE {RegisteredModel._meta.db_table} "
+        "SET latest_version_number = latest_version_number + 1 WHERE name = %s "
+        f"RETURNING {MODEL_ROW.columns(connection)}"
+    )
 
 
 def _upload_digest(upload) -> tuple[str, int]:

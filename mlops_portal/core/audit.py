@@ -8,8 +8,10 @@ inserted without save() (`mlops_portal.core.inserts`) with `creation_record`.
 Secrets never reach a record: target settings are excluded and logged masked."""
 
 import functools
+import json
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import UTC, datetime
 
 from auditlog.cid import get_cid
 from auditlog.diff import get_field_value, model_instance_diff, track_field
@@ -17,9 +19,11 @@ from auditlog.models import LogEntry
 from auditlog.registry import auditlog
 from django.conf import settings
 from django.contrib.contenttypes.models import ContentType
+from django.db.models import DateTimeField, JSONField
 from django.db.models.signals import pre_save
 from django.utils import timezone
 from django.utils.encoding import smart_str
+from django.utils.functional import Promise
 
 _current_request = ContextVar("audited_request", default=None)
 _current_actor = ContextVar("audited_actor", default=None)
@@ -164,17 +168,72 @@ def creation_record(instance, actor) -> LogEntry:
 def _creation_changes(instance) -> dict:
     """What auditlog's `model_instance_diff(None, instance)` gives, every tracked field from
     "None" to its value as auditlog writes it, with the fields to look at worked out once per
-    model instead of on every call (a third of its cost)."""
-    fields, masked = _tracked_fields(type(instance))
+    model instead of on every call (a third of its cost), and the usual values written here
+    as auditlog's `get_field_value` writes them (its checks per field cost as much again)."""
+    masked = _tracked_fields(type(instance))[1]
     as_json = settings.AUDITLOG_STORE_JSON_CHANGES
     if masked or as_json:  # auditlog's own diff, as it is
         return model_instance_diff(None, instance, use_json_for_changes=as_json)
+    # Other settings change how auditlog writes times and keys: all through auditlog then.
+    quick = settings.USE_TZ and not settings.AUDITLOG_USE_FK_STRING_REPRESENTATION
     changes = {}
-    for field in fields:
-        value = get_field_value(instance, field)
-        if value != "None":  # the "old" value of a new row, as auditlog compares it
-            changes[field.name] = ("None", smart_str(value))
+    for field, kind in _field_kinds(type(instance)):
+        text = _field_text(instance, field, kind) if quick else UNKNOWN
+        if text is UNKNOWN:
+            text = get_field_value(instance, field)
+        if text != "None":  # the "old" value of a new row, as auditlog compares it
+            changes[field.name] = ("None", smart_str(text))
     return changes
+
+
+UNKNOWN = object()  # _field_text leaves this value to auditlog
+SORTED_JSON = json.JSONEncoder(sort_keys=True)
+
+
+def _field_text(instance, field, kind):
+    """What `get_field_value` returns for this field's value, or UNKNOWN."""
+    if not kind:
+        return UNKNOWN
+    value = getattr(instance, field.attname)
+    kind_of_value = type(value)
+    if kind == "plain":  # smart_str: str() of anything but bytes and lazy texts
+        if kind_of_value is str:
+            return value
+        return UNKNOWN if isinstance(value, (bytes, Promise)) else str(value)
+    if kind == "key":  # the id as it is (None stays None)
+        return str(value) if kind_of_value is int else None if value is None else UNKNOWN
+    if kind == "time":  # naive UTC (None stays None)
+        if kind_of_value is datetime and value.tzinfo is not None:
+            return str(value.astimezone(UTC).replace(tzinfo=None))
+        return None if value is None else UNKNOWN
+    if kind_of_value in (dict, list):  # "json"
+        try:
+            if field.encoder is None:  # json.dumps(value, sort_keys=True), its encoder kept
+                return SORTED_JSON.encode(value)
+            return json.dumps(value, sort_keys=True, cls=field.encoder)
+        except TypeError:
+            return UNKNOWN
+    return UNKNOWN
+
+
+@functools.cache
+def _field_kinds(model) -> tuple:
+    """(field, its kind) for `_creation_changes`, by how auditlog's `get_field_value` reads
+    it: "json" (sorted JSON text), "time" (naive UTC), "key" (a foreign key's id), "plain"
+    (any other field read by its name: its text), "" (the rest, reverse relations among
+    them: through auditlog)."""
+    kinds = []
+    for field in _tracked_fields(model)[0]:
+        if isinstance(field, JSONField):
+            kind = "json"
+        elif isinstance(field, DateTimeField):
+            kind = "time"
+        elif (field.one_to_one or field.many_to_one) and hasattr(field, "rel_class"):
+            kind = "key"
+        else:
+            kind = "plain" if getattr(field, "attname", None) == field.name else ""
+        kinds.append((field, kind))
+    return tuple(kinds)
 
 
 @functools.cache

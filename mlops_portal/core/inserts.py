@@ -14,6 +14,7 @@ of any row leaves none of them.
 
 import functools
 from dataclasses import dataclass
+from datetime import datetime
 
 import orjson
 from django.db import connections, models
@@ -115,9 +116,43 @@ def _json_row(row, links) -> str:
     """The row's columns as one JSON object (PostgreSQL reads each value with its column's
     type: a timestamp from its ISO text, a JSON column from the value itself)."""
     values = {}
-    for field in _fields(type(row), links):
-        values[field.column] = field.get_prep_value(_value(field, row))
+    for column, attname, kinds, field in _json_plan(type(row), tuple(links)):
+        value = getattr(row, attname)
+        # A value of the type the field prepares already goes as it is; anything else (None,
+        # a file, a naive time, a lazy text) goes through the field, as save() does.
+        if type(value) not in kinds or (type(value) is datetime and value.tzinfo is None):
+            value = field.get_prep_value(_value(field, row))
+        values[column] = value
     return orjson.dumps(values, default=str).decode()
+
+
+@functools.cache
+def _json_plan(model, links) -> list[tuple]:
+    """For each column written from the row's own values: its name, attname, the types
+    whose values the field's pre_save and get_prep_value hand back unchanged, and the field."""
+    return [(f.column, f.attname, _unchanged_types(f), f) for f in _fields(model, links)]
+
+
+def _unchanged_types(field) -> tuple:
+    """Types whose values `field.get_prep_value(field.pre_save(row, add=True))` returns as
+    they are, judged by Django's own methods: a field that overrides either gets ()."""
+    saves_as_read = type(field).pre_save in (models.Field.pre_save, models.DateTimeField.pre_save)
+    if not saves_as_read:
+        return ()
+    if isinstance(field, models.ForeignKey):
+        field = field.target_field
+    prepare = type(field).get_prep_value
+    if prepare in (models.CharField.get_prep_value, models.TextField.get_prep_value):
+        return (str,)
+    if prepare is models.IntegerField.get_prep_value:
+        return (int,)
+    if prepare is models.BooleanField.get_prep_value:
+        return (bool,)
+    if prepare is models.DateTimeField.get_prep_value:
+        return (datetime,)  # an aware one (USE_TZ): _json_row checks
+    if prepare is models.Field.get_prep_value:  # JSONField among them: lazy texts only change
+        return (dict, list, str, int, float, bool)
+    return ()
 
 
 def _values(connection, row, links) -> list:

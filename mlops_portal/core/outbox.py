@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from mlops_portal.broker import QuickSender
 from mlops_portal.core import logs
 from mlops_portal.models import OutboxMessage
 
@@ -150,17 +151,30 @@ def publish(message: OutboxMessage, app=None) -> None:
     if app is None:
         from mlops_portal.celery import app
     countdown = (message.available_at - timezone.now()).total_seconds()
+    headers = {logs.JOB_REQUEST_ID_HEADER: message.request_id} if message.request_id else {}
+    if countdown <= 0:
+        # The task's first job goes through Celery, the next ones copy its message
+        # (mlops_portal.broker.QuickSender): what Celery would send, for a third of the CPU.
+        quick_sender(app).send(message.task, message.args, message.queue, message.request_id,
+                               headers)  # fmt: skip
+        return
     # No queue declaration (Redis queues need none; kombu would copy and bind the queue on
     # every publish to find it declared already) and the arguments' repr given, not worked
     # out with saferepr: a fifth of what sending a message cost the web process.
     options = {"declare": [], "argsrepr": repr(message.args), "kwargsrepr": "{}"}
     if message.queue:
         options["queue"] = message.queue
-    if message.request_id:
-        options["headers"] = {logs.JOB_REQUEST_ID_HEADER: message.request_id}
-    if countdown > 0:
-        options["countdown"] = countdown
+    if headers:
+        options["headers"] = headers
+    options["countdown"] = countdown
     app.send_task(message.task, args=list(message.args), retry=False, **options)
+
+
+def quick_sender(app) -> QuickSender:
+    sender = app.__dict__.get("portal_quick_sender")
+    if sender is None:
+        sender = app.portal_quick_sender = QuickSender(app)
+    return sender
 
 
 def _send(rows, app=None):

@@ -9,7 +9,7 @@ from django.db import connection
 from django.test import Client
 
 from deployments import services
-from deployments.models import RegisteredModel
+from deployments.models import ModelVersion, RegisteredModel
 from mlops_portal.core import tokens
 from tests.factories import PASSWORD
 
@@ -191,3 +191,28 @@ def test_creating_a_version_costs_three_statements(alice):
     # token, the model's number (UPDATE … RETURNING), then the version, its event, its
     # change record and its validation job in one statement; nothing read back.
     assert statements == ["SELECT", "UPDATE", "WITH"], statements
+
+
+@pytest.mark.django_db(transaction=True)
+def test_creating_a_version_is_one_transaction_without_a_savepoint(alice):
+    """The service's own transaction is the request's: no SAVEPOINT inside another one."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = token_client(alice)
+    services.create_model(alice, name="m")
+    body = {"name": "m", "source": "https://artifacts.example.com/m.joblib"}
+    client.post(f"{API}/model-versions/create", body, content_type="application/json")
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(
+            f"{API}/model-versions/create", body, content_type="application/json"
+        )
+    assert response.json()["model_version"]["version"] == "2"
+    statements = [query["sql"].split()[0] for query in queries]
+    # token; BEGIN, number, the four rows, COMMIT; then the job marked sent.
+    assert statements == ["SELECT", "BEGIN", "UPDATE", "WITH", "COMMIT", "UPDATE"], statements
+    missing = client.post(
+        f"{API}/model-versions/create", {**body, "name": "nope"}, content_type="application/json"
+    )
+    assert missing.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert ModelVersion.objects.filter(model__name="m").count() == 2

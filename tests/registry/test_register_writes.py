@@ -1,6 +1,8 @@
 """Registering writes its four rows (version, event, change record, outbox job) in one
 statement (mlops_portal.core.inserts): the same rows the ORM wrote, all or none."""
 
+import copy
+
 import pytest
 from auditlog.models import LogEntry
 from django.db import DataError, connection, transaction
@@ -9,6 +11,7 @@ from deployments import services
 from deployments.choices import VersionEventKind
 from deployments.models import ModelVersion, VersionEvent
 from mlops_portal.core import audit, inserts, outbox
+from mlops_portal.core.api import fields as fields_module
 from mlops_portal.models import OutboxMessage
 
 URI = "https://artifacts.example.com/churn/model.joblib"
@@ -109,3 +112,55 @@ def test_the_registration_serializer_gives_each_request_its_own_fields():
     assert first.validated_data["tags"] == ["a"]
     assert all(field.parent is first for field in first.fields.values())
     assert not set(map(id, first.fields.values())) & set(map(id, second.fields.values()))
+    for field in ModelVersionByUriSerializer._built_fields.values():  # as copy.copy makes
+        clone, copied = fields_module._shallow_copy(field), copy.copy(field)
+        assert type(clone) is type(copied) and vars(clone) == vars(copied)
+
+
+@pytest.mark.filterwarnings("ignore:DateTimeField .* received a naive datetime")
+def test_values_taken_as_they_are_read_as_the_fields_would_prepare_them(alice, churn):
+    """`_json_row` skips the field's preparation for values of the type it hands back
+    unchanged: the JSON is the same as preparing every value, for the four rows of a
+    registration and for values of other types (None, a naive time, a lazy text, a file)."""
+    from datetime import datetime
+
+    import orjson
+    from django.utils.translation import gettext_lazy
+
+    def prepared_by_every_field(row, links) -> dict:
+        return {f.column: f.get_prep_value(inserts._value(f, row))
+                for f in inserts._fields(type(row), links)}  # fmt: skip
+
+    version = ModelVersion(model=churn, number=7, artifact_uri=URI, registered_by=alice,
+                           metrics={"auc": 0.9}, sample_input=[[1, 2]])  # fmt: skip
+    record = audit.creation_record(version, alice)
+    event = VersionEvent(kind=VersionEventKind.REGISTERED, actor=alice, message="Registered.")
+    [job] = outbox.new_jobs(VALIDATE, [()])
+    odd = ModelVersion(model=churn, number=8, artifact_uri=gettext_lazy("lazy"),
+                       registered_by=alice, artifact="churn-v8.joblib",
+                       validated_at=datetime(2026, 1, 2, 3, 4, 5))  # fmt: skip
+    rows = [(version, {}), (record, {"object_id": "id", "object_pk": "text"}),
+            (event, {"version_id": "id"}), (job, {"args": "list"}), (odd, {})]  # fmt: skip
+    for row, links in rows:
+        expected = orjson.dumps(prepared_by_every_field(row, links), default=str).decode()
+        assert inserts._json_row(row, links) == expected
+
+
+@pytest.mark.filterwarnings("ignore:DateTimeField .* received a naive datetime")
+def test_the_creation_changes_are_auditlogs_own_diff(alice, churn):
+    """`audit._creation_changes` writes texts, numbers, ids and aware times itself: the
+    same changes as auditlog's diff, for these and for the values it leaves to auditlog."""
+    from datetime import datetime
+
+    from auditlog.diff import model_instance_diff
+    from django.utils import timezone
+
+    registered = ModelVersion(model=churn, number=7, artifact_uri=URI, registered_by=alice,
+                              metrics={"auc": 0.9}, sample_input=[[1, 2]],
+                              created_at=timezone.now(), updated_at=timezone.now())  # fmt: skip
+    odd = ModelVersion(model=churn, number=8, artifact_uri="None", registered_by=None,
+                       artifact="churn-v8.joblib", artifact_size=12, archived=True,
+                       validated_at=datetime(2026, 1, 2, 3, 4, 5),
+                       created_at=timezone.now())  # fmt: skip
+    for version in (registered, odd):
+        assert audit._creation_changes(version) == model_instance_diff(None, version)

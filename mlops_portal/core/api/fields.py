@@ -1,8 +1,6 @@
 """Serializer fields the apps share, with the JSON types the OpenAPI schema declares for
 them, and the check that a JSON body's values have those types."""
 
-import copy
-
 from django.http import QueryDict
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -182,4 +180,12 @@ class FieldsBuiltOnce:
             if any(isinstance(field, serializers.BaseSerializer) for field in built.values()):
                 raise TypeError(f"{type(self).__name__} nests a serializer: not FieldsBuiltOnce")
             type(self)._built_fields = built
-        return {name: copy.copy(field) for name, field in built.items()}
+        return {name: _shallow_copy(field) for name, field in built.items()}
+
+
+def _shallow_copy(field):
+    """copy.copy(field), without its trip through __reduce_ex__ (a DRF field defines no
+    __copy__, so copy.copy makes an empty instance and takes the same __dict__)."""
+    clone = object.__new__(type(field))
+    clone.__dict__.update(field.__dict__)
+    return clone
