@@ -102,12 +102,13 @@ class QuickSender:
         _args, *body_rest = orjson.loads(base64.b64decode(message["body"]))
         self._sent_before[key] = (list_key, message, body_rest, client)
 
-    @staticmethod
-    def _usable() -> bool:
-        """Only our stamp (`mlops_portal.celery.stamp_message`) and Celery's own send_task:
+    def _usable(self) -> bool:
+        """Only our stamp (`mlops_portal.celery.stamp_message`) and Celery's own send_task,
+        outside a running task (whose id Celery writes into the message as its parent):
         anything else could change a message from one send to the next."""
         return (
-            Celery.send_task is CELERY_SEND_TASK
+            self.app.current_worker_task is None
+            and Celery.send_task is CELERY_SEND_TASK
             and len(before_task_publish.receivers) == 1
             and not after_task_publish.receivers
         )

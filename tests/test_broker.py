@@ -10,6 +10,7 @@ import orjson
 import pytest
 import redis
 from celery import Celery
+from celery._state import _task_stack
 from celery.signals import before_task_publish
 from django.conf import settings
 
@@ -148,5 +149,18 @@ def test_the_quick_sender_goes_through_celery_when_celery_cannot_be_copied(celer
     with mock.patch.object(celery_app, "send_task", through_celery):
         sender.send(task, [4], QUICK_QUEUE, "", {})
     assert through_celery.call_count == 2
+
+    # Inside a running task Celery names it as the job's parent: no copy stands for that.
+    from deployments.tasks import validate_version_task as running
+
+    running.push_request(id="running-job", called_directly=False)
+    _task_stack.push(running)
+    try:
+        with mock.patch.object(celery_app, "send_task", through_celery):
+            sender.send(task, [5], QUICK_QUEUE, "", {})
+    finally:
+        _task_stack.pop()
+        running.pop_request()
+    assert through_celery.call_count == 3
     bodies = [orjson.loads(base64.b64decode(m["body"]))[0] for m in _pushed_messages(celery_sends)]
-    assert bodies == [[1], [2], [4]]
+    assert bodies == [[1], [2], [4], [5]]
