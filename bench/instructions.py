@@ -14,10 +14,12 @@ share of each SQL or Redis round trip (about as much CPU again here) is not in t
 """
 
 import argparse
+import functools
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 
 import profile_endpoint
 import run
@@ -33,15 +35,31 @@ def serve_under_count(workload: run.Workload, count: int) -> None:
 
 
 def instructions(workload_name: str, count: int) -> int:
+    command = [sys.executable, __file__, workload_name, "--serve", str(count)]
+    return counted(workload_name, command)
+
+
+def counted(label: str, command: list[str], env: dict[str, str] | None = None) -> int:
+    """The user-space instructions `command` runs, counted by cachegrind."""
     command = [
         "valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-        sys.executable, __file__, workload_name, "--serve", str(count),
+        *command,
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     match = re.search(r"I\s+refs:\s+([\d,]+)", result.stderr)
     if result.returncode != 0 or match is None:
-        sys.exit(f"{workload_name}: valgrind run failed:\n{result.stderr[-2000:]}")
+        sys.exit(f"{label}: valgrind run failed:\n{result.stderr[-2000:]}")
     return int(match.group(1).replace(",", ""))
+
+
+def per_request(count: Callable[[int], int], requests: int) -> float:
+    """Instructions of one request: runs with `requests` and with no request, differenced."""
+    return (count(requests) - count(0)) / requests
+
+
+def require_valgrind() -> None:
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed: apt-get install -y valgrind")
 
 
 def main() -> None:
@@ -54,13 +72,11 @@ def main() -> None:
     if args.serve is not None:
         serve_under_count(run.workload_named(args.workloads[0]), args.serve)
         return
-    if shutil.which("valgrind") is None:
-        sys.exit("valgrind is not installed: apt-get install -y valgrind")
+    require_valgrind()
     try:
         for name in args.workloads:
-            served = instructions(name, args.requests) - instructions(name, 0)
-            per_request = served / args.requests
-            print(f"{name:<20} {per_request / 1e6:6.2f} M instructions per request", flush=True)
+            one = per_request(functools.partial(instructions, name), args.requests)
+            print(f"{name:<20} {one / 1e6:6.2f} M instructions per request", flush=True)
     finally:
         run.flush_broker()  # registrations queued validations that no worker will run
 

@@ -129,6 +129,17 @@ def seed_mlflow(port: int) -> None:
         conn.execute("VACUUM ANALYZE")
 
 
+def seed_portal() -> str:
+    """bench/run.py's data in the portal's database of its own; the API token's secret.
+    bench/run.py's helpers (flush_broker, start_server) then use that database and broker."""
+    run.BENCH_DB, run.BROKER_URL = PORTAL_DB, PORTAL_BROKER_URL
+    run.DJANGO_ENV["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{PORTAL_DB}"
+    run.DJANGO_ENV["CELERY_BROKER_URL"] = PORTAL_BROKER_URL
+    run.recreate_database()
+    run.setup_django()
+    return run.seed()
+
+
 # --- measuring ---------------------------------------------------------------------------------
 
 
@@ -247,12 +258,7 @@ def main() -> int:
     args = parser.parse_args()
     plan = Plan(clients=args.clients, max_requests=args.requests, duration_s=args.duration)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(f"stopped by signal {signum}"))
-    run.BENCH_DB, run.BROKER_URL = PORTAL_DB, PORTAL_BROKER_URL
-    run.DJANGO_ENV["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{PORTAL_DB}"
-    run.DJANGO_ENV["CELERY_BROKER_URL"] = PORTAL_BROKER_URL
-    run.recreate_database()
-    run.setup_django()
-    secret = run.seed()
+    secret = seed_portal()
     recreate_mlflow_database()
     portal = mlflow = None
     try:
