@@ -191,6 +191,18 @@ def start_celery_worker(
     return process
 
 
+def run_on_sqlite(script: str, folder: Path) -> str:
+    """Run the Python `script` in a process of its own with the portal on a SQLite file in
+    `folder`, as `make run` has it; its standard output (the test fails with its errors)."""
+    env = {**subprocess_env(), "DATABASE_URL": f"sqlite:///{folder / 'portal.sqlite3'}"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
 def subprocess_env() -> dict:
     """The environment for a portal process (worker, relay, web) on the test database. Its
     links to the portal (signed artifact links a Ray replica downloads) point at the

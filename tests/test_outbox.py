@@ -21,7 +21,15 @@ from deployments.models import ModelVersion
 from mlops_portal.core import outbox
 from mlops_portal.core import tokens as accounts
 from mlops_portal.models import OutboxMessage
-from tests.conftest import ROOT, Sent, celery_worker, stop_process, subprocess_env, wait_until
+from tests.conftest import (
+    ROOT,
+    Sent,
+    celery_worker,
+    run_on_sqlite,
+    stop_process,
+    subprocess_env,
+    wait_until,
+)
 from tests.factories import iris_artifact
 
 VALIDATE = "deployments.tasks.validate_version_task"
@@ -183,13 +191,7 @@ for thread in threads:
     thread.join()
 print(sorted(claimed) == list(range(60)), len(claimed))
 """
-    env = {**subprocess_env(), "DATABASE_URL": f"sqlite:///{tmp_path / 'portal.sqlite3'}"}
-    result = subprocess.run(
-        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=120,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split() == ["True", "60"]
+    assert run_on_sqlite(script, tmp_path).split() == ["True", "60"]
 
 
 # --- a Redis outage, with real processes ------------------------------------------------

@@ -1,10 +1,7 @@
 """`make run` serves the MLflow API on SQLite: the stock client's search filters must run
 there too (PostgreSQL runs them in the rest of the suite)."""
 
-import subprocess
-import sys
-
-from tests.conftest import ROOT, subprocess_env
+from tests.conftest import run_on_sqlite
 
 SCRIPT = """
 import django
@@ -34,10 +31,5 @@ for text in [
 
 
 def test_the_stock_clients_filters_run_on_sqlite(tmp_path):
-    env = {**subprocess_env(), "DATABASE_URL": f"sqlite:///{tmp_path / 'portal.sqlite3'}"}
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split() == ["not-prompt,plain", "prompt", "not-prompt"]
+    found = run_on_sqlite(SCRIPT, tmp_path).split()
+    assert found == ["not-prompt,plain", "prompt", "not-prompt"]
