@@ -66,14 +66,15 @@ class QuickSender:
         # (task, queue, process, thread) -> (list key, message, body after its args, client)
         self._sent_before: dict[tuple, tuple] = {}
 
-    def send(self, task: str, args: list, queue: str, request_id: str, headers: dict) -> None:
-        """Send `task(*args)` to `queue` ("" for its route), as `app.send_task(task,
-        args=args, queue=queue or None, headers=headers, retry=False, declare=[],
-        argsrepr=repr(args), kwargsrepr="{}")` would; raise what the broker raised."""
+    def send(
+        self, task: str, args: list, queue: str, request_id: str, countdown: float = 0
+    ) -> None:
+        """Send `task(*args)` to `queue` ("" for its route) after `countdown` seconds, with
+        `request_id` ("": a new one) for the job's log lines; raise what the broker raised."""
         key = (task, queue, os.getpid(), threading.get_ident())
         sent_before = self._sent_before.get(key)
-        if sent_before is None or not self._usable():
-            self._send_through_celery(key, task, args, queue, headers)
+        if countdown > 0 or sent_before is None or not self._usable():
+            self._send_through_celery(key, task, args, queue, request_id, countdown)
             return
         list_key, message, body_rest, client = sent_before
         try:
@@ -82,12 +83,22 @@ class QuickSender:
             del self._sent_before[key]  # after a broker error, Celery's way sets up anew
             raise
 
-    def _send_through_celery(self, key, task, args, queue, headers) -> None:
+    def _send_through_celery(self, key, task, args, queue, request_id, countdown) -> None:
+        """`send` through Celery's send_task, keeping the message it pushed when a later
+        job of the task can copy it."""
+        from mlops_portal.core import logs  # not at import: the broker loads early
+
+        # No queue declaration (Redis queues need none; kombu would copy and bind the queue
+        # on every publish to find it declared already) and the arguments' repr given, not
+        # worked out with saferepr: a fifth of what sending a message cost the web process.
         options = {"declare": [], "argsrepr": repr(args), "kwargsrepr": "{}"}
-        if headers:
-            options["headers"] = headers
+        if request_id:
+            options["headers"] = {logs.JOB_REQUEST_ID_HEADER: request_id}
         if queue:
             options["queue"] = queue
+        if countdown > 0:  # a message of its own: its ETA is no other job's
+            self.app.send_task(task, args=list(args), retry=False, countdown=countdown, **options)
+            return
         _capture.pushed = pushed = []
         try:
             self.app.send_task(task, args=list(args), retry=False, **options)

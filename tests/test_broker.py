@@ -96,12 +96,11 @@ def test_the_quick_sender_pushes_what_celery_pushes(celery_sends):
     request id and ids: the same message as Celery's send_task makes for them."""
     sender = QuickSender(celery_app)
     task = "deployments.tasks.validate_version_task"
-    headers = {logs.JOB_REQUEST_ID_HEADER: "request-1"}
-    sender.send(task, [1], QUICK_QUEUE, "request-1", headers)
+    sender.send(task, [1], QUICK_QUEUE, "request-1")
     assert sender._sent_before, "the first send should have been kept"
     with mock.patch.object(celery_app, "send_task", side_effect=AssertionError("not quick")):
-        sender.send(task, [22], QUICK_QUEUE, "request-2", {})
-        sender.send(task, [333], QUICK_QUEUE, "", {})
+        sender.send(task, [22], QUICK_QUEUE, "request-2")
+        sender.send(task, [333], QUICK_QUEUE, "")
     first, quick, quick_without_request = _pushed_messages(celery_sends)
 
     celery_app.send_task(
@@ -127,7 +126,7 @@ def test_the_quick_sender_goes_through_celery_when_celery_cannot_be_copied(celer
     broker error (which drops the copy: the next send sets up anew) all go through Celery."""
     sender = QuickSender(celery_app)
     task = "deployments.tasks.validate_version_task"
-    sender.send(task, [1], QUICK_QUEUE, "", {})
+    sender.send(task, [1], QUICK_QUEUE, "")
     through_celery = mock.Mock(wraps=functools.partial(CELERY_SEND_TASK, celery_app))
 
     def handler(**kwargs):
@@ -136,7 +135,7 @@ def test_the_quick_sender_goes_through_celery_when_celery_cannot_be_copied(celer
     before_task_publish.connect(handler)
     try:
         with mock.patch.object(celery_app, "send_task", through_celery):
-            sender.send(task, [2], QUICK_QUEUE, "", {})
+            sender.send(task, [2], QUICK_QUEUE, "")
     finally:
         before_task_publish.disconnect(handler)
     assert through_celery.call_count == 1
@@ -144,10 +143,10 @@ def test_the_quick_sender_goes_through_celery_when_celery_cannot_be_copied(celer
     [(_key, _message, _rest, client)] = sender._sent_before.values()
     with mock.patch.object(client, "lpush", side_effect=redis.ConnectionError("down")):
         with pytest.raises(redis.ConnectionError):
-            sender.send(task, [3], QUICK_QUEUE, "", {})
+            sender.send(task, [3], QUICK_QUEUE, "")
     assert not sender._sent_before
     with mock.patch.object(celery_app, "send_task", through_celery):
-        sender.send(task, [4], QUICK_QUEUE, "", {})
+        sender.send(task, [4], QUICK_QUEUE, "")
     assert through_celery.call_count == 2
 
     # Inside a running task Celery names it as the job's parent: no copy stands for that.
@@ -157,7 +156,7 @@ def test_the_quick_sender_goes_through_celery_when_celery_cannot_be_copied(celer
     _task_stack.push(running)
     try:
         with mock.patch.object(celery_app, "send_task", through_celery):
-            sender.send(task, [5], QUICK_QUEUE, "", {})
+            sender.send(task, [5], QUICK_QUEUE, "")
     finally:
         _task_stack.pop()
         running.pop_request()

@@ -186,7 +186,8 @@ def page_sql(without_prompts: bool) -> str:
     """One row: how many models there are from %(offset)s (at most %(count)s + 1), and the
     JSON array of the first %(count)s."""
     tables = table_names()
-    # As `grammar.NOT_PROMPTS` reads (`~Q(mlflow_tags__contains=…)`).
+    # What `grammar.NOT_PROMPTS` selects: no `mlflow.prompt.is_prompt` tag equal to "true"
+    # (tests compare the two paths' pages).
     prompt = literal(orjson.dumps({grammar.PROMPT_TAG: "true"}).decode())
     where = f"WHERE NOT (m.mlflow_tags @> {prompt}::jsonb)" if without_prompts else ""
     return f"""

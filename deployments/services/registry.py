@@ -1,7 +1,6 @@
 """Every state change of the model registry. Forms, the API and tasks call these functions;
 each checks permission, validates, writes its event row and enqueues work on commit."""
 
-import functools
 import hashlib
 import math
 import re
@@ -328,21 +327,16 @@ def _claim_next_number(model_name: str) -> RegisteredModel:
     """Count up the model's latest version number and read its row, in one statement (one
     round trip); the UPDATE's row lock holds until the transaction ends."""
     with connection.cursor() as cursor:  # UPDATE … RETURNING: PostgreSQL, SQLite 3.35+
-        cursor.execute(_claim_sql(connection.vendor), [model_name])
+        cursor.execute(
+            f"UPDATE {RegisteredModel._meta.db_table} "
+            "SET latest_version_number = latest_version_number + 1 WHERE name = %s "
+            f"RETURNING {MODEL_ROW.columns(connection)}",
+            [model_name],
+        )
         row = cursor.fetchone()
     if row is None:
         raise RegisteredModel.DoesNotExist(f"No model is named {model_name!r}.")
     return MODEL_ROW.instance(connection, row)
-
-
-@functools.cache
-def _claim_sql(vendor: str) -> str:
-    """`_claim_next_number`'s statement, written once per database vendor (tests switch)."""
-    return (
-        f"UPDATE {RegisteredModel._meta.db_table} "
-        "SET latest_version_number = latest_version_number + 1 WHERE name = %s "
-        f"RETURNING {MODEL_ROW.columns(connection)}"
-    )
 
 
 def _upload_digest(upload) -> tuple[str, int]:

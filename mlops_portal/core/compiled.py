@@ -166,10 +166,19 @@ class InstanceReader:
         self.fields = model._meta.concrete_fields
         self.attnames = [field.attname for field in self.fields]
         self._converters: dict[str, list[tuple]] = {}  # by database vendor (tests may switch)
+        self._columns: dict[tuple[str, str], str] = {}  # by (vendor, prefix)
 
     def columns(self, connection, prefix: str = "") -> str:
-        """The model's columns for a SELECT or RETURNING list, each after `prefix` ("u.")."""
-        return ", ".join(f"{prefix}{connection.ops.quote_name(f.column)}" for f in self.fields)
+        """The model's columns for a SELECT or RETURNING list, each after `prefix` ("u."),
+        written once per database vendor and prefix."""
+        key = (connection.vendor, prefix)
+        found = self._columns.get(key)
+        if found is None:
+            quote = connection.ops.quote_name
+            found = self._columns[key] = ", ".join(
+                f"{prefix}{quote(f.column)}" for f in self.fields
+            )
+        return found
 
     def instance(self, connection, row) -> models.Model:
         """The instance read from the first len(fields) values of `row`."""
