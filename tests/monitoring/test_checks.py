@@ -118,7 +118,7 @@ def test_a_refused_connection_and_a_timeout_count_as_failures(make_check, endpoi
 def test_one_dead_endpoint_does_not_slow_the_others(make_check, endpoint):
     fast = [make_check(endpoint.url, name=f"fast {i}") for i in range(20)]
     slow_server = type(endpoint)()
-    slow_server.delay = 3.0
+    slow_server.delay = 10.0
     try:
         make_check(slow_server.url, name="slow", timeout_seconds=1)
         started = time.monotonic()
@@ -126,7 +126,9 @@ def test_one_dead_endpoint_does_not_slow_the_others(make_check, endpoint):
         elapsed = time.monotonic() - started
     finally:
         slow_server.stop()
-    assert elapsed < 2.0
+    # The round gives up on the dead one after its 1 s timeout, long before its 10 s answer
+    # (the margin is for a loaded machine, not a speed target).
+    assert elapsed < 6
     assert all(refreshed(c).state == CheckState.UP for c in fast)
 
 
