@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -88,6 +90,19 @@ def start_mlflow(port: int) -> subprocess.Popen:
         time.sleep(0.5)
     run.stop_server(server)
     raise RuntimeError(f"mlflow server did not start; see {MLFLOW_LOG}:\n{run.tail(MLFLOW_LOG)}")
+
+
+def stop_mlflow(server: subprocess.Popen) -> None:
+    """Stop the server, then remove the job queue's folder it made in /dev/shm and leaves."""
+    job_queues = set()
+    for worker in mlflow_workers(server.pid):
+        with contextlib.suppress(OSError):
+            for variable in Path(f"/proc/{worker}/environ").read_bytes().split(b"\0"):
+                if variable.startswith(b"_MLFLOW_HUEY_STORAGE_PATH="):
+                    job_queues.add(variable.partition(b"=")[2].decode())
+    run.stop_server(server)
+    for folder in job_queues:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def mlflow_workers(mlflow_pid: int) -> list[int]:
@@ -277,9 +292,10 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
-        for server in (portal, mlflow):
-            if server is not None:
-                run.stop_server(server)
+        if portal is not None:
+            run.stop_server(portal)
+        if mlflow is not None:
+            stop_mlflow(mlflow)
         run.flush_broker()
     rows = ratios(figures)
     report(rows)

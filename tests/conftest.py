@@ -5,6 +5,7 @@ import contextlib
 import functools
 import itertools
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -525,13 +526,46 @@ def mlflow_tracking_server(tmp_path_factory):
         wait_until(healthy, timeout=120, interval=0.5)
         yield url
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)  # the server and its uvicorn worker
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_mlflow_server(process)
+
+
+def stop_mlflow_server(process: subprocess.Popen) -> None:
+    """Stop an `mlflow server` started with `start_new_session=True`: its whole process group
+    (the server, its web workers, its job runner), then the job queue's folder it made in
+    /dev/shm, which it leaves behind."""
+    job_queues = {
+        variable.partition(b"=")[2].decode()
+        for pid in process_group(process.pid)
+        for variable in environ_of(pid)
+        if variable.startswith(b"_MLFLOW_HUEY_STORAGE_PATH=")
+    }
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    for folder in job_queues:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def process_group(pgid: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # The command's name, in parentheses, may hold spaces: fields follow its ")".
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[2]) == pgid:
+                members.append(int(stat.parent.name))
+    return members
+
+
+def environ_of(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return []
 
 
 def free_port() -> int:

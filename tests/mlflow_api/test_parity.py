@@ -9,8 +9,6 @@ Left out of the comparison, on purpose: timestamps (taken at different moments),
 has validated it; the client waits for READY (`await_creation_for`), so statuses compare."""
 
 import os
-import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -21,15 +19,11 @@ from mlflow import MlflowClient
 from mlflow.entities._mlflow_object import _MlflowObject
 from mlflow.exceptions import MlflowException
 
+from tests.conftest import free_port, stop_mlflow_server
+
 ROOT = Path(__file__).resolve().parents[2]
 MLFLOW = ROOT / ".venv-mlflow" / "bin" / "mlflow"
 IGNORED = {"creation_timestamp", "last_updated_timestamp", "user_id", "workspace"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -55,12 +49,7 @@ def mlflow_server(tmp_path_factory):
         wait_until_up(url, process, folder / "server.log")
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_mlflow_server(process)
 
 
 def wait_until_up(url, process, log_path, timeout=120):
