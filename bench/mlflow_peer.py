@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import contextlib
 import http.client
 import json
 import os
@@ -94,15 +93,21 @@ def start_mlflow(port: int) -> subprocess.Popen:
 
 def stop_mlflow(server: subprocess.Popen) -> None:
     """Stop the server, then remove the job queue's folder it made in /dev/shm and leaves."""
-    job_queues = set()
-    for worker in mlflow_workers(server.pid):
-        with contextlib.suppress(OSError):
-            for variable in Path(f"/proc/{worker}/environ").read_bytes().split(b"\0"):
-                if variable.startswith(b"_MLFLOW_HUEY_STORAGE_PATH="):
-                    job_queues.add(variable.partition(b"=")[2].decode())
+    job_queue = mlflow_environment(server).get("_MLFLOW_HUEY_STORAGE_PATH")
     run.stop_server(server)
-    for folder in job_queues:
-        shutil.rmtree(folder, ignore_errors=True)
+    if job_queue:
+        shutil.rmtree(job_queue, ignore_errors=True)
+
+
+def mlflow_environment(server: subprocess.Popen) -> dict[str, str]:
+    """The variables `mlflow server` set for its workers (store URIs, artifact root, its
+    options, its job queue's folder): the MLFLOW ones of a worker's environment."""
+    workers = mlflow_workers(server.pid)
+    try:
+        variables = Path(f"/proc/{workers[0]}/environ").read_bytes().decode().split("\0")
+    except (IndexError, OSError):  # no worker (any more)
+        return {}
+    return dict(v.split("=", 1) for v in variables if "MLFLOW" in v.partition("=")[0])
 
 
 def mlflow_workers(mlflow_pid: int) -> list[int]:

@@ -52,12 +52,11 @@ def seed_mlflow() -> dict[str, str]:
     server = mlflow_peer.start_mlflow(port)
     try:
         mlflow_peer.seed_mlflow(port)
-        worker = mlflow_peer.mlflow_workers(server.pid)[0]
-        with open(f"/proc/{worker}/environ", "rb") as environ:
-            variables = environ.read().decode().split("\0")
+        return mlflow_peer.mlflow_environment(server)
     finally:
+        # Not stop_mlflow: the app run in-process keeps the job queue's folder; main()
+        # removes it at the end.
         mlflow_peer.run.stop_server(server)
-    return dict(v.split("=", 1) for v in variables if "MLFLOW" in v.partition("=")[0])
 
 
 def mlflow_count(workload_name: str, env: dict[str, str], count: int) -> int:

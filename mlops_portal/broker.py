@@ -17,7 +17,6 @@ publish signal handler than ours, a replaced `send_task`) goes through Celery.""
 import base64
 import os
 import threading
-import time
 import uuid
 
 import orjson
@@ -126,9 +125,10 @@ class QuickSender:
 
 
 def _copy(message: dict, body_rest: list, args: list, request_id: str) -> dict:
-    """`message` with a new task id and delivery tag, `args`, `request_id` and the time of
-    sending: what Celery and `stamp_message` would have written for this job."""
-    from mlops_portal.core import logs, metrics  # not at import: the broker loads early
+    """`message` with a new task id and delivery tag, `args` and `request_id`, stamped as
+    Celery's send would have it stamped for this job."""
+    from mlops_portal.celery import stamp_message  # not at import: the broker loads early
+    from mlops_portal.core import logs
 
     task_id = str(uuid.uuid4())
     argsrepr = repr(args)
@@ -137,11 +137,9 @@ def _copy(message: dict, body_rest: list, args: list, request_id: str) -> dict:
         "id": task_id,
         "root_id": task_id,
         "argsrepr": argsrepr,
-        metrics.SENT_AT_HEADER: time.time(),
-        logs.JOB_REQUEST_ID_HEADER: (
-            request_id or logs.current_request_id() or logs.new_request_id()
-        ),
+        logs.JOB_REQUEST_ID_HEADER: request_id,
     }
+    stamp_message(headers=headers)  # the one receiver of before_task_publish (_usable)
     properties = {
         **message["properties"],
         "correlation_id": task_id,

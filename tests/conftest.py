@@ -47,6 +47,12 @@ START_REDIS = 'redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save 
 def pytest_sessionstart(session):
     """Stop at once, with one line saying how to fix it, when a service is missing."""
     db = settings.DATABASES["default"]
+    if db["ENGINE"] != "django.db.backends.postgresql":
+        pytest.exit(
+            f"The tests run on PostgreSQL; DATABASE_URL names {db['ENGINE']}. Leave it unset"
+            " for postgres://postgres@127.0.0.1:5432/test.",
+            returncode=3,
+        )
     try:
         psycopg.connect(
             host=db["HOST"],

@@ -1,4 +1,4 @@
-from django.db.models import Count, F, Func, JSONField, Window
+from django.db.models import Count, F, Func, Window
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiRequest, extend_schema
@@ -19,6 +19,7 @@ from deployments.api.serializers import (
     RegisteredModelUpdateSerializer,
     iso,
 )
+from deployments.expressions import AliasNames
 from deployments.filters import ModelVersionFilter, RegisteredModelFilter
 from deployments.models import ModelAlias, ModelVersion, RegisteredModel
 from deployments.services import aliases
@@ -33,30 +34,6 @@ MAX_VERSION_NUMBER = 2_147_483_647
 # A page starting further than this is past the last one of any model (numbers stop at
 # MAX_VERSION_NUMBER): its page query is not even tried.
 MAX_PAGE_OFFSET = MAX_VERSION_NUMBER
-
-
-class AliasNames(Func):
-    """The names of a version's aliases, sorted as the alias query sorts them, as a JSON list:
-    one more column of the version's row, where a query of the model's aliases was one more
-    round trip per request."""
-
-    output_field = JSONField()
-    table = ModelAlias._meta.db_table
-    postgresql_template = (
-        f"COALESCE((SELECT JSONB_AGG(a.alias ORDER BY a.alias) FROM {table} a"
-        " WHERE a.version_id = %(expressions)s), '[]'::jsonb)"
-    )
-    # SQLite (`make run`) has no ORDER BY inside an aggregate: the sorted rows are aggregated.
-    template = (
-        f"(SELECT JSON_GROUP_ARRAY(alias) FROM (SELECT a.alias FROM {table} a"
-        " WHERE a.version_id = %(expressions)s ORDER BY a.alias))"
-    )
-
-    def __init__(self):
-        super().__init__(F("id"))
-
-    def as_postgresql(self, compiler, connection, **extra):
-        return self.as_sql(compiler, connection, template=self.postgresql_template, **extra)
 
 
 def version_shape(names: list[str]):

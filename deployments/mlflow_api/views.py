@@ -230,10 +230,7 @@ def get_model_version(request, params):
     if not rows:
         raise missing(f"Model Version (name={name}, version={number}) not found")
     version = Row(**rows[0])
-    names = [
-        row["alias"] for row in wire.MODEL_ALIASES.rows(name) if row["version_id"] == version.id
-    ]
-    return {"model_version": wire.model_version(version, request, names)}
+    return {"model_version": wire.model_version(version, request, version.alias_names)}
 
 
 def update_model_version(request, params):

@@ -13,6 +13,7 @@ from django.db.models import BigIntegerField, Case, CharField, F, Func, Min, Val
 from django.db.models.functions import RowNumber
 
 from deployments.choices import Stage, VersionStatus
+from deployments.expressions import AliasNames
 from deployments.models import ModelAlias, ModelVersion
 from mlops_portal.core.compiled import CompiledValues
 
@@ -163,22 +164,16 @@ TIMES = {"created_ms": EpochMillis("created_at"), "updated_ms": EpochMillis("upd
 # The largest version number PostgreSQL's integer column holds: a bigger one names nothing
 # (and, sent as a parameter, would be a database error).
 MAX_NUMBER = 2_147_483_647
-# One version by model name and number, and a model's aliases (a handful), compiled once per
+# One version by model name and number, its alias names in its row, compiled once per
 # process (mlops_portal.core.compiled); the placeholders mark the request's name and number.
 VERSION_ROW = CompiledValues(
     lambda name, number: (
         ModelVersion.objects.for_api()
         .filter(model__name=name, number=number)
-        .values(*VERSION_COLUMNS, **TIMES)
+        .values(*VERSION_COLUMNS, **TIMES, alias_names=AliasNames())
     ),
     "\x00model-name",
     2_147_000_001,
-)
-MODEL_ALIASES = CompiledValues(
-    lambda name: (
-        ModelAlias.objects.filter(model__name=name).order_by("alias").values("version_id", "alias")
-    ),
-    "\x00model-name",
 )
 
 

@@ -155,6 +155,28 @@ def test_searches_cost_the_same_queries_for_any_page_size(
 
 
 @pytest.mark.django_db
+def test_a_version_and_its_aliases_are_read_in_one_query(
+    alice, django_assert_num_queries, artifact_server
+):
+    from deployments.services import aliases
+
+    client = token_client(alice)
+    model = services.create_model(alice, name="one-read")
+    for _ in range(2):
+        services.register_version(alice, model.name, artifact_uri=f"{artifact_server}/m.joblib")
+    for alias, number in (("prod", 2), ("champion", 2), ("old", 1)):
+        aliases.set_alias(alice, model, alias, number)
+    asked = {"name": "one-read", "version": "2"}
+    client.get(f"{API}/model-versions/get", asked)  # the token's last use is written once
+    with django_assert_num_queries(2):  # token, the version with its alias names
+        answer = client.get(f"{API}/model-versions/get", asked)
+    assert answer.json()["model_version"]["aliases"] == ["champion", "prod"]
+    with django_assert_num_queries(2):
+        first = client.get(f"{API}/model-versions/get", {"name": "one-read", "version": "1"})
+    assert first.json()["model_version"]["aliases"] == ["old"]
+
+
+@pytest.mark.django_db
 def test_a_deployed_version_is_not_deleted(alice, bob, artifact_server):
     from deployments.models import Deployment, ModelVersion, Target
 

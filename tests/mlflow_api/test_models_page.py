@@ -19,12 +19,9 @@ from deployments.mlflow_api.search import PROMPT_TAG
 from deployments.models import ModelAlias, ModelVersion, RegisteredModel
 from mlops_portal.core import tokens
 
-pytestmark = [
-    pytest.mark.django_db,
-    pytest.mark.skipif(
-        connection.vendor != "postgresql", reason="the database writes the JSON on PostgreSQL"
-    ),
-]
+# The suite runs on PostgreSQL (conftest.pytest_sessionstart stops without it), the
+# database these tests are about; SQLite's search is tests/mlflow_api/test_search_sqlite.py.
+pytestmark = pytest.mark.django_db
 
 # What the stock MlflowClient's search_registered_models() sends (MLflow 3).
 CLIENT_FILTER = "tag.`mlflow.prompt.is_prompt` != 'true'"
